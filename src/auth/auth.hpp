@@ -1,0 +1,85 @@
+// auth: who is asking. Verifies the product's JWTs into a Principal (HS256 with a shared
+// secret, RS256/ES256 with a PEM public key), checks producer API keys and browser Origins.
+// Pure computation over immutable keys: safe from any thread after construction.
+#pragma once
+
+#include "core/core.hpp"
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sg::auth {
+
+enum class AuthError {
+  kMissingToken = 1,   // no access_token / Authorization: Bearer
+  kMalformedToken,     // not three base64url parts of JSON
+  kUnsupportedAlgorithm,  // alg none, unknown, or not the kind the configured key verifies
+  kBadSignature,
+  kExpired,            // exp in the past (beyond leeway)
+  kNotYetValid,        // nbf in the future (beyond leeway)
+  kMissingClaim,       // sub, org_id or exp absent
+  kBadClaim,           // a claim of the wrong type or out of range
+  kBadKey,             // configuration: the secret or PEM key is unusable
+};
+std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
+constexpr const char* error_domain(AuthError) { return "auth"; }
+SG_DECLARE_ERROR_ENUM(AuthError)
+
+struct Principal {
+  std::string org;   // org_id claim: number or string, integers in decimal
+  std::string user;  // sub claim
+  // services claim: the services this user may subscribe to; nullopt = no restriction.
+  std::optional<std::vector<std::string>> services;
+  // rooms claim: the chat rooms this user may join; nullopt = any room of the org.
+  std::optional<std::vector<std::string>> rooms;
+  std::chrono::system_clock::time_point expiry;
+};
+
+struct VerifierOptions {
+  std::string hs256_secret;    // --jwt-secret; empty = HS256 disabled
+  std::string public_key_pem;  // --jwt-public-key contents (RSA → RS256, EC P-256 → ES256)
+  std::chrono::seconds leeway{30};  // clock skew allowed on exp and nbf (--jwt-leeway)
+};
+
+class TokenVerifier {
+ public:
+  // kBadKey when neither key is set or the PEM doesn't parse.
+  static Result<std::shared_ptr<const TokenVerifier>> create(const VerifierOptions& options);
+  virtual ~TokenVerifier() = default;
+
+  // Checks the signature against the configured key for the token's alg (alg must match the
+  // key type: an RS256 public key is never used as an HS256 secret), then exp/nbf with
+  // leeway and the claims. Never throws.
+  virtual Result<Principal> verify(std::string_view token,
+                                   std::chrono::system_clock::time_point now) const = 0;
+};
+
+// Signs claims (a JSON object's text) as an HS256 JWT. For --dev sample tokens and tests.
+std::string mint_hs256(std::string_view claims_json, std::string_view secret);
+
+// True when `presented` equals one of `keys`; constant time in the key contents.
+bool api_key_matches(std::string_view presented, const std::vector<std::string>& keys);
+
+// Browser Origin policy (--allowed-origins). Empty list: every Origin allowed. Entries are
+// exact origins ("https://app.example.com") or a leading wildcard ("https://*.example.com").
+// A request without Origin (not a browser) is allowed.
+class OriginPolicy {
+ public:
+  explicit OriginPolicy(std::vector<std::string> allowed);
+  bool allows(std::optional<std::string_view> origin) const;
+
+ private:
+  std::vector<std::string> allowed_;
+};
+
+// Extracts the bearer token from an Authorization header value; empty if not "Bearer <t>".
+std::string_view bearer_token(std::string_view authorization);
+
+}  // namespace sg::auth
+
+template <>
+struct boost::system::is_error_code_enum<sg::auth::AuthError> : std::true_type {};

@@ -1,0 +1,129 @@
+// broker: where events live between a producer's publish and the hub's fan-out. Assigns each
+// channel's offsets, keeps a bounded history for resume, and notifies subscribers. `Broker` is
+// the interface; make_memory_broker() is the embedded one (a Redis one plugs in later). Every
+// method is safe from any thread; callbacks may run on any thread, inline or later.
+#pragma once
+
+#include "core/core.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sg::broker {
+
+enum class BrokerError {
+  kUnavailable = 1,  // backend unreachable → publish answers 503
+  kBadChannel,       // empty org or topic
+  kShuttingDown,
+};
+std::string_view to_string(BrokerError e);
+constexpr const char* error_domain(BrokerError) { return "broker"; }
+SG_DECLARE_ERROR_ENUM(BrokerError)
+
+// A stream of events: (org, topic). Topic is a service name for events ("finance"); other
+// kinds of channel prefix it ("room:general"). `key` is the unique text form "org/topic".
+struct Channel {
+  std::string org;
+  std::string topic;
+  std::string key() const { return org + "/" + topic; }
+  friend bool operator==(const Channel&, const Channel&) = default;
+};
+
+// One published event, immutable once built and shared by history and every recipient.
+struct Event {
+  std::uint64_t offset = 0;
+  std::string id;      // "<epoch>-<offset>", as protocol::format_event_id
+  std::string user;    // deliver only to this user's connections; empty = everyone subscribed
+  std::string body;    // protocol::serialize_event_body(...): the frame after the seq prefix
+  std::chrono::system_clock::time_point published_at;
+};
+using EventPtr = std::shared_ptr<const Event>;
+
+struct PublishInput {
+  std::string event;      // event type
+  std::string data;       // serialized JSON
+  std::string user;       // optional target user
+  std::string event_key;  // optional idempotency key; a repeat returns the first id, not delivered again
+};
+
+struct PublishResult {
+  std::string id;
+  bool duplicate = false;  // event_key was seen before; nothing new was published
+};
+
+// A read of history after a position.
+struct History {
+  std::string epoch;              // the channel's current epoch
+  std::uint64_t last_offset = 0;  // newest offset when read (0: channel empty)
+  // Events with offset > the requested one, oldest first, all of this epoch.
+  std::vector<EventPtr> events;
+  // False when events after the requested position were already dropped (count or TTL), or
+  // the requested epoch isn't the current one: the reader missed something.
+  bool complete = true;
+};
+
+struct Position {
+  std::string epoch;
+  std::uint64_t offset = 0;
+};
+
+// Called for each event of a subscribed channel, in offset order, never concurrently for one
+// subscription. Must be quick: the hub only posts to workers from here.
+using Sink = std::function<void(const EventPtr&)>;
+
+// Held by whoever subscribed; destroying it unsubscribes. After the destructor returns the sink
+// is not called again.
+class Subscription {
+ public:
+  virtual ~Subscription() = default;
+};
+
+struct BrokerStats {
+  std::uint64_t channels = 0;       // channels with history or subscribers
+  std::uint64_t subscriptions = 0;  // live Subscription objects
+  bool healthy = true;
+};
+
+class Broker {
+ public:
+  virtual ~Broker() = default;
+
+  // Assigns the next offset, builds the body once (protocol::serialize_event_body with the
+  // channel topic as service and the publish time), stores it in history, then notifies
+  // subscribers. `done` gets the id, or kUnavailable when the event could not be stored.
+  virtual void publish(const Channel& channel, PublishInput input,
+                       std::function<void(Result<PublishResult>)> done) = 0;
+
+  // Starts delivering the channel's new events to `sink`. `on_ready` runs once the
+  // subscription is in place: every event published after that reaches the sink.
+  virtual std::unique_ptr<Subscription> subscribe(const Channel& channel, Sink sink,
+                                                  std::function<void()> on_ready) = 0;
+
+  // Events after `after` (nullopt: none, only epoch/last_offset are filled).
+  virtual void history(const Channel& channel, std::optional<Position> after,
+                       std::function<void(Result<History>)> done) = 0;
+
+  virtual BrokerStats stats() const = 0;
+};
+
+struct MemoryBrokerOptions {
+  std::size_t history = 1000;  // events kept per channel (--history)
+  std::chrono::seconds history_ttl{86400};  // events older than this are dropped (--history-ttl); 0 = keep
+  std::size_t idempotency_keys = 10000;     // eventIds remembered per channel for dedup
+  std::chrono::seconds idempotency_ttl{86400};
+};
+
+// The embedded broker: everything in process memory, lost on restart (a new random epoch
+// tells resuming clients so).
+std::unique_ptr<Broker> make_memory_broker(const MemoryBrokerOptions& options);
+
+}  // namespace sg::broker
+
+template <>
+struct boost::system::is_error_code_enum<sg::broker::BrokerError> : std::true_type {};

@@ -1,0 +1,86 @@
+// core: the small vocabulary every module shares — Result and per-module error enums,
+// wall-clock formatting, random ids and base64. Pure functions and value types; no I/O,
+// safe from any thread.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+namespace sg {
+
+// Expected failures are values: a Result holds either a T or an error_code whose category
+// names the module and whose message is human readable.
+template <class T>
+using Result = boost::system::result<T>;
+using ErrorCode = boost::system::error_code;
+
+namespace core {
+
+// Gives a module's error enum a category. The module declares, next to its enum E,
+//   std::string_view to_string(E);           // stable snake_case reason, used in JSON errors
+//   constexpr const char* error_domain(E);   // the module name
+// and specializes boost::system::is_error_code_enum<E>. make_error_code(E) then works via ADL.
+template <class E>
+class EnumCategory final : public boost::system::error_category {
+ public:
+  const char* name() const noexcept override { return error_domain(E{}); }
+  std::string message(int value) const override {
+    return std::string(to_string(static_cast<E>(value)));
+  }
+};
+
+template <class E>
+const boost::system::error_category& enum_category() {
+  static const EnumCategory<E> category;
+  return category;
+}
+
+// The stable snake_case reason of an error produced by any module's enum, e.g. "token_expired".
+inline std::string reason(const ErrorCode& ec) { return ec.message(); }
+
+// Wall clock, for timestamps on the wire. Timeouts use std::chrono::steady_clock.
+using WallClock = std::chrono::system_clock;
+
+// RFC 3339 UTC with millisecond precision: "2026-11-27T10:43:50.123Z".
+std::string format_rfc3339(WallClock::time_point t);
+
+// Milliseconds since the Unix epoch.
+std::int64_t unix_millis(WallClock::time_point t);
+
+// `bytes` random bytes as lowercase hex (2 * bytes characters). Not for secrets: seeded
+// from std::random_device once per thread.
+std::string random_hex(std::size_t bytes);
+
+// Standard base64 (RFC 4648 §4) with padding.
+std::string base64_encode(std::span<const unsigned char> data);
+// base64url (RFC 4648 §5) without padding, as JWTs use it. Returns false on any character
+// outside the alphabet or an impossible length.
+bool base64url_decode(std::string_view text, std::string& out);
+std::string base64url_encode(std::span<const unsigned char> data);
+inline std::string base64url_encode(std::string_view data) {
+  return base64url_encode(
+      std::span(reinterpret_cast<const unsigned char*>(data.data()), data.size()));
+}
+
+// Compares in time independent of where the first difference is (API keys, HMACs).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+// Appends the decimal form of v to out; no allocation beyond out's growth.
+void append_decimal(std::string& out, std::uint64_t v);
+
+}  // namespace core
+
+// Declares the make_error_code hook for a module's enum; call inside the module's namespace.
+#define SG_DECLARE_ERROR_ENUM(E)                                         \
+  inline ::sg::ErrorCode make_error_code(E e) {                         \
+    return ::sg::ErrorCode(static_cast<int>(e), ::sg::core::enum_category<E>()); \
+  }
+
+}  // namespace sg

@@ -1,0 +1,97 @@
+// metrics: counters, gauges and histograms for traffic, exposed as Prometheus text on
+// GET /metrics. Updates are lock-free and cheap enough for the per-delivery path (counters
+// are sharded per thread). Registration happens at start-up; reads from any thread.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sg::metrics {
+
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+inline constexpr std::size_t kShards = 16;
+
+// Monotonic. inc() touches a per-thread cache line, so workers never contend.
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) noexcept;
+  std::uint64_t value() const noexcept;
+
+ private:
+  struct alignas(64) Slot {
+    std::atomic<std::uint64_t> v{0};
+  };
+  std::array<Slot, kShards> slots_;
+};
+
+class Gauge {
+ public:
+  void set(std::int64_t v) noexcept { v_.store(v, std::memory_order_relaxed); }
+  void add(std::int64_t d) noexcept { v_.fetch_add(d, std::memory_order_relaxed); }
+  std::int64_t value() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> v_{0};
+};
+
+// Fixed upper bounds (ascending, in the metric's unit, e.g. seconds); +Inf is implicit.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double v) noexcept;
+
+  struct Snapshot {
+    std::vector<double> bounds;
+    std::vector<std::uint64_t> cumulative;  // per bound, then +Inf
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+  Snapshot snapshot() const;
+
+ private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // bounds_.size() + 1
+  std::atomic<std::uint64_t> count_{0};
+  std::atomic<double> sum_{0};
+};
+
+// Exponential bounds: start, start*factor, … (count of them).
+std::vector<double> exponential_bounds(double start, double factor, std::size_t count);
+
+// Owns every metric; references it returns stay valid for its lifetime.
+class Registry {
+ public:
+  Counter& counter(std::string_view name, std::string_view help, Labels labels = {});
+  Gauge& gauge(std::string_view name, std::string_view help, Labels labels = {});
+  Histogram& histogram(std::string_view name, std::string_view help, std::vector<double> bounds,
+                       Labels labels = {});
+
+  // Computed at scrape time (e.g. connections by org). The callback appends samples.
+  struct Sample {
+    Labels labels;
+    double value = 0;
+  };
+  void gauge_callback(std::string_view name, std::string_view help,
+                      std::function<void(std::vector<Sample>&)> collect);
+
+  // Prometheus text exposition format 0.0.4, families sorted by name.
+  std::string prometheus_text() const;
+
+ private:
+  struct Family;
+  Family& family(std::string_view name, std::string_view help, std::string_view type);
+  mutable std::mutex mu_;
+  std::deque<std::unique_ptr<Family>> families_;
+};
+
+}  // namespace sg::metrics

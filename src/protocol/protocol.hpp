@@ -1,0 +1,144 @@
+// protocol: the wire format between streamgate and its clients and producers, as typed
+// values. Parses client WebSocket messages and publish bodies; serializes server frames.
+// Pure: no I/O, no clocks, no globals; safe from any thread. docs/protocol.md is its prose twin.
+#pragma once
+
+#include "core/core.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace sg::protocol {
+
+enum class ProtocolError {
+  kMalformedJson = 1,  // not JSON at all → close 1007
+  kNotAnObject,        // JSON, but not the expected object/array shape → 1008
+  kUnknownType,        // "type" names no message we know
+  kMissingField,       // a required field is absent
+  kBadField,           // a field has the wrong type, is empty, or too long
+  kBadVersion,         // handshake "version" is not one we speak
+  kTooManyItems,       // more services/resume entries/batch items than allowed
+  kBadEventId,         // an event id that doesn't parse as "<epoch>-<offset>"
+};
+std::string_view to_string(ProtocolError e);
+constexpr const char* error_domain(ProtocolError) { return "protocol"; }
+SG_DECLARE_ERROR_ENUM(ProtocolError)
+
+constexpr int kProtocolVersion = 1;
+// Names of services, rooms and event types: 1..64 bytes of [A-Za-z0-9_.:-].
+constexpr std::size_t kMaxNameBytes = 64;
+bool is_valid_name(std::string_view name);
+
+// An event's stable position in its channel: the channel's epoch (changes when history is
+// lost, e.g. memory broker restart) and a 1-based offset. Wire form: "<epoch>-<offset>",
+// epoch = 1..32 chars of [0-9a-z], offset decimal.
+struct EventId {
+  std::string epoch;
+  std::uint64_t offset = 0;
+  friend bool operator==(const EventId&, const EventId&) = default;
+};
+std::string format_event_id(std::string_view epoch, std::uint64_t offset);
+Result<EventId> parse_event_id(std::string_view text);
+
+// ---- client → server (WebSocket text messages) ----
+
+using ResumeMap = std::vector<std::pair<std::string, std::string>>;  // service → last event id (raw)
+
+// First message: {"services":["finance"],"version":1,"resume":{"finance":"<id>"}}.
+// "type":"handshake" is accepted but optional.
+struct Handshake {
+  std::vector<std::string> services;
+  int version = kProtocolVersion;
+  ResumeMap resume;
+};
+// {"type":"subscribe","services":[...],"resume":{...}}
+struct Subscribe {
+  std::vector<std::string> services;
+  ResumeMap resume;
+};
+// {"type":"unsubscribe","services":[...]}
+struct Unsubscribe {
+  std::vector<std::string> services;
+};
+// {"type":"ping"} — an application-level keepalive for clients that can't send WS pings.
+struct Ping {};
+
+using ClientMessage = std::variant<Handshake, Subscribe, Unsubscribe, Ping>;
+
+struct ParseLimits {
+  std::size_t max_services = 64;  // per message
+};
+
+// Parses one client message. `expect_handshake` is true for the first message of a
+// connection: then only a Handshake is valid. Errors say which rule was broken.
+Result<ClientMessage> parse_client_message(std::string_view text, bool expect_handshake,
+                                           const ParseLimits& limits = {});
+
+// ---- producer → server (POST /v2/realtime/publish) ----
+
+struct PublishRequest {
+  std::string org;       // "orgId": number or string, normalized to its decimal/string form
+  std::string service;   // "service"
+  std::string event;     // "event": the event type, e.g. "invoice.paid"
+  std::string data;      // "data": serialized JSON (any JSON value; absent → "null")
+  std::string user;      // optional "userId": deliver only to this user's connections
+  std::string event_key;  // optional "eventId": idempotency key for retried publishes
+};
+
+// Parses a single object, or an array of them (the batch form) with at most `max_batch`
+// items. `batch` is set when the body was an array.
+struct PublishBody {
+  std::vector<PublishRequest> items;
+  bool batch = false;
+};
+Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch = 1000);
+
+// ---- server → client ----
+
+struct ResumeStatus {
+  std::string service;
+  bool recovered = true;  // false: some events after the client's id are gone
+  std::string reason;     // when not recovered: "epoch_changed", "too_old", "unknown_id"
+};
+
+struct Ack {
+  std::string connection_id;
+  std::vector<std::string> services;
+  std::vector<ResumeStatus> resume;  // one per service that asked to resume
+  std::string timestamp;             // RFC 3339
+};
+// {"type":"ack","seq":0,"timestamp":…,"connectionId":…,"services":[…],"resume":{"finance":{"recovered":true}}}
+std::string serialize_ack(const Ack& ack);
+
+// {"type":"subscribed","services":[…],"resume":{…},"timestamp":…} — answer to a later subscribe.
+std::string serialize_subscribed(const std::vector<std::string>& services,
+                                 const std::vector<ResumeStatus>& resume, std::string_view timestamp);
+// {"type":"unsubscribed","services":[…]}
+std::string serialize_unsubscribed(const std::vector<std::string>& services);
+// {"type":"pong","timestamp":…}
+std::string serialize_pong(std::string_view timestamp);
+// {"type":"error","code":"unknown_service","message":"…"}
+std::string serialize_error(std::string_view code, std::string_view message);
+
+// The part of an event frame that is the same for every recipient, built once per event:
+//   "service":"finance","id":"…","event":"invoice.paid","data":{…},"timestamp":"…"}
+// `data` must already be valid serialized JSON. A recipient's frame is
+// event_frame_prefix(seq) + body.
+std::string serialize_event_body(std::string_view service, std::string_view id,
+                                 std::string_view event, std::string_view data,
+                                 std::string_view timestamp);
+// {"type":"event","seq":N,   — written per recipient. Appends to `out` without other allocation.
+void append_event_frame_prefix(std::string& out, std::uint64_t seq);
+
+// Escapes `text` as a JSON string literal, quotes included.
+void append_json_string(std::string& out, std::string_view text);
+
+}  // namespace sg::protocol
+
+template <>
+struct boost::system::is_error_code_enum<sg::protocol::ProtocolError> : std::true_type {};

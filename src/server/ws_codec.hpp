@@ -1,0 +1,99 @@
+// ws_codec: the server side of RFC 6455 framing, pure and allocation-aware. Sessions feed it
+// the bytes they read and get whole messages and control frames back; it builds the frames
+// they write. No I/O, no Asio: unit tested and fuzzed on byte strings. One instance per
+// connection, used from that connection's worker thread only.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace sg::server::ws {
+
+enum class Opcode : std::uint8_t {
+  kContinuation = 0x0,
+  kText = 0x1,
+  kBinary = 0x2,
+  kClose = 0x8,
+  kPing = 0x9,
+  kPong = 0xA,
+};
+
+// Close codes streamgate sends (RFC 6455 §7.4.1 and the 4xxx range it documents).
+namespace close_code {
+inline constexpr std::uint16_t kNormal = 1000;
+inline constexpr std::uint16_t kGoingAway = 1001;
+inline constexpr std::uint16_t kProtocolError = 1002;
+inline constexpr std::uint16_t kUnsupportedData = 1003;
+inline constexpr std::uint16_t kNoStatus = 1005;  // never sent; reported when a close had no code
+inline constexpr std::uint16_t kInvalidPayload = 1007;
+inline constexpr std::uint16_t kPolicyViolation = 1008;
+inline constexpr std::uint16_t kMessageTooBig = 1009;
+inline constexpr std::uint16_t kInternalError = 1011;
+inline constexpr std::uint16_t kTokenExpired = 4001;   // refresh the token and reconnect
+inline constexpr std::uint16_t kSlowConsumer = 4008;   // fell behind; reconnect and resume
+inline constexpr std::uint16_t kHandshakeTimeout = 4002;  // no handshake message in time
+inline constexpr std::uint16_t kPingTimeout = 4003;    // no traffic after a ping
+inline constexpr std::uint16_t kConnectionLimit = 4029;  // too many connections for this user
+}  // namespace close_code
+
+// Sec-WebSocket-Accept for a client's Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
+std::string accept_key(std::string_view client_key);
+
+// What the decoder found at the front of the input.
+struct Decoded {
+  enum class Kind {
+    kNeedMore,  // not enough bytes yet; nothing consumed
+    kMessage,   // a complete text or binary message: `opcode`, `payload`
+    kPing,      // `payload` = ping application data; answer with a pong of the same
+    kPong,
+    kClose,     // `close_code` (kNoStatus when absent), `payload` = reason
+    kError,     // protocol violation: close with `close_code` and stop reading
+  };
+  Kind kind = Kind::kNeedMore;
+  Opcode opcode = Opcode::kText;
+  std::uint16_t close_code = 0;
+  std::string_view payload;  // valid until the next decode() call
+  std::size_t consumed = 0;  // bytes of the input this step used; drop them from the buffer
+  std::string_view error;    // for kError: what rule broke, for logs
+};
+
+// Decodes client→server frames: enforces masking, opcode and reserved-bit rules, control
+// frame rules (≤125 bytes, not fragmented), fragmentation order, the message size limit
+// (across fragments) and UTF-8 validity of text messages and close reasons.
+class Decoder {
+ public:
+  explicit Decoder(std::size_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
+
+  // Looks at the front of `input` (unmasking it in place). Returns one step. Feed the rest of
+  // the input (after `consumed`) again until kNeedMore. After kError or kClose, stop.
+  Decoded decode(std::span<char> input);
+
+  // Bytes of a fragmented message held across calls (for memory accounting); 0 when idle.
+  std::size_t buffered_bytes() const { return fragments_.size(); }
+
+ private:
+  std::size_t max_message_bytes_;
+  std::string fragments_;  // payload of an unfinished fragmented message
+  Opcode fragmented_opcode_ = Opcode::kText;
+  bool in_fragmented_ = false;
+  std::uint32_t utf8_state_ = 0;  // incremental validation across fragments
+};
+
+// Builds a server→client frame header (FIN set, unmasked) into `out`; returns its length
+// (2, 4 or 10). The payload follows it on the wire, so a session can gather header and a
+// shared body without copying the body.
+std::size_t frame_header(Opcode opcode, std::size_t payload_bytes, std::array<char, 10>& out);
+
+// A whole close frame with code and reason (reason truncated to fit 125 bytes).
+std::string close_frame(std::uint16_t code, std::string_view reason);
+// A whole control frame (ping/pong) with up to 125 bytes of payload.
+std::string control_frame(Opcode opcode, std::string_view payload);
+
+// True when `text` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF).
+bool is_valid_utf8(std::string_view text);
+
+}  // namespace sg::server::ws
