@@ -33,11 +33,11 @@ inline constexpr std::uint16_t kInvalidPayload = 1007;
 inline constexpr std::uint16_t kPolicyViolation = 1008;
 inline constexpr std::uint16_t kMessageTooBig = 1009;
 inline constexpr std::uint16_t kInternalError = 1011;
-inline constexpr std::uint16_t kTokenExpired = 4001;   // refresh the token and reconnect
-inline constexpr std::uint16_t kSlowConsumer = 4008;   // fell behind; reconnect and resume
+inline constexpr std::uint16_t kTokenExpired = 4001;      // refresh the token and reconnect
+inline constexpr std::uint16_t kSlowConsumer = 4008;      // fell behind; reconnect and resume
 inline constexpr std::uint16_t kHandshakeTimeout = 4002;  // no handshake message in time
-inline constexpr std::uint16_t kPingTimeout = 4003;    // no traffic after a ping
-inline constexpr std::uint16_t kConnectionLimit = 4029;  // too many connections for this user
+inline constexpr std::uint16_t kPingTimeout = 4003;       // no traffic after a ping
+inline constexpr std::uint16_t kConnectionLimit = 4029;   // too many connections for this user
 }  // namespace close_code
 
 // Sec-WebSocket-Accept for a client's Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
@@ -46,18 +46,21 @@ std::string accept_key(std::string_view client_key);
 // What the decoder found at the front of the input.
 struct Decoded {
   enum class Kind {
-    kNeedMore,  // not enough bytes yet; nothing consumed
+    kNeedMore,  // not enough bytes yet; `consumed` may still be > 0 (absorbed fragments)
     kMessage,   // a complete text or binary message: `opcode`, `payload`
     kPing,      // `payload` = ping application data; answer with a pong of the same
     kPong,
-    kClose,     // `close_code` (kNoStatus when absent), `payload` = reason
-    kError,     // protocol violation: close with `close_code` and stop reading
+    kClose,  // `close_code` (kNoStatus when absent), `payload` = reason
+    kError,  // protocol violation: close with `close_code` and stop reading
   };
   Kind kind = Kind::kNeedMore;
   Opcode opcode = Opcode::kText;
   std::uint16_t close_code = 0;
-  std::string_view payload;  // valid until the next decode() call
-  std::size_t consumed = 0;  // bytes of the input this step used; drop them from the buffer
+  // Points into the input span (unfragmented messages and control frames, unmasked in place)
+  // or into the decoder (fragmented messages). Valid until the next decode() call and, for the
+  // input case, for as long as the caller keeps those bytes.
+  std::string_view payload;
+  std::size_t consumed = 0;  // bytes of the input this step used; always drop them, any kind
   std::string_view error;    // for kError: what rule broke, for logs
 };
 
@@ -68,8 +71,16 @@ class Decoder {
  public:
   explicit Decoder(std::size_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
 
-  // Looks at the front of `input` (unmasking it in place). Returns one step. Feed the rest of
-  // the input (after `consumed`) again until kNeedMore. After kError or kClose, stop.
+  // Decodes frames at the front of `input`, unmasking them in place, until one produces a step
+  // (message, control frame, close or error) or the input runs out. Non-final fragments are
+  // copied into the decoder on the way and counted in `consumed`, so every result, kNeedMore
+  // included, tells the caller how many bytes to drop from the front of its buffer. After a
+  // non-kNeedMore step, call again with the rest; after kNeedMore, call again once more bytes
+  // have arrived, with the buffer starting where `consumed` left it (the first bytes of a
+  // partial frame may already be unmasked: pass them back unchanged). After kError or kClose,
+  // stop. Checks run as soon as the bytes they need are present (an oversized frame fails on
+  // its header, invalid UTF-8 on the first bad byte), so the verdict does not depend on how the
+  // stream was split across calls.
   Decoded decode(std::span<char> input);
 
   // Bytes of a fragmented message held across calls (for memory accounting); 0 when idle.
@@ -81,6 +92,9 @@ class Decoder {
   Opcode fragmented_opcode_ = Opcode::kText;
   bool in_fragmented_ = false;
   std::uint32_t utf8_state_ = 0;  // incremental validation across fragments
+  // Payload bytes of the partial frame at the front of the input already unmasked (and
+  // validated, for text) by earlier calls; lets UTF-8 fail before the frame is complete.
+  std::uint64_t unmasked_ = 0;
 };
 
 // Builds a server→client frame header (FIN set, unmasked) into `out`; returns its length
@@ -88,9 +102,11 @@ class Decoder {
 // shared body without copying the body.
 std::size_t frame_header(Opcode opcode, std::size_t payload_bytes, std::array<char, 10>& out);
 
-// A whole close frame with code and reason (reason truncated to fit 125 bytes).
+// A whole close frame with code and reason. The reason is cut at a UTF-8 character boundary to
+// fit the 123 bytes left after the code. kNoStatus yields a close frame with no payload (the
+// wire form of "no status"), so a received close can be echoed as is.
 std::string close_frame(std::uint16_t code, std::string_view reason);
-// A whole control frame (ping/pong) with up to 125 bytes of payload.
+// A whole control frame (ping/pong) with the first 125 bytes of `payload`.
 std::string control_frame(Opcode opcode, std::string_view payload);
 
 // True when `text` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF).
