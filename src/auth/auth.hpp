@@ -15,18 +15,20 @@
 namespace sg::auth {
 
 enum class AuthError {
-  kMissingToken = 1,   // no access_token / Authorization: Bearer
-  kMalformedToken,     // not three base64url parts of JSON
+  kMissingToken = 1,      // no access_token / Authorization: Bearer
+  kMalformedToken,        // not three base64url parts of JSON
   kUnsupportedAlgorithm,  // alg none, unknown, or not the kind the configured key verifies
   kBadSignature,
-  kExpired,            // exp in the past (beyond leeway)
-  kNotYetValid,        // nbf in the future (beyond leeway)
-  kMissingClaim,       // sub, org_id or exp absent
-  kBadClaim,           // a claim of the wrong type or out of range
-  kBadKey,             // configuration: the secret or PEM key is unusable
+  kExpired,       // exp in the past (beyond leeway)
+  kNotYetValid,   // nbf in the future (beyond leeway)
+  kMissingClaim,  // sub, org_id or exp absent
+  kBadClaim,      // a claim of the wrong type or out of range
+  kBadKey,        // configuration: the secret or PEM key is unusable
 };
 std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
-constexpr const char* error_domain(AuthError) { return "auth"; }
+constexpr const char* error_domain(AuthError) {
+  return "auth";
+}
 SG_DECLARE_ERROR_ENUM(AuthError)
 
 struct Principal {
@@ -42,7 +44,8 @@ struct Principal {
 struct VerifierOptions {
   std::string hs256_secret;    // --jwt-secret; empty = HS256 disabled
   std::string public_key_pem;  // --jwt-public-key contents (RSA → RS256, EC P-256 → ES256)
-  std::chrono::seconds leeway{30};  // clock skew allowed on exp and nbf (--jwt-leeway)
+  // Clock skew allowed on exp and nbf (--jwt-leeway); clamped to [0, 24 h].
+  std::chrono::seconds leeway{30};
 };
 
 class TokenVerifier {
@@ -53,7 +56,8 @@ class TokenVerifier {
 
   // Checks the signature against the configured key for the token's alg (alg must match the
   // key type: an RS256 public key is never used as an HS256 secret), then exp/nbf with
-  // leeway and the claims. Never throws.
+  // leeway and the claims. An empty token is kMissingToken; one over 8 KiB is
+  // kMalformedToken. Never throws.
   virtual Result<Principal> verify(std::string_view token,
                                    std::chrono::system_clock::time_point now) const = 0;
 };
@@ -61,22 +65,34 @@ class TokenVerifier {
 // Signs claims (a JSON object's text) as an HS256 JWT. For --dev sample tokens and tests.
 std::string mint_hs256(std::string_view claims_json, std::string_view secret);
 
-// True when `presented` equals one of `keys`; constant time in the key contents.
+// True when `presented` equals one of `keys`; constant time in the key contents. An empty
+// presented key never matches.
 bool api_key_matches(std::string_view presented, const std::vector<std::string>& keys);
 
-// Browser Origin policy (--allowed-origins). Empty list: every Origin allowed. Entries are
-// exact origins ("https://app.example.com") or a leading wildcard ("https://*.example.com").
-// A request without Origin (not a browser) is allowed.
+// Browser Origin policy (--allowed-origins). Empty list (or only blank entries): every Origin
+// allowed; "*" likewise. Entries are exact origins ("https://app.example.com", scheme and host
+// case-insensitive, default ports implied) or a leading wildcard ("https://*.example.com",
+// any subdomain but not example.com itself). A request without Origin (not a browser) is
+// allowed. Entries that aren't scheme://host[:port] (such as "null") match only themselves.
 class OriginPolicy {
  public:
   explicit OriginPolicy(std::vector<std::string> allowed);
   bool allows(std::optional<std::string_view> origin) const;
 
  private:
-  std::vector<std::string> allowed_;
+  struct Rule {
+    std::string scheme;  // lowercase
+    std::string host;    // lowercase; for a wildcard the suffix after '*' (".example.com")
+    std::string port;    // empty for the scheme's default port
+    bool wildcard = false;
+  };
+  bool allow_all_ = false;
+  std::vector<Rule> rules_;
+  std::vector<std::string> opaque_;  // lowercase entries matched verbatim
 };
 
-// Extracts the bearer token from an Authorization header value; empty if not "Bearer <t>".
+// Extracts the bearer token from an Authorization header value (scheme case-insensitive,
+// extra spaces tolerated); empty if not "Bearer <t>". The view points into `authorization`.
 std::string_view bearer_token(std::string_view authorization);
 
 }  // namespace sg::auth

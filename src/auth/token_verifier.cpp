@@ -1,0 +1,269 @@
+#include "auth/auth.hpp"
+#include "auth/crypto.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+namespace sg::auth {
+
+std::string_view to_string(AuthError e) {
+  switch (e) {
+    case AuthError::kMissingToken:
+      return "missing_token";
+    case AuthError::kMalformedToken:
+      return "malformed_token";
+    case AuthError::kUnsupportedAlgorithm:
+      return "unsupported_algorithm";
+    case AuthError::kBadSignature:
+      return "bad_signature";
+    case AuthError::kExpired:
+      return "token_expired";
+    case AuthError::kNotYetValid:
+      return "token_not_yet_valid";
+    case AuthError::kMissingClaim:
+      return "missing_claim";
+    case AuthError::kBadClaim:
+      return "bad_claim";
+    case AuthError::kBadKey:
+      return "bad_key";
+  }
+  return "unknown_auth_error";
+}
+
+namespace {
+
+namespace json = boost::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using TimePoint = std::chrono::system_clock::time_point;
+
+constexpr std::size_t kMaxTokenBytes = 8 * 1024;
+constexpr std::size_t kMaxSubBytes = 256;
+constexpr std::size_t kMaxOrgBytes = 128;
+// Later dates are clamped: libstdc++'s system_clock counts int64 nanoseconds, which run out
+// in 2262, and a token that outlives 2200 is as good as eternal anyway.
+constexpr std::int64_t kMaxEpochSeconds = 7'258'118'400;  // 2200-01-01T00:00:00Z
+constexpr seconds kMaxLeeway{24 * 60 * 60};
+
+enum class Alg { kHs256, kRs256, kEs256 };
+
+std::optional<Alg> parse_alg(std::string_view alg) {
+  // Exact, case-sensitive names (RFC 7518 §3.1); "none", "hs256" and friends are unknown.
+  if (alg == "HS256") return Alg::kHs256;
+  if (alg == "RS256") return Alg::kRs256;
+  if (alg == "ES256") return Alg::kEs256;
+  return std::nullopt;
+}
+
+std::string_view view(const json::string& s) {
+  return std::string_view(s.data(), s.size());
+}
+
+// Parses JSON text that must be an object. Nothing escapes as an exception but bad_alloc.
+std::optional<json::object> parse_object(std::string_view text, json::storage_ptr storage) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, std::move(storage));
+  if (ec || !v.is_object()) return std::nullopt;
+  return std::move(v.get_object());
+}
+
+// A NumericDate (RFC 7519 §2): integer or fractional seconds since the epoch.
+Result<TimePoint> numeric_date(const json::value& v) {
+  std::int64_t ms = 0;
+  if (v.is_int64()) {
+    ms = std::clamp<std::int64_t>(v.get_int64(), 0, kMaxEpochSeconds) * 1000;
+  } else if (v.is_uint64()) {
+    // Only values above INT64_MAX are stored as uint64.
+    ms = kMaxEpochSeconds * 1000;
+  } else if (v.is_double() && std::isfinite(v.get_double())) {
+    const double s = std::clamp(v.get_double(), 0.0, static_cast<double>(kMaxEpochSeconds));
+    ms = std::llround(s * 1000.0);
+  } else {
+    return AuthError::kBadClaim;
+  }
+  return TimePoint(milliseconds(ms));
+}
+
+std::string integer_text(const json::value& v) {
+  std::array<char, 24> buf{};
+  const auto r = v.is_int64() ? std::to_chars(buf.data(), buf.data() + buf.size(), v.get_int64())
+                              : std::to_chars(buf.data(), buf.data() + buf.size(), v.get_uint64());
+  return std::string(buf.data(), r.ptr);
+}
+
+// A required identifier claim: a non-empty string of at most max_bytes, or an integer in
+// decimal.
+Result<std::string> id_claim(const json::object& claims, std::string_view name,
+                             std::size_t max_bytes) {
+  const json::value* v = claims.if_contains(name);
+  if (v == nullptr) return AuthError::kMissingClaim;
+  if (v->is_int64() || v->is_uint64()) return integer_text(*v);
+  const json::string* s = v->if_string();
+  if (s == nullptr || s->empty() || s->size() > max_bytes) return AuthError::kBadClaim;
+  return std::string(view(*s));
+}
+
+// An optional array of strings; nullopt when absent. `null` is a wrong type, not absence:
+// reading it as "no restriction" would widen what the token grants.
+Result<std::optional<std::vector<std::string>>> string_list_claim(const json::object& claims,
+                                                                  std::string_view name) {
+  const json::value* v = claims.if_contains(name);
+  if (v == nullptr) return std::optional<std::vector<std::string>>();
+  const json::array* a = v->if_array();
+  if (a == nullptr) return AuthError::kBadClaim;
+  std::vector<std::string> out;
+  out.reserve(a->size());
+  for (const json::value& item : *a) {
+    const json::string* s = item.if_string();
+    if (s == nullptr) return AuthError::kBadClaim;
+    out.emplace_back(view(*s));
+  }
+  return std::optional<std::vector<std::string>>(std::move(out));
+}
+
+class JwtVerifier final : public TokenVerifier {
+ public:
+  JwtVerifier(std::string secret, std::optional<crypto::PublicKey> key, seconds leeway)
+      : secret_(std::move(secret)), key_(std::move(key)), leeway_(leeway) {}
+
+  Result<Principal> verify(std::string_view token, TimePoint now) const override;
+
+ private:
+  // Which key verifies `alg`, decided by the configuration and never by the token, so a
+  // public key is never mistaken for an HMAC secret.
+  bool accepts(Alg alg) const {
+    switch (alg) {
+      case Alg::kHs256:
+        return !secret_.empty();
+      case Alg::kRs256:
+        return key_ && key_->kind() == crypto::PublicKey::Kind::kRsa;
+      case Alg::kEs256:
+        return key_ && key_->kind() == crypto::PublicKey::Kind::kEcP256;
+    }
+    return false;
+  }
+
+  bool signature_valid(Alg alg, std::string_view signing_input, std::string_view signature) const {
+    if (alg == Alg::kHs256) {
+      const std::string mac = crypto::hmac_sha256(secret_, signing_input);
+      return mac.size() == crypto::kHs256Bytes && core::constant_time_equal(mac, signature);
+    }
+    return key_->verify(signing_input, signature);
+  }
+
+  Result<Principal> check_claims(const json::object& claims, TimePoint now) const;
+
+  std::string secret_;
+  std::optional<crypto::PublicKey> key_;
+  seconds leeway_;
+};
+
+Result<Principal> JwtVerifier::verify(std::string_view token, TimePoint now) const {
+  if (token.empty()) return AuthError::kMissingToken;
+  if (token.size() > kMaxTokenBytes) return AuthError::kMalformedToken;
+  const std::size_t dot1 = token.find('.');
+  if (dot1 == std::string_view::npos) return AuthError::kMalformedToken;
+  const std::size_t dot2 = token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos) {
+    return AuthError::kMalformedToken;
+  }
+  std::string header_text;
+  std::string payload_text;
+  std::string signature;
+  if (!core::base64url_decode(token.substr(0, dot1), header_text) ||
+      !core::base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_text) ||
+      !core::base64url_decode(token.substr(dot2 + 1), signature)) {
+    return AuthError::kMalformedToken;
+  }
+
+  // Both documents fit in a few KiB (the token is capped), so parse them into one arena.
+  std::array<unsigned char, 4096> arena;
+  json::monotonic_resource resource(arena.data(), arena.size());
+  const json::storage_ptr storage(&resource);
+
+  const std::optional<json::object> header = parse_object(header_text, storage);
+  if (!header) return AuthError::kMalformedToken;
+  const json::value* alg_value = header->if_contains("alg");
+  if (alg_value == nullptr || !alg_value->is_string()) return AuthError::kMalformedToken;
+  const std::optional<Alg> alg = parse_alg(view(alg_value->get_string()));
+  if (!alg || !accepts(*alg)) return AuthError::kUnsupportedAlgorithm;
+  // RFC 7515 §4.1.11: a token that needs extensions we don't implement must be refused.
+  if (header->contains("crit")) return AuthError::kUnsupportedAlgorithm;
+
+  if (!signature_valid(*alg, token.substr(0, dot2), signature)) return AuthError::kBadSignature;
+
+  // Only signed claims are parsed.
+  const std::optional<json::object> claims = parse_object(payload_text, storage);
+  if (!claims) return AuthError::kMalformedToken;
+  return check_claims(*claims, now);
+}
+
+Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoint now) const {
+  Principal principal;
+
+  const json::value* exp = claims.if_contains("exp");
+  if (exp == nullptr) return AuthError::kMissingClaim;
+  const Result<TimePoint> expiry = numeric_date(*exp);
+  if (!expiry) return expiry.error();
+  if (now >= *expiry + leeway_) return AuthError::kExpired;
+  principal.expiry = *expiry;
+
+  if (const json::value* nbf = claims.if_contains("nbf")) {
+    const Result<TimePoint> not_before = numeric_date(*nbf);
+    if (!not_before) return not_before.error();
+    if (now + leeway_ < *not_before) return AuthError::kNotYetValid;
+  }
+
+  Result<std::string> user = id_claim(claims, "sub", kMaxSubBytes);
+  if (!user) return user.error();
+  principal.user = std::move(*user);
+
+  Result<std::string> org = id_claim(claims, "org_id", kMaxOrgBytes);
+  if (!org) return org.error();
+  principal.org = std::move(*org);
+
+  auto services = string_list_claim(claims, "services");
+  if (!services) return services.error();
+  principal.services = std::move(*services);
+
+  auto rooms = string_list_claim(claims, "rooms");
+  if (!rooms) return rooms.error();
+  principal.rooms = std::move(*rooms);
+
+  return principal;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const TokenVerifier>> TokenVerifier::create(const VerifierOptions& options) {
+  if (options.hs256_secret.empty() && options.public_key_pem.empty()) return AuthError::kBadKey;
+  std::optional<crypto::PublicKey> key;
+  if (!options.public_key_pem.empty()) {
+    Result<crypto::PublicKey> loaded = crypto::PublicKey::from_pem(options.public_key_pem);
+    if (!loaded) return loaded.error();
+    key = std::move(*loaded);
+  }
+  const seconds leeway = std::clamp(options.leeway, seconds{0}, kMaxLeeway);
+  return std::shared_ptr<const TokenVerifier>(
+      std::make_shared<const JwtVerifier>(options.hs256_secret, std::move(key), leeway));
+}
+
+std::string mint_hs256(std::string_view claims_json, std::string_view secret) {
+  static constexpr std::string_view kHeader = R"({"alg":"HS256","typ":"JWT"})";
+  std::string token = core::base64url_encode(kHeader);
+  token += '.';
+  token += core::base64url_encode(claims_json);
+  const std::string mac = crypto::hmac_sha256(secret, token);
+  token += '.';
+  token += core::base64url_encode(mac);
+  return token;
+}
+
+}  // namespace sg::auth
