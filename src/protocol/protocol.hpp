@@ -26,7 +26,9 @@ enum class ProtocolError {
   kBadEventId,         // an event id that doesn't parse as "<epoch>-<offset>"
 };
 std::string_view to_string(ProtocolError e);
-constexpr const char* error_domain(ProtocolError) { return "protocol"; }
+constexpr const char* error_domain(ProtocolError) {
+  return "protocol";
+}
 SG_DECLARE_ERROR_ENUM(ProtocolError)
 
 constexpr int kProtocolVersion = 1;
@@ -47,7 +49,8 @@ Result<EventId> parse_event_id(std::string_view text);
 
 // ---- client → server (WebSocket text messages) ----
 
-using ResumeMap = std::vector<std::pair<std::string, std::string>>;  // service → last event id (raw)
+// service → the last event id the client saw there, as sent.
+using ResumeMap = std::vector<std::pair<std::string, std::string>>;
 
 // First message: {"services":["finance"],"version":1,"resume":{"finance":"<id>"}}.
 // "type":"handshake" is accepted but optional.
@@ -75,23 +78,28 @@ struct ParseLimits {
 };
 
 // Parses one client message. `expect_handshake` is true for the first message of a
-// connection: then only a Handshake is valid. Errors say which rule was broken.
+// connection: then only a Handshake is valid; afterwards a message without "type" (or a second
+// handshake) is kUnknownType. Errors say which rule was broken. Services are deduplicated
+// keeping first order; the limit counts them before that. Resume ids are returned raw (1..128
+// bytes): check them with parse_event_id. Unknown fields are ignored; a null field is absent.
 Result<ClientMessage> parse_client_message(std::string_view text, bool expect_handshake,
                                            const ParseLimits& limits = {});
 
 // ---- producer → server (POST /v2/realtime/publish) ----
 
 struct PublishRequest {
-  std::string org;       // "orgId": number or string, normalized to its decimal/string form
-  std::string service;   // "service"
-  std::string event;     // "event": the event type, e.g. "invoice.paid"
-  std::string data;      // "data": serialized JSON (any JSON value; absent → "null")
-  std::string user;      // optional "userId": deliver only to this user's connections
+  std::string org;        // "orgId": number or string, normalized to its decimal/string form
+  std::string service;    // "service"
+  std::string event;      // "event": the event type, e.g. "invoice.paid"
+  std::string data;       // "data": serialized JSON (any JSON value; absent → "null")
+  std::string user;       // optional "userId": deliver only to this user's connections
   std::string event_key;  // optional "eventId": idempotency key for retried publishes
 };
 
-// Parses a single object, or an array of them (the batch form) with at most `max_batch`
-// items. `batch` is set when the body was an array.
+// Parses a single object, or an array of them (the batch form) with 1..`max_batch` items.
+// `batch` is set when the body was an array. One bad item fails the whole body. An empty
+// "userId" is kBadField (not "everyone"); "data" holding a number JSON can't write back (1e400)
+// is kBadField; null optional fields are absent.
 struct PublishBody {
   std::vector<PublishRequest> items;
   bool batch = false;
@@ -103,7 +111,8 @@ Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch =
 struct ResumeStatus {
   std::string service;
   bool recovered = true;  // false: some events after the client's id are gone
-  std::string reason;     // when not recovered: "epoch_changed", "too_old", "unknown_id"
+  // When not recovered: "epoch_changed", "too_old", "unknown_id" or "unavailable".
+  std::string reason;
 };
 
 struct Ack {
@@ -117,7 +126,8 @@ std::string serialize_ack(const Ack& ack);
 
 // {"type":"subscribed","services":[…],"resume":{…},"timestamp":…} — answer to a later subscribe.
 std::string serialize_subscribed(const std::vector<std::string>& services,
-                                 const std::vector<ResumeStatus>& resume, std::string_view timestamp);
+                                 const std::vector<ResumeStatus>& resume,
+                                 std::string_view timestamp);
 // {"type":"unsubscribed","services":[…]}
 std::string serialize_unsubscribed(const std::vector<std::string>& services);
 // {"type":"pong","timestamp":…}
@@ -127,15 +137,17 @@ std::string serialize_error(std::string_view code, std::string_view message);
 
 // The part of an event frame that is the same for every recipient, built once per event:
 //   "service":"finance","id":"…","event":"invoice.paid","data":{…},"timestamp":"…"}
-// `data` must already be valid serialized JSON. A recipient's frame is
-// event_frame_prefix(seq) + body.
+// `data` must already be valid serialized JSON (empty is written as null). A recipient's
+// frame is append_event_frame_prefix(frame, seq) followed by the body.
 std::string serialize_event_body(std::string_view service, std::string_view id,
                                  std::string_view event, std::string_view data,
                                  std::string_view timestamp);
 // {"type":"event","seq":N,   — written per recipient. Appends to `out` without other allocation.
 void append_event_frame_prefix(std::string& out, std::uint64_t seq);
 
-// Escapes `text` as a JSON string literal, quotes included.
+// Appends `text` as a JSON string literal, quotes included: escapes '"', '\\' and control
+// characters, passes valid UTF-8 through and replaces invalid bytes with U+FFFD, so the output
+// is always valid JSON in valid UTF-8.
 void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace sg::protocol

@@ -1,0 +1,120 @@
+#include "protocol/protocol.hpp"
+
+namespace sg::protocol {
+
+namespace {
+
+void append_services(std::string& out, const std::vector<std::string>& services) {
+  out.append(",\"services\":[");
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    append_json_string(out, services[i]);
+  }
+  out.push_back(']');
+}
+
+// Omitted entirely when no service asked to resume, so a plain handshake gets a plain ack.
+void append_resume(std::string& out, const std::vector<ResumeStatus>& resume) {
+  if (resume.empty()) return;
+  out.append(",\"resume\":{");
+  for (std::size_t i = 0; i < resume.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    append_json_string(out, resume[i].service);
+    if (resume[i].recovered) {
+      out.append(":{\"recovered\":true}");
+    } else if (resume[i].reason.empty()) {
+      out.append(":{\"recovered\":false}");
+    } else {
+      out.append(":{\"recovered\":false,\"reason\":");
+      append_json_string(out, resume[i].reason);
+      out.push_back('}');
+    }
+  }
+  out.push_back('}');
+}
+
+}  // namespace
+
+std::string serialize_ack(const Ack& ack) {
+  std::string out;
+  out.reserve(128 + 24 * ack.services.size() + 48 * ack.resume.size());
+  out.append("{\"type\":\"ack\",\"seq\":0,\"timestamp\":");
+  append_json_string(out, ack.timestamp);
+  out.append(",\"connectionId\":");
+  append_json_string(out, ack.connection_id);
+  append_services(out, ack.services);
+  append_resume(out, ack.resume);
+  out.push_back('}');
+  return out;
+}
+
+std::string serialize_subscribed(const std::vector<std::string>& services,
+                                 const std::vector<ResumeStatus>& resume,
+                                 std::string_view timestamp) {
+  std::string out;
+  out.reserve(96 + 24 * services.size() + 48 * resume.size());
+  out.append("{\"type\":\"subscribed\"");
+  append_services(out, services);
+  append_resume(out, resume);
+  out.append(",\"timestamp\":");
+  append_json_string(out, timestamp);
+  out.push_back('}');
+  return out;
+}
+
+std::string serialize_unsubscribed(const std::vector<std::string>& services) {
+  std::string out;
+  out.reserve(48 + 24 * services.size());
+  out.append("{\"type\":\"unsubscribed\"");
+  append_services(out, services);
+  out.push_back('}');
+  return out;
+}
+
+std::string serialize_pong(std::string_view timestamp) {
+  std::string out;
+  out.append("{\"type\":\"pong\",\"timestamp\":");
+  append_json_string(out, timestamp);
+  out.push_back('}');
+  return out;
+}
+
+std::string serialize_error(std::string_view code, std::string_view message) {
+  std::string out;
+  out.reserve(40 + code.size() + message.size());
+  out.append("{\"type\":\"error\",\"code\":");
+  append_json_string(out, code);
+  out.append(",\"message\":");
+  append_json_string(out, message);
+  out.push_back('}');
+  return out;
+}
+
+std::string serialize_event_body(std::string_view service, std::string_view id,
+                                 std::string_view event, std::string_view data,
+                                 std::string_view timestamp) {
+  std::string out;
+  out.reserve(64 + service.size() + id.size() + event.size() + data.size() + timestamp.size());
+  out.append("\"service\":");
+  append_json_string(out, service);
+  out.append(",\"id\":");
+  append_json_string(out, id);
+  out.append(",\"event\":");
+  append_json_string(out, event);
+  out.append(",\"data\":");
+  // An empty `data` would make every recipient's frame unparseable; null is what a publish
+  // without data means anyway.
+  out.append(data.empty() ? std::string_view("null") : data);
+  out.append(",\"timestamp\":");
+  append_json_string(out, timestamp);
+  out.push_back('}');
+  return out;
+}
+
+void append_event_frame_prefix(std::string& out, std::uint64_t seq) {
+  out.append("{\"type\":\"event\",\"seq\":");
+  core::append_decimal(out, seq);
+  out.push_back(',');
+}
+
+}  // namespace sg::protocol

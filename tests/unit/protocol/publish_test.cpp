@@ -1,0 +1,240 @@
+#include "protocol/protocol.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <string>
+
+namespace sg::protocol {
+namespace {
+
+ErrorCode publish_error(std::string_view body, std::size_t max_batch = 1000) {
+  auto parsed = parse_publish(body, max_batch);
+  EXPECT_FALSE(parsed) << body;
+  return parsed ? ErrorCode() : parsed.error();
+}
+
+PublishRequest single(std::string_view body) {
+  auto parsed = parse_publish(body);
+  EXPECT_TRUE(parsed) << body << ": " << (parsed ? "" : parsed.error().message());
+  if (!parsed) return {};
+  EXPECT_FALSE(parsed->batch);
+  EXPECT_EQ(parsed->items.size(), 1u);
+  return parsed->items.empty() ? PublishRequest{} : parsed->items.front();
+}
+
+// One item with `field` replaced by the raw JSON `value` (or removed when value is empty).
+std::string item_with(std::string_view field, std::string_view value) {
+  std::string out = "{";
+  const std::pair<std::string_view, std::string_view> fields[] = {{"orgId", "456"},
+                                                                  {"service", R"("finance")"},
+                                                                  {"event", R"("invoice.paid")"},
+                                                                  {"data", R"({"amount":10})"}};
+  bool first = true;
+  for (const auto& [name, default_value] : fields) {
+    const std::string_view v = name == field ? value : default_value;
+    if (v.empty()) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    out.append("\"").append(name).append("\":").append(v);
+  }
+  if (!value.empty() && field != "orgId" && field != "service" && field != "event" &&
+      field != "data") {
+    out.append(",\"").append(field).append("\":").append(value);
+  }
+  out.push_back('}');
+  return out;
+}
+
+TEST(Publish, ParsesTheDocumentedSingleForm) {
+  const PublishRequest r =
+      single(R"({"orgId":456,"service":"finance","event":"invoice.paid","data":{"id":"inv_1"}})");
+  EXPECT_EQ(r.org, "456");
+  EXPECT_EQ(r.service, "finance");
+  EXPECT_EQ(r.event, "invoice.paid");
+  EXPECT_EQ(r.data, R"({"id":"inv_1"})");
+  EXPECT_EQ(r.user, "");
+  EXPECT_EQ(r.event_key, "");
+}
+
+TEST(Publish, ParsesOptionalUserAndEventId) {
+  const PublishRequest r = single(
+      R"({"orgId":"acme","service":"crm","event":"lead.new","data":1,"userId":"u-17","eventId":"evt_9"})");
+  EXPECT_EQ(r.org, "acme");
+  EXPECT_EQ(r.user, "u-17");
+  EXPECT_EQ(r.event_key, "evt_9");
+  EXPECT_EQ(r.data, "1");
+}
+
+TEST(Publish, NormalizesNumericAndStringOrgToTheSameText) {
+  EXPECT_EQ(single(item_with("orgId", "456")).org, "456");
+  EXPECT_EQ(single(item_with("orgId", R"("456")")).org, "456");
+  EXPECT_EQ(single(item_with("orgId", "0")).org, "0");
+  EXPECT_EQ(single(item_with("orgId", "18446744073709551615")).org, "18446744073709551615");
+  EXPECT_EQ(single(item_with("orgId", "9223372036854775807")).org, "9223372036854775807");
+}
+
+TEST(Publish, NormalizesNumericUserId) {
+  EXPECT_EQ(single(item_with("userId", "17")).user, "17");
+  EXPECT_EQ(single(item_with("userId", "-17")).user, "-17");
+  EXPECT_EQ(single(item_with("userId", "-9223372036854775808")).user, "-9223372036854775808");
+}
+
+TEST(Publish, TreatsNullOptionalFieldsAsAbsent) {
+  const PublishRequest r = single(item_with("userId", "null"));
+  EXPECT_EQ(r.user, "");
+  EXPECT_EQ(single(item_with("eventId", "null")).event_key, "");
+}
+
+TEST(Publish, DefaultsAbsentDataToNull) {
+  EXPECT_EQ(single(item_with("data", "")).data, "null");
+  EXPECT_EQ(single(item_with("data", "null")).data, "null");
+}
+
+TEST(Publish, PassesDataThroughAsEquivalentJson) {
+  const std::string data =
+      R"({"nested":{"list":[1,-2,true,false,null,"x",{"deep":[[]]}],"empty":{}},)"
+      R"("text":"caf\u00e9 \u2603 \ud83d\ude00 \"q\" \\ \n","unicode":"日本語"})";
+  const PublishRequest r = single(item_with("data", data));
+  EXPECT_EQ(boost::json::parse(r.data), boost::json::parse(data));
+  // Non-ASCII stays as UTF-8 rather than \u escapes; control characters are escaped.
+  EXPECT_NE(r.data.find("café ☃ 😀"), std::string::npos) << r.data;
+  EXPECT_NE(r.data.find("日本語"), std::string::npos) << r.data;
+  EXPECT_NE(r.data.find(R"(\"q\" \\ \n)"), std::string::npos) << r.data;
+}
+
+TEST(Publish, PassesScalarAndArrayData) {
+  EXPECT_EQ(single(item_with("data", R"("hello")")).data, R"("hello")");
+  EXPECT_EQ(single(item_with("data", "[1,2,3]")).data, "[1,2,3]");
+  EXPECT_EQ(single(item_with("data", "false")).data, "false");
+  EXPECT_EQ(boost::json::parse(single(item_with("data", "2.5")).data).as_double(), 2.5);
+}
+
+TEST(Publish, RejectsDataWithNumbersJsonCannotWriteBack) {
+  EXPECT_EQ(publish_error(item_with("data", "1e400")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("data", R"({"a":[-1e999]})")), ProtocolError::kBadField);
+}
+
+TEST(Publish, AcceptsDataNestedSixtyLevelsDeep) {
+  const std::string deep = std::string(60, '[') + std::string(60, ']');
+  EXPECT_EQ(single(item_with("data", deep)).data, deep);
+}
+
+TEST(Publish, IgnoresUnknownFields) {
+  EXPECT_EQ(single(item_with("priority", R"("high")")).service, "finance");
+}
+
+TEST(Publish, ParsesABatchInOrder) {
+  auto parsed = parse_publish(
+      R"([{"orgId":1,"service":"a","event":"e1"},{"orgId":"2","service":"b","event":"e2","data":[0]}])");
+  ASSERT_TRUE(parsed);
+  EXPECT_TRUE(parsed->batch);
+  ASSERT_EQ(parsed->items.size(), 2u);
+  EXPECT_EQ(parsed->items[0].org, "1");
+  EXPECT_EQ(parsed->items[0].service, "a");
+  EXPECT_EQ(parsed->items[0].event, "e1");
+  EXPECT_EQ(parsed->items[0].data, "null");
+  EXPECT_EQ(parsed->items[1].org, "2");
+  EXPECT_EQ(parsed->items[1].data, "[0]");
+}
+
+TEST(Publish, MarksASingleItemArrayAsABatch) {
+  auto parsed = parse_publish("[" + item_with("", "") + "]");
+  ASSERT_TRUE(parsed);
+  EXPECT_TRUE(parsed->batch);
+  EXPECT_EQ(parsed->items.size(), 1u);
+}
+
+TEST(Publish, LimitsTheBatchSize) {
+  const std::string item = item_with("", "");
+  EXPECT_EQ(publish_error("[]"), ProtocolError::kTooManyItems);
+  EXPECT_EQ(publish_error("[" + item + "," + item + "," + item + "]", 2),
+            ProtocolError::kTooManyItems);
+  auto parsed = parse_publish("[" + item + "," + item + "]", 2);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->items.size(), 2u);
+}
+
+TEST(Publish, RejectsABatchWithOneBadItem) {
+  EXPECT_EQ(publish_error("[" + item_with("", "") + "," + item_with("service", R"("a b")") + "]"),
+            ProtocolError::kBadField);
+  EXPECT_EQ(publish_error("[" + item_with("", "") + ",7]"), ProtocolError::kNotAnObject);
+}
+
+TEST(Publish, RejectsMalformedJson) {
+  EXPECT_EQ(publish_error(""), ProtocolError::kMalformedJson);
+  EXPECT_EQ(publish_error("{\"orgId\":1,"), ProtocolError::kMalformedJson);
+  EXPECT_EQ(publish_error("orgId=1"), ProtocolError::kMalformedJson);
+  EXPECT_EQ(publish_error("{\"orgId\":\"\xc3\x28\"}"), ProtocolError::kMalformedJson);
+  EXPECT_EQ(publish_error(item_with("data", std::string(70, '[') + std::string(70, ']'))),
+            ProtocolError::kMalformedJson);
+}
+
+TEST(Publish, RejectsBodiesThatAreNotObjects) {
+  EXPECT_EQ(publish_error("1"), ProtocolError::kNotAnObject);
+  EXPECT_EQ(publish_error(R"("x")"), ProtocolError::kNotAnObject);
+  EXPECT_EQ(publish_error("null"), ProtocolError::kNotAnObject);
+  EXPECT_EQ(publish_error("[[]]"), ProtocolError::kNotAnObject);
+}
+
+TEST(Publish, RequiresOrgServiceAndEvent) {
+  EXPECT_EQ(publish_error(item_with("orgId", "")), ProtocolError::kMissingField);
+  EXPECT_EQ(publish_error(item_with("orgId", "null")), ProtocolError::kMissingField);
+  EXPECT_EQ(publish_error(item_with("service", "")), ProtocolError::kMissingField);
+  EXPECT_EQ(publish_error(item_with("event", "")), ProtocolError::kMissingField);
+}
+
+TEST(Publish, RejectsBadOrg) {
+  EXPECT_EQ(publish_error(item_with("orgId", "-1")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", "4.5")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", "1e3")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", R"("")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", "true")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", "[1]")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", R"("a\nb")")), ProtocolError::kBadField);
+  const std::string ok(128, 'o');
+  EXPECT_EQ(single(item_with("orgId", "\"" + ok + "\"")).org, ok);
+  EXPECT_EQ(publish_error(item_with("orgId", "\"" + ok + "o\"")), ProtocolError::kBadField);
+}
+
+TEST(Publish, RejectsBadService) {
+  EXPECT_EQ(publish_error(item_with("service", R"("")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("service", R"("fin/ance")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("service", "5")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("service", "\"" + std::string(65, 's') + "\"")),
+            ProtocolError::kBadField);
+}
+
+TEST(Publish, RejectsBadEventType) {
+  EXPECT_EQ(publish_error(item_with("event", R"("")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("event", "1")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("event", R"("a\tb")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("event", R"("a\u007fb")")), ProtocolError::kBadField);
+  const std::string ok(128, 'e');
+  EXPECT_EQ(single(item_with("event", "\"" + ok + "\"")).event, ok);
+  EXPECT_EQ(publish_error(item_with("event", "\"" + ok + "e\"")), ProtocolError::kBadField);
+}
+
+TEST(Publish, AcceptsEventTypesWithSpacesAndUnicode) {
+  EXPECT_EQ(single(item_with("event", R"("Invoice Paid – EU")")).event, "Invoice Paid – EU");
+}
+
+TEST(Publish, RejectsBadUserId) {
+  EXPECT_EQ(publish_error(item_with("userId", R"("")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("userId", "1.5")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("userId", "{}")), ProtocolError::kBadField);
+  const std::string ok(256, 'u');
+  EXPECT_EQ(single(item_with("userId", "\"" + ok + "\"")).user, ok);
+  EXPECT_EQ(publish_error(item_with("userId", "\"" + ok + "u\"")), ProtocolError::kBadField);
+}
+
+TEST(Publish, RejectsBadEventId) {
+  EXPECT_EQ(publish_error(item_with("eventId", R"("")")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("eventId", "12")), ProtocolError::kBadField);
+  const std::string ok(128, 'k');
+  EXPECT_EQ(single(item_with("eventId", "\"" + ok + "\"")).event_key, ok);
+  EXPECT_EQ(publish_error(item_with("eventId", "\"" + ok + "k\"")), ProtocolError::kBadField);
+}
+
+}  // namespace
+}  // namespace sg::protocol
