@@ -19,26 +19,30 @@ struct Settings {
   std::string listen_host = "127.0.0.1";  // derived from listen
   std::uint16_t listen_port = 4000;       // derived from listen; 0 = any free port
 
-  std::string jwt_secret;      // --jwt-secret: HS256 shared secret
-  std::string jwt_public_key;  // --jwt-public-key: PEM text, or a path to a PEM file (read here)
+  std::string jwt_secret;  // --jwt-secret: HS256 shared secret
+  // --jwt-public-key: given as PEM text or as a path to a PEM file; after parse() always the
+  // PEM text.
+  std::string jwt_public_key;
   std::int64_t jwt_leeway_seconds = 30;  // --jwt-leeway: clock skew tolerated on exp/nbf
   std::vector<std::string> api_keys;     // --api-key: comma-separated producer keys
   // --services: services clients may subscribe to; ["*"] (default) = any valid name.
   std::vector<std::string> services{"*"};
-  std::string broker = "memory";  // --broker: memory | redis://host:port[/db]
-  std::size_t history = 1000;     // --history: events kept per channel for resume
+  std::string broker = "memory";             // --broker: memory | redis://host:port[/db]
+  std::size_t history = 1000;                // --history: events kept per channel for resume
   std::int64_t history_ttl_seconds = 86400;  // --history-ttl: 0 = no age limit
   std::vector<std::string> allowed_origins;  // --allowed-origins: empty = any Origin
 
-  unsigned workers = 0;  // --workers: I/O threads; 0 = one per core
+  unsigned workers = 0;            // --workers: I/O threads; 0 = one per core
   std::string log_level = "info";  // --log-level: debug|info|warn|error
 
   // Limits.
   std::size_t max_publish_bytes = 1 << 20;  // --max-publish-bytes: publish body (413 above)
   std::size_t max_batch = 1000;             // --max-batch: events in one batch publish
-  std::size_t max_message_bytes = 64 * 1024;  // --max-message-bytes: inbound WS message (1009 above)
-  std::size_t outbox_bytes = 4 << 20;  // --outbox-bytes: queued outbound bytes before slow-consumer close
-  std::size_t max_services = 64;       // --max-services: services per connection
+  // --max-message-bytes: inbound WS message (1009 above)
+  std::size_t max_message_bytes = 64 * 1024;
+  // --outbox-bytes: queued outbound bytes before slow-consumer close
+  std::size_t outbox_bytes = 4 << 20;
+  std::size_t max_services = 64;              // --max-services: services per connection
   std::size_t max_connections_per_user = 32;  // --max-connections-per-user: 0 = unlimited
   std::size_t max_connections = 0;            // --max-connections: per node; 0 = unlimited
   std::int64_t handshake_timeout_ms = 10000;  // --handshake-timeout: upgrade + first message
@@ -47,19 +51,23 @@ struct Settings {
   std::int64_t shutdown_grace_ms = 4000;      // --shutdown-grace: SIGTERM drain before exit
   std::size_t max_http_header_bytes = 8192;   // --max-http-header-bytes
 
-  bool dev = false;  // --dev: generate a secret and API key, print a sample token
+  // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
+  // characters each); main prints a sample token.
+  bool dev = false;
 };
 
 struct ParseOutcome {
   enum class Kind { kRun, kExit };
   Kind kind = Kind::kRun;
-  int exit_code = 0;  // for kExit: 0 after --help/--version, 2 after a usage error
+  int exit_code = 0;    // for kExit: 0 after --help/--version, 2 after a usage error
   std::string message;  // what to print (help text, or the error) for kExit
   Settings settings;    // for kRun: validated
 };
 
 // Reads argv and the environment (getenv), validates, and reads --jwt-public-key from disk
-// when it is a path. Never exits or prints; main does that with the outcome.
+// when it is a path. Never exits, prints or throws; main does that with the outcome. Errors
+// are one line starting "streamgate: " and name the flag, or the environment variable when
+// the value came from there; secrets are never echoed.
 ParseOutcome parse(int argc, const char* const* argv);
 
 // The --help text (for the docs test and for main).

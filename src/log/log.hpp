@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 
 namespace sg::log {
@@ -18,7 +19,8 @@ enum class Level { kDebug = 0, kInfo, kWarn, kError };
 bool parse_level(std::string_view text, Level& out);
 void set_level(Level level);
 bool enabled(Level level);
-// Where lines go (default stderr). For tests.
+// Where lines go (default stderr; nullptr restores it). For tests. The stream must outlive
+// its use; each line is written with one fwrite and flushed.
 void set_output(std::FILE* out);
 
 struct Field {
@@ -30,14 +32,20 @@ struct Field {
   Field(std::string_view k, const char* v) : key(k), value(std::string_view(v)) {}
   Field(std::string_view k, bool v) : key(k), value(v) {}
   Field(std::string_view k, double v) : key(k), value(v) {}
+  // clang-format 14 mangles requires-clauses.
+  // clang-format off
   template <class I>
     requires std::is_integral_v<I> && (!std::is_same_v<I, bool>)
   Field(std::string_view k, I v)
       : key(k),
         value(std::is_signed_v<I> ? Value(static_cast<std::int64_t>(v))
                                   : Value(static_cast<std::uint64_t>(v))) {}
+  // clang-format on
 };
 
+// Formats one line and writes it if `level` is enabled. Safe from any thread; a line is never
+// interleaved with another. Fields follow the fixed keys in the order given; a field that
+// reuses a fixed key ("time", "message") yields a duplicate key, so don't.
 void write(Level level, std::string_view component, std::string_view message,
            std::initializer_list<Field> fields = {});
 
@@ -55,8 +63,11 @@ inline void error(std::string_view c, std::string_view m, std::initializer_list<
 }
 
 // Removes secrets from free text: the query string of any URL-ish text ("?…" → "?[redacted]"),
-// "Bearer <x>", and anything shaped like a JWT (three base64url parts). Used on every string
-// field; exposed for tests and for callers that build messages.
+// "Bearer <x>" (any case) → "Bearer [redacted]", "access_token=<x>" (and other …token=,
+// secret=, password=, api_key= assignments) → "…=[redacted]", and anything shaped like a JWT
+// (three base64url parts of ≥ 8 characters, the first starting "eyJ") → "[redacted-jwt]".
+// Used on the message and every string field; exposed for tests and for callers that build
+// messages. Keys and the component are not redacted: they are the caller's constants.
 std::string redact(std::string_view text);
 
 }  // namespace sg::log

@@ -45,9 +45,13 @@ class Gauge {
 };
 
 // Fixed upper bounds (ascending, in the metric's unit, e.g. seconds); +Inf is implicit.
+// observe() is lock-free; a snapshot taken while others observe is consistent per bucket, and
+// its count always equals its +Inf bucket.
 class Histogram {
  public:
+  // Bounds must be finite and strictly ascending (a programming error otherwise: aborts).
   explicit Histogram(std::vector<double> bounds);
+  // A value equal to a bound counts in that bound's bucket (Prometheus "le"). NaN is ignored.
   void observe(double v) noexcept;
 
   struct Snapshot {
@@ -60,23 +64,34 @@ class Histogram {
 
  private:
   std::vector<double> bounds_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;  // bounds_.size() + 1
-  std::atomic<std::uint64_t> count_{0};
+  // Per bucket, not cumulative: observe() touches one. bounds_.size() + 1 of them (+Inf last).
+  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets_;
   std::atomic<double> sum_{0};
 };
 
-// Exponential bounds: start, start*factor, … (count of them).
+// Exponential bounds: start, start*factor, … (count of them). start > 0, factor > 1, count ≥ 1.
 std::vector<double> exponential_bounds(double start, double factor, std::size_t count);
 
-// Owns every metric; references it returns stay valid for its lifetime.
+// Owns every metric; references it returns stay valid for its lifetime. Asking twice for the
+// same name and labels (in any order) returns the same metric. Names must match
+// [a-zA-Z_:][a-zA-Z0-9_:]*, label names [a-zA-Z_][a-zA-Z0-9_]*, and a name keeps one type;
+// breaking that is a programming error and aborts with a message (at start-up, where
+// registration happens). Label values are free text. All members are thread-safe.
 class Registry {
  public:
+  Registry();
+  ~Registry();  // out of line: Family is complete only in metrics.cpp
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
   Counter& counter(std::string_view name, std::string_view help, Labels labels = {});
   Gauge& gauge(std::string_view name, std::string_view help, Labels labels = {});
   Histogram& histogram(std::string_view name, std::string_view help, std::vector<double> bounds,
                        Labels labels = {});
 
-  // Computed at scrape time (e.g. connections by org). The callback appends samples.
+  // Computed at scrape time (e.g. connections by org). The callback appends samples; it runs
+  // on the scraping thread with the registry locked, so it must not call into the registry.
+  // Several callbacks (and plain gauges) may share a name.
   struct Sample {
     Labels labels;
     double value = 0;

@@ -1,0 +1,650 @@
+#include "config/config.hpp"
+
+#include <sys/random.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string_view>
+
+#include "core/core.hpp"
+
+// CMake may pass the project version; the fallback keeps the module buildable on its own.
+#ifndef STREAMGATE_VERSION
+#define STREAMGATE_VERSION "0.1.0"
+#endif
+
+namespace sg::config {
+namespace {
+
+constexpr std::string_view kProgram = "streamgate";
+constexpr std::string_view kEnvPrefix = "STREAMGATE_";
+constexpr std::size_t kMinSecretBytes = 32;
+// A public key is a few hundred bytes; anything this big is the wrong file.
+constexpr std::size_t kMaxPemFileBytes = 64 * 1024;
+constexpr std::size_t kMaxServiceNameBytes = 64;
+
+// "max-publish-bytes" → "STREAMGATE_MAX_PUBLISH_BYTES".
+std::string env_name(std::string_view flag) {
+  std::string out(kEnvPrefix);
+  for (char c : flag) {
+    if (c == '-') {
+      out.push_back('_');
+    } else if (c >= 'a' && c <= 'z') {
+      out.push_back(static_cast<char>(c - 'a' + 'A'));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string failure(std::string_view text) {
+  std::string out(kProgram);
+  out.append(": ");
+  out.append(text);
+  return out;
+}
+
+// A non-negative integer flag. Bound as text so that a bad value gets our message rather than
+// CLI11's, and so one table drives parsing, range checks and the help text.
+struct NumericSpec {
+  std::string_view flag;
+  std::string_view type_name;  // what the help shows after the flag: N, BYTES, MS, SECONDS
+  std::uint64_t min;
+  std::uint64_t max;
+  std::string_view why_min;  // reason shown when the value is below min
+  std::string_view meaning;  // help text
+  std::function<std::uint64_t(const Settings&)> get;
+  std::function<void(Settings&, std::uint64_t)> set;
+};
+
+// Upper bound for durations: keeps deadline arithmetic far from overflow and catches a value
+// typed in the wrong unit (a day in ms is 86400000).
+constexpr std::uint64_t kMaxDurationMs = 24ull * 3600 * 1000;
+constexpr std::uint64_t kMaxSize = std::numeric_limits<std::uint32_t>::max();
+
+template <class T>
+std::function<std::uint64_t(const Settings&)> getter(T Settings::*field) {
+  return [field](const Settings& s) { return static_cast<std::uint64_t>(s.*field); };
+}
+template <class T>
+std::function<void(Settings&, std::uint64_t)> setter(T Settings::*field) {
+  return [field](Settings& s, std::uint64_t v) { s.*field = static_cast<T>(v); };
+}
+
+#define SG_NUMERIC_FIELD(field) getter(&Settings::field), setter(&Settings::field)
+
+const std::vector<NumericSpec>& numeric_specs() {
+  static const std::vector<NumericSpec> specs = {
+      {"workers", "N", 0, 256, "", "I/O threads; 0 = one per core. At most 256.",
+       SG_NUMERIC_FIELD(workers)},
+      {"jwt-leeway", "SECONDS", 0, 3600, "",
+       "Clock skew tolerated on a token's exp and nbf. At most 3600.",
+       SG_NUMERIC_FIELD(jwt_leeway_seconds)},
+      {"history", "N", 1, kMaxSize, "a resuming client needs at least one kept event",
+       "Events kept per channel so a reconnecting client can resume without a gap.",
+       SG_NUMERIC_FIELD(history)},
+      {"history-ttl", "SECONDS", 0, 10ull * 365 * 86400, "",
+       "Age after which kept events are dropped; 0 = no age limit.",
+       SG_NUMERIC_FIELD(history_ttl_seconds)},
+      {"max-publish-bytes", "BYTES", 256, kMaxSize,
+       "a publish body smaller than that cannot hold a useful event",
+       "Largest publish request body; larger gets HTTP 413.", SG_NUMERIC_FIELD(max_publish_bytes)},
+      {"max-batch", "N", 1, 1000000, "a batch holds at least one event",
+       "Events accepted in one batch publish.", SG_NUMERIC_FIELD(max_batch)},
+      {"max-message-bytes", "BYTES", 128, kMaxSize,
+       "a subscribe message with a resume position needs that much",
+       "Largest inbound WebSocket message; larger closes the connection with 1009.",
+       SG_NUMERIC_FIELD(max_message_bytes)},
+      {"outbox-bytes", "BYTES", 4096, kMaxSize,
+       "smaller would cut off healthy clients on a single event",
+       "Outbound bytes queued per connection before it is closed as a slow consumer (4008).",
+       SG_NUMERIC_FIELD(outbox_bytes)},
+      {"max-services", "N", 1, 10000, "a connection subscribes to at least one service",
+       "Services one connection may subscribe to.", SG_NUMERIC_FIELD(max_services)},
+      {"max-connections-per-user", "N", 0, kMaxSize, "",
+       "Open connections per user (all tabs, all devices); 0 = unlimited.",
+       SG_NUMERIC_FIELD(max_connections_per_user)},
+      {"max-connections", "N", 0, kMaxSize, "", "Open connections on this node; 0 = unlimited.",
+       SG_NUMERIC_FIELD(max_connections)},
+      {"max-http-header-bytes", "BYTES", 1024, 1024 * 1024,
+       "browsers send more than that in ordinary requests",
+       "Largest HTTP request header block, the token in the URL included.",
+       SG_NUMERIC_FIELD(max_http_header_bytes)},
+      {"handshake-timeout", "MS", 100, kMaxDurationMs, "shorter fails on any real network",
+       "Time from TCP accept to the client's subscribe message, in milliseconds.",
+       SG_NUMERIC_FIELD(handshake_timeout_ms)},
+      {"ping-interval", "MS", 100, kMaxDurationMs, "shorter floods idle connections with pings",
+       "Idle time after which the server pings a connection, in milliseconds.",
+       SG_NUMERIC_FIELD(ping_interval_ms)},
+      {"pong-timeout", "MS", 100, kMaxDurationMs, "shorter fails on any real network",
+       "Silence after a ping before the connection is closed, in milliseconds.",
+       SG_NUMERIC_FIELD(pong_timeout_ms)},
+      {"shutdown-grace", "MS", 0, kMaxDurationMs, "",
+       "On SIGTERM, time given to connections to close (1001) before exit, in milliseconds; "
+       "0 = close at once.",
+       SG_NUMERIC_FIELD(shutdown_grace_ms)},
+  };
+  return specs;
+}
+
+#undef SG_NUMERIC_FIELD
+
+// Everything CLI11 fills in, as text; turned into Settings after parsing.
+struct Raw {
+  std::string listen;
+  std::string jwt_secret;
+  std::string jwt_public_key;
+  std::vector<std::string> api_keys;
+  std::vector<std::string> services;
+  std::string broker;
+  std::vector<std::string> allowed_origins;
+  std::string log_level;
+  bool dev = false;
+  std::vector<std::string> numbers;  // parallel to numeric_specs()
+  std::vector<CLI::Option*> list_options;
+};
+
+constexpr std::size_t kHelpColumn = 36;
+constexpr std::size_t kHelpTextWidth = 62;
+
+// Greedy word wrap; CLI11 indents every line after a '\n' to the description column.
+std::string wrap(std::string_view text) {
+  std::string out;
+  std::size_t line = 0;
+  while (!text.empty()) {
+    const std::size_t space = text.find(' ');
+    const std::string_view word = text.substr(0, space);
+    if (line > 0 && line + 1 + word.size() > kHelpTextWidth) {
+      out.push_back('\n');
+      line = 0;
+    } else if (line > 0) {
+      out.push_back(' ');
+      ++line;
+    }
+    out.append(word);
+    line += word.size();
+    text.remove_prefix(space == std::string_view::npos ? text.size() : space + 1);
+  }
+  return out;
+}
+
+std::string describe(std::string_view meaning, std::string_view flag, std::string_view def) {
+  std::string out = wrap(meaning);
+  out.append("\n");
+  if (!def.empty()) {
+    out.append("default: ");
+    out.append(def);
+    out.append("  ");
+  }
+  out.append("env: ");
+  out.append(env_name(flag));
+  return out;
+}
+
+CLI::Option* add_text(CLI::App& app, std::string& target, std::string_view flag,
+                      std::string_view type_name, std::string_view def, std::string_view meaning,
+                      std::string_view group) {
+  return app.add_option("--" + std::string(flag), target, describe(meaning, flag, def))
+      ->envname(env_name(flag))
+      ->option_text(std::string(type_name))
+      ->group(std::string(group));
+}
+
+CLI::Option* add_list(CLI::App& app, std::vector<std::string>& target, std::string_view flag,
+                      std::string_view type_name, std::string_view def, std::string_view meaning,
+                      std::string_view group) {
+  // One value per occurrence, occurrences accumulate: "--api-key a --api-key b" works as well
+  // as "--api-key a,b".
+  return app.add_option("--" + std::string(flag), target, describe(meaning, flag, def))
+      ->envname(env_name(flag))
+      ->option_text(std::string(type_name))
+      ->group(std::string(group))
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
+
+constexpr std::string_view kGroupServer = "Server";
+constexpr std::string_view kGroupAuth = "Authentication";
+constexpr std::string_view kGroupBroker = "Broker";
+constexpr std::string_view kGroupLimits = "Limits";
+constexpr std::string_view kGroupTimeouts = "Timeouts";
+
+std::string_view group_of(std::string_view flag) {
+  if (flag == "workers") return kGroupServer;
+  if (flag == "jwt-leeway") return kGroupAuth;
+  if (flag == "history" || flag == "history-ttl") return kGroupBroker;
+  if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace") {
+    return kGroupTimeouts;
+  }
+  return kGroupLimits;
+}
+
+void build_app(CLI::App& app, Raw& raw) {
+  const Settings defaults;
+  app.name(std::string(kProgram));
+  app.description(
+      "streamgate: real-time event gateway. Every flag can also be set through the environment "
+      "variable shown; a flag wins over the environment.");
+  app.set_version_flag("--version", std::string(kProgram) + " " + STREAMGATE_VERSION,
+                       "Print the version and exit.");
+  app.set_help_flag("-h,--help", "Print this help and exit.");
+  app.get_formatter()->column_width(kHelpColumn);
+
+  add_text(app, raw.listen, "listen", "HOST:PORT", defaults.listen,
+           "Address to listen on; [::1]:4000 for IPv6, port 0 for any free port. Loopback by "
+           "default: exposing the gateway is a deliberate act.",
+           kGroupServer);
+  add_text(app, raw.log_level, "log-level", "LEVEL", defaults.log_level,
+           "Lowest level logged: debug, info, warn or error.", kGroupServer);
+  app.add_flag("--dev", raw.dev,
+               describe("Try-it-out mode: generates a JWT secret and an API key when none are "
+                        "set, so no API key or token key is required. Never in production.",
+                        "dev", "off"))
+      ->envname(env_name("dev"))
+      ->option_text(" ")  // the env var is in the description, as for every other flag
+      ->group(std::string(kGroupServer));
+
+  add_text(app, raw.jwt_secret, "jwt-secret", "SECRET", "",
+           "HS256 shared secret for client tokens; at least 32 bytes.", kGroupAuth);
+  add_text(app, raw.jwt_public_key, "jwt-public-key", "PEM|PATH", "",
+           "RS256/ES256 public key for client tokens: the PEM text itself, or the path of a PEM "
+           "file.",
+           kGroupAuth);
+  raw.list_options.push_back(
+      add_list(app, raw.api_keys, "api-key", "KEYS", "",
+               "Comma-separated API keys producers present (Bearer) to publish and to read "
+               "metrics.",
+               kGroupAuth));
+  raw.list_options.push_back(add_list(app, raw.allowed_origins, "allowed-origins", "ORIGINS", "",
+                                      "Comma-separated browser Origins allowed to connect, exact "
+                                      "(https://app.example.com) or with a leading wildcard "
+                                      "(https://*.example.com); empty = any Origin.",
+                                      kGroupAuth));
+  raw.list_options.push_back(add_list(
+      app, raw.services, "services", "NAMES", "*",
+      "Comma-separated services clients may subscribe to; * = any valid name.", kGroupAuth));
+
+  add_text(app, raw.broker, "broker", "URL", defaults.broker,
+           "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
+           "to share them between nodes.",
+           kGroupBroker);
+
+  const auto& specs = numeric_specs();
+  raw.numbers.resize(specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const NumericSpec& spec = specs[i];
+    std::string def;
+    core::append_decimal(def, spec.get(defaults));
+    raw.numbers[i] = def;
+    add_text(app, raw.numbers[i], spec.flag, spec.type_name, def, spec.meaning,
+             group_of(spec.flag));
+  }
+}
+
+// Which source supplied a value, for messages: the flag if it is on the command line, else the
+// environment variable (CLI11 consults it only when the flag is absent).
+std::string source_of(std::string_view flag, int argc, const char* const* argv) {
+  const std::string dashed = "--" + std::string(flag);
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == dashed ||
+        (arg.starts_with(dashed) && arg.size() > dashed.size() && arg[dashed.size()] == '=')) {
+      return dashed;
+    }
+  }
+  return std::getenv(env_name(flag).c_str()) != nullptr ? env_name(flag) : dashed;
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// Each occurrence may itself be comma-separated; blanks around items and empty items vanish.
+std::vector<std::string> split_list(const std::vector<std::string>& occurrences) {
+  std::vector<std::string> out;
+  for (const std::string& occurrence : occurrences) {
+    std::string_view rest = occurrence;
+    while (true) {
+      const std::size_t comma = rest.find(',');
+      const std::string_view item = trim(rest.substr(0, comma));
+      if (!item.empty()) out.emplace_back(item);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+bool parse_u64(std::string_view text, std::uint64_t& out) {
+  if (text.empty()) return false;
+  const char* end = text.data() + text.size();
+  const auto r = std::from_chars(text.data(), end, out);
+  return r.ec == std::errc() && r.ptr == end;
+}
+
+bool valid_service_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxServiceNameBytes) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '-';
+  });
+}
+
+bool valid_hostname_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '-' || c == '_';
+}
+
+bool valid_ipv6_char(char c) {
+  return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') || c == ':' ||
+         c == '.';
+}
+
+// Returns an error message, or nullopt when `listen` is a usable host:port.
+std::optional<std::string> parse_listen(std::string_view listen, std::string_view source,
+                                        Settings& s) {
+  const std::string prefix = std::string(source) + " must be host:port";
+  std::string_view host;
+  std::string_view port;
+  if (listen.starts_with('[')) {
+    const std::size_t close = listen.find(']');
+    if (close == std::string_view::npos || close + 1 >= listen.size() || listen[close + 1] != ':') {
+      return failure(prefix + ", with an IPv6 address in brackets as in [::1]:4000");
+    }
+    host = listen.substr(1, close - 1);
+    port = listen.substr(close + 2);
+    if (host.empty() || !std::all_of(host.begin(), host.end(), valid_ipv6_char)) {
+      return failure(prefix + ": \"" + std::string(host) + "\" is not an IPv6 address");
+    }
+  } else {
+    const std::size_t colon = listen.rfind(':');
+    if (colon == std::string_view::npos) {
+      return failure(prefix + " (for example 127.0.0.1:4000), got \"" + std::string(listen) + "\"");
+    }
+    host = listen.substr(0, colon);
+    port = listen.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return failure(prefix + ", with an IPv6 address in brackets as in [::1]:4000");
+    }
+    if (host.empty() || !std::all_of(host.begin(), host.end(), valid_hostname_char)) {
+      return failure(prefix + ": \"" + std::string(host) + "\" is not a host name or address");
+    }
+  }
+  std::uint64_t port_value = 0;
+  if (!parse_u64(port, port_value) || port_value > 65535) {
+    return failure(prefix + ": port \"" + std::string(port) + "\" is not a number from 0 to 65535");
+  }
+  s.listen = std::string(listen);
+  s.listen_host = std::string(host);
+  s.listen_port = static_cast<std::uint16_t>(port_value);
+  return std::nullopt;
+}
+
+// "https://app.example.com" or "https://*.example.com": what a browser sends in Origin, so no
+// path and no trailing slash (an entry with one would never match).
+std::optional<std::string> check_origin(std::string_view origin, std::string_view source) {
+  if (origin == "*") return std::nullopt;
+  std::string_view rest = origin;
+  if (rest.starts_with("https://")) {
+    rest.remove_prefix(8);
+  } else if (rest.starts_with("http://")) {
+    rest.remove_prefix(7);
+  } else {
+    return failure(std::string(source) + ": \"" + std::string(origin) +
+                   "\" is not an origin; write it as a browser sends it, e.g. "
+                   "https://app.example.com");
+  }
+  if (rest.starts_with("*.")) rest.remove_prefix(2);
+  const bool ok = !rest.empty() && std::all_of(rest.begin(), rest.end(), [](char c) {
+    return valid_hostname_char(c) || c == ':' || c == '[' || c == ']';
+  });
+  if (!ok) {
+    return failure(std::string(source) + ": \"" + std::string(origin) +
+                   "\" is not an origin (scheme://host[:port], no path or trailing slash)");
+  }
+  return std::nullopt;
+}
+
+// Reads a PEM file named by --jwt-public-key. Error text names the path, never the content.
+std::optional<std::string> read_pem_file(const std::string& path, std::string_view source,
+                                         std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    return failure("cannot read " + std::string(source) + " file \"" + path +
+                   "\": " + (err != 0 ? std::strerror(err) : "cannot open"));
+  }
+  std::string content;
+  std::array<char, 4096> buf;
+  while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
+    content.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+    if (content.size() > kMaxPemFileBytes) {
+      return failure(std::string(source) + " file \"" + path +
+                     "\" is larger than 64 KiB; it is not a public key");
+    }
+  }
+  if (in.bad()) {
+    return failure("cannot read " + std::string(source) + " file \"" + path + "\"");
+  }
+  if (content.find("-----BEGIN") == std::string::npos) {
+    return failure(std::string(source) + " file \"" + path +
+                   "\" holds no PEM block (-----BEGIN PUBLIC KEY-----)");
+  }
+  out = std::move(content);
+  return std::nullopt;
+}
+
+// Secrets need a real random source, not core::random_hex's seeded engine.
+bool secure_random_hex(std::size_t bytes, std::string& out) {
+  std::vector<unsigned char> buf(bytes);
+  std::size_t filled = 0;
+  while (filled < bytes) {
+    const ssize_t n = getrandom(buf.data() + filled, bytes - filled, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    filled += static_cast<std::size_t>(n);
+  }
+  static constexpr char kDigits[] = "0123456789abcdef";
+  out.clear();
+  out.reserve(bytes * 2);
+  for (unsigned char b : buf) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xf]);
+  }
+  return true;
+}
+
+ParseOutcome exit_with(int code, std::string message) {
+  ParseOutcome outcome;
+  outcome.kind = ParseOutcome::Kind::kExit;
+  outcome.exit_code = code;
+  outcome.message = std::move(message);
+  return outcome;
+}
+
+ParseOutcome usage_error(std::string message) {
+  return exit_with(2, std::move(message));
+}
+
+// Turns the parsed text into Settings; the first problem found ends it.
+ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
+  ParseOutcome outcome;
+  Settings& s = outcome.settings;
+  auto src = [&](std::string_view flag) { return source_of(flag, argc, argv); };
+
+  if (auto err = parse_listen(raw.listen, src("listen"), s)) return usage_error(*err);
+
+  const auto& specs = numeric_specs();
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const NumericSpec& spec = specs[i];
+    const std::string& text = raw.numbers[i];
+    const std::string name = src(spec.flag);
+    std::uint64_t v = 0;
+    if (!parse_u64(trim(text), v)) {
+      return usage_error(failure(name + " must be a whole number" +
+                                 (spec.type_name == "MS"        ? std::string(" of milliseconds")
+                                  : spec.type_name == "SECONDS" ? std::string(" of seconds")
+                                  : spec.type_name == "BYTES"   ? std::string(" of bytes")
+                                                                : std::string()) +
+                                 ", got \"" + text + "\""));
+    }
+    if (v < spec.min) {
+      std::string msg = name + " must be at least ";
+      core::append_decimal(msg, spec.min);
+      msg += ", got ";
+      core::append_decimal(msg, v);
+      if (!spec.why_min.empty()) {
+        msg += ": ";
+        msg += spec.why_min;
+      }
+      return usage_error(failure(msg));
+    }
+    if (v > spec.max) {
+      std::string msg = name + " must be at most ";
+      core::append_decimal(msg, spec.max);
+      msg += ", got ";
+      core::append_decimal(msg, v);
+      return usage_error(failure(msg));
+    }
+    spec.set(s, v);
+  }
+
+  if (raw.log_level != "debug" && raw.log_level != "info" && raw.log_level != "warn" &&
+      raw.log_level != "error") {
+    return usage_error(failure(src("log-level") + " must be debug, info, warn or error, got \"" +
+                               raw.log_level + "\""));
+  }
+  s.log_level = raw.log_level;
+
+  const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://");
+  const std::size_t scheme_end = raw.broker.find("://");
+  if (!(raw.broker == "memory" || (redis && scheme_end + 3 < raw.broker.size()))) {
+    return usage_error(failure(src("broker") +
+                               " must be memory, or redis://host:port or rediss://host:port, got "
+                               "\"" +
+                               raw.broker + "\""));
+  }
+  s.broker = raw.broker;
+
+  s.services = split_list(raw.services);
+  if (s.services.empty()) {
+    return usage_error(
+        failure(src("services") + " is empty; list service names, or * for any service"));
+  }
+  for (const std::string& name : s.services) {
+    if (name != "*" && !valid_service_name(name)) {
+      return usage_error(failure(src("services") + ": \"" + name +
+                                 "\" is not a service name (1 to 64 of A-Z a-z 0-9 _ . : -)"));
+    }
+  }
+
+  s.allowed_origins = split_list(raw.allowed_origins);
+  for (const std::string& origin : s.allowed_origins) {
+    if (auto err = check_origin(origin, src("allowed-origins"))) return usage_error(*err);
+  }
+
+  s.dev = raw.dev;
+  if (!raw.jwt_secret.empty() && raw.jwt_secret.size() < kMinSecretBytes) {
+    std::string msg = src("jwt-secret") + " is ";
+    core::append_decimal(msg, raw.jwt_secret.size());
+    msg +=
+        " bytes; HS256 secrets must be at least 32 bytes, or they can be guessed offline from "
+        "any token";
+    return usage_error(failure(msg));
+  }
+  s.jwt_secret = raw.jwt_secret;
+
+  if (!raw.jwt_public_key.empty()) {
+    if (trim(raw.jwt_public_key).starts_with("-----BEGIN")) {
+      s.jwt_public_key = raw.jwt_public_key;
+    } else if (auto err =
+                   read_pem_file(raw.jwt_public_key, src("jwt-public-key"), s.jwt_public_key)) {
+      return usage_error(*err);
+    }
+  }
+
+  s.api_keys = split_list(raw.api_keys);
+
+  if (s.dev) {
+    if (s.jwt_secret.empty() && !secure_random_hex(kMinSecretBytes, s.jwt_secret)) {
+      return usage_error(failure("--dev: no random bytes available to generate a secret"));
+    }
+    if (s.api_keys.empty()) {
+      std::string key;
+      if (!secure_random_hex(kMinSecretBytes, key)) {
+        return usage_error(failure("--dev: no random bytes available to generate an API key"));
+      }
+      s.api_keys.push_back(std::move(key));
+    }
+  }
+
+  if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {
+    return usage_error(
+        failure("no token key configured: set --jwt-secret (HS256) or --jwt-public-key "
+                "(RS256/ES256), or use --dev to try it out"));
+  }
+  if (s.api_keys.empty()) {
+    return usage_error(
+        failure("no API key configured: set --api-key (producers need one to publish), or use "
+                "--dev to try it out"));
+  }
+  return outcome;
+}
+
+}  // namespace
+
+ParseOutcome parse(int argc, const char* const* argv) {
+  Raw raw;
+  const Settings defaults;
+  raw.listen = defaults.listen;
+  raw.broker = defaults.broker;
+  raw.log_level = defaults.log_level;
+  raw.services = defaults.services;
+  try {
+    CLI::App app;
+    build_app(app, raw);
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::CallForHelp&) {
+      return exit_with(0, app.help());
+    } catch (const CLI::CallForVersion& e) {
+      return exit_with(0, e.what());
+    } catch (const CLI::ParseError& e) {
+      return usage_error(failure(std::string(e.what()) + " (see --help)"));
+    }
+    return validate(raw, argc, argv);
+  } catch (const std::exception& e) {
+    // CLI11 reports misuse of its own API by throwing; keep the promise of never throwing.
+    return usage_error(failure(e.what()));
+  }
+}
+
+std::string help_text() {
+  try {
+    Raw raw;
+    CLI::App app;
+    build_app(app, raw);
+    return app.help();
+  } catch (const std::exception& e) {
+    return failure(e.what());
+  }
+}
+
+}  // namespace sg::config
