@@ -23,7 +23,9 @@ enum class BrokerError {
   kShuttingDown,
 };
 std::string_view to_string(BrokerError e);
-constexpr const char* error_domain(BrokerError) { return "broker"; }
+constexpr const char* error_domain(BrokerError) {
+  return "broker";
+}
 SG_DECLARE_ERROR_ENUM(BrokerError)
 
 // A stream of events: (org, topic). Topic is a service name for events ("finance"); other
@@ -38,18 +40,19 @@ struct Channel {
 // One published event, immutable once built and shared by history and every recipient.
 struct Event {
   std::uint64_t offset = 0;
-  std::string id;      // "<epoch>-<offset>", as protocol::format_event_id
-  std::string user;    // deliver only to this user's connections; empty = everyone subscribed
-  std::string body;    // protocol::serialize_event_body(...): the frame after the seq prefix
+  std::string id;    // "<epoch>-<offset>", as protocol::format_event_id
+  std::string user;  // deliver only to this user's connections; empty = everyone subscribed
+  std::string body;  // protocol::serialize_event_body(...): the frame after the seq prefix
   std::chrono::system_clock::time_point published_at;
 };
 using EventPtr = std::shared_ptr<const Event>;
 
 struct PublishInput {
-  std::string event;      // event type
-  std::string data;       // serialized JSON
-  std::string user;       // optional target user
-  std::string event_key;  // optional idempotency key; a repeat returns the first id, not delivered again
+  std::string event;  // event type
+  std::string data;   // serialized JSON
+  std::string user;   // optional target user
+  // Optional idempotency key: a repeat returns the first id and is not delivered again.
+  std::string event_key;
 };
 
 struct PublishResult {
@@ -59,7 +62,9 @@ struct PublishResult {
 
 // A read of history after a position.
 struct History {
-  std::string epoch;              // the channel's current epoch
+  // The channel's current epoch. It changes when the channel's history is lost: a new broker
+  // process, or (memory) a channel idle long enough to be dropped and started afresh.
+  std::string epoch;
   std::uint64_t last_offset = 0;  // newest offset when read (0: channel empty)
   // Events with offset > the requested one, oldest first, all of this epoch.
   std::vector<EventPtr> events;
@@ -74,7 +79,9 @@ struct Position {
 };
 
 // Called for each event of a subscribed channel, in offset order, never concurrently for one
-// subscription. Must be quick: the hub only posts to workers from here.
+// subscription. Must be quick: the hub only posts to workers from here. It may run while the
+// broker holds the channel's lock, so it must not call back into the broker nor destroy its own
+// Subscription.
 using Sink = std::function<void(const EventPtr&)>;
 
 // Held by whoever subscribed; destroying it unsubscribes. After the destructor returns the sink
@@ -85,7 +92,7 @@ class Subscription {
 };
 
 struct BrokerStats {
-  std::uint64_t channels = 0;       // channels with history or subscribers
+  std::uint64_t channels = 0;       // channels with unexpired history or subscribers
   std::uint64_t subscriptions = 0;  // live Subscription objects
   bool healthy = true;
 };
@@ -101,7 +108,8 @@ class Broker {
                        std::function<void(Result<PublishResult>)> done) = 0;
 
   // Starts delivering the channel's new events to `sink`. `on_ready` runs once the
-  // subscription is in place: every event published after that reaches the sink.
+  // subscription is in place: every event published after that reaches the sink, none from
+  // before. An empty org or topic gets nullptr and no on_ready.
   virtual std::unique_ptr<Subscription> subscribe(const Channel& channel, Sink sink,
                                                   std::function<void()> on_ready) = 0;
 
@@ -114,13 +122,16 @@ class Broker {
 
 struct MemoryBrokerOptions {
   std::size_t history = 1000;  // events kept per channel (--history)
-  std::chrono::seconds history_ttl{86400};  // events older than this are dropped (--history-ttl); 0 = keep
-  std::size_t idempotency_keys = 10000;     // eventIds remembered per channel for dedup
-  std::chrono::seconds idempotency_ttl{86400};
+  // Events older than this are dropped (--history-ttl); 0 = kept until pushed out by count.
+  std::chrono::seconds history_ttl{86400};
+  std::size_t idempotency_keys = 10000;  // eventIds remembered per channel for dedup; 0 = no dedup
+  std::chrono::seconds idempotency_ttl{86400};  // 0 = forgotten only by count
 };
 
 // The embedded broker: everything in process memory, lost on restart (a new random epoch
-// tells resuming clients so).
+// tells resuming clients so). Callbacks (done, on_ready, sinks) run inline on the caller's
+// thread. A channel with no subscribers, no unexpired history and no live idempotency keys is
+// dropped; if it is used again it starts over at offset 1 under a new epoch.
 std::unique_ptr<Broker> make_memory_broker(const MemoryBrokerOptions& options);
 
 }  // namespace sg::broker

@@ -1,0 +1,357 @@
+// The embedded broker. A map of channel states behind a shared_mutex that is only held to find
+// or create a state; everything about one channel (offsets, history, idempotency keys, sinks)
+// sits behind that channel's own mutex, so publishers to different channels never wait on
+// each other. Sinks run while the channel mutex is held, which is what orders them by offset
+// and makes "subscribed before publish" mean "delivered".
+#include "broker/broker.hpp"
+
+#include "protocol/protocol.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <shared_mutex>
+#include <unordered_map>
+#include <utility>
+
+namespace sg::broker {
+namespace {
+
+using Clock = std::chrono::system_clock;
+
+// How often ordinary traffic pays for a scan that drops expired history and idle channels.
+// Channels nobody touches again are only reclaimed by such a scan.
+constexpr std::chrono::steady_clock::duration kSweepInterval = std::chrono::seconds(1);
+
+bool valid(const Channel& channel) {
+  return !channel.org.empty() && !channel.topic.empty();
+}
+
+// Length-prefixed rather than Channel::key(): org "a/b" + topic "c" must not meet org "a" +
+// topic "b/c" (orgs come from producers as arbitrary strings).
+std::string map_key(const Channel& channel) {
+  std::string key;
+  key.reserve(channel.org.size() + channel.topic.size() + 8);
+  core::append_decimal(key, channel.org.size());
+  key.push_back(':');
+  key += channel.org;
+  key += channel.topic;
+  return key;
+}
+
+std::string base36(std::uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string out;
+  do {
+    out.push_back(kDigits[v % 36]);
+    v /= 36;
+  } while (v != 0);
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+struct ChannelState {
+  ChannelState(std::string map_key, std::string channel_epoch)
+      : key(std::move(map_key)), epoch(std::move(channel_epoch)) {}
+
+  const std::string key;
+  const std::string epoch;
+
+  std::mutex mutex;
+  // Everything below is guarded by mutex.
+  bool removed = false;  // erased from the map; whoever holds it must look the channel up again
+  std::uint64_t last_offset = 0;
+  std::deque<EventPtr> events;  // contiguous offsets ending at last_offset, oldest first
+  std::vector<std::pair<std::uint64_t, Sink>> sinks;
+  std::uint64_t next_sink_id = 1;
+  std::unordered_map<std::string, std::string> keys;  // idempotency key → first id
+  struct KeyAge {
+    // Points at the key inside `keys`; node-based, so it stays valid until that entry is erased.
+    const std::string* key;
+    Clock::time_point at;
+  };
+  std::deque<KeyAge> key_order;  // insertion order, so also age order
+};
+
+using StatePtr = std::shared_ptr<ChannelState>;
+
+// Shared by the broker and every Subscription, so a Subscription may outlive its broker.
+class Core {
+ public:
+  explicit Core(const MemoryBrokerOptions& options)
+      : options_(options),
+        epoch_base_(core::random_hex(6)),
+        next_sweep_(std::chrono::steady_clock::now() + kSweepInterval) {}
+
+  const MemoryBrokerOptions& options() const { return options_; }
+  const std::string& epoch_base() const { return epoch_base_; }
+  std::atomic<std::uint64_t>& subscriptions() { return subscriptions_; }
+
+  StatePtr find(const std::string& key) const {
+    std::shared_lock lock(map_mutex_);
+    const auto it = channels_.find(key);
+    return it == channels_.end() ? nullptr : it->second;
+  }
+
+  StatePtr find_or_create(const std::string& key) {
+    if (auto state = find(key)) return state;
+    std::unique_lock lock(map_mutex_);
+    auto& slot = channels_[key];
+    // A channel's state can be dropped and later made again; its offsets then restart at 1,
+    // so each incarnation gets its own epoch and an id from the old one can't pass as new.
+    if (!slot) slot = std::make_shared<ChannelState>(key, epoch_base_ + base36(++incarnations_));
+    return slot;
+  }
+
+  // Drops events and idempotency keys past their age. Caller holds state.mutex.
+  void trim(ChannelState& state, Clock::time_point now) const {
+    if (options_.history_ttl.count() > 0) {
+      const auto cutoff = now - options_.history_ttl;
+      while (!state.events.empty() && state.events.front()->published_at <= cutoff) {
+        state.events.pop_front();
+      }
+    }
+    if (options_.idempotency_ttl.count() > 0) {
+      const auto cutoff = now - options_.idempotency_ttl;
+      while (!state.key_order.empty() && state.key_order.front().at <= cutoff) {
+        forget_oldest_key(state);
+      }
+    }
+  }
+
+  // Caller holds state.mutex.
+  void remember_key(ChannelState& state, std::string key, const std::string& id,
+                    Clock::time_point now) const {
+    const auto [it, inserted] = state.keys.try_emplace(std::move(key), id);
+    if (!inserted) return;
+    state.key_order.push_back({&it->first, now});
+    while (state.keys.size() > options_.idempotency_keys) forget_oldest_key(state);
+  }
+
+  // Nothing left that a later call could observe. Caller holds state.mutex.
+  static bool idle(const ChannelState& state) {
+    return state.sinks.empty() && state.events.empty() && state.keys.empty();
+  }
+
+  // Erases the given states that are still idle. Takes the map lock, then each channel's.
+  void remove_if_idle(const std::vector<StatePtr>& states) {
+    std::unique_lock lock(map_mutex_);
+    for (const auto& state : states) {
+      std::lock_guard state_lock(state->mutex);
+      if (state->removed || !idle(*state)) continue;
+      const auto it = channels_.find(state->key);
+      if (it != channels_.end() && it->second == state) channels_.erase(it);
+      state->removed = true;
+    }
+  }
+
+  // Called from the hot paths; at most one caller per interval does the scan.
+  void maybe_sweep() {
+    const auto now = std::chrono::steady_clock::now();
+    auto next = next_sweep_.load(std::memory_order_relaxed);
+    if (now < next) return;
+    if (!next_sweep_.compare_exchange_strong(next, now + kSweepInterval)) return;
+    sweep();
+  }
+
+  // Trims every channel and drops the idle ones. Returns how many channels have history or
+  // subscribers. The scan holds the map lock shared, so publishes go on meanwhile.
+  std::uint64_t sweep() {
+    std::vector<StatePtr> idle_states;
+    std::uint64_t active = 0;
+    {
+      std::shared_lock lock(map_mutex_);
+      const auto now = Clock::now();
+      for (const auto& [key, state] : channels_) {
+        std::lock_guard state_lock(state->mutex);
+        trim(*state, now);
+        if (idle(*state)) idle_states.push_back(state);
+        if (!state->sinks.empty() || !state->events.empty()) ++active;
+      }
+    }
+    if (!idle_states.empty()) remove_if_idle(idle_states);
+    return active;
+  }
+
+ private:
+  static void forget_oldest_key(ChannelState& state) {
+    // Erase by iterator: erase(key) with a reference into the node being erased is a trap.
+    state.keys.erase(state.keys.find(*state.key_order.front().key));
+    state.key_order.pop_front();
+  }
+
+  const MemoryBrokerOptions options_;
+  const std::string epoch_base_;
+  std::atomic<std::uint64_t> subscriptions_{0};
+  std::atomic<std::uint64_t> incarnations_{0};
+  std::atomic<std::chrono::steady_clock::time_point> next_sweep_;
+  mutable std::shared_mutex map_mutex_;
+  std::unordered_map<std::string, StatePtr> channels_;
+};
+
+History read_history(const std::string& epoch, std::uint64_t last_offset,
+                     const std::deque<EventPtr>& events, const std::optional<Position>& after) {
+  History history;
+  history.epoch = epoch;
+  history.last_offset = last_offset;
+  if (!after) return history;
+  if (after->epoch != epoch || after->offset > last_offset) {
+    history.complete = false;
+    return history;
+  }
+  if (after->offset == last_offset) return history;
+  if (events.empty()) {
+    history.complete = false;
+    return history;
+  }
+  const std::uint64_t first = events.front()->offset;
+  history.complete = first <= after->offset + 1;
+  const std::uint64_t skip = after->offset >= first ? after->offset + 1 - first : 0;
+  history.events.assign(events.begin() + static_cast<std::ptrdiff_t>(skip), events.end());
+  return history;
+}
+
+class MemorySubscription final : public Subscription {
+ public:
+  MemorySubscription(std::shared_ptr<Core> core, StatePtr state, std::uint64_t id)
+      : core_(std::move(core)), state_(std::move(state)), id_(id) {}
+
+  ~MemorySubscription() override {
+    bool idle = false;
+    {
+      std::lock_guard lock(state_->mutex);
+      std::erase_if(state_->sinks, [this](const auto& entry) { return entry.first == id_; });
+      idle = Core::idle(*state_);
+    }
+    core_->subscriptions().fetch_sub(1, std::memory_order_relaxed);
+    if (idle) core_->remove_if_idle({state_});
+  }
+
+  MemorySubscription(const MemorySubscription&) = delete;
+  MemorySubscription& operator=(const MemorySubscription&) = delete;
+
+ private:
+  std::shared_ptr<Core> core_;
+  StatePtr state_;
+  std::uint64_t id_;
+};
+
+class MemoryBroker final : public Broker {
+ public:
+  explicit MemoryBroker(const MemoryBrokerOptions& options)
+      : core_(std::make_shared<Core>(options)) {}
+
+  void publish(const Channel& channel, PublishInput input,
+               std::function<void(Result<PublishResult>)> done) override {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    core_->maybe_sweep();
+    const auto& options = core_->options();
+    const bool keyed = !input.event_key.empty() && options.idempotency_keys > 0;
+    const std::string key = map_key(channel);
+    PublishResult result;
+    for (;;) {
+      StatePtr state = core_->find_or_create(key);
+      std::unique_lock lock(state->mutex);
+      if (state->removed) continue;
+      const auto now = Clock::now();
+      core_->trim(*state, now);
+      if (keyed) {
+        if (const auto it = state->keys.find(input.event_key); it != state->keys.end()) {
+          result = {it->second, true};
+          break;
+        }
+      }
+      auto event = std::make_shared<Event>();
+      event->offset = state->last_offset + 1;
+      event->id = protocol::format_event_id(state->epoch, event->offset);
+      event->user = std::move(input.user);
+      event->published_at = now;
+      event->body = protocol::serialize_event_body(channel.topic, event->id, input.event,
+                                                   input.data, core::format_rfc3339(now));
+      const EventPtr shared = std::move(event);
+      state->last_offset = shared->offset;
+      if (options.history > 0) {
+        state->events.push_back(shared);
+        if (state->events.size() > options.history) state->events.pop_front();
+      }
+      if (keyed) core_->remember_key(*state, std::move(input.event_key), shared->id, now);
+      for (const auto& entry : state->sinks) entry.second(shared);
+      result = {shared->id, false};
+      const bool idle = Core::idle(*state);
+      lock.unlock();
+      // With history 0 and nobody listening, nothing about this channel needs keeping.
+      if (idle) core_->remove_if_idle({state});
+      break;
+    }
+    if (done) done(std::move(result));
+  }
+
+  std::unique_ptr<Subscription> subscribe(const Channel& channel, Sink sink,
+                                          std::function<void()> on_ready) override {
+    if (!valid(channel) || !sink) return nullptr;
+    core_->maybe_sweep();
+    const std::string key = map_key(channel);
+    std::unique_ptr<Subscription> subscription;
+    for (;;) {
+      StatePtr state = core_->find_or_create(key);
+      std::lock_guard lock(state->mutex);
+      if (state->removed) continue;
+      const std::uint64_t id = state->next_sink_id++;
+      state->sinks.emplace_back(id, std::move(sink));
+      subscription = std::make_unique<MemorySubscription>(core_, state, id);
+      break;
+    }
+    core_->subscriptions().fetch_add(1, std::memory_order_relaxed);
+    if (on_ready) on_ready();
+    return subscription;
+  }
+
+  void history(const Channel& channel, std::optional<Position> after,
+               std::function<void(Result<History>)> done) override {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    core_->maybe_sweep();
+    std::optional<History> result;
+    StatePtr state = core_->find(map_key(channel));
+    bool idle = false;
+    if (state) {
+      std::lock_guard lock(state->mutex);
+      // A removed state is as good as none: this read happened after the removal.
+      if (!state->removed) {
+        core_->trim(*state, Clock::now());
+        result = read_history(state->epoch, state->last_offset, state->events, after);
+        idle = Core::idle(*state);
+      }
+    }
+    if (idle) core_->remove_if_idle({state});
+    // No state: nothing was published, or all of it is gone. No incarnation uses the bare
+    // base as its epoch, so a position from any earlier one reads as incomplete.
+    if (!result) result = read_history(core_->epoch_base(), 0, {}, after);
+    if (done) done(std::move(*result));
+  }
+
+  BrokerStats stats() const override {
+    BrokerStats stats;
+    stats.channels = core_->sweep();
+    stats.subscriptions = core_->subscriptions().load(std::memory_order_relaxed);
+    stats.healthy = true;
+    return stats;
+  }
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace
+
+std::unique_ptr<Broker> make_memory_broker(const MemoryBrokerOptions& options) {
+  return std::make_unique<MemoryBroker>(options);
+}
+
+}  // namespace sg::broker

@@ -1,0 +1,586 @@
+// The contract every Broker implementation keeps, run against each one in factories().
+// Callbacks may be inline or on another thread, so every wait here is bounded and
+// condition-based.
+#include "broker/broker.hpp"
+
+#include "protocol/protocol.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <ostream>
+#include <thread>
+
+namespace sg::broker {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kWait = 10s;
+
+// What a contract test may ask of the broker it gets; each implementation maps it onto its own
+// options.
+struct ContractOptions {
+  std::size_t history = 1000;
+  std::chrono::seconds history_ttl{0};
+};
+
+struct BrokerFactory {
+  std::string name;
+  std::function<std::unique_ptr<Broker>(const ContractOptions&)> make;
+};
+
+// Names the parameter in gtest's failure output.
+void PrintTo(const BrokerFactory& factory, std::ostream* out) {
+  *out << factory.name;
+}
+
+// The one list of implementations the contract runs against.
+std::vector<BrokerFactory> factories() {
+  return {
+      {"Memory",
+       [](const ContractOptions& contract) {
+         MemoryBrokerOptions options;
+         options.history = contract.history;
+         options.history_ttl = contract.history_ttl;
+         return make_memory_broker(options);
+       }},
+  };
+}
+
+// A fresh org per call, so a broker with state outside the process starts every test empty.
+Channel fresh_channel(std::string topic = "finance") {
+  return Channel{"org" + core::random_hex(6), std::move(topic)};
+}
+
+PublishInput input(std::string event, std::string data = "{}") {
+  PublishInput in;
+  in.event = std::move(event);
+  in.data = std::move(data);
+  return in;
+}
+
+PublishInput keyed_input(std::string event, std::string key) {
+  PublishInput in = input(std::move(event));
+  in.event_key = std::move(key);
+  return in;
+}
+
+template <class T>
+Result<T> wait_result(const std::shared_ptr<std::promise<Result<T>>>& promise) {
+  auto future = promise->get_future();
+  if (future.wait_for(kWait) != std::future_status::ready) {
+    ADD_FAILURE() << "callback never ran";
+    return make_error_code(BrokerError::kUnavailable);
+  }
+  return future.get();
+}
+
+Result<PublishResult> publish(Broker& broker, const Channel& channel, PublishInput in) {
+  auto promise = std::make_shared<std::promise<Result<PublishResult>>>();
+  broker.publish(channel, std::move(in),
+                 [promise](Result<PublishResult> r) { promise->set_value(std::move(r)); });
+  return wait_result(promise);
+}
+
+// Publishes and returns the id, failing the test when the publish fails.
+std::string publish_id(Broker& broker, const Channel& channel, PublishInput in) {
+  const auto result = publish(broker, channel, std::move(in));
+  if (!result) {
+    ADD_FAILURE() << "publish failed: " << result.error().message();
+    return {};
+  }
+  EXPECT_FALSE(result->duplicate);
+  return result->id;
+}
+
+Result<History> history(Broker& broker, const Channel& channel, std::optional<Position> after) {
+  auto promise = std::make_shared<std::promise<Result<History>>>();
+  broker.history(channel, std::move(after),
+                 [promise](Result<History> r) { promise->set_value(std::move(r)); });
+  return wait_result(promise);
+}
+
+std::uint64_t offset_of(const std::string& id) {
+  const auto parsed = protocol::parse_event_id(id);
+  return parsed ? parsed->offset : 0;
+}
+
+std::string epoch_of(const std::string& id) {
+  const auto parsed = protocol::parse_event_id(id);
+  return parsed ? parsed->epoch : std::string();
+}
+
+std::vector<std::uint64_t> offsets(const std::vector<EventPtr>& events) {
+  std::vector<std::uint64_t> out;
+  for (const auto& e : events) out.push_back(e->offset);
+  return out;
+}
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> out;
+  for (auto i = first; i <= last; ++i) out.push_back(i);
+  return out;
+}
+
+// Records what a sink receives and notices if it is ever entered twice at once.
+class Collector {
+ public:
+  Sink sink() {
+    return [this](const EventPtr& event) {
+      if (inside_.exchange(true)) overlapped_ = true;
+      {
+        std::lock_guard lock(mutex_);
+        events_.push_back(event);
+      }
+      inside_ = false;
+      cv_.notify_all();
+    };
+  }
+
+  bool wait_for(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, kWait, [&] { return events_.size() >= count; });
+  }
+
+  std::vector<EventPtr> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::vector<std::uint64_t> offsets() const { return broker::offsets(events()); }
+  bool overlapped() const { return overlapped_; }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<EventPtr> events_;
+  std::atomic<bool> inside_{false};
+  std::atomic<bool> overlapped_{false};
+};
+
+// Counts done callbacks of publishes that were not waited for one by one.
+class Countdown : public std::enable_shared_from_this<Countdown> {
+ public:
+  explicit Countdown(std::uint64_t count) : left_(count) {}
+
+  std::function<void(Result<PublishResult>)> callback() {
+    // Owns the countdown, so a callback arriving after a timed-out wait touches live memory.
+    return [self = shared_from_this()](Result<PublishResult> result) {
+      std::lock_guard lock(self->mutex_);
+      if (!result) ++self->failures_;
+      if (--self->left_ == 0) self->cv_.notify_all();
+    };
+  }
+
+  // True when every callback ran and none reported a failure.
+  bool wait_all_succeeded() {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, kWait, [&] { return left_ == 0; }) && failures_ == 0;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::uint64_t left_;
+  std::uint64_t failures_ = 0;
+};
+
+// Subscribes and waits for on_ready, so everything published afterwards must arrive.
+std::unique_ptr<Subscription> subscribe(Broker& broker, const Channel& channel,
+                                        Collector& collector) {
+  auto ready = std::make_shared<std::promise<void>>();
+  auto subscription = broker.subscribe(channel, collector.sink(), [ready] { ready->set_value(); });
+  EXPECT_NE(subscription, nullptr);
+  EXPECT_EQ(ready->get_future().wait_for(kWait), std::future_status::ready);
+  return subscription;
+}
+
+class BrokerContract : public ::testing::TestWithParam<BrokerFactory> {
+ protected:
+  std::unique_ptr<Broker> make(const ContractOptions& options = {}) {
+    return GetParam().make(options);
+  }
+};
+
+TEST_P(BrokerContract, AssignsOffsetsFromOneIncreasingByOne) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  std::vector<std::uint64_t> seen;
+  for (int i = 0; i < 5; ++i) seen.push_back(offset_of(publish_id(*broker, channel, input("e"))));
+  EXPECT_EQ(seen, range(1, 5));
+}
+
+TEST_P(BrokerContract, IdsAreEventIdsOfTheChannelEpoch) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  const std::string first = publish_id(*broker, channel, input("e"));
+  const std::string second = publish_id(*broker, channel, input("e"));
+  const auto read = history(*broker, channel, std::nullopt);
+  ASSERT_TRUE(read);
+  EXPECT_FALSE(read->epoch.empty());
+  EXPECT_EQ(first, protocol::format_event_id(read->epoch, 1));
+  EXPECT_EQ(second, protocol::format_event_id(read->epoch, 2));
+  const auto parsed = protocol::parse_event_id(second);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->epoch, read->epoch);
+  EXPECT_EQ(parsed->offset, 2u);
+}
+
+TEST_P(BrokerContract, BuildsBodyWithServiceIdEventDataAndTimestamp) {
+  auto broker = make();
+  const Channel channel = fresh_channel("finance");
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  PublishInput in = input("invoice.paid", R"({"amount":5,"currency":"EUR"})");
+  in.user = "user-7";
+  const auto before = std::chrono::system_clock::now();
+  const std::string id = publish_id(*broker, channel, std::move(in));
+  const auto after = std::chrono::system_clock::now();
+  ASSERT_TRUE(collector.wait_for(1));
+  const EventPtr event = collector.events().at(0);
+  EXPECT_EQ(event->id, id);
+  EXPECT_EQ(event->offset, 1u);
+  EXPECT_EQ(event->user, "user-7");
+  EXPECT_GE(event->published_at, before - 1s);
+  EXPECT_LE(event->published_at, after + 1s);
+  EXPECT_EQ(event->body, protocol::serialize_event_body("finance", id, "invoice.paid",
+                                                        R"({"amount":5,"currency":"EUR"})",
+                                                        core::format_rfc3339(event->published_at)));
+  EXPECT_NE(event->body.find("\"id\":\"" + id + "\""), std::string::npos) << event->body;
+  EXPECT_NE(event->body.find(R"("service":"finance")"), std::string::npos) << event->body;
+  EXPECT_NE(event->body.find(R"("event":"invoice.paid")"), std::string::npos) << event->body;
+  EXPECT_NE(event->body.find(R"("data":{"amount":5,"currency":"EUR"})"), std::string::npos)
+      << event->body;
+}
+
+TEST_P(BrokerContract, SinkGetsOnlyEventsPublishedAfterSubscribeInOrder) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  for (int i = 0; i < 3; ++i) publish_id(*broker, channel, input("before"));
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  for (int i = 0; i < 4; ++i) publish_id(*broker, channel, input("after"));
+  ASSERT_TRUE(collector.wait_for(4));
+  EXPECT_EQ(collector.offsets(), range(4, 7));
+}
+
+TEST_P(BrokerContract, DestroyingSubscriptionStopsDelivery) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  Collector leaving;
+  Collector staying;
+  auto leaving_subscription = subscribe(*broker, channel, leaving);
+  auto staying_subscription = subscribe(*broker, channel, staying);
+  publish_id(*broker, channel, input("one"));
+  ASSERT_TRUE(leaving.wait_for(1));
+  leaving_subscription.reset();
+  publish_id(*broker, channel, input("two"));
+  publish_id(*broker, channel, input("three"));
+  ASSERT_TRUE(staying.wait_for(3));
+  EXPECT_EQ(staying.offsets(), range(1, 3));
+  EXPECT_EQ(leaving.offsets(), range(1, 1));
+}
+
+TEST_P(BrokerContract, EverySubscriberOfAChannelGetsEveryEvent) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  Collector first;
+  Collector second;
+  auto first_subscription = subscribe(*broker, channel, first);
+  auto second_subscription = subscribe(*broker, channel, second);
+  for (int i = 0; i < 5; ++i) publish_id(*broker, channel, input("e"));
+  ASSERT_TRUE(first.wait_for(5));
+  ASSERT_TRUE(second.wait_for(5));
+  EXPECT_EQ(first.offsets(), range(1, 5));
+  EXPECT_EQ(second.offsets(), range(1, 5));
+  // One event, shared by every recipient.
+  EXPECT_EQ(first.events()[2].get(), second.events()[2].get());
+}
+
+TEST_P(BrokerContract, KeepsOrgsApartOnTheSameTopic) {
+  auto broker = make();
+  const Channel a = fresh_channel("finance");
+  const Channel b = fresh_channel("finance");
+  Collector at_a;
+  Collector at_b;
+  auto sub_a = subscribe(*broker, a, at_a);
+  auto sub_b = subscribe(*broker, b, at_b);
+  publish_id(*broker, b, input("for.b"));
+  publish_id(*broker, b, input("for.b"));
+  const std::string id_a = publish_id(*broker, a, input("for.a"));
+  ASSERT_TRUE(at_b.wait_for(2));
+  ASSERT_TRUE(at_a.wait_for(1));
+  EXPECT_EQ(offset_of(id_a), 1u);
+  EXPECT_EQ(at_b.offsets(), range(1, 2));
+  ASSERT_EQ(at_a.offsets(), range(1, 1));
+  EXPECT_EQ(at_a.events()[0]->id, id_a);
+  EXPECT_NE(at_a.events()[0]->body.find("for.a"), std::string::npos);
+  const auto read_a = history(*broker, a, std::nullopt);
+  ASSERT_TRUE(read_a);
+  EXPECT_EQ(read_a->last_offset, 1u);
+}
+
+TEST_P(BrokerContract, KeepsChannelsApartWhenOrgContainsSlash) {
+  auto broker = make();
+  const std::string org = "org" + core::random_hex(6);
+  const Channel left{org + "/x", "y"};
+  const Channel right{org, "x/y"};
+  publish_id(*broker, left, input("e"));
+  EXPECT_EQ(offset_of(publish_id(*broker, right, input("e"))), 1u);
+}
+
+TEST_P(BrokerContract, RejectsChannelWithoutOrgOrTopic) {
+  auto broker = make();
+  const auto published = publish(*broker, Channel{"", "finance"}, input("e"));
+  ASSERT_FALSE(published);
+  EXPECT_EQ(published.error(), make_error_code(BrokerError::kBadChannel));
+  const auto read = history(*broker, Channel{"org", ""}, std::nullopt);
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error(), make_error_code(BrokerError::kBadChannel));
+  Collector collector;
+  bool ready = false;
+  EXPECT_EQ(broker->subscribe(Channel{"", ""}, collector.sink(), [&] { ready = true; }), nullptr);
+  EXPECT_FALSE(ready);
+}
+
+TEST_P(BrokerContract, HistoryWithoutPositionGivesEpochAndLastOffsetOnly) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  const auto empty = history(*broker, channel, std::nullopt);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->last_offset, 0u);
+  EXPECT_TRUE(empty->events.empty());
+  EXPECT_TRUE(empty->complete);
+  const std::string id = publish_id(*broker, channel, input("e"));
+  publish_id(*broker, channel, input("e"));
+  const auto read = history(*broker, channel, std::nullopt);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->epoch, epoch_of(id));
+  EXPECT_EQ(read->last_offset, 2u);
+  EXPECT_TRUE(read->events.empty());
+  EXPECT_TRUE(read->complete);
+}
+
+TEST_P(BrokerContract, HistoryReturnsEventsAfterPosition) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(publish_id(*broker, channel, input("e")));
+  const std::string epoch = epoch_of(ids[0]);
+  const auto read = history(*broker, channel, Position{epoch, 2});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->epoch, epoch);
+  EXPECT_EQ(read->last_offset, 5u);
+  EXPECT_TRUE(read->complete);
+  EXPECT_EQ(offsets(read->events), range(3, 5));
+  EXPECT_EQ(read->events[0]->id, ids[2]);
+
+  const auto from_start = history(*broker, channel, Position{epoch, 0});
+  ASSERT_TRUE(from_start);
+  EXPECT_TRUE(from_start->complete);
+  EXPECT_EQ(offsets(from_start->events), range(1, 5));
+
+  const auto at_end = history(*broker, channel, Position{epoch, 5});
+  ASSERT_TRUE(at_end);
+  EXPECT_TRUE(at_end->complete);
+  EXPECT_TRUE(at_end->events.empty());
+}
+
+TEST_P(BrokerContract, HistoryIsIncompleteWhenCountTrimDroppedEventsAfterPosition) {
+  auto broker = make({.history = 3});
+  const Channel channel = fresh_channel();
+  std::string epoch;
+  for (int i = 0; i < 5; ++i) epoch = epoch_of(publish_id(*broker, channel, input("e")));
+
+  const auto from_start = history(*broker, channel, Position{epoch, 0});
+  ASSERT_TRUE(from_start);
+  EXPECT_FALSE(from_start->complete);
+  EXPECT_EQ(offsets(from_start->events), range(3, 5));
+
+  const auto missed_one = history(*broker, channel, Position{epoch, 1});
+  ASSERT_TRUE(missed_one);
+  EXPECT_FALSE(missed_one->complete);
+  EXPECT_EQ(offsets(missed_one->events), range(3, 5));
+
+  const auto missed_none = history(*broker, channel, Position{epoch, 2});
+  ASSERT_TRUE(missed_none);
+  EXPECT_TRUE(missed_none->complete);
+  EXPECT_EQ(offsets(missed_none->events), range(3, 5));
+
+  const auto at_end = history(*broker, channel, Position{epoch, 5});
+  ASSERT_TRUE(at_end);
+  EXPECT_TRUE(at_end->complete);
+  EXPECT_TRUE(at_end->events.empty());
+}
+
+TEST_P(BrokerContract, HistoryDropsEventsOlderThanTtl) {
+  auto broker = make({.history = 1000, .history_ttl = 1s});
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);  // keeps the channel itself alive
+  const std::string epoch = epoch_of(publish_id(*broker, channel, input("old")));
+  std::this_thread::sleep_for(1100ms);
+  publish_id(*broker, channel, input("new"));
+
+  const auto from_start = history(*broker, channel, Position{epoch, 0});
+  ASSERT_TRUE(from_start);
+  EXPECT_EQ(from_start->last_offset, 2u);
+  EXPECT_FALSE(from_start->complete);
+  EXPECT_EQ(offsets(from_start->events), range(2, 2));
+
+  const auto after_old = history(*broker, channel, Position{epoch, 1});
+  ASSERT_TRUE(after_old);
+  EXPECT_TRUE(after_old->complete);
+  EXPECT_EQ(offsets(after_old->events), range(2, 2));
+}
+
+TEST_P(BrokerContract, HistoryIsIncompleteForAnotherEpoch) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  const std::string epoch = epoch_of(publish_id(*broker, channel, input("e")));
+  publish_id(*broker, channel, input("e"));
+  const std::string other = epoch == "zzzz" ? "yyyy" : "zzzz";
+  const auto read = history(*broker, channel, Position{other, 1});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->epoch, epoch);
+  EXPECT_EQ(read->last_offset, 2u);
+  EXPECT_FALSE(read->complete);
+  EXPECT_TRUE(read->events.empty());
+}
+
+TEST_P(BrokerContract, HistoryIsIncompleteForOffsetFromTheFuture) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  std::string epoch;
+  for (int i = 0; i < 3; ++i) epoch = epoch_of(publish_id(*broker, channel, input("e")));
+  const auto read = history(*broker, channel, Position{epoch, 4});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->last_offset, 3u);
+  EXPECT_FALSE(read->complete);
+  EXPECT_TRUE(read->events.empty());
+}
+
+TEST_P(BrokerContract, RepeatedEventKeyReturnsFirstIdAndDeliversOnce) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  const auto first = publish(*broker, channel, keyed_input("e", "key-1"));
+  ASSERT_TRUE(first);
+  EXPECT_FALSE(first->duplicate);
+  const auto repeat = publish(*broker, channel, keyed_input("e", "key-1"));
+  ASSERT_TRUE(repeat);
+  EXPECT_TRUE(repeat->duplicate);
+  EXPECT_EQ(repeat->id, first->id);
+  const auto other = publish(*broker, channel, keyed_input("e", "key-2"));
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->duplicate);
+  EXPECT_EQ(offset_of(other->id), 2u);
+
+  ASSERT_TRUE(collector.wait_for(2));
+  EXPECT_EQ(collector.offsets(), range(1, 2));
+  const auto read = history(*broker, channel, Position{epoch_of(first->id), 0});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(offsets(read->events), range(1, 2));
+}
+
+TEST_P(BrokerContract, EventKeysArePerChannel) {
+  auto broker = make();
+  const Channel a = fresh_channel();
+  const Channel b = fresh_channel();
+  const auto at_a = publish(*broker, a, keyed_input("e", "same"));
+  const auto at_b = publish(*broker, b, keyed_input("e", "same"));
+  ASSERT_TRUE(at_a);
+  ASSERT_TRUE(at_b);
+  EXPECT_FALSE(at_a->duplicate);
+  EXPECT_FALSE(at_b->duplicate);
+}
+
+TEST_P(BrokerContract, ConcurrentPublishersYieldGaplessOrderForEverySubscriber) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2500;
+  constexpr std::uint64_t kTotal = kThreads * kPerThread;
+  auto broker = make({.history = kTotal});
+  const Channel channel = fresh_channel();
+  Collector first;
+  Collector second;
+  auto first_subscription = subscribe(*broker, channel, first);
+  auto second_subscription = subscribe(*broker, channel, second);
+
+  auto countdown = std::make_shared<Countdown>(kTotal);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i)
+        broker->publish(channel, input("e"), countdown->callback());
+    });
+  }
+  for (auto& thread : threads) thread.join();
+
+  ASSERT_TRUE(countdown->wait_all_succeeded());
+  ASSERT_TRUE(first.wait_for(kTotal));
+  ASSERT_TRUE(second.wait_for(kTotal));
+  EXPECT_EQ(first.offsets(), range(1, kTotal));
+  EXPECT_EQ(second.offsets(), range(1, kTotal));
+  EXPECT_FALSE(first.overlapped());
+  EXPECT_FALSE(second.overlapped());
+
+  const auto read = history(*broker, channel, Position{epoch_of(first.events()[0]->id), 0});
+  ASSERT_TRUE(read);
+  EXPECT_TRUE(read->complete);
+  EXPECT_EQ(read->last_offset, kTotal);
+  EXPECT_EQ(offsets(read->events), range(1, kTotal));
+}
+
+TEST_P(BrokerContract, StatsCountChannelsAndSubscriptions) {
+  auto broker = make();
+  const BrokerStats fresh = broker->stats();
+  EXPECT_EQ(fresh.channels, 0u);
+  EXPECT_EQ(fresh.subscriptions, 0u);
+  EXPECT_TRUE(fresh.healthy);
+
+  const Channel listened = fresh_channel();
+  const Channel published = fresh_channel();
+  Collector collector;
+  auto first = subscribe(*broker, listened, collector);
+  auto second = subscribe(*broker, listened, collector);
+  publish_id(*broker, published, input("e"));
+  const BrokerStats busy = broker->stats();
+  EXPECT_EQ(busy.channels, 2u);
+  EXPECT_EQ(busy.subscriptions, 2u);
+
+  first.reset();
+  EXPECT_EQ(broker->stats().subscriptions, 1u);
+  second.reset();
+  const BrokerStats after = broker->stats();
+  EXPECT_EQ(after.subscriptions, 0u);
+  EXPECT_EQ(after.channels, 1u);  // only the one with history is left
+}
+
+TEST_P(BrokerContract, HistoryStaysBoundedUnderManyEvents) {
+  constexpr std::uint64_t kEvents = 100000;
+  auto broker = make({.history = 1000});
+  const Channel channel = fresh_channel();
+  const std::string epoch = epoch_of(publish_id(*broker, channel, input("e", "1")));
+  auto countdown = std::make_shared<Countdown>(kEvents - 1);
+  for (std::uint64_t i = 1; i < kEvents; ++i) {
+    broker->publish(channel, input("e", "1"), countdown->callback());
+  }
+  ASSERT_TRUE(countdown->wait_all_succeeded());
+  const auto read = history(*broker, channel, Position{epoch, 0});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->last_offset, kEvents);
+  EXPECT_FALSE(read->complete);
+  EXPECT_EQ(offsets(read->events), range(kEvents - 999, kEvents));
+}
+
+INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContract, ::testing::ValuesIn(factories()),
+                         [](const ::testing::TestParamInfo<BrokerFactory>& param_info) {
+                           return param_info.param.name;
+                         });
+
+}  // namespace
+}  // namespace sg::broker
