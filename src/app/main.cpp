@@ -1,1 +1,90 @@
-int main() { return 0; }
+// streamgate's entry point: read settings, wire broker and server, run until SIGTERM/SIGINT.
+#include "auth/auth.hpp"
+#include "broker/broker.hpp"
+#include "config/config.hpp"
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "server/server.hpp"
+
+#include <pthread.h>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <thread>
+
+namespace {
+
+// Printed in --dev mode so a newcomer can connect at once. Goes to stdout, not the log.
+void print_dev_hints(const sg::config::Settings& s, std::uint16_t port) {
+  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch() + std::chrono::hours(24))
+                       .count();
+  const std::string token = sg::auth::mint_hs256(
+      "{\"sub\":\"dev-user\",\"org_id\":456,\"exp\":" + std::to_string(exp) + "}", s.jwt_secret);
+  std::printf(
+      "\nstreamgate --dev: a throwaway secret and API key were generated for this run.\n"
+      "  token (org 456, user dev-user, 24 h): %s\n"
+      "  api key: %s\n\n"
+      "  wscat -c 'ws://127.0.0.1:%u/v2/realtime/stream?access_token=%s'\n"
+      "    > {\"services\":[\"finance\"],\"version\":1}\n"
+      "  curl -s -H 'Authorization: Bearer %s' -d "
+      "'{\"orgId\":456,\"service\":\"finance\",\"event\":\"invoice.paid\",\"data\":{\"amount\":42}}"
+      "' "
+      "http://127.0.0.1:%u/v2/realtime/publish\n\n",
+      token.c_str(), s.api_keys.front().c_str(), port, token.c_str(), s.api_keys.front().c_str(),
+      port);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto outcome = sg::config::parse(argc, argv);
+  if (outcome.kind == sg::config::ParseOutcome::Kind::kExit) {
+    std::fputs(outcome.message.c_str(), outcome.exit_code == 0 ? stdout : stderr);
+    if (!outcome.message.empty() && outcome.message.back() != '\n') {
+      std::fputc('\n', outcome.exit_code == 0 ? stdout : stderr);
+    }
+    return outcome.exit_code;
+  }
+  const sg::config::Settings& settings = outcome.settings;
+  sg::log::Level level = sg::log::Level::kInfo;
+  sg::log::parse_level(settings.log_level, level);
+  sg::log::set_level(level);
+
+  // Signals are taken by one thread with sigwait; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    if (settings.broker != "memory") {
+      throw std::runtime_error("--broker " + settings.broker +
+                               ": only the embedded memory broker is available in this build");
+    }
+    auto broker = sg::broker::make_memory_broker(
+        {settings.history, std::chrono::seconds(settings.history_ttl_seconds)});
+    sg::server::Server server(settings, *broker);
+    if (settings.dev) print_dev_hints(settings, server.port());
+
+    std::thread signal_thread([&server, signals] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      sg::log::info("app", "signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      server.stop();
+    });
+    server.run();
+    // run() returned: the server is drained. Wake the signal thread if no signal came.
+    pthread_kill(signal_thread.native_handle(), SIGTERM);
+    signal_thread.join();
+  } catch (const std::exception& e) {
+    sg::log::error("app", "fatal", {{"error", e.what()}});
+    std::fprintf(stderr, "streamgate: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

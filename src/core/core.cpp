@@ -84,7 +84,9 @@ int url_value(char c) {
 
 }  // namespace
 
-std::string base64_encode(std::span<const unsigned char> data) { return encode(data, kStd, true); }
+std::string base64_encode(std::span<const unsigned char> data) {
+  return encode(data, kStd, true);
+}
 
 std::string base64url_encode(std::span<const unsigned char> data) {
   return encode(data, kUrl, false);

@@ -43,7 +43,9 @@ const boost::system::error_category& enum_category() {
 }
 
 // The stable snake_case reason of an error produced by any module's enum, e.g. "token_expired".
-inline std::string reason(const ErrorCode& ec) { return ec.message(); }
+inline std::string reason(const ErrorCode& ec) {
+  return ec.message();
+}
 
 // Wall clock, for timestamps on the wire. Timeouts use std::chrono::steady_clock.
 using WallClock = std::chrono::system_clock;
@@ -78,8 +80,8 @@ void append_decimal(std::string& out, std::uint64_t v);
 }  // namespace core
 
 // Declares the make_error_code hook for a module's enum; call inside the module's namespace.
-#define SG_DECLARE_ERROR_ENUM(E)                                         \
-  inline ::sg::ErrorCode make_error_code(E e) {                         \
+#define SG_DECLARE_ERROR_ENUM(E)                                                 \
+  inline ::sg::ErrorCode make_error_code(E e) {                                  \
     return ::sg::ErrorCode(static_cast<int>(e), ::sg::core::enum_category<E>()); \
   }
 

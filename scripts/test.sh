@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: installs what is missing, builds with warnings as errors, runs the unit and
+# integration suites, then again under AddressSanitizer + UndefinedBehaviorSanitizer in a second
+# build directory, then each libFuzzer target for a bounded time. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc)
+./scripts/install-deps.sh
+./scripts/install-node-deps.sh
+
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+echo "== build (RelWithDebInfo, -Werror)"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build -j"$jobs"
+echo "== tests"
+ctest --test-dir build --output-on-failure -j1
+
+echo "== build (ASan + UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMGATE_SANITIZE=ON >/dev/null
+ninja -C build-asan -j"$jobs"
+echo "== tests under ASan + UBSan"
+ctest --test-dir build-asan --output-on-failure -j1
+
+echo "== fuzz (libFuzzer, ${STREAMGATE_FUZZ_SECONDS:-20}s per target)"
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DSTREAMGATE_FUZZ=ON -DSTREAMGATE_TESTS=OFF \
+  -DSTREAMGATE_FUZZ_SECONDS="${STREAMGATE_FUZZ_SECONDS:-20}" >/dev/null
+ninja -C build-fuzz -j"$jobs" fuzzers
+ctest --test-dir build-fuzz --output-on-failure -j1

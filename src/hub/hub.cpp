@@ -1,0 +1,456 @@
+#include "hub/hub.hpp"
+
+#include "log/log.hpp"
+#include "metrics/metrics.hpp"
+
+#include <array>
+#include <bit>
+#include <cassert>
+#include <chrono>
+
+namespace sg::hub {
+
+namespace {
+// One bit per worker in an entry's mask lets the broker's sink find the workers to post to
+// without taking a lock per event.
+constexpr std::size_t kMaxWorkers = 64;
+// Live events held for one member while its history is read, before it goes live.
+constexpr std::size_t kMaxHeldEvents = 10000;
+
+bool wants(const broker::Event& event, std::string_view user) {
+  return event.user.empty() || event.user == user;
+}
+}  // namespace
+
+// A channel this node subscribes to: the broker subscription and the workers that need it.
+struct ChannelEntry {
+  broker::Channel channel;
+  std::string key;
+  std::atomic<std::uint64_t> mask{0};
+  // Guarded by Hub::registry_mu_.
+  std::unique_ptr<broker::Subscription> subscription;
+  bool ready = false;
+  bool released = false;
+  // local[w] is read and written only by worker w.
+  std::array<LocalChannel*, kMaxWorkers> local{};
+};
+
+struct Slot {
+  Member* member = nullptr;
+  std::string_view user;        // the member's user; outlives the membership
+  std::uint64_t delivered = 0;  // highest offset the member has, or was told it can't have
+  std::uint64_t attach_id = 0;  // while not live: key into Shard::Attaches
+  bool live = false;
+};
+
+struct LocalChannel {
+  broker::Channel channel;
+  std::string key;
+  std::shared_ptr<ChannelEntry> entry;
+  bool ready = false;
+  std::uint64_t last_offset = 0;  // newest offset seen live on this worker
+  std::vector<Slot> slots;
+  std::vector<std::uint64_t> waiting;  // attaches queued until the subscription is ready
+};
+
+// A member joining a channel, from attach() until go_live().
+struct PendingAttach {
+  LocalChannel* channel = nullptr;
+  std::uint32_t slot = 0;
+  std::optional<broker::Position> resume;
+  AttachDone done;
+  std::vector<broker::EventPtr> held;
+  bool overflowed = false;
+};
+
+struct Shard::Attaches {
+  std::unordered_map<std::uint64_t, PendingAttach> by_id;
+};
+
+struct Hub::Counters {
+  metrics::Counter& delivered;
+  metrics::Counter& subscriptions_created;
+  metrics::Histogram& latency;
+};
+
+// ---- Shard ----
+
+Shard::Shard(Hub& hub, std::size_t index)
+    : hub_(hub), index_(index), attaches_(std::make_unique<Attaches>()) {}
+
+Shard::~Shard() = default;
+
+Member::Membership* Shard::find_membership(Member& member, const std::string& key) {
+  for (auto& m : member.memberships()) {
+    if (m.channel->key == key) return &m;
+  }
+  return nullptr;
+}
+
+void Shard::attach(Member& member, std::string_view user, const broker::Channel& channel,
+                   std::optional<broker::Position> resume, AttachDone done) {
+  const std::string key = channel.key();
+  const std::uint64_t id = next_attach_id_++;
+  if (find_membership(member, key) != nullptr) {
+    hub_.posts_[index_]([done = std::move(done)] { done(AttachResult{}); });
+    return;
+  }
+  auto& local_ptr = channels_[key];
+  if (!local_ptr) {
+    local_ptr = std::make_unique<LocalChannel>();
+    local_ptr->channel = channel;
+    local_ptr->key = key;
+    bool ready = false;
+    local_ptr->entry = hub_.acquire(channel, index_, ready);
+    local_ptr->entry->local[index_] = local_ptr.get();
+    local_ptr->ready = ready;
+  }
+  LocalChannel& local = *local_ptr;
+  const auto slot = static_cast<std::uint32_t>(local.slots.size());
+  local.slots.push_back(Slot{&member, user, 0, id, false});
+  member.memberships().push_back({&local, slot});
+  attaches_->by_id.emplace(
+      id, PendingAttach{&local, slot, std::move(resume), std::move(done), {}, false});
+  if (local.ready) {
+    start_attach(id);
+  } else {
+    local.waiting.push_back(id);
+  }
+}
+
+void Shard::start_attach(std::uint64_t attach_id) {
+  auto it = attaches_->by_id.find(attach_id);
+  if (it == attaches_->by_id.end()) return;
+  PendingAttach& pending = it->second;
+  LocalChannel& local = *pending.channel;
+  if (!pending.resume) {
+    // A plain join: everything from the subscription's start on this worker.
+    local.slots[pending.slot].delivered = local.last_offset;
+    complete(attach_id, AttachResult{});
+    return;
+  }
+  Post post = hub_.posts_[index_];
+  hub_.broker_.history(
+      local.channel, pending.resume, [this, post, attach_id](Result<broker::History> history) {
+        post(
+            [this, attach_id, history = std::move(history)] { finish_attach(attach_id, history); });
+      });
+}
+
+void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>& history) {
+  auto it = attaches_->by_id.find(attach_id);
+  if (it == attaches_->by_id.end()) return;  // the member left meanwhile
+  PendingAttach& pending = it->second;
+  LocalChannel& local = *pending.channel;
+  Slot& slot = local.slots[pending.slot];
+  AttachResult result;
+  if (!history) {
+    result.recovered = false;
+    result.reason = "unavailable";
+    slot.delivered = local.last_offset;
+    complete(attach_id, std::move(result));
+    return;
+  }
+  const broker::History& h = *history;
+  const broker::Position& from = *pending.resume;
+  if (h.epoch != from.epoch) {
+    result.recovered = false;
+    result.reason = "epoch_changed";
+  } else {
+    if (!h.complete) {
+      result.recovered = false;
+      result.reason = from.offset > h.last_offset ? "unknown_id" : "too_old";
+    }
+    for (const auto& event : h.events) {
+      if (event->offset > from.offset && wants(*event, slot.user)) result.replay.push_back(event);
+    }
+  }
+  // Everything up to the read point is either replayed or declared lost; held live events
+  // beyond it are delivered by go_live.
+  slot.delivered = std::max(slot.delivered, h.last_offset);
+  complete(attach_id, std::move(result));
+}
+
+void Shard::complete(std::uint64_t attach_id, AttachResult result) {
+  // Always asynchronous, so a caller attaching several channels never sees its callback run
+  // inside attach().
+  hub_.posts_[index_]([this, attach_id, result = std::move(result)]() mutable {
+    auto it = attaches_->by_id.find(attach_id);
+    if (it == attaches_->by_id.end()) return;
+    AttachDone done = it->second.done;
+    done(std::move(result));
+  });
+}
+
+bool Shard::go_live(Member& member, const broker::Channel& channel) {
+  Member::Membership* membership = find_membership(member, channel.key());
+  if (membership == nullptr) return true;
+  LocalChannel& local = *membership->channel;
+  Slot& slot = local.slots[membership->slot];
+  if (slot.live) return true;
+  auto it = attaches_->by_id.find(slot.attach_id);
+  bool ok = true;
+  if (it != attaches_->by_id.end()) {
+    ok = !it->second.overflowed;
+    for (const auto& event : it->second.held) {
+      if (event->offset <= slot.delivered) continue;
+      slot.delivered = event->offset;
+      member.deliver(event);
+    }
+    attaches_->by_id.erase(it);
+  }
+  slot.live = true;
+  return ok;
+}
+
+void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event) {
+  LocalChannel* local = entry->local[index_];
+  if (local == nullptr || event->offset <= local->last_offset) return;
+  local->last_offset = event->offset;
+  std::uint64_t delivered = 0;
+  for (Slot& slot : local->slots) {
+    if (event->offset <= slot.delivered || !wants(*event, slot.user)) continue;
+    if (!slot.live) {
+      auto it = attaches_->by_id.find(slot.attach_id);
+      if (it == attaches_->by_id.end()) continue;
+      if (it->second.held.size() < kMaxHeldEvents) {
+        it->second.held.push_back(event);
+      } else {
+        it->second.overflowed = true;
+      }
+      continue;
+    }
+    slot.delivered = event->offset;
+    slot.member->deliver(event);
+    ++delivered;
+  }
+  if (delivered > 0) hub_.counters_->delivered.inc(delivered);
+  const auto age = std::chrono::system_clock::now() - event->published_at;
+  hub_.counters_->latency.observe(std::chrono::duration<double>(age).count());
+}
+
+void Shard::on_ready(const std::shared_ptr<ChannelEntry>& entry) {
+  LocalChannel* local = entry->local[index_];
+  if (local == nullptr || local->ready) return;
+  local->ready = true;
+  auto waiting = std::move(local->waiting);
+  local->waiting.clear();
+  for (std::uint64_t id : waiting) start_attach(id);
+}
+
+void Shard::detach(Member& member, const broker::Channel& channel) {
+  const std::string key = channel.key();
+  auto& memberships = member.memberships();
+  for (std::size_t i = 0; i < memberships.size(); ++i) {
+    if (memberships[i].channel->key != key) continue;
+    LocalChannel& local = *memberships[i].channel;
+    const std::uint32_t slot = memberships[i].slot;
+    memberships[i] = memberships.back();
+    memberships.pop_back();
+    remove_slot(local, slot);
+    return;
+  }
+}
+
+void Shard::detach_all(Member& member) {
+  auto& memberships = member.memberships();
+  while (!memberships.empty()) {
+    const auto m = memberships.back();
+    memberships.pop_back();
+    remove_slot(*m.channel, m.slot);
+  }
+}
+
+void Shard::remove_slot(LocalChannel& local, std::uint32_t slot) {
+  attaches_->by_id.erase(local.slots[slot].attach_id);
+  const auto last = static_cast<std::uint32_t>(local.slots.size() - 1);
+  if (slot != last) {
+    local.slots[slot] = local.slots[last];
+    // The moved member's membership must follow its slot.
+    Member& moved = *local.slots[slot].member;
+    for (auto& m : moved.memberships()) {
+      if (m.channel == &local) m.slot = slot;
+    }
+    auto it = attaches_->by_id.find(local.slots[slot].attach_id);
+    if (it != attaches_->by_id.end()) it->second.slot = slot;
+  }
+  local.slots.pop_back();
+  if (!local.slots.empty()) return;
+  local.entry->local[index_] = nullptr;
+  hub_.release_channel(local.entry, index_);
+  for (std::uint64_t id : local.waiting) attaches_->by_id.erase(id);
+  channels_.erase(local.key);  // destroys `local`
+}
+
+// ---- Hub ----
+
+Hub::Hub(broker::Broker& broker, std::vector<Post> workers, HubOptions options,
+         metrics::Registry& metrics)
+    : broker_(broker), posts_(std::move(workers)), options_(options) {
+  assert(!posts_.empty() && posts_.size() <= kMaxWorkers);
+  for (std::size_t i = 0; i < posts_.size(); ++i) {
+    shards_.push_back(std::make_unique<Shard>(*this, i));
+  }
+  counters_ = std::make_unique<Counters>(Counters{
+      metrics.counter("streamgate_events_delivered_total",
+                      "Events handed to connections (one per recipient)"),
+      metrics.counter("streamgate_subscriptions_created_total",
+                      "Broker subscriptions this node created"),
+      metrics.histogram("streamgate_delivery_latency_seconds",
+                        "Time from publish to fan-out on a worker, per event and worker",
+                        metrics::exponential_bounds(0.0001, 2, 18)),
+  });
+  metrics.gauge_callback("streamgate_subscriptions",
+                         "Broker subscriptions held by this node, one per (org, channel)",
+                         [this](std::vector<metrics::Registry::Sample>& out) {
+                           std::lock_guard lock(registry_mu_);
+                           out.push_back({{}, static_cast<double>(registry_.size())});
+                         });
+  metrics.gauge_callback("streamgate_connections_active", "Open WebSocket connections",
+                         [this](std::vector<metrics::Registry::Sample>& out) {
+                           std::lock_guard lock(conn_mu_);
+                           out.push_back({{}, static_cast<double>(total_connections_)});
+                         });
+}
+
+Hub::~Hub() {
+  std::lock_guard lock(registry_mu_);
+  registry_.clear();
+}
+
+std::shared_ptr<ChannelEntry> Hub::acquire(const broker::Channel& channel, std::size_t worker,
+                                           bool& ready) {
+  const std::string key = channel.key();
+  std::shared_ptr<Entry> entry;
+  {
+    std::lock_guard lock(registry_mu_);
+    auto& slot = registry_[key];
+    if (slot) {
+      slot->mask.fetch_or(std::uint64_t{1} << worker, std::memory_order_acq_rel);
+      ready = slot->ready;
+      return slot;
+    }
+    slot = std::make_shared<Entry>();
+    slot->channel = channel;
+    slot->key = key;
+    slot->mask.store(std::uint64_t{1} << worker, std::memory_order_release);
+    entry = slot;
+  }
+  // Subscribe outside the lock: a broker may call on_ready (which takes the lock) inline.
+  std::weak_ptr<Entry> weak = entry;
+  auto sink = [this, weak](const broker::EventPtr& event) {
+    auto e = weak.lock();
+    if (!e) return;
+    std::uint64_t mask = e->mask.load(std::memory_order_acquire);
+    while (mask != 0) {
+      const int w = std::countr_zero(mask);
+      mask &= mask - 1;
+      Shard* shard = shards_[static_cast<std::size_t>(w)].get();
+      posts_[static_cast<std::size_t>(w)]([shard, e, event] { shard->on_event(e, event); });
+    }
+  };
+  auto on_ready = [this, weak] {
+    auto e = weak.lock();
+    if (!e) return;
+    std::uint64_t mask;
+    {
+      std::lock_guard lock(registry_mu_);
+      e->ready = true;
+      mask = e->mask.load(std::memory_order_acquire);
+    }
+    while (mask != 0) {
+      const int w = std::countr_zero(mask);
+      mask &= mask - 1;
+      Shard* shard = shards_[static_cast<std::size_t>(w)].get();
+      posts_[static_cast<std::size_t>(w)]([shard, e] { shard->on_ready(e); });
+    }
+  };
+  auto subscription = broker_.subscribe(channel, std::move(sink), std::move(on_ready));
+  counters_->subscriptions_created.inc();
+  log::info("hub", "subscription created", {{"org", channel.org}, {"channel", channel.topic}});
+  {
+    std::lock_guard lock(registry_mu_);
+    if (!entry->released) {
+      entry->subscription = std::move(subscription);
+      ready = entry->ready;
+      return entry;
+    }
+  }
+  // Released by every worker while subscribing (cannot happen for the caller's own worker,
+  // which still holds it, but keeps the invariant obvious).
+  ready = false;
+  return entry;
+}
+
+void Hub::release_channel(const std::shared_ptr<ChannelEntry>& entry, std::size_t worker) {
+  std::unique_ptr<broker::Subscription> subscription;
+  {
+    std::lock_guard lock(registry_mu_);
+    const std::uint64_t left =
+        entry->mask.fetch_and(~(std::uint64_t{1} << worker), std::memory_order_acq_rel) &
+        ~(std::uint64_t{1} << worker);
+    if (left != 0) return;
+    entry->released = true;
+    subscription = std::move(entry->subscription);
+    auto it = registry_.find(entry->key);
+    if (it != registry_.end() && it->second == entry) registry_.erase(it);
+  }
+  subscription.reset();  // unsubscribes; the sink is not called after this returns
+  log::info("hub", "subscription removed",
+            {{"org", entry->channel.org}, {"channel", entry->channel.topic}});
+}
+
+Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
+  std::lock_guard lock(conn_mu_);
+  if (options_.max_connections != 0 && total_connections_ >= options_.max_connections) {
+    return Admission::kNodeLimit;
+  }
+  std::string user_key = org;
+  user_key.push_back('\0');
+  user_key += user;
+  auto& per_user = conns_by_user_[user_key];
+  if (options_.max_connections_per_user != 0 && per_user >= options_.max_connections_per_user) {
+    if (per_user == 0) conns_by_user_.erase(user_key);
+    return Admission::kUserLimit;
+  }
+  ++per_user;
+  ++conns_by_org_[org];
+  ++total_connections_;
+  return Admission::kAdmitted;
+}
+
+void Hub::release(const std::string& org, const std::string& user) {
+  std::lock_guard lock(conn_mu_);
+  std::string user_key = org;
+  user_key.push_back('\0');
+  user_key += user;
+  if (auto it = conns_by_user_.find(user_key); it != conns_by_user_.end() && --it->second == 0) {
+    conns_by_user_.erase(it);
+  }
+  if (auto it = conns_by_org_.find(org); it != conns_by_org_.end() && --it->second == 0) {
+    conns_by_org_.erase(it);
+  }
+  if (total_connections_ > 0) --total_connections_;
+}
+
+PoolStats Hub::stats() const {
+  PoolStats stats;
+  {
+    std::lock_guard lock(conn_mu_);
+    stats.total_connections = total_connections_;
+    stats.total_orgs = conns_by_org_.size();
+    stats.connections_by_org.assign(conns_by_org_.begin(), conns_by_org_.end());
+  }
+  std::sort(stats.connections_by_org.begin(), stats.connections_by_org.end());
+  {
+    std::lock_guard lock(registry_mu_);
+    stats.total_subscriptions = registry_.size();
+  }
+  return stats;
+}
+
+std::uint64_t Hub::events_delivered() const {
+  return counters_->delivered.value();
+}
+
+}  // namespace sg::hub

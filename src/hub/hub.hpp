@@ -1,0 +1,163 @@
+// hub: the connection pool. Holds exactly one broker subscription per channel per node,
+// refcounted by the workers that have local members on it, and on each worker a Shard that
+// maps channel → local members and fans each event out to them. The shared event body is
+// referenced, never copied. Hub methods are thread-safe; a Shard is used only from its worker.
+#pragma once
+
+#include "broker/broker.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace sg::metrics {
+class Registry;
+}
+
+namespace sg::hub {
+
+class Hub;
+class Shard;
+struct LocalChannel;
+struct ChannelEntry;
+
+// Runs a function on one worker's thread (asio::post in production). Must be FIFO.
+using Post = std::function<void(std::function<void()>)>;
+
+// A subscriber on one worker, implemented by the server's session. Its channel memberships live
+// in it (per-connection state stays with the connection) but are managed by the Shard.
+class Member {
+ public:
+  // Appends one event (live, after go_live) to the member's outbox. Called on the member's worker;
+  // must not attach/detach from inside (close later instead).
+  virtual void deliver(const broker::EventPtr& event) = 0;
+
+  struct Membership {
+    LocalChannel* channel = nullptr;
+    std::uint32_t slot = 0;
+  };
+  std::vector<Membership>& memberships() { return memberships_; }
+
+ protected:
+  ~Member() = default;
+
+ private:
+  std::vector<Membership> memberships_;
+};
+
+// What an attach found when it resumed (or simply joined) a channel.
+struct AttachResult {
+  bool recovered = true;  // false: events after the client's position are gone
+  std::string reason;     // "epoch_changed" | "too_old" | "unavailable" when not recovered
+  std::vector<broker::EventPtr> replay;  // events to send before live ones, oldest first
+};
+using AttachDone = std::function<void(AttachResult)>;
+
+class Shard {
+ public:
+  Shard(Hub& hub, std::size_t index);
+  ~Shard();
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+
+  // Joins `member` (whose connection belongs to `user`) to `channel`. `resume`: the client's
+  // last position, to replay after. `done` runs on this worker once the channel's broker
+  // subscription is ready and history is read; until go_live() the member's live events are
+  // held back (bounded by `max_pending`, beyond which done reports and the member should close).
+  // Joining a channel the member already has is a no-op that reports recovered with no replay.
+  void attach(Member& member, std::string_view user, const broker::Channel& channel,
+              std::optional<broker::Position> resume, AttachDone done);
+  // Delivers what arrived during the replay, then live events directly. False when more
+  // arrived than could be held: the member missed events and should be closed (slow consumer).
+  bool go_live(Member& member, const broker::Channel& channel);
+  void detach(Member& member, const broker::Channel& channel);
+  void detach_all(Member& member);
+
+  std::size_t index() const { return index_; }
+  std::size_t local_channels() const { return channels_.size(); }
+
+ private:
+  friend class Hub;
+  void on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event);
+  void on_ready(const std::shared_ptr<ChannelEntry>& entry);
+  void start_attach(std::uint64_t attach_id);
+  void finish_attach(std::uint64_t attach_id, const Result<broker::History>& history);
+  void complete(std::uint64_t attach_id, AttachResult result);
+  void remove_slot(LocalChannel& local, std::uint32_t slot);
+  Member::Membership* find_membership(Member& member, const std::string& key);
+
+  Hub& hub_;
+  std::size_t index_;
+  std::uint64_t next_attach_id_ = 1;
+  std::unordered_map<std::string, std::unique_ptr<LocalChannel>> channels_;
+  struct Attaches;
+  std::unique_ptr<Attaches> attaches_;
+};
+
+struct PoolStats {
+  std::uint64_t total_connections = 0;
+  std::uint64_t total_orgs = 0;
+  std::uint64_t total_subscriptions = 0;  // broker subscriptions held by this node
+  std::vector<std::pair<std::string, std::uint64_t>> connections_by_org;  // sorted by org
+};
+
+struct HubOptions {
+  std::size_t max_connections_per_user = 32;  // 0 = unlimited
+  std::size_t max_connections = 0;            // per node; 0 = unlimited
+};
+
+class Hub {
+ public:
+  // One Post per worker; shard(i) belongs to worker i.
+  Hub(broker::Broker& broker, std::vector<Post> workers, HubOptions options,
+      metrics::Registry& metrics);
+  ~Hub();
+  Hub(const Hub&) = delete;
+  Hub& operator=(const Hub&) = delete;
+
+  Shard& shard(std::size_t worker) { return *shards_[worker]; }
+  std::size_t workers() const { return shards_.size(); }
+  broker::Broker& broker() { return broker_; }
+
+  enum class Admission { kAdmitted, kUserLimit, kNodeLimit };
+  // Counts a new connection of (org, user) unless a limit is reached. Each kAdmitted needs one
+  // release() when the connection ends.
+  Admission admit(const std::string& org, const std::string& user);
+  void release(const std::string& org, const std::string& user);
+
+  PoolStats stats() const;
+  std::uint64_t events_delivered() const;
+
+ private:
+  friend class Shard;
+  using Entry = ChannelEntry;
+  // Called by shard `worker` when its first member joins / last member leaves `channel`.
+  // Returns the entry; `ready` tells whether the broker subscription is already in place.
+  std::shared_ptr<Entry> acquire(const broker::Channel& channel, std::size_t worker, bool& ready);
+  void release_channel(const std::shared_ptr<Entry>& entry, std::size_t worker);
+
+  broker::Broker& broker_;
+  std::vector<Post> posts_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  HubOptions options_;
+
+  mutable std::mutex registry_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Entry>> registry_;
+
+  mutable std::mutex conn_mu_;
+  std::unordered_map<std::string, std::uint64_t> conns_by_org_;
+  std::unordered_map<std::string, std::uint64_t> conns_by_user_;  // key org + '\0' + user
+  std::uint64_t total_connections_ = 0;
+
+  struct Counters;
+  std::unique_ptr<Counters> counters_;
+};
+
+}  // namespace sg::hub

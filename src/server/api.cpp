@@ -1,0 +1,183 @@
+#include "server/api.hpp"
+
+#include "auth/auth.hpp"
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "protocol/protocol.hpp"
+#include "server/context.hpp"
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <mutex>
+
+namespace sg::server {
+
+namespace {
+
+HttpResponse json_ok(std::string body) {
+  HttpResponse r;
+  r.body = std::move(body);
+  return r;
+}
+
+bool authorized_producer(Context& ctx, const HttpRequest& req) {
+  return auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys);
+}
+
+HttpResponse unauthorized(Context& ctx) {
+  ctx.metrics->count_auth_failure("invalid_api_key");
+  auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+// Org ids that are integers go out as JSON numbers, as the seed's metrics show them.
+boost::json::value org_value(const std::string& org) {
+  std::uint64_t n = 0;
+  const auto [ptr, ec] = std::from_chars(org.data(), org.data() + org.size(), n);
+  if (ec == std::errc() && ptr == org.data() + org.size() && !org.empty() &&
+      (org.size() == 1 || org[0] != '0')) {
+    return n;
+  }
+  return boost::json::string(org);
+}
+
+HttpResponse metrics_json(Context& ctx) {
+  const hub::PoolStats stats = ctx.hub->stats();
+  boost::json::array by_org;
+  for (const auto& [org, count] : stats.connections_by_org) {
+    by_org.push_back({{"orgId", org_value(org)}, {"connections", count}});
+  }
+  boost::json::object body{
+      {"activeConnections", stats.total_connections},
+      {"eventsDelivered", ctx.hub->events_delivered()},
+      {"connectionPoolStats",
+       {{"totalConnections", stats.total_connections},
+        {"totalOrgs", stats.total_orgs},
+        {"totalSubscriptions", stats.total_subscriptions},
+        {"connectionsByOrg", std::move(by_org)}}},
+  };
+  return json_ok(boost::json::serialize(body));
+}
+
+// Collects the answers of one publish request's events; the last one replies.
+struct PublishBatch {
+  std::vector<std::string> ids;
+  std::atomic<std::size_t> waiting{0};
+  std::atomic<bool> failed{false};
+  std::atomic<std::uint64_t> fresh{0};
+  bool batch = false;
+  Reply reply;
+  Context* ctx = nullptr;
+
+  void finish() {
+    if (failed.load()) {
+      ctx->metrics->publish_errors.inc();
+      reply(json_error(503, "broker_unavailable",
+                       "the broker could not store the event; retry with the same eventId"));
+      return;
+    }
+    ctx->metrics->events_published.inc(fresh.load());
+    std::string body;
+    if (batch) {
+      body = "{\"ids\":[";
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (i > 0) body += ',';
+        protocol::append_json_string(body, ids[i]);
+      }
+      body += "]}";
+    } else {
+      body = "{\"id\":";
+      protocol::append_json_string(body, ids.front());
+      body += "}";
+    }
+    reply(json_ok(std::move(body)));
+  }
+};
+
+void publish(Context& ctx, const HttpRequest& req, Reply reply) {
+  ctx.metrics->publish_requests.inc();
+  if (!authorized_producer(ctx, req)) {
+    ctx.metrics->publish_errors.inc();
+    reply(unauthorized(ctx));
+    return;
+  }
+  auto parsed = protocol::parse_publish(req.body, ctx.settings.max_batch);
+  if (!parsed) {
+    ctx.metrics->publish_errors.inc();
+    const std::string reason = core::reason(parsed.error());
+    reply(json_error(400, reason, "the publish body was rejected: " + reason));
+    return;
+  }
+  for (const auto& item : parsed->items) {
+    if (!ctx.service_allowed(item.service)) {
+      ctx.metrics->publish_errors.inc();
+      reply(json_error(400, "unknown_service", "no such service: " + item.service));
+      return;
+    }
+  }
+  auto batch = std::make_shared<PublishBatch>();
+  batch->ids.resize(parsed->items.size());
+  batch->waiting = parsed->items.size();
+  batch->batch = parsed->batch;
+  batch->reply = std::move(reply);
+  batch->ctx = &ctx;
+  for (std::size_t i = 0; i < parsed->items.size(); ++i) {
+    auto& item = parsed->items[i];
+    broker::PublishInput input{std::move(item.event), std::move(item.data), std::move(item.user),
+                               std::move(item.event_key)};
+    ctx.broker.publish(broker::Channel{std::move(item.org), std::move(item.service)},
+                       std::move(input), [batch, i](Result<broker::PublishResult> result) {
+                         if (result) {
+                           batch->ids[i] = result->id;
+                           if (!result->duplicate) batch->fresh.fetch_add(1);
+                         } else {
+                           batch->failed = true;
+                         }
+                         if (batch->waiting.fetch_sub(1) == 1) batch->finish();
+                       });
+  }
+}
+
+}  // namespace
+
+void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
+  ctx.metrics->http_requests.inc();
+  auto only = [&](std::string_view method) {
+    if (req.method == method || (method == "GET" && req.method == "HEAD")) return true;
+    auto r = json_error(405, "method_not_allowed", "use " + std::string(method));
+    r.headers.emplace_back("Allow", std::string(method));
+    reply(std::move(r));
+    return false;
+  };
+  if (req.path == "/v2/realtime/publish") {
+    if (only("POST")) publish(ctx, req, std::move(reply));
+  } else if (req.path == "/v2/realtime/metrics") {
+    if (!only("GET")) return;
+    if (!authorized_producer(ctx, req)) return reply(unauthorized(ctx));
+    reply(metrics_json(ctx));
+  } else if (req.path == "/metrics") {
+    if (!only("GET")) return;
+    HttpResponse r;
+    r.body = ctx.registry.prometheus_text();
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    reply(std::move(r));
+  } else if (req.path == "/healthz") {
+    if (only("GET")) reply(json_ok("{\"status\":\"ok\"}"));
+  } else if (req.path == "/readyz") {
+    if (!only("GET")) return;
+    if (ctx.shutting_down.load()) {
+      reply(json_error(503, "shutting_down", "this node is draining"));
+    } else if (!ctx.broker.stats().healthy) {
+      reply(json_error(503, "broker_unavailable", "the broker is not reachable"));
+    } else {
+      reply(json_ok("{\"status\":\"ready\"}"));
+    }
+  } else {
+    reply(json_error(404, "not_found", "no such endpoint"));
+  }
+}
+
+}  // namespace sg::server

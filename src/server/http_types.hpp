@@ -1,0 +1,40 @@
+// Plain HTTP request/response values, so routing and the API handlers don't depend on Beast.
+// The HTTP session fills a Request from what it parsed and writes back a Response.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sg::server {
+
+struct HttpRequest {
+  std::string_view method;
+  std::string_view target;  // path and query as sent
+  std::string_view path;
+  std::string_view query;  // after '?', undecoded
+  std::string_view body;
+  int version = 11;  // 10 or 11
+  // The headers streamgate reads; empty when absent.
+  std::string_view authorization;
+  std::string_view origin;
+  bool has_origin = false;
+  std::string_view upgrade;
+  std::string_view connection;
+  std::string_view ws_key;
+  std::string_view ws_version;
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool close = false;  // close the connection after this response
+};
+
+// {"error":code,"message":message} with the given status.
+HttpResponse json_error(unsigned status, std::string_view code, std::string_view message);
+
+}  // namespace sg::server

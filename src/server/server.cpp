@@ -1,0 +1,182 @@
+#include "server/server.hpp"
+
+#include "auth/auth.hpp"
+#include "broker/broker.hpp"
+#include "hub/hub.hpp"
+#include "log/log.hpp"
+#include "metrics/metrics.hpp"
+#include "server/context.hpp"
+#include "server/http_session.hpp"
+#include "server/worker.hpp"
+#include "server/ws_codec.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <stdexcept>
+#include <thread>
+
+namespace sg::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class Server::Impl {
+ public:
+  Impl(const config::Settings& settings, broker::Broker& broker)
+      : context_{settings,
+                 make_verifier(settings),
+                 auth::OriginPolicy(settings.allowed_origins),
+                 broker,
+                 registry_,
+                 nullptr,
+                 make_server_metrics(registry_)},
+        acceptor_(io_),
+        retry_(io_),
+        drain_(io_) {
+    context_.any_service = settings.services.empty() ||
+                           (settings.services.size() == 1 && settings.services.front() == "*");
+    unsigned n = settings.workers != 0 ? settings.workers : std::thread::hardware_concurrency();
+    if (n == 0) n = 1;
+    for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, context_));
+    std::vector<hub::Post> posts;
+    for (auto& w : workers_) {
+      posts.push_back([io = &w->io()](std::function<void()> f) { asio::post(*io, std::move(f)); });
+    }
+    hub_ = std::make_unique<hub::Hub>(
+        broker, std::move(posts),
+        hub::HubOptions{settings.max_connections_per_user, settings.max_connections}, registry_);
+    context_.hub = hub_.get();
+    bind(settings);
+  }
+
+  ~Impl() {
+    for (auto& w : workers_) w->stop();
+    for (auto& w : workers_) w->join();
+  }
+
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  void run() {
+    for (auto& w : workers_) w->start();
+    log::info("server", "listening",
+              {{"address", acceptor_.local_endpoint().address().to_string()},
+               {"port", port()},
+               {"workers", workers_.size()},
+               {"broker", context_.settings.broker}});
+    do_accept();
+    io_.run();
+    for (auto& w : workers_) w->stop();
+    for (auto& w : workers_) w->join();
+    log::info("server", "stopped");
+  }
+
+  void stop() {
+    asio::post(io_, [this] {
+      if (context_.shutting_down.exchange(true)) return;
+      log::info("server", "shutting down", {{"grace_ms", context_.settings.shutdown_grace_ms}});
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      retry_.cancel();
+      for (auto& w : workers_) {
+        asio::post(w->io(), [w = w.get()] { w->close_all(ws::close_code::kGoingAway); });
+      }
+      drain_deadline_ = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(context_.settings.shutdown_grace_ms);
+      wait_drained();
+    });
+  }
+
+ private:
+  static std::shared_ptr<const auth::TokenVerifier> make_verifier(const config::Settings& s) {
+    auto verifier = auth::TokenVerifier::create(
+        {s.jwt_secret, s.jwt_public_key, std::chrono::seconds(s.jwt_leeway_seconds)});
+    if (!verifier) {
+      throw std::runtime_error("cannot use the configured token key: " +
+                               verifier.error().message());
+    }
+    return *verifier;
+  }
+
+  void bind(const config::Settings& s) {
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(s.listen_host, ec);
+    if (ec) throw std::runtime_error("--listen: not an IP address: " + s.listen_host);
+    const tcp::endpoint endpoint(address, s.listen_port);
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      throw std::runtime_error("cannot listen on " + s.listen + ": " + ec.message());
+    }
+  }
+
+  void do_accept() {
+    Worker& worker = *workers_[next_worker_++ % workers_.size()];
+    acceptor_.async_accept(
+        worker.io(), [this, &worker](boost::system::error_code ec, tcp::socket socket) {
+          if (ec == asio::error::operation_aborted || context_.shutting_down.load()) return;
+          if (ec) {
+            // Out of file descriptors, most likely: back off instead of spinning.
+            log::warn("server", "accept failed", {{"error", ec.message()}});
+            retry_.expires_after(std::chrono::milliseconds(100));
+            retry_.async_wait([this](boost::system::error_code e) {
+              if (!e) do_accept();
+            });
+            return;
+          }
+          asio::post(worker.io(), [&worker, s = std::move(socket)]() mutable {
+            boost::system::error_code e;
+            s.set_option(tcp::no_delay(true), e);
+            serve_http(worker, std::move(s));
+          });
+          do_accept();
+        });
+  }
+
+  void wait_drained() {
+    std::size_t open = 0;
+    for (auto& w : workers_) open += w->sessions();
+    if (open == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
+      if (open != 0) log::warn("server", "drain timed out", {{"open_connections", open}});
+      io_.stop();
+      return;
+    }
+    drain_.expires_after(std::chrono::milliseconds(20));
+    drain_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) wait_drained();
+    });
+  }
+
+  metrics::Registry registry_;
+  Context context_;
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
+  asio::steady_timer drain_;
+  std::chrono::steady_clock::time_point drain_deadline_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<hub::Hub> hub_;
+  std::size_t next_worker_ = 0;
+};
+
+Server::Server(const config::Settings& settings, broker::Broker& broker)
+    : impl_(std::make_unique<Impl>(settings, broker)) {}
+
+Server::~Server() = default;
+
+std::uint16_t Server::port() const {
+  return impl_->port();
+}
+
+void Server::run() {
+  impl_->run();
+}
+
+void Server::stop() {
+  impl_->stop();
+}
+
+}  // namespace sg::server

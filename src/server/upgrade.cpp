@@ -1,0 +1,123 @@
+#include "server/upgrade.hpp"
+
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "server/context.hpp"
+#include "server/ws_codec.hpp"
+
+#include <boost/url/parse_query.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace sg::server {
+
+namespace {
+
+// True when the comma-separated header value lists `token` (case-insensitive).
+bool has_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (item.size() == token.size() &&
+        std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return true;
+    }
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string query_token(std::string_view query) {
+  auto params = boost::urls::parse_query(query);
+  if (!params) return {};
+  for (auto param : *params) {
+    if (param.key == "access_token" && param.has_value) return param.value.decode();
+  }
+  return {};
+}
+
+UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
+  UpgradeDecision d;
+  auto fail = [&](unsigned status, std::string_view code, std::string_view message) {
+    ctx.metrics->count_auth_failure(code);
+    d.reject = json_error(status, code, message);
+    return d;
+  };
+
+  std::string token = query_token(req.query);
+  if (token.empty()) token = std::string(auth::bearer_token(req.authorization));
+  if (token.empty()) {
+    return fail(401, "missing_token",
+                "send the token as the access_token query parameter or an Authorization: Bearer "
+                "header");
+  }
+  auto principal = ctx.verifier->verify(token, core::WallClock::now());
+  if (!principal) {
+    const std::string reason = core::reason(principal.error());
+    log::info("auth", "connection rejected", {{"reason", reason}, {"path", req.path}});
+    return fail(401, reason, "the access token was rejected: " + reason);
+  }
+  if (!ctx.origins.allows(req.has_origin ? std::optional(req.origin) : std::nullopt)) {
+    log::info("auth", "origin rejected", {{"origin", req.origin}, {"org", principal->org}});
+    return fail(403, "origin_not_allowed", "this Origin may not connect");
+  }
+
+  if (!has_token(req.upgrade, "websocket") || !has_token(req.connection, "upgrade") ||
+      req.method != "GET") {
+    d.reject = json_error(426, "upgrade_required", "this endpoint is a WebSocket");
+    d.reject->headers.emplace_back("Upgrade", "websocket");
+    return d;
+  }
+  if (req.ws_version != "13") {
+    d.reject = json_error(426, "unsupported_websocket_version", "use WebSocket version 13");
+    d.reject->headers.emplace_back("Sec-WebSocket-Version", "13");
+    return d;
+  }
+  std::string key_bytes;
+  {
+    // The key must be 16 random bytes in base64 (RFC 6455 §4.1): 24 characters.
+    std::string_view key = req.ws_key;
+    std::string url_form(key);
+    std::replace(url_form.begin(), url_form.end(), '+', '-');
+    std::replace(url_form.begin(), url_form.end(), '/', '_');
+    if (url_form.size() == 24 && url_form.ends_with("==")) url_form.resize(22);
+    if (!core::base64url_decode(url_form, key_bytes) || key_bytes.size() != 16) {
+      d.reject = json_error(400, "bad_websocket_key", "Sec-WebSocket-Key must be 16 bytes base64");
+      return d;
+    }
+  }
+
+  switch (ctx.hub->admit(principal->org, principal->user)) {
+    case hub::Hub::Admission::kAdmitted:
+      break;
+    case hub::Hub::Admission::kUserLimit:
+      log::warn("stream", "connection limit hit",
+                {{"org", principal->org},
+                 {"user", principal->user},
+                 {"limit", ctx.settings.max_connections_per_user}});
+      return fail(429, "too_many_connections",
+                  "this user has too many open connections (--max-connections-per-user)");
+    case hub::Hub::Admission::kNodeLimit:
+      log::warn("stream", "node connection limit hit", {{"limit", ctx.settings.max_connections}});
+      d.reject = json_error(503, "server_full", "this node is at --max-connections");
+      return d;
+  }
+
+  d.principal = std::move(*principal);
+  d.response =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      ws::accept_key(req.ws_key) + "\r\n\r\n";
+  return d;
+}
+
+}  // namespace sg::server

@@ -1,0 +1,106 @@
+#include "server/worker.hpp"
+
+#include "hub/hub.hpp"
+#include "log/log.hpp"
+#include "server/context.hpp"
+#include "server/ws_session.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace sg::server {
+
+namespace {
+constexpr std::size_t kScratchBytes = 64 * 1024;
+constexpr auto kTick = std::chrono::milliseconds(100);
+}  // namespace
+
+Worker::Worker(std::size_t index, Context& context)
+    : index_(index),
+      context_(context),
+      guard_(boost::asio::make_work_guard(io_)),
+      tick_(io_),
+      scratch_(kScratchBytes) {}
+
+Worker::~Worker() {
+  join();
+}
+
+hub::Shard& Worker::shard() {
+  return context_.hub->shard(index_);
+}
+
+void Worker::start() {
+  schedule_tick();
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+void Worker::stop() {
+  guard_.reset();
+  io_.stop();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::add(std::shared_ptr<WsSession> session) {
+  session->set_worker_slot(sessions_.size());
+  sessions_.push_back(std::move(session));
+  session_count_.store(sessions_.size(), std::memory_order_relaxed);
+}
+
+void Worker::remove(WsSession& session) {
+  const std::size_t slot = session.worker_slot();
+  if (slot >= sessions_.size() || sessions_[slot].get() != &session) return;
+  if (slot + 1 != sessions_.size()) {
+    sessions_[slot] = std::move(sessions_.back());
+    sessions_[slot]->set_worker_slot(slot);
+  }
+  sessions_.pop_back();
+  session_count_.store(sessions_.size(), std::memory_order_relaxed);
+}
+
+void Worker::mark_dirty(WsSession& session) {
+  dirty_.push_back(session.shared_from_this());
+  if (flush_scheduled_) return;
+  flush_scheduled_ = true;
+  boost::asio::post(io_, [this] { flush_dirty(); });
+}
+
+void Worker::flush_dirty() {
+  flush_scheduled_ = false;
+  // Sessions may mark themselves dirty again while flushing; those wait for the next turn.
+  auto batch = std::move(dirty_);
+  dirty_.clear();
+  for (auto& session : batch) session->flush();
+}
+
+void Worker::close_all(std::uint16_t code) {
+  // Backwards, because a session may remove itself (swap-remove) during the call.
+  for (std::size_t i = sessions_.size(); i-- > 0;) {
+    if (i >= sessions_.size()) continue;
+    auto session = sessions_[i];
+    session->close(code, "server shutting down");
+  }
+}
+
+void Worker::schedule_tick() {
+  tick_.expires_after(kTick);
+  tick_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    on_tick();
+    schedule_tick();
+  });
+}
+
+void Worker::on_tick() {
+  const auto now = std::chrono::steady_clock::now();
+  const auto wall = std::chrono::system_clock::now();
+  for (std::size_t i = sessions_.size(); i-- > 0;) {
+    if (i >= sessions_.size()) continue;
+    auto session = sessions_[i];
+    session->on_tick(now, wall);
+  }
+}
+
+}  // namespace sg::server

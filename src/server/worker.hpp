@@ -1,0 +1,73 @@
+// Worker: one thread running one io_context, owning the WebSocket sessions accepted onto it
+// and its hub shard. Nothing here is touched from another thread except through post().
+// Also the per-worker machinery that keeps sessions cheap: one scratch read buffer shared by
+// all of them, one timer that ticks every session's deadlines, and one end-of-turn flush that
+// coalesces everything queued for a connection into one gather write.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+namespace sg::hub {
+class Shard;
+}
+
+namespace sg::server {
+
+struct Context;
+class WsSession;
+
+class Worker {
+ public:
+  Worker(std::size_t index, Context& context);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  boost::asio::io_context& io() { return io_; }
+  std::size_t index() const { return index_; }
+  Context& context() { return context_; }
+  hub::Shard& shard();
+
+  void start();  // spawns the thread
+  void stop();   // stops the io_context; from any thread
+  void join();
+
+  // Valid until the calling handler returns; shared by every session of this worker.
+  std::span<char> scratch() { return scratch_; }
+
+  void add(std::shared_ptr<WsSession> session);
+  void remove(WsSession& session);
+  // Schedules session.flush() once at the end of this loop turn.
+  void mark_dirty(WsSession& session);
+  // Closes every session with `code` (server shutdown). On this worker's thread.
+  void close_all(std::uint16_t code);
+  std::size_t sessions() const { return session_count_.load(std::memory_order_relaxed); }
+
+ private:
+  void schedule_tick();
+  void on_tick();
+  void flush_dirty();
+
+  std::size_t index_;
+  Context& context_;
+  boost::asio::io_context io_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  boost::asio::steady_timer tick_;
+  std::thread thread_;
+  std::vector<char> scratch_;
+  std::vector<std::shared_ptr<WsSession>> sessions_;
+  std::atomic<std::size_t> session_count_{0};
+  std::vector<std::shared_ptr<WsSession>> dirty_;
+  bool flush_scheduled_ = false;
+};
+
+}  // namespace sg::server

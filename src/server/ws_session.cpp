@@ -1,0 +1,525 @@
+#include "server/ws_session.hpp"
+
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "server/context.hpp"
+#include "server/worker.hpp"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace sg::server {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+namespace cc = ws::close_code;
+
+// How long a closing connection waits for the peer's close frame (or for its unread data to
+// drain) before the socket is dropped.
+constexpr auto kCloseWait = std::chrono::seconds(2);
+// Frames gathered into one sendmsg(); IOV_MAX is 1024 on Linux.
+constexpr std::size_t kMaxIov = 256;
+// Reads per readiness event before yielding to other connections on the worker.
+constexpr int kMaxReadsPerTurn = 4;
+
+std::chrono::milliseconds ms(std::int64_t v) {
+  return std::chrono::milliseconds(v);
+}
+
+OutFrame make_frame(ws::Opcode opcode, std::shared_ptr<const std::string> payload) {
+  OutFrame frame;
+  std::array<char, 10> header;
+  const std::size_t n = ws::frame_header(opcode, payload->size(), header);
+  std::copy_n(header.begin(), n, frame.head.begin());
+  frame.head_len = static_cast<std::uint8_t>(n);
+  frame.body = *payload;
+  frame.keep = std::move(payload);
+  return frame;
+}
+
+OutFrame raw_frame(std::shared_ptr<const std::string> bytes) {
+  OutFrame frame;
+  frame.body = *bytes;
+  frame.keep = std::move(bytes);
+  return frame;
+}
+}  // namespace
+
+WsSession::WsSession(Worker& worker, boost::asio::ip::tcp::socket socket, auth::Principal principal,
+                     std::string leftover)
+    : worker_(worker),
+      ctx_(worker.context()),
+      socket_(std::move(socket)),
+      principal_(std::move(principal)),
+      id_(core::random_hex(8)),
+      decoder_(ctx_.settings.max_message_bytes),
+      in_(std::move(leftover)),
+      outbox_(ctx_.settings.outbox_bytes) {}
+
+WsSession::~WsSession() = default;
+
+void WsSession::start(std::string upgrade_response) {
+  opened_at_ = last_rx_ = Clock::now();
+  boost::system::error_code ec;
+  socket_.non_blocking(true, ec);
+  socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  worker_.add(shared_from_this());
+  ctx_.metrics->connections_total.inc();
+  log::info("stream", "connection opened",
+            {{"conn", id_},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"worker", worker_.index()}});
+  queue_raw(std::move(upgrade_response));
+  if (!in_.empty()) {
+    process({});
+  }
+  do_read();
+}
+
+// ---- reading ----
+
+void WsSession::do_read() {
+  if (reading_ || paused_ || state_ == State::kClosed) return;
+  reading_ = true;
+  socket_.async_wait(
+      boost::asio::ip::tcp::socket::wait_read,
+      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+}
+
+void WsSession::on_readable(const boost::system::error_code& ec) {
+  reading_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    finalize(cc::kNoStatus);
+    return;
+  }
+  auto scratch = worker_.scratch();
+  for (int i = 0; i < kMaxReadsPerTurn && !paused_ && state_ != State::kClosed; ++i) {
+    const ssize_t n = ::recv(socket_.native_handle(), scratch.data(), scratch.size(), 0);
+    if (n > 0) {
+      last_rx_ = Clock::now();
+      ping_outstanding_ = false;
+      process(scratch.first(static_cast<std::size_t>(n)));
+      if (static_cast<std::size_t>(n) < scratch.size()) break;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+    // EOF or a reset: the peer is gone, nothing more can be sent.
+    finalize(peer_closed_ ? close_code_ : std::uint16_t{1006});
+    return;
+  }
+  do_read();
+}
+
+void WsSession::process(std::span<char> data) {
+  // Decode from the scratch buffer directly unless a partial frame is waiting in in_.
+  std::span<char> input = data;
+  if (!in_.empty()) {
+    in_.append(data.data(), data.size());
+    input = std::span<char>(in_.data(), in_.size());
+  }
+  std::size_t offset = 0;
+  bool stop = false;
+  while (!stop && !paused_ && state_ != State::kClosed && offset < input.size()) {
+    const ws::Decoded d = decoder_.decode(input.subspan(offset));
+    offset += d.consumed;
+    switch (d.kind) {
+      case ws::Decoded::Kind::kNeedMore:
+        stop = true;
+        break;
+      case ws::Decoded::Kind::kMessage:
+        if (state_ == State::kClosing) break;  // the peer may still send; we no longer listen
+        if (d.opcode == ws::Opcode::kBinary) {
+          reject("binary_not_supported", "this endpoint speaks JSON text messages only",
+                 cc::kUnsupportedData);
+        } else {
+          handle_text(d.payload);
+        }
+        break;
+      case ws::Decoded::Kind::kPing:
+        queue_control(ws::control_frame(ws::Opcode::kPong, d.payload));
+        break;
+      case ws::Decoded::Kind::kPong:
+        break;
+      case ws::Decoded::Kind::kClose:
+        handle_peer_close(d.close_code);
+        stop = true;
+        break;
+      case ws::Decoded::Kind::kError:
+        log::info("stream", "protocol error",
+                  {{"conn", id_}, {"org", principal_.org}, {"error", d.error}});
+        close(d.close_code, d.error);
+        // Nothing after a protocol error can be trusted; stop reading.
+        failed_ = true;
+        paused_ = true;
+        stop = true;
+        break;
+    }
+  }
+  if (state_ == State::kClosed) return;
+  if (input.data() == in_.data() && !in_.empty()) {
+    in_.erase(0, std::min(offset, in_.size()));
+  } else {
+    in_.assign(input.data() + offset, input.size() - offset);
+  }
+  if (in_.empty() && in_.capacity() > 256) in_.shrink_to_fit();
+}
+
+void WsSession::handle_text(std::string_view text) {
+  auto parsed = protocol::parse_client_message(text, state_ == State::kAwaitingHandshake,
+                                               protocol::ParseLimits{ctx_.settings.max_services});
+  if (!parsed) {
+    const auto& ec = parsed.error();
+    const bool not_json = ec == protocol::ProtocolError::kMalformedJson;
+    reject(core::reason(ec), not_json ? "message is not valid JSON" : "message not understood",
+           not_json ? cc::kInvalidPayload : cc::kPolicyViolation);
+    return;
+  }
+  auto& message = *parsed;
+  if (auto* handshake = std::get_if<protocol::Handshake>(&message)) {
+    start_subscribe(std::move(handshake->services), handshake->resume, true);
+  } else if (auto* subscribe = std::get_if<protocol::Subscribe>(&message)) {
+    start_subscribe(std::move(subscribe->services), subscribe->resume, false);
+  } else if (auto* unsub = std::get_if<protocol::Unsubscribe>(&message)) {
+    unsubscribe(unsub->services);
+  } else {
+    queue_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+  }
+}
+
+void WsSession::reject(std::string_view code, std::string_view message, std::uint16_t close_code) {
+  if (state_ == State::kClosing || state_ == State::kClosed) return;
+  queue_text(protocol::serialize_error(code, message));
+  close(close_code, code);
+}
+
+// ---- subscriptions ----
+
+void WsSession::start_subscribe(std::vector<std::string> services,
+                                const protocol::ResumeMap& resume, bool is_handshake) {
+  for (const auto& service : services) {
+    if (!ctx_.service_allowed(service)) {
+      reject("unknown_service", "no such service: " + service, cc::kPolicyViolation);
+      return;
+    }
+    if (principal_.services && std::find(principal_.services->begin(), principal_.services->end(),
+                                         service) == principal_.services->end()) {
+      reject("forbidden_service", "the token does not allow service " + service,
+             cc::kPolicyViolation);
+      return;
+    }
+  }
+  std::size_t total = services_.size();
+  for (const auto& service : services) {
+    if (std::find(services_.begin(), services_.end(), service) == services_.end()) ++total;
+  }
+  if (total > ctx_.settings.max_services) {
+    reject("too_many_services",
+           "a connection may subscribe to at most " + std::to_string(ctx_.settings.max_services) +
+               " services",
+           cc::kPolicyViolation);
+    return;
+  }
+  std::vector<std::optional<broker::Position>> positions(services.size());
+  for (const auto& [service, raw_id] : resume) {
+    auto it = std::find(services.begin(), services.end(), service);
+    if (it == services.end()) continue;
+    auto id = protocol::parse_event_id(raw_id);
+    if (!id) {
+      reject("bad_event_id", "resume id for " + service + " is not an event id",
+             cc::kPolicyViolation);
+      return;
+    }
+    positions[static_cast<std::size_t>(it - services.begin())] =
+        broker::Position{id->epoch, id->offset};
+  }
+
+  if (is_handshake) state_ = State::kActive;
+  auto request = std::make_unique<Request>();
+  request->services = services;
+  request->is_handshake = is_handshake;
+  request->waiting = services.size();
+  const std::size_t request_id = ++request_id_;
+  request_ = std::move(request);
+  paused_ = true;  // later messages wait until this one is answered
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    if (std::find(services_.begin(), services_.end(), services[i]) == services_.end()) {
+      services_.push_back(services[i]);
+    }
+    if (positions[i]) request_->resume.push_back({services[i], true, {}});
+    worker_.shard().attach(
+        *this, principal_.user, broker::Channel{principal_.org, services[i]}, positions[i],
+        [self = shared_from_this(), request_id, service = services[i]](hub::AttachResult r) {
+          self->on_attached(request_id, service, std::move(r));
+        });
+  }
+  if (services.empty()) on_attached(request_id, {}, {});
+}
+
+void WsSession::on_attached(std::size_t request_id, std::string service, hub::AttachResult result) {
+  if (state_ != State::kActive || !request_ || request_id != request_id_) return;
+  Request& request = *request_;
+  if (!service.empty()) {
+    for (auto& status : request.resume) {
+      if (status.service == service) {
+        status.recovered = result.recovered;
+        status.reason = result.reason;
+      }
+    }
+    request.results.emplace_back(std::move(service), std::move(result));
+    if (--request.waiting > 0) return;
+  }
+  const std::string now = core::format_rfc3339(core::WallClock::now());
+  if (request.is_handshake) {
+    protocol::Ack ack;
+    ack.connection_id = id_;
+    ack.services = request.services;
+    ack.resume = request.resume;
+    ack.timestamp = now;
+    queue_text(protocol::serialize_ack(ack));
+  } else {
+    queue_text(protocol::serialize_subscribed(request.services, request.resume, now));
+  }
+  auto done = std::move(request_);
+  for (auto& [svc, res] : done->results) {
+    for (const auto& event : res.replay) deliver(event);
+  }
+  for (auto& [svc, res] : done->results) {
+    if (!worker_.shard().go_live(*this, broker::Channel{principal_.org, svc})) slow_ = true;
+  }
+  paused_ = false;
+  if (slow_) schedule_flush();
+  // Messages that arrived while the request was in flight.
+  if (!in_.empty()) process({});
+  do_read();
+}
+
+void WsSession::unsubscribe(const std::vector<std::string>& services) {
+  for (const auto& service : services) {
+    worker_.shard().detach(*this, broker::Channel{principal_.org, service});
+    services_.erase(std::remove(services_.begin(), services_.end(), service), services_.end());
+  }
+  queue_text(protocol::serialize_unsubscribed(services));
+}
+
+// ---- writing ----
+
+void WsSession::deliver(const broker::EventPtr& event) {
+  if (state_ != State::kActive || slow_) return;
+  OutFrame frame;
+  // Payload = per-recipient prefix + shared body; the WebSocket header precedes both.
+  thread_local std::string prefix;  // reused: no allocation per recipient
+  prefix.clear();
+  protocol::append_event_frame_prefix(prefix, ++seq_);
+  std::array<char, 10> header;
+  const std::size_t n =
+      ws::frame_header(ws::Opcode::kText, prefix.size() + event->body.size(), header);
+  std::copy_n(header.begin(), n, frame.head.begin());
+  std::copy(prefix.begin(), prefix.end(), frame.head.begin() + static_cast<std::ptrdiff_t>(n));
+  frame.head_len = static_cast<std::uint8_t>(n + prefix.size());
+  frame.body = event->body;
+  frame.keep = event;
+  if (outbox_.push(std::move(frame)) == Outbox::Push::kOverLimit) {
+    slow_ = true;
+  }
+  schedule_flush();
+}
+
+void WsSession::queue_text(std::string text) {
+  if (state_ == State::kClosed || close_queued_) return;
+  outbox_.push(make_frame(ws::Opcode::kText, std::make_shared<const std::string>(std::move(text))),
+               true);
+  schedule_flush();
+}
+
+void WsSession::queue_raw(std::string bytes) {
+  outbox_.push(raw_frame(std::make_shared<const std::string>(std::move(bytes))), true);
+  schedule_flush();
+}
+
+void WsSession::queue_control(std::string frame) {
+  if (state_ == State::kClosed || close_queued_) return;
+  outbox_.push(raw_frame(std::make_shared<const std::string>(std::move(frame))), true);
+  schedule_flush();
+}
+
+void WsSession::schedule_flush() {
+  if (dirty_ || state_ == State::kClosed) return;
+  dirty_ = true;
+  worker_.mark_dirty(*this);
+}
+
+void WsSession::flush() {
+  dirty_ = false;
+  if (state_ == State::kClosed) return;
+  if (slow_ && state_ == State::kActive) {
+    ctx_.metrics->slow_consumer_closes.inc();
+    log::warn("stream", "slow consumer closed",
+              {{"conn", id_},
+               {"org", principal_.org},
+               {"user", principal_.user},
+               {"queued_bytes", outbox_.bytes()},
+               {"limit_bytes", ctx_.settings.outbox_bytes}});
+    close(cc::kSlowConsumer, "slow consumer: outbound queue over limit", true);
+    return;
+  }
+  if (!writing_) write_now();
+}
+
+void WsSession::write_now() {
+  const int fd = socket_.native_handle();
+  while (!outbox_.empty()) {
+    std::array<iovec, kMaxIov> iov;
+    std::size_t count = 0;
+    std::size_t offset = write_offset_;
+    for (std::size_t i = 0; i < outbox_.frames() && count + 2 <= kMaxIov; ++i) {
+      const OutFrame& f = outbox_.at(i);
+      if (offset < f.head_len) {
+        iov[count++] = {const_cast<char*>(f.head.data() + offset), f.head_len - offset};
+        offset = 0;
+      } else {
+        offset -= f.head_len;
+      }
+      if (offset < f.body.size()) {
+        iov[count++] = {const_cast<char*>(f.body.data() + offset), f.body.size() - offset};
+      }
+      offset = 0;
+    }
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = count;
+    const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        writing_ = true;
+        socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
+                           [self = shared_from_this()](const boost::system::error_code& ec) {
+                             self->on_writable(ec);
+                           });
+        return;
+      }
+      finalize(1006);
+      return;
+    }
+    // Drop whole frames written; remember how far into the next one we got.
+    std::size_t written = static_cast<std::size_t>(n) + write_offset_;
+    std::size_t done = 0;
+    while (done < outbox_.frames() && written >= outbox_.at(done).size()) {
+      written -= outbox_.at(done).size();
+      ++done;
+    }
+    outbox_.pop(done);
+    write_offset_ = written;
+  }
+  if (close_queued_ && !close_sent_) {
+    close_sent_ = true;
+    if (peer_closed_ || failed_) {
+      finalize(close_code_);
+    } else {
+      // The client answers with its own close frame; reading goes on until then.
+      paused_ = false;
+      do_read();
+    }
+  }
+}
+
+void WsSession::on_writable(const boost::system::error_code& ec) {
+  writing_ = false;
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    finalize(1006);
+    return;
+  }
+  write_now();
+}
+
+// ---- closing ----
+
+void WsSession::close(std::uint16_t code, std::string_view reason, bool discard_queued) {
+  if (state_ == State::kClosing || state_ == State::kClosed) return;
+  state_ = State::kClosing;
+  close_code_ = code;
+  close_deadline_ = Clock::now() + kCloseWait;
+  worker_.shard().detach_all(*this);
+  request_.reset();
+  // A frame half written must be finished first; the rest goes unless the queue is the problem.
+  if (discard_queued) outbox_.truncate(write_offset_ > 0 ? 1 : 0);
+  outbox_.push(raw_frame(std::make_shared<const std::string>(ws::close_frame(code, reason))), true);
+  close_queued_ = true;
+  schedule_flush();
+}
+
+void WsSession::handle_peer_close(std::uint16_t code) {
+  peer_closed_ = true;
+  paused_ = true;
+  if (state_ == State::kClosing) {
+    if (close_sent_) finalize(close_code_);
+    return;
+  }
+  // Echo the peer's code, as RFC 6455 §5.5.1 asks; "no status" is echoed as an empty close.
+  close(code == cc::kNoStatus ? cc::kNoStatus : code, "");
+}
+
+void WsSession::finalize(std::uint16_t code) {
+  if (state_ == State::kClosed) return;
+  const bool was_closing = state_ == State::kClosing;
+  state_ = State::kClosed;
+  const std::uint16_t reported = was_closing ? close_code_ : code;
+  worker_.shard().detach_all(*this);
+  request_.reset();
+  boost::system::error_code ec;
+  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  ctx_.hub->release(principal_.org, principal_.user);
+  ctx_.metrics->count_close(reported);
+  const auto duration =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - opened_at_);
+  log::info("stream", "connection closed",
+            {{"conn", id_},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"code", reported},
+             {"duration_ms", duration.count()}});
+  auto self = shared_from_this();  // keep alive until remove() returns
+  worker_.remove(*this);
+}
+
+void WsSession::on_tick(Clock::time_point now, std::chrono::system_clock::time_point wall) {
+  const auto& s = ctx_.settings;
+  switch (state_) {
+    case State::kClosed:
+      return;
+    case State::kClosing:
+      if (now >= close_deadline_) finalize(close_code_);
+      return;
+    case State::kAwaitingHandshake:
+      if (now - opened_at_ >= ms(s.handshake_timeout_ms)) {
+        reject("handshake_timeout", "no handshake message in time", cc::kHandshakeTimeout);
+        return;
+      }
+      break;
+    case State::kActive:
+      break;
+  }
+  if (wall >= principal_.expiry + std::chrono::seconds(s.jwt_leeway_seconds)) {
+    reject("token_expired", "the access token expired; reconnect with a fresh one",
+           cc::kTokenExpired);
+    return;
+  }
+  if (ping_outstanding_) {
+    if (now - ping_sent_at_ >= ms(s.pong_timeout_ms)) {
+      close(cc::kPingTimeout, "ping timeout");
+    }
+  } else if (now - last_rx_ >= ms(s.ping_interval_ms)) {
+    ping_outstanding_ = true;
+    ping_sent_at_ = now;
+    queue_control(ws::control_frame(ws::Opcode::kPing, {}));
+  }
+}
+
+}  // namespace sg::server

@@ -1,0 +1,112 @@
+// WsSession: one client's WebSocket on one worker, from the 101 response to the close. Reads
+// with the worker's scratch buffer (nothing held while idle), speaks RFC 6455 through
+// ws_codec, runs the streamgate protocol (handshake, subscribe, events, resume) against the
+// hub shard, and writes its bounded outbox with gather writes. Worker thread only.
+#pragma once
+
+#include "auth/auth.hpp"
+#include "hub/hub.hpp"
+#include "protocol/protocol.hpp"
+#include "server/outbox.hpp"
+#include "server/ws_codec.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sg::server {
+
+class Worker;
+struct Context;
+
+class WsSession final : public std::enable_shared_from_this<WsSession>, public hub::Member {
+ public:
+  // `socket` has completed the HTTP upgrade request; `leftover` holds bytes the client sent
+  // after it; `admitted` tells that hub.admit() counted this connection.
+  WsSession(Worker& worker, boost::asio::ip::tcp::socket socket, auth::Principal principal,
+            std::string leftover);
+  ~WsSession();
+
+  // Queues the 101 response, registers with the worker and starts reading.
+  void start(std::string upgrade_response);
+
+  void deliver(const broker::EventPtr& event) override;
+  // Graceful close: detach, send a close frame after what is queued (or instead of it, with
+  // `discard_queued`), then wait briefly for the peer's close frame.
+  void close(std::uint16_t code, std::string_view reason, bool discard_queued = false);
+  void flush();
+  void on_tick(std::chrono::steady_clock::time_point now,
+               std::chrono::system_clock::time_point wall);
+
+  std::size_t worker_slot() const { return worker_slot_; }
+  void set_worker_slot(std::size_t slot) { worker_slot_ = slot; }
+
+ private:
+  enum class State { kAwaitingHandshake, kActive, kClosing, kClosed };
+
+  void do_read();
+  void on_readable(const boost::system::error_code& ec);
+  void process(std::span<char> data);
+  void handle_text(std::string_view text);
+  void handle_peer_close(std::uint16_t code);
+  void reject(std::string_view code, std::string_view message, std::uint16_t close_code);
+
+  void start_subscribe(std::vector<std::string> services, const protocol::ResumeMap& resume,
+                       bool is_handshake);
+  void on_attached(std::size_t request, std::string service, hub::AttachResult result);
+  void unsubscribe(const std::vector<std::string>& services);
+
+  void queue_text(std::string text);
+  void queue_raw(std::string bytes);
+  void queue_control(std::string frame);
+  void schedule_flush();
+  void write_now();
+  void on_writable(const boost::system::error_code& ec);
+  void finalize(std::uint16_t code);
+
+  Worker& worker_;
+  Context& ctx_;
+  boost::asio::ip::tcp::socket socket_;
+  auth::Principal principal_;
+  std::string id_;
+  ws::Decoder decoder_;
+  std::string in_;  // bytes of a partial frame kept between reads
+  Outbox outbox_;
+  std::size_t write_offset_ = 0;  // bytes of the front frame already written
+  std::uint64_t seq_ = 0;         // last seq sent; the ack is 0
+  State state_ = State::kAwaitingHandshake;
+  bool reading_ = false;
+  bool writing_ = false;  // waiting for the socket to become writable
+  bool paused_ = false;   // a subscribe is in flight: later messages wait
+  bool dirty_ = false;
+  bool slow_ = false;  // the outbox overflowed: close as slow consumer at the next flush
+  bool close_queued_ = false;
+  bool close_sent_ = false;
+  bool peer_closed_ = false;
+  bool failed_ = false;  // a protocol error: drop the socket once our close frame is out
+  bool ping_outstanding_ = false;
+  std::uint16_t close_code_ = 0;
+  std::size_t worker_slot_ = 0;
+  std::vector<std::string> services_;
+
+  // An in-flight handshake or subscribe: answered once every channel has attached.
+  struct Request {
+    std::vector<std::string> services;
+    std::vector<protocol::ResumeStatus> resume;
+    std::vector<std::pair<std::string, hub::AttachResult>> results;
+    std::size_t waiting = 0;
+    bool is_handshake = false;
+  };
+  std::unique_ptr<Request> request_;
+  std::size_t request_id_ = 0;
+
+  std::chrono::steady_clock::time_point opened_at_;
+  std::chrono::steady_clock::time_point last_rx_;
+  std::chrono::steady_clock::time_point ping_sent_at_;
+  std::chrono::steady_clock::time_point close_deadline_;
+};
+
+}  // namespace sg::server

@@ -1,0 +1,225 @@
+#include "hub/hub.hpp"
+
+#include "log/log.hpp"
+#include "metrics/metrics.hpp"
+#include "protocol/protocol.hpp"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <optional>
+
+namespace sg::hub {
+namespace {
+
+// Each "worker" is a FIFO of functions the test drains by hand: deterministic interleavings.
+struct Loop {
+  std::deque<std::function<void()>> queue;
+  Post post() {
+    return [this](std::function<void()> f) { queue.push_back(std::move(f)); };
+  }
+  void drain() {
+    while (!queue.empty()) {
+      auto f = std::move(queue.front());
+      queue.pop_front();
+      f();
+    }
+  }
+};
+
+struct Recorder : Member {
+  std::string user;  // the shard keeps a view of it, as of a session's principal
+  std::vector<std::uint64_t> offsets;
+  void deliver(const broker::EventPtr& event) override { offsets.push_back(event->offset); }
+};
+
+class HubTest : public ::testing::Test {
+ protected:
+  explicit HubTest(std::size_t workers = 2) : loops_(workers) {
+    log::set_level(log::Level::kWarn);
+    broker_ = broker::make_memory_broker({});
+    std::vector<Post> posts;
+    for (auto& l : loops_) posts.push_back(l.post());
+    hub_ = std::make_unique<Hub>(*broker_, std::move(posts), HubOptions{2, 0}, registry_);
+  }
+  ~HubTest() override { drain(); }
+
+  void drain() {
+    for (int round = 0; round < 10; ++round) {
+      for (auto& l : loops_) l.drain();
+    }
+  }
+
+  std::string publish(const std::string& org, const std::string& topic,
+                      const std::string& user = {}) {
+    std::string id;
+    broker_->publish(broker::Channel{org, topic}, broker::PublishInput{"e", "{}", user, {}},
+                     [&](Result<broker::PublishResult> r) { id = r->id; });
+    return id;
+  }
+
+  // Attaches and goes live as a session would; returns the attach result.
+  AttachResult join(std::size_t worker, Recorder& m, const std::string& user,
+                    const broker::Channel& ch, std::optional<broker::Position> resume = {}) {
+    std::optional<AttachResult> got;
+    m.user = user;
+    hub_->shard(worker).attach(m, m.user, ch, resume, [&](AttachResult r) { got = std::move(r); });
+    drain();
+    EXPECT_TRUE(got.has_value());
+    for (const auto& e : got->replay) m.deliver(e);
+    hub_->shard(worker).go_live(m, ch);
+    return *got;
+  }
+
+  metrics::Registry registry_;
+  std::vector<Loop> loops_;
+  std::unique_ptr<broker::Broker> broker_;
+  std::unique_ptr<Hub> hub_;
+};
+
+TEST_F(HubTest, OneBrokerSubscriptionPerChannelWhateverTheMembers) {
+  std::vector<Recorder> members(1000);
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    members[i].user = "u" + std::to_string(i);
+    for (int s = 0; s < 10; ++s) {
+      hub_->shard(i % 2).attach(members[i], members[i].user,
+                                broker::Channel{"456", "svc" + std::to_string(s)}, std::nullopt,
+                                [](AttachResult) {});
+    }
+  }
+  drain();
+  EXPECT_EQ(hub_->stats().total_subscriptions, 10u);
+  EXPECT_EQ(broker_->stats().subscriptions, 10u);
+  for (std::size_t i = 0; i < members.size(); ++i) hub_->shard(i % 2).detach_all(members[i]);
+  EXPECT_EQ(hub_->stats().total_subscriptions, 0u);
+  EXPECT_EQ(broker_->stats().subscriptions, 0u);
+}
+
+TEST_F(HubTest, FansOutToEveryMemberOnEveryWorkerInOrder) {
+  Recorder a, b, c;
+  const broker::Channel ch{"1", "finance"};
+  join(0, a, "ua", ch);
+  join(1, b, "ub", ch);
+  join(1, c, "uc", ch);
+  for (int i = 0; i < 5; ++i) publish("1", "finance");
+  drain();
+  const std::vector<std::uint64_t> want{1, 2, 3, 4, 5};
+  EXPECT_EQ(a.offsets, want);
+  EXPECT_EQ(b.offsets, want);
+  EXPECT_EQ(c.offsets, want);
+  EXPECT_EQ(hub_->events_delivered(), 15u);
+  hub_->shard(0).detach_all(a);
+  hub_->shard(1).detach_all(b);
+  hub_->shard(1).detach_all(c);
+}
+
+TEST_F(HubTest, NeverDeliversAcrossOrgs) {
+  Recorder a, b;
+  join(0, a, "u", broker::Channel{"A", "finance"});
+  join(0, b, "u", broker::Channel{"B", "finance"});
+  publish("A", "finance");
+  publish("A", "finance");
+  publish("B", "finance");
+  drain();
+  EXPECT_EQ(a.offsets.size(), 2u);
+  EXPECT_EQ(b.offsets, std::vector<std::uint64_t>{1});
+  hub_->shard(0).detach_all(a);
+  hub_->shard(0).detach_all(b);
+}
+
+TEST_F(HubTest, TargetedEventsReachOnlyTheirUser) {
+  Recorder alice, bob;
+  const broker::Channel ch{"1", "finance"};
+  join(0, alice, "alice", ch);
+  join(1, bob, "bob", ch);
+  publish("1", "finance", "alice");
+  publish("1", "finance");
+  drain();
+  EXPECT_EQ(alice.offsets, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(bob.offsets, std::vector<std::uint64_t>{2});
+  hub_->shard(0).detach_all(alice);
+  hub_->shard(1).detach_all(bob);
+}
+
+TEST_F(HubTest, ResumeReplaysTheGapThenLiveWithoutDuplicates) {
+  const broker::Channel ch{"1", "finance"};
+  Recorder keeper;  // keeps the channel subscribed on worker 0
+  join(0, keeper, "k", ch);
+  std::string epoch;
+  for (int i = 0; i < 10; ++i) {
+    auto id = protocol::parse_event_id(publish("1", "finance"));
+    epoch = id->epoch;
+  }
+  drain();
+  // A resuming member attaches while more events are published before its history is read.
+  Recorder m;
+  std::optional<AttachResult> got;
+  hub_->shard(0).attach(m, "u", ch, broker::Position{epoch, 4},
+                        [&](AttachResult r) { got = std::move(r); });
+  publish("1", "finance");  // 11: raced with the attach
+  drain();
+  publish("1", "finance");  // 12: arrives while the member is not yet live
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->recovered);
+  for (const auto& e : got->replay) m.deliver(e);
+  loops_[0].drain();
+  EXPECT_TRUE(hub_->shard(0).go_live(m, ch));
+  publish("1", "finance");  // 13
+  drain();
+  std::vector<std::uint64_t> want;
+  for (std::uint64_t o = 5; o <= 13; ++o) want.push_back(o);
+  EXPECT_EQ(m.offsets, want);
+  hub_->shard(0).detach_all(keeper);
+  hub_->shard(0).detach_all(m);
+}
+
+TEST_F(HubTest, ResumeFromAnotherEpochIsNotRecovered) {
+  const broker::Channel ch{"1", "finance"};
+  publish("1", "finance");
+  Recorder m;
+  auto r = join(1, m, "u", ch, broker::Position{"zzzz", 1});
+  EXPECT_FALSE(r.recovered);
+  EXPECT_EQ(r.reason, "epoch_changed");
+  EXPECT_TRUE(r.replay.empty());
+  publish("1", "finance");
+  drain();
+  EXPECT_EQ(m.offsets, std::vector<std::uint64_t>{2});
+  hub_->shard(1).detach_all(m);
+}
+
+TEST_F(HubTest, DetachInTheMiddleKeepsOtherMembersSlots) {
+  const broker::Channel ch{"1", "finance"};
+  std::vector<Recorder> ms(5);
+  for (auto& m : ms) join(0, m, "u", ch);
+  hub_->shard(0).detach_all(ms[1]);
+  hub_->shard(0).detach_all(ms[3]);
+  publish("1", "finance");
+  drain();
+  for (int i : {0, 2, 4}) EXPECT_EQ(ms[i].offsets.size(), 1u) << i;
+  for (int i : {1, 3}) EXPECT_TRUE(ms[i].offsets.empty()) << i;
+  for (int i : {0, 2, 4}) hub_->shard(0).detach_all(ms[i]);
+  EXPECT_EQ(hub_->stats().total_subscriptions, 0u);
+}
+
+TEST_F(HubTest, AdmitsUpToTheUserLimitAndCountsByOrg) {
+  EXPECT_EQ(hub_->admit("1", "u"), Hub::Admission::kAdmitted);
+  EXPECT_EQ(hub_->admit("1", "u"), Hub::Admission::kAdmitted);
+  EXPECT_EQ(hub_->admit("1", "u"), Hub::Admission::kUserLimit);
+  EXPECT_EQ(hub_->admit("2", "u"), Hub::Admission::kAdmitted);
+  auto stats = hub_->stats();
+  EXPECT_EQ(stats.total_connections, 3u);
+  EXPECT_EQ(stats.total_orgs, 2u);
+  ASSERT_EQ(stats.connections_by_org.size(), 2u);
+  EXPECT_EQ(stats.connections_by_org[0], (std::pair<std::string, std::uint64_t>{"1", 2}));
+  hub_->release("1", "u");
+  EXPECT_EQ(hub_->admit("1", "u"), Hub::Admission::kAdmitted);
+  hub_->release("1", "u");
+  hub_->release("1", "u");
+  hub_->release("2", "u");
+  EXPECT_EQ(hub_->stats().total_connections, 0u);
+  EXPECT_EQ(hub_->stats().total_orgs, 0u);
+}
+
+}  // namespace
+}  // namespace sg::hub
