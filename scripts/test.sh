@@ -18,6 +18,11 @@ ninja -C build -j"$jobs"
 echo "== tests"
 ctest --test-dir build --output-on-failure -j1
 
+if [ -x clients/js/test.sh ]; then
+  echo "== browser client (unit tests, then headless Chromium against the real binary)"
+  STREAMGATE_BIN="$PWD/build/streamgate" ./clients/js/test.sh
+fi
+
 echo "== build (ASan + UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMGATE_SANITIZE=ON >/dev/null
 ninja -C build-asan -j"$jobs"
