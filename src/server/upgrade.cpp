@@ -37,7 +37,8 @@ bool has_token(std::string_view value, std::string_view token) {
 }  // namespace
 
 std::string query_token(std::string_view query) {
-  auto params = boost::urls::parse_query(query);
+  if (query.empty()) return {};
+  auto params = boost::urls::parse_query(boost::core::string_view(query.data(), query.size()));
   if (!params) return {};
   for (auto param : *params) {
     if (param.key == "access_token" && param.has_value) return param.value.decode();

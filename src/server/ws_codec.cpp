@@ -101,10 +101,12 @@ std::uint32_t utf8_advance(std::uint32_t state, const unsigned char* p, std::siz
   return state;
 }
 
-// RFC 6455 §7.4: codes a peer may put on the wire. 1004-1006 and 1015 are reserved, the rest of
-// 1000-2999 is unassigned by the RFC, and 3000-4999 belong to libraries and applications.
+// RFC 6455 §7.4: codes a peer may put on the wire. 1004-1006 and 1015 are reserved; 1012-1014
+// (service restart, try again later, bad gateway) are registered with IANA since the RFC and
+// sent by real servers and proxies; the rest of 1000-2999 is unassigned, and 3000-4999 belong
+// to libraries and applications.
 bool is_valid_close_code(std::uint16_t code) {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
          (code >= 3000 && code <= 4999);
 }
 
