@@ -91,15 +91,16 @@ struct PublishRequest {
   std::string org;        // "orgId": number or string, normalized to its decimal/string form
   std::string service;    // "service"
   std::string event;      // "event": the event type, e.g. "invoice.paid"
-  std::string data;       // "data": serialized JSON (any JSON value; absent → "null")
+  std::string data;       // "data": its JSON text as sent, minified (absent or null → "null")
   std::string user;       // optional "userId": deliver only to this user's connections
   std::string event_key;  // optional "eventId": idempotency key for retried publishes
 };
 
 // Parses a single object, or an array of them (the batch form) with 1..`max_batch` items.
 // `batch` is set when the body was an array. One bad item fails the whole body. An empty
-// "userId" is kBadField (not "everyone"); "data" holding a number JSON can't write back (1e400)
-// is kBadField; null optional fields are absent.
+// "userId" is kBadField (not "everyone"); null optional fields are absent. "data" is the
+// value's source text with the whitespace between tokens removed: strings (escapes included)
+// and numbers (of any size, 1e400 too) stay byte for byte as the producer sent them.
 struct PublishBody {
   std::vector<PublishRequest> items;
   bool batch = false;

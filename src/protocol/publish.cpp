@@ -1,7 +1,6 @@
 #include "protocol/json_fields.hpp"
 #include "protocol/protocol.hpp"
-
-#include <cmath>
+#include "protocol/raw_json.hpp"
 
 namespace sg::protocol {
 
@@ -18,27 +17,6 @@ constexpr std::size_t kMaxUserBytes = 256;
 constexpr std::size_t kMaxEventKeyBytes = 128;
 // Deeper than client messages: "data" is the producer's own document.
 constexpr std::size_t kMaxDepth = 64;
-
-// Boost.JSON reads 1e400 as infinity and would write it back as `Infinity`, which is not
-// JSON; such data would make every recipient's frame unparseable.
-bool all_numbers_finite(const json::value& v) {
-  switch (v.kind()) {
-    case json::kind::double_:
-      return std::isfinite(v.get_double());
-    case json::kind::array:
-      for (const json::value& item : v.get_array()) {
-        if (!all_numbers_finite(item)) return false;
-      }
-      return true;
-    case json::kind::object:
-      for (const auto& entry : v.get_object()) {
-        if (!all_numbers_finite(entry.value())) return false;
-      }
-      return true;
-    default:
-      return true;
-  }
-}
 
 // An identifier sent as a string or as an integer, normalized to text. Integers become their
 // decimal form so that 456 and "456" name the same org.
@@ -67,7 +45,8 @@ Result<std::string> identifier(const json::value& v, std::size_t max_bytes, bool
   return out;
 }
 
-Result<PublishRequest> parse_item(const json::value& item) {
+// `raw_item` is the source text of `item`, from which "data" is taken as the producer wrote it.
+Result<PublishRequest> parse_item(const json::value& item, std::string_view raw_item) {
   const json::object* object = item.if_object();
   if (object == nullptr) return ProtocolError::kNotAnObject;
   PublishRequest request;
@@ -94,9 +73,16 @@ Result<PublishRequest> parse_item(const json::value& item) {
   }
   request.event.assign(view(*event_type));
 
-  if (const json::value* data = present(*object, "data")) {
-    if (!all_numbers_finite(*data)) return ProtocolError::kBadField;
-    request.data = json::serialize(*data);
+  if (present(*object, "data") != nullptr) {
+    // Not json::serialize(*data): that rewrites numbers (1.5 as 1.5E0, big integers rounded to
+    // doubles), and subscribers must get back what the producer sent. This also lets numbers
+    // out of a double's range (1e400) through: as text they are valid JSON; only writing
+    // them back from a double gave the non-JSON `Infinity`.
+    auto raw = detail::raw_member(raw_item, "data");
+    if (!raw) return raw.error();
+    // Unreachable: the DOM found "data" in the same validated text.
+    if (raw->empty()) return ProtocolError::kMalformedJson;
+    request.data = detail::minify_json(*raw);
   } else {
     request.data = "null";
   }
@@ -133,17 +119,20 @@ Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch) 
   PublishBody out;
   if (const json::array* items = root.if_array()) {
     if (items->empty() || items->size() > max_batch) return ProtocolError::kTooManyItems;
+    // Unreachable failures: Boost.JSON already accepted the text the scanner reads.
+    auto raw_items = detail::raw_array_elements(body);
+    if (!raw_items || raw_items->size() != items->size()) return ProtocolError::kMalformedJson;
     out.batch = true;
     out.items.reserve(items->size());
-    for (const json::value& item : *items) {
-      auto request = parse_item(item);
+    for (std::size_t i = 0; i < items->size(); ++i) {
+      auto request = parse_item((*items)[i], (*raw_items)[i]);
       if (!request) return request.error();
       out.items.push_back(std::move(*request));
     }
     return out;
   }
   if (!root.is_object()) return ProtocolError::kNotAnObject;
-  auto request = parse_item(root);
+  auto request = parse_item(root, body);
   if (!request) return request.error();
   out.items.push_back(std::move(*request));
   return out;
