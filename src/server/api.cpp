@@ -69,12 +69,15 @@ struct PublishBatch {
   std::atomic<bool> failed{false};
   std::atomic<std::uint64_t> fresh{0};
   bool batch = false;
+  std::string org, service;  // of the first item, for the error log
   Reply reply;
   Context* ctx = nullptr;
 
   void finish() {
     if (failed.load()) {
       ctx->metrics->publish_errors.inc();
+      log::warn("publish", "broker rejected a publish",
+                {{"org", org}, {"service", service}, {"events", ids.size()}});
       reply(json_error(503, "broker_unavailable",
                        "the broker could not store the event; retry with the same eventId"));
       return;
@@ -122,6 +125,8 @@ void publish(Context& ctx, const HttpRequest& req, Reply reply) {
   batch->ids.resize(parsed->items.size());
   batch->waiting = parsed->items.size();
   batch->batch = parsed->batch;
+  batch->org = parsed->items.front().org;
+  batch->service = parsed->items.front().service;
   batch->reply = std::move(reply);
   batch->ctx = &ctx;
   for (std::size_t i = 0; i < parsed->items.size(); ++i) {
