@@ -1,0 +1,276 @@
+// POST /v2/realtime/publish: ids, idempotency keys, batches, API key checks, 400 and 413,
+// HTTP keep-alive.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { EVENT_ID, parseEventId, unique } from './support/env.mjs';
+import { publish, publishOk } from './support/http.mjs';
+import { startServer } from './support/server.mjs';
+import { assertEventFrame, openStream, tokenFor } from './support/ws.mjs';
+
+const MAX_PUBLISH = 4096;
+
+function assertJsonError(r, status) {
+  assert.equal(r.status, status, `status (body ${r.text})`);
+  assert.match(String(r.headers.get('content-type') ?? ''), /^application\/json/);
+  assert.ok(r.json, `JSON body: ${r.text}`);
+  assert.equal(typeof r.json.error, 'string', `"error" in ${r.text}`);
+  assert.ok(r.json.error.length > 0);
+  return r.json;
+}
+
+describe('publish', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ flags: { 'max-publish-bytes': MAX_PUBLISH } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('200 {"id"} with an "<epoch>-<offset>" id; offsets of a channel are 1, 2, 3…', async () => {
+    const org = unique('o');
+    const ids = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await publish(server, { orgId: org, service: 'finance', event: 'invoice.paid', data: { i } });
+      assert.equal(r.status, 200, r.text);
+      assert.match(String(r.headers.get('content-type') ?? ''), /^application\/json/);
+      assert.deepEqual(Object.keys(r.json), ['id']);
+      assert.match(r.json.id, EVENT_ID);
+      ids.push(parseEventId(r.json.id));
+    }
+    assert.deepEqual(
+      ids.map((x) => x.offset),
+      [1, 2, 3],
+    );
+    assert.equal(new Set(ids.map((x) => x.epoch)).size, 1, 'one epoch');
+    // Another service of the same org is another channel with its own offsets.
+    const other = parseEventId(await publishOk(server, { orgId: org, service: 'ops', event: 'x', data: {} }));
+    assert.equal(other.offset, 1);
+  });
+
+  test('publishing with nobody connected still succeeds', async () => {
+    const r = await publish(server, { orgId: unique('nobody'), service: 'finance', event: 'e', data: {} });
+    assert.equal(r.status, 200, r.text);
+  });
+
+  test('an eventId retry returns the same id and the event is delivered once', async () => {
+    const org = unique('o');
+    const { client } = await openStream(server, { org });
+    const body = { orgId: org, service: 'finance', event: 'invoice.paid', eventId: 'pay-123', data: { a: 1 } };
+    const first = await publishOk(server, body);
+    const second = await publishOk(server, body);
+    const third = await publishOk(server, body);
+    assert.equal(second, first);
+    assert.equal(third, first);
+    const fresh = await publishOk(server, { ...body, eventId: 'pay-124' });
+    assert.notEqual(fresh, first);
+    const sentinel = await publishOk(server, { orgId: org, service: 'finance', event: 'sentinel', data: {} });
+    const events = await client.eventsUntil((e) => e.id === sentinel);
+    assert.deepEqual(
+      events.map((e) => e.id),
+      [first, fresh, sentinel],
+    );
+    assert.deepEqual(
+      events.map((e) => e.seq),
+      [1, 2, 3],
+    );
+    await client.close();
+  });
+
+  test('a batch returns {"ids"} in order and delivers in order', async () => {
+    const org = unique('o');
+    const { client } = await openStream(server, { org, services: ['finance', 'ops'] });
+    const items = [
+      { orgId: org, service: 'finance', event: 'b1', data: { n: 1 } },
+      { orgId: org, service: 'ops', event: 'b2', data: { n: 2 } },
+      { orgId: org, service: 'finance', event: 'b3', data: { n: 3 } },
+    ];
+    const r = await publish(server, items);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(Object.keys(r.json), ['ids']);
+    assert.equal(r.json.ids.length, 3);
+    for (const id of r.json.ids) assert.match(id, EVENT_ID);
+    assert.equal(parseEventId(r.json.ids[2]).offset, parseEventId(r.json.ids[0]).offset + 1);
+    const events = await client.collectEvents(3);
+    events.forEach((e, i) =>
+      assertEventFrame(e, { id: r.json.ids[i], event: items[i].event, service: items[i].service, data: items[i].data, seq: i + 1 }),
+    );
+    await client.close();
+  });
+
+  test('a batch item with an already used eventId gets the old id and is not redelivered', async () => {
+    const org = unique('o');
+    const { client } = await openStream(server, { org });
+    const once = await publishOk(server, { orgId: org, service: 'finance', event: 'e', eventId: 'k-1', data: {} });
+    const r = await publish(server, [
+      { orgId: org, service: 'finance', event: 'e', eventId: 'k-1', data: {} },
+      { orgId: org, service: 'finance', event: 'e', eventId: 'k-2', data: {} },
+    ]);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.ids[0], once);
+    assert.notEqual(r.json.ids[1], once);
+    const sentinel = await publishOk(server, { orgId: org, service: 'finance', event: 'sentinel', data: {} });
+    const events = await client.eventsUntil((e) => e.id === sentinel);
+    assert.deepEqual(
+      events.map((e) => e.id),
+      [once, r.json.ids[1], sentinel],
+    );
+    await client.close();
+  });
+
+  const body = () => ({ orgId: 456, service: 'finance', event: 'e', data: {} });
+
+  test('401 invalid_api_key without Authorization', async () => {
+    const r = await publish(server, body(), { apiKey: null });
+    assert.equal(assertJsonError(r, 401).error, 'invalid_api_key');
+  });
+
+  test('401 invalid_api_key with a wrong key', async () => {
+    const r = await publish(server, body(), { apiKey: `${server.apiKey}x` });
+    assert.equal(assertJsonError(r, 401).error, 'invalid_api_key');
+  });
+
+  test('401 invalid_api_key with a prefix of the key', async () => {
+    const r = await publish(server, body(), { apiKey: server.apiKey.slice(0, -1) });
+    assert.equal(assertJsonError(r, 401).error, 'invalid_api_key');
+  });
+
+  test('401 invalid_api_key with a non-Bearer scheme', async () => {
+    const r = await publish(server, body(), { authorization: `Basic ${Buffer.from(server.apiKey).toString('base64')}` });
+    assert.equal(assertJsonError(r, 401).error, 'invalid_api_key');
+  });
+
+  test('401 invalid_api_key when the JWT is presented instead of the API key', async () => {
+    const r = await publish(server, body(), { apiKey: tokenFor(server, { org: 456 }) });
+    assert.equal(assertJsonError(r, 401).error, 'invalid_api_key');
+  });
+
+  const bad = [
+    ['malformed JSON', '{"orgId": 456, "service": "finance",'],
+    ['not JSON at all', 'hello'],
+    ['a JSON number', '42'],
+    ['missing orgId', JSON.stringify({ service: 'finance', event: 'e', data: {} })],
+    ['missing service', JSON.stringify({ orgId: 456, event: 'e', data: {} })],
+    ['missing event', JSON.stringify({ orgId: 456, service: 'finance', data: {} })],
+    ['orgId an object', JSON.stringify({ orgId: { id: 1 }, service: 'finance', event: 'e', data: {} })],
+    ['service not a string', JSON.stringify({ orgId: 456, service: 7, event: 'e', data: {} })],
+    ['service with a space', JSON.stringify({ orgId: 456, service: 'fin ance', event: 'e', data: {} })],
+    ['empty event', JSON.stringify({ orgId: 456, service: 'finance', event: '', data: {} })],
+    ['a batch with one bad item', JSON.stringify([body(), { orgId: 456, service: 'finance' }])],
+  ];
+  for (const [title, raw] of bad) {
+    test(`400 with {"error","message"} for ${title}`, async () => {
+      const r = await publish(server, raw);
+      const json = assertJsonError(r, 400);
+      assert.equal(typeof json.message, 'string');
+      assert.ok(json.message.length > 0);
+    });
+  }
+
+  test('a rejected batch publishes nothing', async () => {
+    const org = unique('o');
+    const { client } = await openStream(server, { org });
+    const r = await publish(server, [
+      { orgId: org, service: 'finance', event: 'half', data: {} },
+      { orgId: org, service: 'finance' },
+    ]);
+    assert.equal(r.status, 400, r.text);
+    const sentinel = await publishOk(server, { orgId: org, service: 'finance', event: 'sentinel', data: {} });
+    const ev = await client.nextEvent();
+    assert.equal(ev.id, sentinel, `first event after the rejected batch: ${JSON.stringify(ev)}`);
+    assert.equal(parseEventId(sentinel).offset, 1, 'the rejected batch consumed no offset');
+    await client.close();
+  });
+
+  test(`413 for a body over --max-publish-bytes (${MAX_PUBLISH}); exactly the limit is accepted`, async () => {
+    const make = (size) => {
+      const base = JSON.stringify({ orgId: 456, service: 'finance', event: 'big', data: { pad: '' } });
+      return JSON.stringify({ orgId: 456, service: 'finance', event: 'big', data: { pad: 'x'.repeat(size - base.length) } });
+    };
+    const exact = make(MAX_PUBLISH);
+    assert.equal(Buffer.byteLength(exact), MAX_PUBLISH);
+    const ok = await publish(server, exact);
+    assert.equal(ok.status, 200, `exactly ${MAX_PUBLISH} bytes: ${ok.text}`);
+    const over = await publish(server, make(MAX_PUBLISH + 1));
+    assert.equal(over.status, 413, over.text);
+    const far = await publish(server, make(MAX_PUBLISH * 4));
+    assert.equal(far.status, 413, far.text);
+  });
+
+  test('HTTP keep-alive: several requests on one connection', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set();
+    const reused = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const payload = JSON.stringify({ orgId: 456, service: 'finance', event: 'ka', data: { i } });
+        const res = await new Promise((resolve, reject) => {
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port: server.port,
+              path: '/v2/realtime/publish',
+              method: 'POST',
+              agent,
+              headers: {
+                authorization: `Bearer ${server.apiKey}`,
+                'content-type': 'application/json',
+                'content-length': Buffer.byteLength(payload),
+              },
+            },
+            (r) => {
+              let text = '';
+              r.setEncoding('utf8');
+              r.on('data', (d) => {
+                text += d;
+              });
+              r.on('end', () => resolve({ status: r.statusCode, text, socket: req.socket }));
+            },
+          );
+          req.on('error', reject);
+          req.end(payload);
+          req.on('socket', (s) => sockets.add(s));
+          reused.push(() => req.reusedSocket);
+        });
+        assert.equal(res.status, 200, res.text);
+      }
+    } finally {
+      agent.destroy();
+    }
+    assert.equal(sockets.size, 1, 'all requests used one TCP connection');
+    assert.deepEqual(
+      reused.map((f) => f()),
+      [false, true, true, true, true],
+    );
+  });
+
+  test('a chunked request body is accepted (or refused with 411, never hung)', async () => {
+    const payload = JSON.stringify({ orgId: 456, service: 'finance', event: 'chunked', data: { ok: true } });
+    const res = await new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1',
+          port: server.port,
+          path: '/v2/realtime/publish',
+          method: 'POST',
+          agent: false,
+          headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        },
+        (r) => {
+          let text = '';
+          r.setEncoding('utf8');
+          r.on('data', (d) => {
+            text += d;
+          });
+          r.on('end', () => resolve({ status: r.statusCode, text }));
+        },
+      );
+      req.on('error', reject);
+      req.write(payload.slice(0, 10));
+      req.end(payload.slice(10));
+    });
+    assert.ok([200, 411].includes(res.status), `status ${res.status} ${res.text}`);
+  });
+});
