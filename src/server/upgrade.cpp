@@ -5,8 +5,6 @@
 #include "server/context.hpp"
 #include "server/ws_codec.hpp"
 
-#include <boost/url/parse_query.hpp>
-
 #include <algorithm>
 #include <cctype>
 
@@ -34,14 +32,46 @@ bool has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 percent-decoding, plus '+' as space (form encoding). A malformed escape yields an
+// empty result, which is then reported as a missing token.
+std::string percent_decode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '%') {
+      if (i + 2 >= text.size()) return {};
+      const int hi = hex_value(text[i + 1]);
+      const int lo = hex_value(text[i + 2]);
+      if (hi < 0 || lo < 0) return {};
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      out.push_back(c == '+' ? ' ' : c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string query_token(std::string_view query) {
-  if (query.empty()) return {};
-  auto params = boost::urls::parse_query(boost::core::string_view(query.data(), query.size()));
-  if (!params) return {};
-  for (auto param : *params) {
-    if (param.key == "access_token" && param.has_value) return param.value.decode();
+  // Boost.URL 1.81's compiled parse_query reads past the given view (it strlen()s it), so the
+  // query is split here; only one parameter matters.
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    constexpr std::string_view kKey = "access_token=";
+    if (!pair.starts_with(kKey)) continue;
+    return percent_decode(pair.substr(kKey.size()));
   }
   return {};
 }
