@@ -1,0 +1,452 @@
+// The WebSocket of the leader tab: token, handshake, resume, subscriptions, keepalive and
+// reconnection with backoff. It knows nothing about tabs; the client feeds it the services to
+// subscribe to and the ids to resume from, and takes the events it receives.
+
+import { Backoff } from './backoff.js';
+import type { Platform, SocketLike } from './platform.js';
+import type { ConnectionState, RealtimeError, RealtimeEvent, StateChange, TokenReason, TokenRequest } from './types.js';
+
+export interface ConnectionOptions {
+  url: string;
+  getToken: (request: TokenRequest) => Promise<string> | string;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  stableAfterMs: number;
+  connectTimeoutMs: number;
+  pingIntervalMs: number;
+  pongTimeoutMs: number;
+}
+
+export interface ConnectionHooks {
+  /** The services to subscribe to now. */
+  services(): string[];
+  /** The id to resume `service` after, if any. */
+  resumeId(service: string): string | undefined;
+  /** Awaited (alongside getToken) before each socket is opened. */
+  beforeConnect(): Promise<void>;
+  /** Called once the handshake has been sent (its resume ids are now in use). */
+  handshakeSent(): void;
+  event(event: RealtimeEvent): void;
+  state(change: Omit<StateChange, 'previous'>): void;
+  resumed(service: string, recovered: boolean, reason: string, lastId: string): void;
+  error(error: RealtimeError): void;
+}
+
+type Phase = 'idle' | 'token' | 'opening' | 'handshake' | 'active' | 'waiting' | 'stopped';
+
+// Close codes after which the same request would fail again (docs/protocol.md, "Errors and
+// closing"): retrying at the base rate would only hammer the server.
+const REQUEST_REJECTED = new Set([1002, 1003, 1007, 1008, 1009]);
+
+// Codes a browser may pass to WebSocket.close(): 1000 or 3000-4999.
+const CLOSE_NORMAL = 1000;
+const CLOSE_CLIENT_GAVE_UP = 4000;
+
+const TOKEN_EXPIRED = 4001;
+
+function withToken(url: string, token: string): string {
+  const hash = url.indexOf('#');
+  const base = hash >= 0 ? url.slice(0, hash) : url;
+  return `${base}${base.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export class Connection {
+  private ws: SocketLike | null = null;
+  private phase: Phase = 'idle';
+  private generation = 0;
+  private readonly backoff: Backoff;
+  private timer: unknown = null;
+  private keepalive: unknown = null;
+  private probing = false;
+  private tokenReason: TokenReason = 'initial';
+  private everOpened = false;
+  private lastCloseRejected = false;
+  private openedAt = 0;
+  private lastRx = 0;
+  private expectedSeq = 0;
+  private subscribed: string[] = [];
+  private pendingResume = new Map<string, string>();
+  private serverError: RealtimeError | null = null;
+
+  constructor(
+    private readonly options: ConnectionOptions,
+    private readonly hooks: ConnectionHooks,
+    private readonly platform: Platform,
+    private readonly firstState: ConnectionState = 'connecting',
+  ) {
+    this.backoff = new Backoff({
+      baseMs: options.baseDelayMs,
+      maxMs: options.maxDelayMs,
+      random: () => platform.random(),
+    });
+  }
+
+  get attempt(): number {
+    return this.backoff.attempt;
+  }
+
+  start(): void {
+    if (this.phase !== 'idle') return;
+    void this.connect();
+  }
+
+  /** Closes the socket (1000) and stops retrying. */
+  stop(): void {
+    if (this.phase === 'stopped') return;
+    this.phase = 'stopped';
+    this.generation += 1;
+    this.clearTimers();
+    this.dropSocket(CLOSE_NORMAL, 'client closed');
+  }
+
+  /**
+   * Online again, or the page became visible: a waiting retry happens now, and an open socket is
+   * probed with a ping (a laptop that slept may hold a socket that is long dead).
+   */
+  wake(): void {
+    if (this.phase === 'waiting') {
+      this.platform.clearTimeout(this.timer);
+      this.timer = null;
+      void this.connect();
+    } else if (this.phase === 'active') {
+      this.probe();
+    }
+  }
+
+  /** The wanted services changed: subscribe/unsubscribe live, or retry now after a rejection. */
+  servicesChanged(): void {
+    if (this.phase === 'active') {
+      this.sync();
+    } else if (this.phase === 'waiting' && this.lastCloseRejected) {
+      this.wake();
+    }
+  }
+
+  // ---- connecting ----
+
+  private async connect(): Promise<void> {
+    const generation = ++this.generation;
+    this.phase = 'token';
+    this.serverError = null;
+    const reason = this.tokenReason;
+    const request: TokenRequest = {
+      reason,
+      forceRefresh: reason === 'expired' || reason === 'rejected',
+      attempt: this.backoff.attempt,
+    };
+    if (this.backoff.attempt === 0 && !this.everOpened && reason === 'initial') {
+      this.hooks.state({ state: this.firstState, attempt: 0 });
+    }
+    // One deadline for the whole attempt: token, upgrade and ack.
+    this.timer = this.platform.setTimeout(() => {
+      this.timer = null;
+      if (generation !== this.generation) return;
+      if (this.phase === 'token') {
+        this.generation += 1;
+        this.hooks.error({ code: 'token_error', message: 'getToken did not answer in time' });
+        this.retry(undefined);
+        return;
+      }
+      // No open or no ack in time: give up on this socket without waiting for the browser to.
+      this.abandon(this.phase === 'opening' ? 1006 : CLOSE_CLIENT_GAVE_UP, 'connect timeout');
+    }, this.options.connectTimeoutMs);
+    let token: string;
+    try {
+      const [value] = await Promise.all([
+        Promise.resolve().then(() => this.options.getToken(request)),
+        this.hooks.beforeConnect(),
+      ]);
+      token = value;
+    } catch (error) {
+      if (generation !== this.generation) return;
+      this.hooks.error({ code: 'token_error', message: `getToken failed: ${describe(error)}` });
+      this.retry(undefined);
+      return;
+    }
+    if (generation !== this.generation) return;
+    if (typeof token !== 'string' || token === '') {
+      this.hooks.error({ code: 'token_error', message: 'getToken returned no token' });
+      this.retry(undefined);
+      return;
+    }
+    const Socket = this.platform.WebSocket;
+    if (!Socket) {
+      this.hooks.error({ code: 'socket_error', message: 'no WebSocket in this environment' });
+      this.retry(undefined);
+      return;
+    }
+    let ws: SocketLike;
+    try {
+      ws = new Socket(withToken(this.options.url, token));
+    } catch (error) {
+      this.hooks.error({ code: 'socket_error', message: describe(error) });
+      this.backoff.exhaust(); // a malformed URL won't fix itself
+      this.retry(undefined);
+      return;
+    }
+    this.ws = ws;
+    this.phase = 'opening';
+    ws.onopen = () => this.onOpen(generation);
+    ws.onmessage = (ev) => this.onMessage(generation, ev.data);
+    ws.onclose = (ev) => this.onClose(generation, ev.code);
+    ws.onerror = () => {}; // the close event that follows says what matters
+  }
+
+  private onOpen(generation: number): void {
+    if (generation !== this.generation || !this.ws) return;
+    this.phase = 'handshake';
+    const services = this.hooks.services();
+    const resume: Record<string, string> = {};
+    this.pendingResume.clear();
+    for (const service of services) {
+      const id = this.hooks.resumeId(service);
+      if (id !== undefined) {
+        resume[service] = id;
+        this.pendingResume.set(service, id);
+      }
+    }
+    const handshake: Record<string, unknown> = { services, version: 1 };
+    if (this.pendingResume.size > 0) handshake.resume = resume;
+    this.subscribed = services;
+    this.send(handshake);
+    this.hooks.handshakeSent();
+  }
+
+  // ---- receiving ----
+
+  private onMessage(generation: number, raw: unknown): void {
+    if (generation !== this.generation || typeof raw !== 'string') return;
+    this.lastRx = this.platform.now();
+    this.probing = false;
+    let message: Record<string, unknown>;
+    try {
+      const parsed: unknown = JSON.parse(raw);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
+      message = parsed as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    switch (message.type) {
+      case 'ack':
+        this.onAck(message);
+        break;
+      case 'event':
+        this.onEvent(message);
+        break;
+      case 'subscribed':
+        this.reportResume(message.resume);
+        break;
+      case 'error': {
+        const code = typeof message.code === 'string' ? message.code : 'error';
+        const text = typeof message.message === 'string' ? message.message : '';
+        this.serverError = { code, message: text };
+        this.hooks.error({ code, message: text });
+        break;
+      }
+      default:
+        break; // pong, unsubscribed, and anything a later server version adds
+    }
+  }
+
+  private onAck(message: Record<string, unknown>): void {
+    if (this.phase !== 'handshake') return;
+    this.platform.clearTimeout(this.timer);
+    this.timer = null;
+    this.phase = 'active';
+    this.everOpened = true;
+    this.lastCloseRejected = false;
+    this.openedAt = this.platform.now();
+    this.expectedSeq = 1;
+    this.tokenReason = 'reconnect';
+    if (Array.isArray(message.services)) {
+      this.subscribed = message.services.filter((s): s is string => typeof s === 'string');
+    }
+    this.hooks.state({ state: 'open', attempt: this.backoff.attempt });
+    this.reportResume(message.resume);
+    this.armKeepalive(this.options.pingIntervalMs);
+    this.sync();
+  }
+
+  private reportResume(resume: unknown): void {
+    if (typeof resume !== 'object' || resume === null) return;
+    for (const [service, status] of Object.entries(resume as Record<string, unknown>)) {
+      const lastId = this.pendingResume.get(service);
+      this.pendingResume.delete(service);
+      if (typeof status !== 'object' || status === null || lastId === undefined) continue;
+      const s = status as { recovered?: unknown; reason?: unknown };
+      const reason = typeof s.reason === 'string' ? s.reason : '';
+      this.hooks.resumed(service, s.recovered === true, reason, lastId);
+    }
+  }
+
+  private onEvent(message: Record<string, unknown>): void {
+    if (this.phase !== 'active') return;
+    if (message.seq !== this.expectedSeq) {
+      // The server never skips a frame of a connection; if one went missing anyway, a new
+      // connection that resumes from the last id is the only way to get it back.
+      this.hooks.error({
+        code: 'sequence_gap',
+        message: `expected frame ${this.expectedSeq}, got ${String(message.seq)}`,
+      });
+      this.abandon(CLOSE_CLIENT_GAVE_UP, 'sequence gap');
+      return;
+    }
+    this.expectedSeq += 1;
+    const { service, id, event, data, timestamp } = message;
+    if (typeof service !== 'string' || typeof id !== 'string' || typeof event !== 'string') return;
+    this.hooks.event({
+      service,
+      id,
+      event,
+      data: data === undefined ? null : data,
+      timestamp: typeof timestamp === 'string' ? timestamp : '',
+    });
+  }
+
+  // ---- subscriptions ----
+
+  private sync(): void {
+    if (this.phase !== 'active') return;
+    const wanted = this.hooks.services();
+    const added = wanted.filter((s) => !this.subscribed.includes(s));
+    const removed = this.subscribed.filter((s) => !wanted.includes(s));
+    if (added.length > 0) {
+      const resume: Record<string, string> = {};
+      let any = false;
+      for (const service of added) {
+        const id = this.hooks.resumeId(service);
+        if (id !== undefined) {
+          resume[service] = id;
+          this.pendingResume.set(service, id);
+          any = true;
+        }
+      }
+      this.send(any ? { type: 'subscribe', services: added, resume } : { type: 'subscribe', services: added });
+    }
+    if (removed.length > 0) this.send({ type: 'unsubscribe', services: removed });
+    this.subscribed = wanted;
+  }
+
+  private send(message: unknown): void {
+    try {
+      this.ws?.send(JSON.stringify(message));
+    } catch {
+      // A socket that fails to send is closing; its close event drives what happens next.
+    }
+  }
+
+  // ---- keepalive ----
+
+  private armKeepalive(ms: number): void {
+    if (this.keepalive !== null) this.platform.clearTimeout(this.keepalive);
+    this.keepalive = this.platform.setTimeout(() => this.onKeepalive(), ms);
+  }
+
+  private onKeepalive(): void {
+    this.keepalive = null;
+    if (this.phase !== 'active') return;
+    const idle = this.platform.now() - this.lastRx;
+    if (this.probing) {
+      // A ping went out and nothing at all came back: the socket is dead even if the browser
+      // hasn't noticed (sleep, a network switch, a silent proxy).
+      this.abandon(CLOSE_CLIENT_GAVE_UP, 'ping timeout');
+      return;
+    }
+    if (idle < this.options.pingIntervalMs) {
+      this.armKeepalive(this.options.pingIntervalMs - idle);
+      return;
+    }
+    this.probe();
+  }
+
+  private probe(): void {
+    if (this.probing) return;
+    this.probing = true;
+    this.send({ type: 'ping' });
+    this.armKeepalive(this.options.pongTimeoutMs);
+  }
+
+  // ---- closing ----
+
+  private onClose(generation: number, code: number): void {
+    if (generation !== this.generation) return;
+    this.ws = null;
+    this.disconnected(code);
+  }
+
+  /** Gives up on the current socket (its events are ignored from now on) and handles it as closed. */
+  private abandon(code: number, reason: string): void {
+    this.generation += 1;
+    this.dropSocket(code === 1006 ? CLOSE_CLIENT_GAVE_UP : code, reason);
+    this.disconnected(code);
+  }
+
+  private disconnected(code: number): void {
+    const wasPhase = this.phase;
+    this.clearTimers();
+    if (wasPhase === 'stopped') return;
+    const opened = wasPhase === 'handshake' || wasPhase === 'active';
+    if (wasPhase === 'active' && this.platform.now() - this.openedAt >= this.options.stableAfterMs) {
+      this.backoff.reset();
+    }
+    if (!opened) {
+      // A browser reports a refused upgrade (401) only as a socket that closed before opening,
+      // exactly like an unreachable server: assume the token may be the cause.
+      this.tokenReason = 'rejected';
+    } else if (code === TOKEN_EXPIRED || this.serverError?.code === 'token_expired') {
+      this.tokenReason = 'expired';
+    } else {
+      this.tokenReason = 'reconnect';
+    }
+    this.lastCloseRejected = REQUEST_REJECTED.has(code);
+    if (this.lastCloseRejected) {
+      if (!this.serverError) {
+        this.hooks.error({ code: 'closed', message: `server closed the connection (${code})`, closeCode: code });
+      }
+      this.backoff.exhaust();
+    }
+    this.retry(code);
+  }
+
+  private retry(closeCode: number | undefined): void {
+    if (this.phase === 'stopped') return;
+    if (this.timer !== null) this.platform.clearTimeout(this.timer);
+    this.phase = 'waiting';
+    const delayMs = this.backoff.next();
+    const change: Omit<StateChange, 'previous'> = { state: 'reconnecting', attempt: this.backoff.attempt, delayMs };
+    if (closeCode !== undefined) change.closeCode = closeCode;
+    this.hooks.state(change);
+    const generation = this.generation;
+    this.timer = this.platform.setTimeout(() => {
+      this.timer = null;
+      if (generation === this.generation && this.phase === 'waiting') void this.connect();
+    }, delayMs);
+  }
+
+  private dropSocket(code: number, reason: string): void {
+    const ws = this.ws;
+    this.ws = null;
+    if (!ws) return;
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+    try {
+      ws.close(code, reason);
+    } catch {
+      // Already closed.
+    }
+  }
+
+  private clearTimers(): void {
+    if (this.timer !== null) this.platform.clearTimeout(this.timer);
+    if (this.keepalive !== null) this.platform.clearTimeout(this.keepalive);
+    this.timer = null;
+    this.keepalive = null;
+    this.probing = false;
+  }
+}

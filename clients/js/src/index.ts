@@ -1,0 +1,28 @@
+// @streamgate/client: the browser client for streamgate. A plain ES module without dependencies,
+// loadable by a browser as is.
+
+export { RealtimeClient } from './client.js';
+export type { RealtimeClientOptions, ReconnectOptions } from './client.js';
+export { Backoff } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
+export { DedupCache } from './dedup.js';
+export type { ElectionKind, ElectionTiming } from './leader.js';
+export type {
+  BusConstructor,
+  BusLike,
+  LifecycleHandlers,
+  LockManagerLike,
+  Platform,
+  SocketConstructor,
+  SocketLike,
+} from './platform.js';
+export type {
+  ConnectionState,
+  EventHandler,
+  RealtimeError,
+  RealtimeEvent,
+  ResumeFailure,
+  StateChange,
+  TokenReason,
+  TokenRequest,
+} from './types.js';
