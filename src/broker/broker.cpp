@@ -10,6 +10,8 @@ std::string_view to_string(BrokerError e) {
       return "bad_channel";
     case BrokerError::kShuttingDown:
       return "shutting_down";
+    case BrokerError::kBadUrl:
+      return "bad_url";
   }
   return "unknown_broker_error";
 }

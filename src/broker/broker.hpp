@@ -1,7 +1,8 @@
 // broker: where events live between a producer's publish and the hub's fan-out. Assigns each
 // channel's offsets, keeps a bounded history for resume, and notifies subscribers. `Broker` is
-// the interface; make_memory_broker() is the embedded one (a Redis one plugs in later). Every
-// method is safe from any thread; callbacks may run on any thread, inline or later.
+// the interface; make_memory_broker() is the embedded one, make_redis_broker() the one that
+// lets many nodes share channels through Redis. Every method is safe from any thread; callbacks
+// may run on any thread, inline or later.
 #pragma once
 
 #include "core/core.hpp"
@@ -21,6 +22,7 @@ enum class BrokerError {
   kUnavailable = 1,  // backend unreachable → publish answers 503
   kBadChannel,       // empty org or topic
   kShuttingDown,
+  kBadUrl,  // a --broker URL that doesn't parse
 };
 std::string_view to_string(BrokerError e);
 constexpr const char* error_domain(BrokerError) {
@@ -133,6 +135,43 @@ struct MemoryBrokerOptions {
 // thread. A channel with no subscribers, no unexpired history and no live idempotency keys is
 // dropped; if it is used again it starts over at offset 1 under a new epoch.
 std::unique_ptr<Broker> make_memory_broker(const MemoryBrokerOptions& options);
+
+struct RedisBrokerOptions {
+  // redis://[[user]:password@]host[:port][/db]; port 6379 and db 0 by default. rediss:// (TLS)
+  // is refused: this build has no TLS client for Redis.
+  std::string url = "redis://127.0.0.1:6379";
+  std::size_t history = 1000;  // events kept per channel (--history); read exactly, trimmed ~
+  // Events older than this are not returned and are trimmed on the next publish
+  // (--history-ttl); a stream idle this long is deleted. 0 = kept until pushed out by count.
+  std::chrono::seconds history_ttl{86400};
+  // How long an eventId is remembered for dedup, across every node; 0 turns dedup off (Redis
+  // has no per-channel count bound to fall back on).
+  std::chrono::seconds idempotency_ttl{86400};
+  // Prepended to every key and Pub/Sub channel, so several deployments can share one Redis.
+  std::string key_prefix = "sg:";
+  // Resolve + connect + AUTH/SELECT; also how long make_redis_broker waits for the first
+  // connection before returning a broker that is not yet healthy.
+  std::chrono::milliseconds connect_timeout{2000};
+  // A connection with a command outstanding and nothing read for this long is dropped and
+  // redialled; an idle one is PINGed every ping_interval, so a hung Redis shows within
+  // ping_interval + command_timeout.
+  std::chrono::milliseconds command_timeout{2000};
+  std::chrono::milliseconds ping_interval{500};
+  // Redial delay, doubling from min to max with ±20% jitter.
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  // Commands in flight on the node's command connection; beyond it publish and history fail
+  // with kUnavailable instead of queueing without bound.
+  std::size_t max_pending = 200000;
+};
+
+// Channels live in Redis (a Stream per channel for history, one Pub/Sub channel per channel
+// for live delivery, offset and epoch keys that survive node restarts), so every node pointed
+// at the same Redis shares them. Each broker runs its own I/O thread with two connections: one
+// for commands, one shared by all its subscriptions. Callbacks run on that thread. Fails only
+// on a bad URL (kBadUrl); an unreachable Redis gives a broker that keeps redialling and reports
+// healthy = false meanwhile (publish and history fail with kUnavailable).
+Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options);
 
 }  // namespace sg::broker
 

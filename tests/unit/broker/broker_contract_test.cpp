@@ -4,6 +4,7 @@
 #include "broker/broker.hpp"
 
 #include "protocol/protocol.hpp"
+#include "redis_test_env.hpp"
 
 #include <gtest/gtest.h>
 
@@ -48,6 +49,8 @@ std::vector<BrokerFactory> factories() {
          options.history_ttl = contract.history_ttl;
          return make_memory_broker(options);
        }},
+      {"Redis",
+       [](const ContractOptions& c) { return make_test_redis_broker(c.history, c.history_ttl); }},
   };
 }
 

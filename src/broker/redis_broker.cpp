@@ -1,0 +1,970 @@
+// The Redis broker. Each channel is four things in Redis: a counter (its offsets), an epoch
+// (made once per channel, kept with the counter, so it survives node restarts), a Stream with
+// entry ids "<offset>-0" (its history) and a Pub/Sub channel (live delivery). A publish is one
+// Lua script, so offset, history, idempotency key and notification never disagree.
+//
+// Everything about connections and channels runs on the broker's own I/O thread, so none of it
+// needs a lock; callers post to it. The exceptions are what a caller's thread must see at once:
+// subscription counts for stats(), and each subscription's `dead` flag, which is what makes
+// "after the destructor returns the sink is not called again" hold.
+//
+// One Pub/Sub connection serves every subscription of the node: one SUBSCRIBE per channel,
+// however many Subscriptions share it. Each channel remembers the last event it delivered;
+// after the connection comes back (or when an offset is skipped) it reads the Stream from there
+// while holding live messages, then merges by offset, so subscribers see every stored event
+// once and in order.
+#include "broker/broker.hpp"
+
+#include "broker/redis_connection.hpp"
+#include "broker/redis_url.hpp"
+#include "log/log.hpp"
+#include "protocol/protocol.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+namespace sg::broker {
+namespace {
+
+namespace asio = boost::asio;
+using redis::Connection;
+using redis::reply_text;
+using SteadyClock = std::chrono::steady_clock;
+
+// KEYS: offset counter, epoch, stream[, idempotency key]
+// ARGV: epoch to create the channel with, history, history ttl (ms), idempotency ttl (s),
+//       stream idle expiry (s), Pub/Sub channel, event, data, user
+// Returns {0, first id} for a repeated idempotency key, else {1, epoch, offset, time in ms}.
+// Offsets and times go through string.format('%d'): Lua 5.1 prints large numbers as 1e+14.
+constexpr std::string_view kPublishScript = R"lua(
+if KEYS[4] then
+  local first = redis.call('GET', KEYS[4])
+  if first then return {0, first} end
+end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+end
+local offset = redis.call('INCR', KEYS[1])
+local time = redis.call('TIME')
+local ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local history = tonumber(ARGV[2])
+if history > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], string.format('%d-0', offset),
+             't', string.format('%d', ms), 'e', ARGV[7], 'd', ARGV[8], 'u', ARGV[9])
+  local ttl = tonumber(ARGV[3])
+  if ttl > 0 then
+    local cutoff = ms - ttl
+    local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+    if #oldest > 0 and tonumber(oldest[1][2][2]) <= cutoff then
+      local batch = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 100)
+      local keep = nil
+      for _, entry in ipairs(batch) do
+        if tonumber(entry[2][2]) > cutoff then
+          keep = entry[1]
+          break
+        end
+      end
+      if not keep then
+        keep = string.format('%d-0', tonumber(string.match(batch[#batch][1], '^(%d+)')) + 1)
+      end
+      redis.call('XTRIM', KEYS[3], 'MINID', keep)
+    end
+  end
+  if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[3], ARGV[5]) end
+end
+if KEYS[4] then
+  local id = epoch .. '-' .. string.format('%d', offset)
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('SET', KEYS[4], id, 'EX', ARGV[4])
+  else
+    redis.call('SET', KEYS[4], id)
+  end
+end
+redis.call('PUBLISH', ARGV[6], string.format('%s %d %d %d %d ', epoch, offset, ms, #ARGV[9],
+           #ARGV[7]) .. ARGV[9] .. ARGV[7] .. ARGV[8])
+return {1, epoch, offset, ms}
+)lua";
+
+// KEYS: offset counter, epoch, stream
+// ARGV: the reader's epoch ('' = head only), its offset, history
+// Returns {epoch or '', last offset, now in ms, entries after the offset within history}.
+// Entries come only when the reader's epoch is the channel's.
+constexpr std::string_view kHistoryScript = R"lua(
+local epoch = redis.call('GET', KEYS[2]) or ''
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if ARGV[1] == '' or ARGV[1] ~= epoch then return {epoch, last, now, {}} end
+local history = tonumber(ARGV[3])
+local start = tonumber(ARGV[2]) + 1
+if last - history + 1 > start then start = last - history + 1 end
+if history == 0 or start > last then return {epoch, last, now, {}} end
+return {epoch, last, now,
+        redis.call('XRANGE', KEYS[3], string.format('%d-0', start), '+', 'COUNT', ARGV[3])}
+)lua";
+
+// Lua numbers are doubles: offsets above 2^53 can't pass through exactly. No channel gets near
+// it, so a position beyond it is just one from the future.
+constexpr std::uint64_t kMaxLuaOffset = std::uint64_t{1} << 53;
+// Live messages held per channel while its Stream is read; past it the read is repeated.
+constexpr std::size_t kMaxHeldEvents = 100000;
+// The epoch reported for a channel nothing was ever published to. Real epochs are 12 hex
+// digits, so no id a client holds can carry it.
+constexpr std::string_view kNoEpoch = "0";
+// How many channels stats() remembers this node published to, beyond those it subscribes.
+constexpr std::size_t kMaxTrackedChannels = 65536;
+constexpr auto kCatchUpRetry = std::chrono::milliseconds(500);
+
+std::string sha1_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < size; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 0xf]);
+  }
+  return out;
+}
+
+bool valid(const Channel& channel) {
+  return !channel.org.empty() && !channel.topic.empty();
+}
+
+struct ChannelKeys {
+  std::string name;  // the Pub/Sub channel, and the common start of the channel's keys
+  std::string seq;
+  std::string epoch;
+  std::string stream;
+};
+
+ChannelKeys channel_keys(const std::string& prefix, const Channel& channel) {
+  // Length-prefixed, so org "a/b" + topic "c" and org "a" + topic "b/c" stay apart; in braces,
+  // so a channel's keys share one Redis Cluster hash slot (a '}' inside the org moves the tag
+  // but moves it for all of them alike).
+  std::string name = prefix;
+  name.push_back('{');
+  core::append_decimal(name, channel.org.size());
+  name.push_back(':');
+  name += channel.org;
+  name.push_back('/');
+  name += channel.topic;
+  name.push_back('}');
+  return {name, name + ":seq", name + ":epoch", name + ":stream"};
+}
+
+EventPtr make_event(std::string_view topic, std::string_view epoch, std::uint64_t offset,
+                    std::int64_t millis, std::string_view user, std::string_view type,
+                    std::string_view data) {
+  auto event = std::make_shared<Event>();
+  event->offset = offset;
+  event->id = protocol::format_event_id(epoch, offset);
+  event->user = std::string(user);
+  event->published_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(millis));
+  event->body = protocol::serialize_event_body(topic, event->id, type, data,
+                                               core::format_rfc3339(event->published_at));
+  return event;
+}
+
+template <class T>
+bool parse_number(std::string_view text, T& out) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size() && !text.empty();
+}
+
+// An event of some epoch, as received.
+struct Incoming {
+  std::string epoch;
+  EventPtr event;
+};
+
+// Parses "<epoch> <offset> <ms> <user bytes> <event bytes> <user><event><data>", as the
+// publish script writes it, and builds the event (and its body) once.
+std::optional<Incoming> parse_message(std::string_view topic, std::string_view payload) {
+  std::array<std::string_view, 5> fields;
+  for (auto& field : fields) {
+    const std::size_t space = payload.find(' ');
+    if (space == std::string_view::npos) return std::nullopt;
+    field = payload.substr(0, space);
+    payload.remove_prefix(space + 1);
+  }
+  std::uint64_t offset = 0;
+  std::int64_t millis = 0;
+  std::size_t user_size = 0;
+  std::size_t event_size = 0;
+  if (fields[0].empty() || !parse_number(fields[1], offset) || !parse_number(fields[2], millis) ||
+      !parse_number(fields[3], user_size) || !parse_number(fields[4], event_size) ||
+      user_size > payload.size() || event_size > payload.size() - user_size) {
+    return std::nullopt;
+  }
+  const std::string_view user = payload.substr(0, user_size);
+  const std::string_view type = payload.substr(user_size, event_size);
+  const std::string_view data = payload.substr(user_size + event_size);
+  return Incoming{std::string(fields[0]),
+                  make_event(topic, fields[0], offset, millis, user, type, data)};
+}
+
+// A stream entry: ["<offset>-0", ["t", ms, "e", event, "d", data, "u", user]].
+EventPtr parse_entry(std::string_view topic, std::string_view epoch, const redisReply& entry) {
+  if (entry.type != REDIS_REPLY_ARRAY || entry.elements != 2 ||
+      entry.element[0]->type != REDIS_REPLY_STRING || entry.element[1]->type != REDIS_REPLY_ARRAY) {
+    return nullptr;
+  }
+  const std::string_view id = reply_text(*entry.element[0]);
+  std::uint64_t offset = 0;
+  if (!parse_number(id.substr(0, id.find('-')), offset)) return nullptr;
+  const redisReply& fields = *entry.element[1];
+  std::int64_t millis = -1;
+  std::string_view type, data, user;
+  for (std::size_t i = 0; i + 1 < fields.elements; i += 2) {
+    if (fields.element[i]->type != REDIS_REPLY_STRING ||
+        fields.element[i + 1]->type != REDIS_REPLY_STRING) {
+      return nullptr;
+    }
+    const std::string_view name = reply_text(*fields.element[i]);
+    const std::string_view value = reply_text(*fields.element[i + 1]);
+    if (name == "t") {
+      if (!parse_number(value, millis)) return nullptr;
+    } else if (name == "e") {
+      type = value;
+    } else if (name == "d") {
+      data = value;
+    } else if (name == "u") {
+      user = value;
+    }
+  }
+  if (millis < 0) return nullptr;
+  return make_event(topic, epoch, offset, millis, user, type, data);
+}
+
+// What the history script read, before it is judged against a position.
+struct StreamRead {
+  std::string epoch;  // empty: nothing was ever published
+  std::uint64_t last_offset = 0;
+  std::vector<EventPtr> events;  // after the requested offset, within history and TTL
+};
+
+// One Subscription's link to the I/O thread.
+struct LocalSub {
+  LocalSub(Sink s, std::function<void()> ready_callback)
+      : sink(std::move(s)), on_ready(std::move(ready_callback)) {}
+
+  std::mutex mutex;
+  bool dead = false;  // guarded by mutex; set by the Subscription's destructor
+  const Sink sink;    // called only with mutex held and dead false
+  // I/O thread only.
+  std::function<void()> on_ready;
+  bool ready = false;
+};
+using LocalSubPtr = std::shared_ptr<LocalSub>;
+
+// A channel this node subscribes to. I/O thread only.
+struct ChannelState {
+  enum class Phase {
+    kSubscribing,  // SUBSCRIBE not yet confirmed on the current Pub/Sub connection
+    kCatchingUp,   // reading the stream after `position`; live messages are held
+    kLive,
+  };
+
+  Channel channel;
+  ChannelKeys keys;
+  std::uint64_t serial = 0;  // tells this state from an older one of the same channel
+  std::vector<LocalSubPtr> subs;
+  Phase phase = Phase::kSubscribing;
+  std::optional<Position> position;  // the newest event delivered to the subscribers
+  std::vector<Incoming> held;
+  bool held_overflow = false;
+  std::uint64_t read_serial = 0;  // the catch-up read in flight, 0 if none
+};
+
+class Impl {
+ public:
+  Impl(const RedisBrokerOptions& options, RedisUrl url)
+      : options_(options),
+        url_(std::move(url)),
+        publish_sha_(sha1_hex(kPublishScript)),
+        history_sha_(sha1_hex(kHistoryScript)),
+        history_(std::to_string(options.history)),
+        history_ttl_ms_(std::to_string(std::chrono::milliseconds(options.history_ttl).count())),
+        idempotency_ttl_(std::to_string(options.idempotency_ttl.count())),
+        stream_expiry_(
+            std::to_string(options.history_ttl.count() > 0 ? options.history_ttl.count() + 1 : 0)),
+        work_(asio::make_work_guard(io_)),
+        retry_timer_(io_) {
+    const std::string node = core::random_hex(4);
+    cmd_ = std::make_unique<Connection>(
+        io_, connection_options("streamgate-cmd-" + node, false),
+        Connection::Handlers{[this] { on_cmd_up(); }, [this](const ErrorCode&) { on_health(); },
+                             nullptr});
+    sub_ = std::make_unique<Connection>(
+        io_, connection_options("streamgate-sub-" + node, true),
+        Connection::Handlers{[this] { on_sub_up(); }, [this](const ErrorCode&) { on_sub_down(); },
+                             [this](std::string_view name, std::string_view payload) {
+                               on_message(name, payload);
+                             }});
+  }
+
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void start() {
+    asio::post(io_, [this] {
+      cmd_->start();
+      sub_->start();
+    });
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  // Stops the I/O thread after failing whatever waits. Called once, by the broker's destructor.
+  void shutdown() {
+    stopped_ = true;
+    asio::post(io_, [this] {
+      retry_timer_.cancel();
+      cmd_->stop();
+      sub_->stop();
+      channels_.clear();
+    });
+    work_.reset();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  bool wait_healthy(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(health_mutex_);
+    return health_cv_.wait_for(lock, timeout, [this] { return healthy_.load(); });
+  }
+
+  // ---- any thread ----
+
+  void publish(const Channel& channel, PublishInput input,
+               std::function<void(Result<PublishResult>)> done) {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    auto call = std::make_shared<PublishCall>();
+    call->keys = channel_keys(options_.key_prefix, channel);
+    if (!input.event_key.empty() && options_.idempotency_ttl.count() > 0) {
+      call->idempotency_key = call->keys.name + ":key:" + input.event_key;
+    }
+    call->input = std::move(input);
+    call->done = std::move(done);
+    asio::post(io_, [this, call] { send_publish(call, true); });
+  }
+
+  void history(const Channel& channel, std::optional<Position> after,
+               std::function<void(Result<History>)> done) {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    asio::post(io_, [this, channel, after = std::move(after), done = std::move(done)] {
+      const std::string epoch = after ? after->epoch : std::string();
+      const std::uint64_t offset = after ? after->offset : 0;
+      read_stream(channel, channel_keys(options_.key_prefix, channel), epoch, offset,
+                  [after, done](Result<StreamRead> read) {
+                    if (!done) return;
+                    if (!read) {
+                      done(read.error());
+                      return;
+                    }
+                    done(judge(std::move(*read), after));
+                  });
+    });
+  }
+
+  LocalSubPtr subscribe(const Channel& channel, Sink sink, std::function<void()> on_ready,
+                        std::string& name) {
+    auto sub = std::make_shared<LocalSub>(std::move(sink), std::move(on_ready));
+    ChannelKeys keys = channel_keys(options_.key_prefix, channel);
+    name = keys.name;
+    {
+      std::lock_guard lock(stats_mutex_);
+      ++tracked_[keys.name].subscriptions;
+    }
+    subscriptions_.fetch_add(1, std::memory_order_relaxed);
+    asio::post(io_, [this, channel, keys = std::move(keys), sub]() mutable {
+      add_sub(channel, std::move(keys), sub);
+    });
+    return sub;
+  }
+
+  // From the Subscription's destructor, after it marked `sub` dead.
+  void unsubscribe(const std::string& name, const LocalSubPtr& sub) {
+    {
+      std::lock_guard lock(stats_mutex_);
+      auto it = tracked_.find(name);
+      if (it != tracked_.end() && it->second.subscriptions > 0 && --it->second.subscriptions == 0 &&
+          !it->second.published) {
+        tracked_.erase(it);
+      }
+    }
+    subscriptions_.fetch_sub(1, std::memory_order_relaxed);
+    // After shutdown nothing runs the queue; the handler is destroyed with the io_context.
+    if (!stopped_) asio::post(io_, [this, name, sub] { remove_sub(name, sub); });
+  }
+
+  BrokerStats stats() {
+    BrokerStats stats;
+    stats.subscriptions = subscriptions_.load(std::memory_order_relaxed);
+    stats.healthy = healthy_.load();
+    std::lock_guard lock(stats_mutex_);
+    prune_tracked(SteadyClock::now());
+    stats.channels = tracked_.size();
+    return stats;
+  }
+
+ private:
+  struct PublishCall {
+    ChannelKeys keys;
+    std::string idempotency_key;
+    PublishInput input;
+    std::function<void(Result<PublishResult>)> done;
+  };
+
+  // What stats() counts: channels with subscribers here, and channels published through this
+  // node whose history may still be held. A local view; Redis is not asked.
+  struct Tracked {
+    std::uint64_t subscriptions = 0;
+    std::optional<SteadyClock::time_point> published;
+  };
+
+  redis::ConnectionOptions connection_options(std::string name, bool pubsub) const {
+    redis::ConnectionOptions o;
+    o.url = url_;
+    o.name = std::move(name);
+    o.pubsub = pubsub;
+    o.connect_timeout = options_.connect_timeout;
+    o.command_timeout = options_.command_timeout;
+    o.ping_interval = options_.ping_interval;
+    o.reconnect_min = options_.reconnect_min;
+    o.reconnect_max = options_.reconnect_max;
+    o.max_pending = options_.max_pending;
+    return o;
+  }
+
+  static ErrorCode failure(const ErrorCode& ec) {
+    return ec == make_error_code(BrokerError::kShuttingDown)
+               ? ec
+               : make_error_code(BrokerError::kUnavailable);
+  }
+
+  // ---- I/O thread ----
+
+  void send_publish(const std::shared_ptr<PublishCall>& call, bool by_sha) {
+    const PublishInput& in = call->input;
+    const bool keyed = !call->idempotency_key.empty();
+    const std::string epoch = core::random_hex(6);
+    std::array<std::string_view, 16> args{};
+    std::size_t n = 0;
+    args[n++] = by_sha ? "EVALSHA" : "EVAL";
+    args[n++] = by_sha ? std::string_view(publish_sha_) : kPublishScript;
+    args[n++] = keyed ? "4" : "3";
+    args[n++] = call->keys.seq;
+    args[n++] = call->keys.epoch;
+    args[n++] = call->keys.stream;
+    if (keyed) args[n++] = call->idempotency_key;
+    args[n++] = epoch;
+    args[n++] = history_;
+    args[n++] = history_ttl_ms_;
+    args[n++] = idempotency_ttl_;
+    args[n++] = stream_expiry_;
+    args[n++] = call->keys.name;
+    args[n++] = in.event;
+    args[n++] = in.data;
+    args[n++] = in.user;
+    cmd_->send(std::span(args.data(), n),
+               [this, call, by_sha](const ErrorCode& ec, const redisReply* reply) {
+                 on_published(call, by_sha, ec, reply);
+               });
+  }
+
+  void on_published(const std::shared_ptr<PublishCall>& call, bool by_sha, const ErrorCode& ec,
+                    const redisReply* reply) {
+    auto done = [&call](Result<PublishResult> result) {
+      if (call->done) call->done(std::move(result));
+    };
+    if (ec) {
+      done(failure(ec));
+      return;
+    }
+    if (redis::is_error(reply)) {
+      if (by_sha && reply_text(*reply).starts_with("NOSCRIPT")) {
+        send_publish(call, false);  // EVAL runs it and caches it for the next EVALSHA
+        return;
+      }
+      log::warn("broker", "redis refused a publish", {{"reply", reply_text(*reply)}});
+      done(make_error_code(BrokerError::kUnavailable));
+      return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER) {
+      done(make_error_code(BrokerError::kUnavailable));
+      return;
+    }
+    if (reply->element[0]->integer == 0) {
+      if (reply->element[1]->type != REDIS_REPLY_STRING) {
+        done(make_error_code(BrokerError::kUnavailable));
+        return;
+      }
+      done(PublishResult{std::string(reply_text(*reply->element[1])), true});
+      return;
+    }
+    if (reply->elements != 4 || reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer <= 0) {
+      done(make_error_code(BrokerError::kUnavailable));
+      return;
+    }
+    const auto offset = static_cast<std::uint64_t>(reply->element[2]->integer);
+    if (options_.history > 0) note_published(call->keys.name);
+    done(PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
+  }
+
+  void read_stream(const Channel& channel, const ChannelKeys& keys, const std::string& epoch,
+                   std::uint64_t offset, std::function<void(Result<StreamRead>)> done,
+                   bool by_sha = true) {
+    const std::string at = std::to_string(std::min(offset, kMaxLuaOffset));
+    std::array<std::string_view, 9> args{by_sha ? "EVALSHA" : "EVAL",
+                                         by_sha ? std::string_view(history_sha_) : kHistoryScript,
+                                         "3",
+                                         keys.seq,
+                                         keys.epoch,
+                                         keys.stream,
+                                         epoch,
+                                         at,
+                                         history_};
+    cmd_->send(args, [this, channel, keys, epoch, offset, by_sha, done = std::move(done)](
+                         const ErrorCode& ec, const redisReply* reply) mutable {
+      if (ec) {
+        done(failure(ec));
+        return;
+      }
+      if (redis::is_error(reply)) {
+        if (by_sha && reply_text(*reply).starts_with("NOSCRIPT")) {
+          read_stream(channel, keys, epoch, offset, std::move(done), false);
+          return;
+        }
+        log::warn("broker", "redis refused a history read", {{"reply", reply_text(*reply)}});
+        done(make_error_code(BrokerError::kUnavailable));
+        return;
+      }
+      done(parse_read(channel.topic, *reply));
+    });
+  }
+
+  Result<StreamRead> parse_read(std::string_view topic, const redisReply& reply) const {
+    const ErrorCode bad = make_error_code(BrokerError::kUnavailable);
+    if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 4 ||
+        reply.element[0]->type != REDIS_REPLY_STRING ||
+        reply.element[1]->type != REDIS_REPLY_INTEGER ||
+        reply.element[2]->type != REDIS_REPLY_INTEGER ||
+        reply.element[3]->type != REDIS_REPLY_ARRAY || reply.element[1]->integer < 0) {
+      return bad;
+    }
+    StreamRead read;
+    read.epoch = std::string(reply_text(*reply.element[0]));
+    read.last_offset = static_cast<std::uint64_t>(reply.element[1]->integer);
+    const std::int64_t now = reply.element[2]->integer;
+    const std::int64_t ttl = std::chrono::milliseconds(options_.history_ttl).count();
+    const redisReply& entries = *reply.element[3];
+    read.events.reserve(entries.elements);
+    for (std::size_t i = 0; i < entries.elements; ++i) {
+      EventPtr event = parse_entry(topic, read.epoch, *entries.element[i]);
+      if (!event) return bad;
+      // Trimming by age happens on publish; a quiet channel's old entries are hidden here.
+      if (ttl > 0 && std::chrono::duration_cast<std::chrono::milliseconds>(
+                         event->published_at.time_since_epoch())
+                             .count() <= now - ttl) {
+        continue;
+      }
+      read.events.push_back(std::move(event));
+    }
+    return read;
+  }
+
+  // The History contract on top of a raw read (mirrors the memory broker's).
+  static History judge(StreamRead read, const std::optional<Position>& after) {
+    History history;
+    history.epoch = read.epoch.empty() ? std::string(kNoEpoch) : std::move(read.epoch);
+    history.last_offset = read.last_offset;
+    if (!after) return history;
+    if (after->epoch != history.epoch || after->offset > history.last_offset) {
+      history.complete = false;
+      return history;
+    }
+    if (after->offset == history.last_offset) return history;
+    if (read.events.empty()) {
+      history.complete = false;
+      return history;
+    }
+    history.complete = read.events.front()->offset <= after->offset + 1;
+    history.events = std::move(read.events);
+    return history;
+  }
+
+  void note_published(const std::string& name) {
+    const auto now = SteadyClock::now();
+    std::lock_guard lock(stats_mutex_);
+    tracked_[name].published = now;
+    if (tracked_.size() <= kMaxTrackedChannels) return;
+    prune_tracked(now);
+    // Still too many (no TTL): forget channels known only from publishing, any of them.
+    for (auto it = tracked_.begin();
+         it != tracked_.end() && tracked_.size() > kMaxTrackedChannels;) {
+      it = it->second.subscriptions == 0 ? tracked_.erase(it) : std::next(it);
+    }
+  }
+
+  // Caller holds stats_mutex_.
+  void prune_tracked(SteadyClock::time_point now) {
+    if (options_.history_ttl.count() <= 0) return;
+    for (auto it = tracked_.begin(); it != tracked_.end();) {
+      auto& t = it->second;
+      if (t.published && now - *t.published >= options_.history_ttl) t.published.reset();
+      it = (t.subscriptions == 0 && !t.published) ? tracked_.erase(it) : std::next(it);
+    }
+  }
+
+  void on_health() {
+    const bool healthy = cmd_->up() && sub_->up();
+    if (healthy_.exchange(healthy) == healthy) return;
+    { std::lock_guard lock(health_mutex_); }
+    health_cv_.notify_all();
+  }
+
+  void on_cmd_up() {
+    on_health();
+    retry_catch_ups();
+  }
+
+  void on_sub_up() {
+    on_health();
+    for (auto& [name, state] : channels_) send_subscribe(*state);
+  }
+
+  void on_sub_down() {
+    on_health();
+    for (auto& [name, state] : channels_) {
+      state->phase = ChannelState::Phase::kSubscribing;
+      state->held.clear();
+      state->held_overflow = false;
+      state->read_serial = 0;  // a read in flight will find itself stale
+    }
+  }
+
+  void add_sub(const Channel& channel, ChannelKeys keys, const LocalSubPtr& sub) {
+    auto& slot = channels_[keys.name];
+    if (!slot) {
+      slot = std::make_unique<ChannelState>();
+      slot->channel = channel;
+      slot->keys = std::move(keys);
+      slot->serial = ++serials_;
+      if (sub_->up()) send_subscribe(*slot);
+    }
+    slot->subs.push_back(sub);
+    if (slot->phase == ChannelState::Phase::kLive) make_ready(*sub);
+  }
+
+  void remove_sub(const std::string& name, const LocalSubPtr& sub) {
+    auto it = channels_.find(name);
+    if (it == channels_.end()) return;
+    auto& subs = it->second->subs;
+    std::erase(subs, sub);
+    if (!subs.empty()) return;
+    channels_.erase(it);
+    // A SUBSCRIBE still in flight is undone by this later UNSUBSCRIBE; its confirmation
+    // finds no state of its serial and is ignored.
+    if (sub_->up()) sub_->send({"UNSUBSCRIBE", name}, [](const ErrorCode&, const redisReply*) {});
+  }
+
+  void send_subscribe(ChannelState& state) {
+    sub_->send({"SUBSCRIBE", state.keys.name},
+               [this, name = state.keys.name, serial = state.serial](const ErrorCode& ec,
+                                                                     const redisReply* reply) {
+                 auto it = channels_.find(name);
+                 if (it == channels_.end() || it->second->serial != serial) return;
+                 if (ec) return;  // lost with the connection; on_sub_up subscribes again
+                 if (redis::is_error(reply)) {
+                   log::error("broker", "redis refused a subscription",
+                              {{"org", it->second->channel.org},
+                               {"channel", it->second->channel.topic},
+                               {"reply", reply_text(*reply)}});
+                   return;
+                 }
+                 on_subscribed(*it->second);
+               });
+  }
+
+  void on_subscribed(ChannelState& state) {
+    if (state.phase != ChannelState::Phase::kSubscribing) return;
+    if (state.position) {
+      start_catch_up(state);
+    } else {
+      go_live(state);
+    }
+  }
+
+  void go_live(ChannelState& state) {
+    state.phase = ChannelState::Phase::kLive;
+    for (const auto& sub : state.subs) {
+      if (!sub->ready) make_ready(*sub);
+    }
+  }
+
+  static void make_ready(LocalSub& sub) {
+    sub.ready = true;
+    auto on_ready = std::move(sub.on_ready);
+    sub.on_ready = nullptr;
+    {
+      std::lock_guard lock(sub.mutex);
+      if (sub.dead) return;
+    }
+    // Not under the mutex: on_ready may take its owner's locks, and that owner may be
+    // destroying a Subscription (which takes this mutex) while holding them.
+    if (on_ready) on_ready();
+  }
+
+  static void deliver(ChannelState& state, const std::string& epoch, const EventPtr& event) {
+    state.position = Position{epoch, event->offset};
+    for (const auto& sub : state.subs) {
+      if (!sub->ready) continue;
+      std::lock_guard lock(sub->mutex);
+      if (!sub->dead) sub->sink(event);
+    }
+  }
+
+  void on_message(std::string_view name, std::string_view payload) {
+    auto it = channels_.find(std::string(name));
+    if (it == channels_.end()) return;
+    ChannelState& state = *it->second;
+    // Before the SUBSCRIBE is confirmed a message can only be an echo of an older one.
+    if (state.phase == ChannelState::Phase::kSubscribing) return;
+    auto incoming = parse_message(state.channel.topic, payload);
+    if (!incoming) {
+      log::warn("broker", "unreadable redis message",
+                {{"org", state.channel.org}, {"channel", state.channel.topic}});
+      return;
+    }
+    if (state.phase == ChannelState::Phase::kCatchingUp) {
+      hold(state, std::move(*incoming));
+      return;
+    }
+    if (state.position && state.position->epoch == incoming->epoch) {
+      const std::uint64_t offset = incoming->event->offset;
+      if (offset <= state.position->offset) return;
+      if (offset > state.position->offset + 1) {
+        // Offsets have no holes, so one was missed: read it from the stream.
+        hold(state, std::move(*incoming));
+        start_catch_up(state);
+        return;
+      }
+    }
+    deliver(state, incoming->epoch, incoming->event);
+  }
+
+  static void hold(ChannelState& state, Incoming incoming) {
+    if (state.held.size() < kMaxHeldEvents) {
+      state.held.push_back(std::move(incoming));
+    } else {
+      state.held_overflow = true;
+    }
+  }
+
+  void start_catch_up(ChannelState& state) {
+    state.phase = ChannelState::Phase::kCatchingUp;
+    // Without a command connection, on_cmd_up (or the retry timer) starts it.
+    if (state.read_serial != 0 || !cmd_->up()) return;
+    const std::uint64_t read_serial = ++serials_;
+    state.read_serial = read_serial;
+    read_stream(state.channel, state.keys, state.position->epoch, state.position->offset,
+                [this, name = state.keys.name, serial = state.serial,
+                 read_serial](Result<StreamRead> read) {
+                  auto it = channels_.find(name);
+                  if (it == channels_.end() || it->second->serial != serial ||
+                      it->second->read_serial != read_serial) {
+                    return;
+                  }
+                  ChannelState& s = *it->second;
+                  s.read_serial = 0;
+                  if (!read) {
+                    schedule_retry();
+                    return;
+                  }
+                  finish_catch_up(s, std::move(*read));
+                });
+  }
+
+  void finish_catch_up(ChannelState& state, StreamRead read) {
+    Position& at = *state.position;
+    if (!read.epoch.empty() && read.epoch != at.epoch) {
+      // The channel's history was lost in Redis and began again: everything of the new
+      // epoch is news to the subscribers.
+      log::warn("broker", "channel epoch changed in redis",
+                {{"org", state.channel.org}, {"channel", state.channel.topic}});
+      at = Position{read.epoch, 0};
+      start_catch_up(state);
+      return;
+    }
+    const std::uint64_t first =
+        read.events.empty() ? read.last_offset + 1 : read.events.front()->offset;
+    if (!read.epoch.empty() && first > at.offset + 1 && read.last_offset > at.offset) {
+      log::warn("broker", "events trimmed before this node could catch up",
+                {{"org", state.channel.org},
+                 {"channel", state.channel.topic},
+                 {"missed", std::min(first, read.last_offset + 1) - at.offset - 1}});
+    }
+    for (const auto& event : read.events) {
+      if (event->offset > state.position->offset) deliver(state, read.epoch, event);
+    }
+    auto held = std::move(state.held);
+    state.held.clear();
+    const bool overflowed = state.held_overflow;
+    state.held_overflow = false;
+    for (const auto& incoming : held) {
+      if (incoming.epoch == state.position->epoch &&
+          incoming.event->offset <= state.position->offset) {
+        continue;
+      }
+      deliver(state, incoming.epoch, incoming.event);
+    }
+    go_live(state);
+    // Messages were dropped while holding: read again from where delivery got to.
+    if (overflowed) start_catch_up(state);
+  }
+
+  void retry_catch_ups() {
+    for (auto& [name, state] : channels_) {
+      if (state->phase == ChannelState::Phase::kCatchingUp && state->read_serial == 0) {
+        start_catch_up(*state);
+      }
+    }
+  }
+
+  void schedule_retry() {
+    if (retry_pending_ || stopped_) return;
+    retry_pending_ = true;
+    retry_timer_.expires_after(kCatchUpRetry);
+    retry_timer_.async_wait([this](const ErrorCode& ec) {
+      retry_pending_ = false;
+      if (ec || stopped_) return;
+      retry_catch_ups();
+    });
+  }
+
+  const RedisBrokerOptions options_;
+  const RedisUrl url_;
+  const std::string publish_sha_;
+  const std::string history_sha_;
+  // Script arguments that never change, formatted once.
+  const std::string history_;
+  const std::string history_ttl_ms_;
+  const std::string idempotency_ttl_;
+  const std::string stream_expiry_;
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+
+  // I/O thread only.
+  std::unique_ptr<Connection> cmd_;
+  std::unique_ptr<Connection> sub_;
+  std::unordered_map<std::string, std::unique_ptr<ChannelState>> channels_;
+  std::uint64_t serials_ = 0;
+  asio::steady_timer retry_timer_;
+  bool retry_pending_ = false;
+
+  std::atomic<bool> healthy_{false};
+  std::mutex health_mutex_;
+  std::condition_variable health_cv_;
+
+  std::atomic<std::uint64_t> subscriptions_{0};
+  std::mutex stats_mutex_;
+  std::unordered_map<std::string, Tracked> tracked_;  // guarded by stats_mutex_
+};
+
+class RedisSubscription final : public Subscription {
+ public:
+  RedisSubscription(std::shared_ptr<Impl> impl, std::string name, LocalSubPtr sub)
+      : impl_(std::move(impl)), name_(std::move(name)), sub_(std::move(sub)) {}
+
+  ~RedisSubscription() override {
+    {
+      // Waits for a sink call in progress; none starts after this.
+      std::lock_guard lock(sub_->mutex);
+      sub_->dead = true;
+    }
+    impl_->unsubscribe(name_, sub_);
+  }
+
+  RedisSubscription(const RedisSubscription&) = delete;
+  RedisSubscription& operator=(const RedisSubscription&) = delete;
+
+ private:
+  std::shared_ptr<Impl> impl_;  // a Subscription may outlive its broker
+  std::string name_;
+  LocalSubPtr sub_;
+};
+
+class RedisBroker final : public Broker {
+ public:
+  explicit RedisBroker(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  ~RedisBroker() override { impl_->shutdown(); }
+
+  RedisBroker(const RedisBroker&) = delete;
+  RedisBroker& operator=(const RedisBroker&) = delete;
+
+  void publish(const Channel& channel, PublishInput input,
+               std::function<void(Result<PublishResult>)> done) override {
+    impl_->publish(channel, std::move(input), std::move(done));
+  }
+
+  std::unique_ptr<Subscription> subscribe(const Channel& channel, Sink sink,
+                                          std::function<void()> on_ready) override {
+    if (!valid(channel) || !sink) return nullptr;
+    std::string name;
+    auto sub = impl_->subscribe(channel, std::move(sink), std::move(on_ready), name);
+    return std::make_unique<RedisSubscription>(impl_, std::move(name), std::move(sub));
+  }
+
+  void history(const Channel& channel, std::optional<Position> after,
+               std::function<void(Result<History>)> done) override {
+    impl_->history(channel, std::move(after), std::move(done));
+  }
+
+  BrokerStats stats() const override { return impl_->stats(); }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options) {
+  auto url = parse_redis_url(options.url);
+  if (!url) return url.error();
+  if (url->tls) return make_error_code(BrokerError::kBadUrl);
+  auto impl = std::make_shared<Impl>(options, std::move(*url));
+  impl->start();
+  // Not fatal: the broker keeps redialling and says so through stats().healthy.
+  impl->wait_healthy(options.connect_timeout);
+  return std::unique_ptr<Broker>(std::make_unique<RedisBroker>(std::move(impl)));
+}
+
+}  // namespace sg::broker

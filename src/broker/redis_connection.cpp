@@ -1,0 +1,343 @@
+#include "broker/redis_connection.hpp"
+
+#include "log/log.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <utility>
+
+namespace sg::broker::redis {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+void append_command(std::string& out, std::span<const std::string_view> args) {
+  out.push_back('*');
+  core::append_decimal(out, args.size());
+  out += "\r\n";
+  for (const std::string_view arg : args) {
+    out.push_back('$');
+    core::append_decimal(out, arg.size());
+    out += "\r\n";
+    out += arg;
+    out += "\r\n";
+  }
+}
+
+Connection::Connection(asio::io_context& io, ConnectionOptions options, Handlers handlers)
+    : io_(io),
+      options_(std::move(options)),
+      handlers_(std::move(handlers)),
+      resolver_(io),
+      socket_(io),
+      connect_timer_(io),
+      redial_timer_(io),
+      watchdog_(io),
+      reader_(nullptr, &redisReaderFree),
+      backoff_(options_.reconnect_min),
+      jitter_(std::random_device{}()) {}
+
+Connection::~Connection() = default;
+
+void Connection::start() {
+  if (state_ != State::kDown) return;
+  start_watchdog();
+  dial();
+}
+
+void Connection::stop() {
+  if (state_ == State::kStopped) return;
+  const bool was_up = state_ == State::kUp;
+  state_ = State::kStopped;
+  ++gen_;
+  resolver_.cancel();
+  connect_timer_.cancel();
+  redial_timer_.cancel();
+  watchdog_.cancel();
+  close_socket();
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& handler : waiting) handler(make_error_code(BrokerError::kShuttingDown), nullptr);
+  if (was_up && handlers_.on_down) handlers_.on_down(make_error_code(BrokerError::kShuttingDown));
+}
+
+void Connection::dial() {
+  state_ = State::kConnecting;
+  const std::uint64_t gen = ++gen_;
+  connect_timer_.expires_after(options_.connect_timeout);
+  connect_timer_.async_wait([this, gen](const ErrorCode& ec) {
+    if (ec || gen != gen_) return;
+    drop("connect timed out", make_error_code(boost::system::errc::timed_out));
+  });
+  resolver_.async_resolve(
+      options_.url.host, std::to_string(options_.url.port),
+      [this, gen](const ErrorCode& ec, const tcp::resolver::results_type& results) {
+        on_resolve(gen, ec, results);
+      });
+}
+
+void Connection::on_resolve(std::uint64_t gen, const ErrorCode& ec,
+                            const tcp::resolver::results_type& results) {
+  if (gen != gen_) return;
+  if (ec) {
+    drop("resolve failed", ec);
+    return;
+  }
+  asio::async_connect(socket_, results,
+                      [this, gen](const ErrorCode& connect_ec, const tcp::endpoint&) {
+                        on_connect(gen, connect_ec);
+                      });
+}
+
+void Connection::on_connect(std::uint64_t gen, const ErrorCode& ec) {
+  if (gen != gen_) return;
+  if (ec) {
+    drop("connect failed", ec);
+    return;
+  }
+  ErrorCode ignored;
+  socket_.set_option(tcp::no_delay(true), ignored);
+  socket_.set_option(asio::socket_base::keep_alive(true), ignored);
+  reader_.reset(redisReaderCreate());
+  state_ = State::kHandshake;
+  last_progress_ = last_activity_ = SteadyClock::now();
+  do_read();
+  handshake();
+}
+
+void Connection::handshake() {
+  const std::uint64_t gen = gen_;
+  // Any error reply in the handshake (wrong password, no such db, still LOADING its data)
+  // drops the connection; the redial loop tries again later.
+  auto step = [this, gen](std::string_view what) {
+    return [this, gen, what](const ErrorCode& ec, const redisReply* reply) {
+      if (gen != gen_ || ec) return;
+      if (reply == nullptr || is_error(reply)) {
+        const std::string detail = reply != nullptr ? std::string(reply_text(*reply)) : "";
+        log::warn("broker", "redis refused the connection setup",
+                  {{"connection", options_.name},
+                   {"step", what},
+                   {"redis", options_.url.display()},
+                   {"reply", detail}});
+        drop("setup refused", make_error_code(BrokerError::kUnavailable));
+      }
+    };
+  };
+  const RedisUrl& url = options_.url;
+  if (!url.password.empty()) {
+    if (url.username.empty()) {
+      enqueue(std::array<std::string_view, 2>{"AUTH", url.password}, step("auth"));
+    } else {
+      enqueue(std::array<std::string_view, 3>{"AUTH", url.username, url.password}, step("auth"));
+    }
+  }
+  const std::string db = std::to_string(url.db);
+  if (url.db != 0) enqueue(std::array<std::string_view, 2>{"SELECT", db}, step("select"));
+  enqueue(std::array<std::string_view, 3>{"CLIENT", "SETNAME", options_.name},
+          step("client setname"));
+  // PING last: Redis refuses it while loading its data set, so "up" means "serving".
+  enqueue(std::array<std::string_view, 1>{"PING"},
+          [this, gen, inner = step("ping")](const ErrorCode& ec, const redisReply* reply) {
+            if (gen != gen_ || ec) return;
+            if (reply == nullptr || is_error(reply)) {
+              inner(ec, reply);
+              return;
+            }
+            connect_timer_.cancel();
+            state_ = State::kUp;
+            log::info("broker", ever_up_ ? "redis connection regained" : "redis connected",
+                      {{"connection", options_.name}, {"redis", options_.url.display()}});
+            ever_up_ = true;
+            failed_dials_ = 0;
+            backoff_ = options_.reconnect_min;
+            if (handlers_.on_up) handlers_.on_up();
+          });
+}
+
+void Connection::send(std::span<const std::string_view> args, ReplyHandler handler) {
+  if (state_ != State::kUp) {
+    fail_later(std::move(handler),
+               make_error_code(state_ == State::kStopped ? BrokerError::kShuttingDown
+                                                         : BrokerError::kUnavailable));
+    return;
+  }
+  if (waiting_.size() >= options_.max_pending) {
+    fail_later(std::move(handler), make_error_code(BrokerError::kUnavailable));
+    return;
+  }
+  enqueue(args, std::move(handler));
+}
+
+void Connection::enqueue(std::span<const std::string_view> args, ReplyHandler handler) {
+  if (waiting_.empty()) last_progress_ = SteadyClock::now();
+  append_command(out_, args);
+  waiting_.push_back(std::move(handler));
+  if (!write_in_flight_) do_write();
+}
+
+void Connection::fail_later(ReplyHandler handler, const ErrorCode& ec) {
+  asio::post(io_, [handler = std::move(handler), ec] { handler(ec, nullptr); });
+}
+
+void Connection::do_write() {
+  writing_.clear();
+  std::swap(writing_, out_);
+  write_in_flight_ = true;
+  last_activity_ = SteadyClock::now();
+  const std::uint64_t gen = gen_;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [this, gen](const ErrorCode& ec, std::size_t) { on_write(gen, ec); });
+}
+
+void Connection::on_write(std::uint64_t gen, const ErrorCode& ec) {
+  if (gen != gen_) return;
+  write_in_flight_ = false;
+  if (ec) {
+    drop("write failed", ec);
+    return;
+  }
+  if (!out_.empty()) do_write();
+}
+
+void Connection::do_read() {
+  const std::uint64_t gen = gen_;
+  socket_.async_read_some(
+      asio::buffer(read_buffer_),
+      [this, gen](const ErrorCode& ec, std::size_t bytes) { on_read(gen, ec, bytes); });
+}
+
+void Connection::on_read(std::uint64_t gen, const ErrorCode& ec, std::size_t bytes) {
+  if (gen != gen_) return;
+  if (ec) {
+    drop(ec == asio::error::eof ? "closed by redis" : "read failed", ec);
+    return;
+  }
+  last_progress_ = last_activity_ = SteadyClock::now();
+  if (redisReaderFeed(reader_.get(), read_buffer_.data(), bytes) != REDIS_OK) {
+    drop("reply buffer", make_error_code(BrokerError::kUnavailable));
+    return;
+  }
+  for (;;) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader_.get(), &raw) != REDIS_OK) {
+      log::warn("broker", "redis protocol error",
+                {{"connection", options_.name}, {"error", reader_->errstr}});
+      drop("protocol error", make_error_code(BrokerError::kUnavailable));
+      return;
+    }
+    if (raw == nullptr) break;
+    dispatch(ReplyPtr(static_cast<redisReply*>(raw)));
+    // A handler may have dropped or stopped the connection, which frees the reader.
+    if (gen != gen_) return;
+  }
+  do_read();
+}
+
+void Connection::dispatch(ReplyPtr reply) {
+  if (options_.pubsub && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+      reply->element[0]->type == REDIS_REPLY_STRING &&
+      reply_text(*reply->element[0]) == "message" &&
+      reply->element[1]->type == REDIS_REPLY_STRING &&
+      reply->element[2]->type == REDIS_REPLY_STRING) {
+    if (handlers_.on_message) {
+      handlers_.on_message(reply_text(*reply->element[1]), reply_text(*reply->element[2]));
+    }
+    return;
+  }
+  if (waiting_.empty()) {
+    // A reply nobody asked for: the stream is out of step and nothing after it can be trusted.
+    drop("unexpected reply", make_error_code(BrokerError::kUnavailable));
+    return;
+  }
+  ReplyHandler handler = std::move(waiting_.front());
+  waiting_.pop_front();
+  handler(ErrorCode(), reply.get());
+}
+
+void Connection::start_watchdog() {
+  const auto tick = std::min<std::chrono::milliseconds>(
+      std::chrono::milliseconds(100),
+      std::max<std::chrono::milliseconds>(std::chrono::milliseconds(10), options_.ping_interval));
+  watchdog_.expires_after(tick);
+  watchdog_.async_wait([this](const ErrorCode& ec) {
+    if (ec || state_ == State::kStopped) return;
+    on_watchdog();
+    start_watchdog();
+  });
+}
+
+void Connection::on_watchdog() {
+  if (state_ != State::kUp) return;
+  const auto now = SteadyClock::now();
+  if (!waiting_.empty()) {
+    ErrorCode ec;
+    // Unread bytes mean this thread, not Redis, is behind.
+    const std::size_t unread = socket_.available(ec);
+    if (!ec && unread == 0 && now - last_progress_ > options_.command_timeout) {
+      drop("redis stopped answering", make_error_code(boost::system::errc::timed_out));
+    }
+    return;
+  }
+  if (now - last_activity_ >= options_.ping_interval) {
+    send({"PING"}, [](const ErrorCode&, const redisReply*) {});
+  }
+}
+
+void Connection::drop(std::string_view why, const ErrorCode& ec) {
+  if (state_ == State::kStopped || state_ == State::kDown) return;
+  const bool was_up = state_ == State::kUp;
+  state_ = State::kDown;
+  ++gen_;
+  resolver_.cancel();
+  connect_timer_.cancel();
+  close_socket();
+  if (was_up) {
+    log::warn("broker", "redis connection lost",
+              {{"connection", options_.name},
+               {"redis", options_.url.display()},
+               {"reason", why},
+               {"error", ec.message()}});
+  } else if (failed_dials_ == 0) {
+    log::warn("broker", "redis connect failed",
+              {{"connection", options_.name},
+               {"redis", options_.url.display()},
+               {"reason", why},
+               {"error", ec.message()}});
+  }
+  ++failed_dials_;
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& handler : waiting) handler(make_error_code(BrokerError::kUnavailable), nullptr);
+  if (was_up && handlers_.on_down) handlers_.on_down(ec);
+  // on_down may have stopped us.
+  if (state_ == State::kDown) schedule_redial();
+}
+
+void Connection::close_socket() {
+  ErrorCode ignored;
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
+  reader_.reset();
+  out_.clear();
+  writing_.clear();
+  write_in_flight_ = false;
+}
+
+void Connection::schedule_redial() {
+  // ±20% jitter, so nodes that lost Redis together don't all dial it in the same millisecond.
+  std::uniform_int_distribution<int> spread(80, 120);
+  const auto delay = backoff_ * spread(jitter_) / 100;
+  backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
+  const std::uint64_t gen = gen_;
+  redial_timer_.expires_after(delay);
+  redial_timer_.async_wait([this, gen](const ErrorCode& ec) {
+    if (ec || gen != gen_ || state_ != State::kDown) return;
+    dial();
+  });
+}
+
+}  // namespace sg::broker::redis

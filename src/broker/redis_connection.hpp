@@ -1,0 +1,139 @@
+// One connection to Redis, driven by Asio on the broker's I/O thread: hiredis parses the
+// replies (its redisReader), Asio owns the socket, the timers and the redial loop. Commands are
+// pipelined; replies are matched to them in order. A Pub/Sub connection also takes "message"
+// pushes, which go to on_message instead. Internal to the broker module; every member must be
+// called on the io_context's thread.
+#pragma once
+
+#include "broker/redis_url.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <hiredis/hiredis.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace sg::broker::redis {
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const noexcept { freeReplyObject(reply); }
+};
+using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// A command's outcome: `reply` is the parsed reply (possibly a Redis error reply), or null
+// with `ec` set when the connection was down or was lost before the reply came
+// (kUnavailable), or is being shut down (kShuttingDown). The reply lives until return.
+using ReplyHandler = std::function<void(const ErrorCode& ec, const redisReply* reply)>;
+
+struct ConnectionOptions {
+  RedisUrl url;
+  std::string name;     // CLIENT SETNAME and the "connection" field of logs
+  bool pubsub = false;  // take "message" pushes
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds command_timeout{2000};
+  std::chrono::milliseconds ping_interval{500};
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  std::size_t max_pending = 200000;
+};
+
+class Connection {
+ public:
+  struct Handlers {
+    std::function<void()> on_up;                    // connected, authenticated, db selected
+    std::function<void(const ErrorCode&)> on_down;  // an up connection was lost
+    std::function<void(std::string_view channel, std::string_view payload)> on_message;
+  };
+
+  Connection(boost::asio::io_context& io, ConnectionOptions options, Handlers handlers);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Dials, and redials with backoff whenever the connection is lost, until stop().
+  void start();
+  // Closes for good; every command still waiting gets kShuttingDown.
+  void stop();
+
+  bool up() const { return state_ == State::kUp; }
+
+  // Queues a command. The handler always runs later, never inside send(): with the reply, or
+  // with kUnavailable when the connection is not up, too many commands are waiting, or the
+  // connection is lost first.
+  void send(std::span<const std::string_view> args, ReplyHandler handler);
+  void send(std::initializer_list<std::string_view> args, ReplyHandler handler) {
+    send(std::span<const std::string_view>(args.begin(), args.size()), std::move(handler));
+  }
+
+ private:
+  enum class State { kDown, kConnecting, kHandshake, kUp, kStopped };
+
+  void dial();
+  void on_resolve(std::uint64_t gen, const ErrorCode& ec,
+                  const boost::asio::ip::tcp::resolver::results_type& results);
+  void on_connect(std::uint64_t gen, const ErrorCode& ec);
+  void handshake();
+  void do_read();
+  void on_read(std::uint64_t gen, const ErrorCode& ec, std::size_t bytes);
+  void dispatch(ReplyPtr reply);
+  void do_write();
+  void on_write(std::uint64_t gen, const ErrorCode& ec);
+  void enqueue(std::span<const std::string_view> args, ReplyHandler handler);
+  void fail_later(ReplyHandler handler, const ErrorCode& ec);
+  void start_watchdog();
+  void on_watchdog();
+  // Drops the connection: fails what waits, tells on_down if it was up, schedules a redial.
+  void drop(std::string_view why, const ErrorCode& ec);
+  void close_socket();
+  void schedule_redial();
+
+  boost::asio::io_context& io_;
+  const ConnectionOptions options_;
+  const Handlers handlers_;
+  boost::asio::ip::tcp::resolver resolver_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer connect_timer_;
+  boost::asio::steady_timer redial_timer_;
+  boost::asio::steady_timer watchdog_;
+
+  State state_ = State::kDown;
+  // Bumped whenever the socket is closed, so completions of an older socket are ignored.
+  std::uint64_t gen_ = 0;
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;
+  std::array<char, 16384> read_buffer_{};
+  std::string out_;      // commands formatted and not yet handed to a write
+  std::string writing_;  // the bytes of the write in flight
+  bool write_in_flight_ = false;
+  std::deque<ReplyHandler> waiting_;  // one per command sent, oldest first
+  std::chrono::steady_clock::time_point last_progress_{};
+  std::chrono::steady_clock::time_point last_activity_{};
+  std::chrono::milliseconds backoff_{0};
+  std::uint32_t failed_dials_ = 0;  // since the last time it was up
+  bool ever_up_ = false;
+  std::minstd_rand jitter_;
+};
+
+// RESP encoding of one command (an array of bulk strings), appended to `out`.
+void append_command(std::string& out, std::span<const std::string_view> args);
+
+// Helpers over replies.
+inline std::string_view reply_text(const redisReply& r) {
+  return std::string_view(r.str, r.len);
+}
+inline bool is_error(const redisReply* r) {
+  return r != nullptr && r->type == REDIS_REPLY_ERROR;
+}
+
+}  // namespace sg::broker::redis

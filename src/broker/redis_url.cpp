@@ -1,0 +1,109 @@
+#include "broker/redis_url.hpp"
+
+#include <charconv>
+
+namespace sg::broker {
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out.push_back(in[i]);
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    const int hi = hex_value(in[i + 1]);
+    const int lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
+template <class T>
+bool parse_decimal(std::string_view text, T& out) {
+  if (text.empty()) return false;
+  for (const char c : text) {
+    if (c < '0' || c > '9') return false;
+  }
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+}  // namespace
+
+std::string RedisUrl::display() const {
+  std::string out = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  out += ':';
+  core::append_decimal(out, port);
+  out += '/';
+  core::append_decimal(out, db);
+  return out;
+}
+
+Result<RedisUrl> parse_redis_url(std::string_view url) {
+  const ErrorCode bad = make_error_code(BrokerError::kBadUrl);
+  RedisUrl out;
+  std::string_view rest;
+  if (url.starts_with("redis://")) {
+    rest = url.substr(8);
+  } else if (url.starts_with("rediss://")) {
+    rest = url.substr(9);
+    out.tls = true;
+  } else {
+    return bad;
+  }
+  if (rest.find_first_of("?#") != std::string_view::npos) return bad;
+  const std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    const std::string_view path = rest.substr(slash + 1);
+    if (!path.empty() && !parse_decimal(path, out.db)) return bad;
+  }
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = authority.substr(0, at);
+    authority = authority.substr(at + 1);
+    const std::size_t colon = userinfo.find(':');
+    // A bare "name@" is ambiguous between a user and a password; ask for the explicit form.
+    if (colon == std::string_view::npos) return bad;
+    if (!percent_decode(userinfo.substr(0, colon), out.username)) return bad;
+    if (!percent_decode(userinfo.substr(colon + 1), out.password)) return bad;
+    if (out.password.empty()) return bad;
+  }
+  std::string_view host = authority;
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return bad;
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad;
+      port = after.substr(1);
+      if (port.empty()) return bad;
+    }
+  } else if (const std::size_t colon = authority.find(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+    if (port.empty()) return bad;
+  }
+  if (host.empty()) return bad;
+  if (!port.empty()) {
+    std::uint32_t value = 0;
+    if (!parse_decimal(port, value) || value == 0 || value > 65535) return bad;
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  out.host = std::string(host);
+  return out;
+}
+
+}  // namespace sg::broker

@@ -1,0 +1,29 @@
+// The parts of a redis:// URL the Redis broker connects with. Internal to the broker module.
+#pragma once
+
+#include "broker/broker.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace sg::broker {
+
+struct RedisUrl {
+  std::string host;  // name or address; IPv6 without the brackets
+  std::uint16_t port = 6379;
+  std::string username;  // empty: AUTH with the password alone
+  std::string password;  // empty: no AUTH
+  std::uint32_t db = 0;
+  bool tls = false;  // rediss://
+
+  // "host:port/db" for logs: never the credentials.
+  std::string display() const;
+};
+
+// redis://[[user]:password@]host[:port][/db] or rediss://…; user and password are
+// percent-decoded. Anything else — another scheme, an empty host, a port outside 1..65535, a
+// db that isn't a decimal number, a query or fragment — is kBadUrl.
+Result<RedisUrl> parse_redis_url(std::string_view url);
+
+}  // namespace sg::broker
