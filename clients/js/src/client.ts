@@ -5,7 +5,7 @@
 
 import { Connection } from './connection.js';
 import { DedupCache } from './dedup.js';
-import { earlier, isAfter, isServiceName } from './ids.js';
+import { earlier, isAfter, isServiceName, parseEventId } from './ids.js';
 import {
   BroadcastElection,
   DEFAULT_TIMING,
@@ -161,8 +161,9 @@ export class RealtimeClient {
     const random = Math.floor(this.platform.random() * 2 ** 52).toString(36);
     this.tabId = `${random}-${this.platform.now().toString(36)}-${instances}`;
     this.dedup = new DedupCache(options.dedupSize ?? 10000);
+    // A malformed id would get every handshake refused (bad_event_id, 1008): ignore it instead.
     for (const [service, id] of Object.entries(options.resume ?? {})) {
-      if (isServiceName(service) && typeof id === 'string') this.lastIds.set(service, id);
+      if (isServiceName(service) && typeof id === 'string' && parseEventId(id)) this.lastIds.set(service, id);
     }
     if (options.autoStart !== false) this.start();
   }

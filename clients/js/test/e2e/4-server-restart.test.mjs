@@ -87,3 +87,36 @@ test('after a restart the app learns history was lost, then gets every new event
   assert.notEqual(afterIds[0].split('-')[0], before[0].split('-')[0], 'a new epoch');
   assert.equal(await server.connections(), 1);
 });
+
+test("the browser's online event retries at once instead of waiting out the backoff", async () => {
+  const url = web.tabUrl({
+    ws: server.wsUrl,
+    org: 402,
+    services: 'finance',
+    name: 's4-online',
+    base: 20000,
+    max: 20000,
+  });
+  const page = await browser.newTab(url);
+  await waitFor(() => page.evaluate(() => window.sg.client.state === 'open'), { what: 'state open' });
+  const port = server.port;
+  await server.stop();
+  // Failed attempts until one schedules its retry at least 5 s out (3 in 4 do, in a 20 s window).
+  const scheduled = await waitFor(
+    () => page.evaluate(() => window.sg.states.find((s) => s.state === 'reconnecting' && s.delayMs >= 5000)),
+    { timeout: 30000, what: 'a retry scheduled 5 s or more ahead' },
+  );
+  server = await Streamgate.start({ port });
+  const attemptsBefore = await page.evaluate(() => window.sg.tokens.length);
+  await page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await waitFor(() => page.evaluate(() => window.sg.client.state === 'open'), { what: 'open again' });
+  const r = await page.evaluate(() => ({ states: window.sg.states, tokens: window.sg.tokens.length }));
+  const openedAt = r.states.at(-1).at;
+  assert.equal(r.states.at(-1).state, 'open');
+  assert.equal(r.tokens, attemptsBefore + 1, 'one attempt, made at once');
+  assert.ok(
+    openedAt < scheduled.at + scheduled.delayMs - 2000,
+    `open ${openedAt - scheduled.at} ms after scheduling a ${scheduled.delayMs} ms wait`,
+  );
+  await page.close();
+});

@@ -515,10 +515,17 @@ test('a page going into the back/forward cache closes, and coming back reconnect
   assert.equal(env.lifecycle.length, 0);
 });
 
-test('resume ids given at construction are sent on the first connection', async () => {
-  const { env, client } = solo({ resume: { finance: 'q-77' } });
+test('resume ids given at construction are sent on the first connection; malformed ones are ignored', async () => {
+  const { env, client } = solo({
+    services: ['finance', 'crm', 'hr'],
+    resume: { finance: 'q-77', crm: 'not an id', hr: 'Q-1', 'bad name': 'q-1' },
+  });
   await settle();
   env.lastSocket().open();
-  assert.deepEqual(env.lastSocket().sent[0], { services: ['finance'], version: 1, resume: { finance: 'q-77' } });
+  assert.deepEqual(env.lastSocket().sent[0], {
+    services: ['finance', 'crm', 'hr'],
+    version: 1,
+    resume: { finance: 'q-77' },
+  });
   client.close();
 });
