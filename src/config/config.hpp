@@ -43,7 +43,7 @@ struct Settings {
   // --outbox-bytes: queued outbound bytes before slow-consumer close
   std::size_t outbox_bytes = 4 << 20;
   std::size_t max_services = 64;              // --max-services: services per connection
-  std::size_t max_connections_per_user = 32;  // --max-connections-per-user: 0 = unlimited
+  std::size_t max_connections_per_user = 10000;  // --max-connections-per-user: 0 = unlimited
   std::size_t max_connections = 0;            // --max-connections: per node; 0 = unlimited
   std::int64_t handshake_timeout_ms = 10000;  // --handshake-timeout: upgrade + first message
   std::int64_t ping_interval_ms = 25000;      // --ping-interval: server pings when idle

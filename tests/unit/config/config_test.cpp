@@ -125,7 +125,7 @@ TEST(Config, DefaultsMatchTheSettingsStruct) {
   EXPECT_EQ(s.max_message_bytes, 64u * 1024);
   EXPECT_EQ(s.outbox_bytes, 4u << 20);
   EXPECT_EQ(s.max_services, 64u);
-  EXPECT_EQ(s.max_connections_per_user, 32u);
+  EXPECT_EQ(s.max_connections_per_user, 10000u);
   EXPECT_EQ(s.max_connections, 0u);
   EXPECT_EQ(s.handshake_timeout_ms, 10000);
   EXPECT_EQ(s.ping_interval_ms, 25000);
