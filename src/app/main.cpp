@@ -62,12 +62,24 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
-    if (settings.broker != "memory") {
-      throw std::runtime_error("--broker " + settings.broker +
-                               ": only the embedded memory broker is available in this build");
+    std::unique_ptr<sg::broker::Broker> broker;
+    if (settings.broker == "memory") {
+      broker = sg::broker::make_memory_broker(
+          {settings.history, std::chrono::seconds(settings.history_ttl_seconds)});
+    } else {
+      sg::broker::RedisBrokerOptions options;
+      options.url = settings.broker;
+      options.history = settings.history;
+      options.history_ttl = std::chrono::seconds(settings.history_ttl_seconds);
+      auto redis = sg::broker::make_redis_broker(options);
+      // The URL itself stays out of the message: it may carry a password.
+      if (!redis) {
+        throw std::runtime_error(
+            "--broker: not a usable URL; expected redis://[[user]:password@]host[:port][/db] "
+            "(rediss:// is not supported by this build)");
+      }
+      broker = std::move(*redis);
     }
-    auto broker = sg::broker::make_memory_broker(
-        {settings.history, std::chrono::seconds(settings.history_ttl_seconds)});
     sg::server::Server server(settings, *broker);
     if (settings.dev) print_dev_hints(settings, server.port());
 

@@ -118,11 +118,15 @@ void Connection::handshake() {
       if (gen != gen_ || ec) return;
       if (reply == nullptr || is_error(reply)) {
         const std::string detail = reply != nullptr ? std::string(reply_text(*reply)) : "";
-        log::warn("broker", "redis refused the connection setup",
-                  {{"connection", options_.name},
-                   {"step", what},
-                   {"redis", options_.url.display()},
-                   {"reply", detail}});
+        // Once per streak of failed dials, like "redis connect failed": a wrong password
+        // would otherwise log at every redial.
+        if (failed_dials_ == 0) {
+          log::warn("broker", "redis refused the connection setup",
+                    {{"connection", options_.name},
+                     {"step", what},
+                     {"redis", options_.url.display()},
+                     {"reply", detail}});
+        }
         drop("setup refused", make_error_code(BrokerError::kUnavailable));
       }
     };

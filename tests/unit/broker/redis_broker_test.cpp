@@ -300,6 +300,37 @@ TEST(RedisBroker, UsesTheKeyPrefix) {
   EXPECT_EQ(server->command({"EXISTS", pubsub_name(channel) + ":seq"}), ":0\r\n");
 }
 
+TEST(RedisBroker, AuthenticatesAndSelectsTheDatabaseFromTheUrl) {
+  auto server = RedisServer::start();
+  ASSERT_EQ(server->command({"ACL", "SETUSER", "app", "on", ">app-pw", "~*", "&*", "+@all"}),
+            "+OK\r\n");
+  ASSERT_EQ(server->command({"CONFIG", "SET", "requirepass", "default-pw"}), "+OK\r\n");
+  const std::string address = "127.0.0.1:" + std::to_string(server->port());
+  const Channel channel = fresh_channel();
+
+  RedisBrokerOptions refused = fast_options(*server);
+  refused.url = "redis://:wrong@" + address;
+  refused.connect_timeout = 300ms;
+  auto wrong = make(refused);
+  EXPECT_FALSE(wrong->stats().healthy);
+  const auto failed = publish(*wrong, channel, input("e"));
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error(), make_error_code(BrokerError::kUnavailable));
+
+  RedisBrokerOptions db1 = fast_options(*server);
+  db1.url = "redis://:default-pw@" + address + "/1";
+  RedisBrokerOptions db2 = fast_options(*server);
+  db2.url = "redis://app:app-pw@" + address + "/2";
+  auto in_db1 = make(db1);
+  auto in_db2 = make(db2);
+  EXPECT_TRUE(in_db1->stats().healthy);
+  EXPECT_TRUE(in_db2->stats().healthy);
+  // Separate databases, separate channels: each starts at offset 1.
+  EXPECT_EQ(offset_of(publish_id(*in_db1, channel, input("e"))), 1u);
+  EXPECT_EQ(offset_of(publish_id(*in_db1, channel, input("e"))), 2u);
+  EXPECT_EQ(offset_of(publish_id(*in_db2, channel, input("e"))), 1u);
+}
+
 TEST(RedisBroker, SubscriberCatchesUpWhenItsPubSubConnectionIsCut) {
   auto server = RedisServer::start();
   auto publisher = make(fast_options(*server));
