@@ -21,9 +21,9 @@ after(async () => {
 });
 
 test('an expired token (4001) is replaced through getToken and the stream continues', async () => {
-  // The first token lives 2 s (the server runs with --jwt-leeway 0).
+  // The first token lives 2-3 s (exp is in whole seconds; the server runs with --jwt-leeway 0).
   const page = await browser.newTab(
-    web.tabUrl({ ws: server.wsUrl, org: 501, services: 'finance', name: 's5', ttl: 2 }),
+    web.tabUrl({ ws: server.wsUrl, org: 501, services: 'finance', name: 's5', ttl: 3 }),
   );
   await waitFor(() => page.evaluate(() => window.sg.client.state === 'open'), { what: 'state open' });
   const early = await publishMany(server, 501, 'finance', 5);
