@@ -54,6 +54,7 @@ block=$out/results.md
   echo "Run $(basename "$out") ($( [ "$quick" = 1 ] && echo "--quick" || echo "full" )): $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)."
   echo "Load average at the start: $load_start (other jobs share this machine). Scheduling: $sched;"
   echo "server on CPU 0, generators on CPU 1. Versions: $versions."
+  echo "Source: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- src 2>/dev/null || echo ' with uncommitted changes under src/')."
   echo
   echo "### Memory and connects (idle, authenticated, subscribed connections)"
   echo

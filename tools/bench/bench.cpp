@@ -194,8 +194,11 @@ Bench::Bench(Options options) : opts_(std::move(options)), pace_(io_), scratch_(
       users_per_org_ = opts_.users_per_org ? opts_.users_per_org : 10;
       break;
     case Scenario::kIdle:
-    case Scenario::kChurn:
       users_per_org_ = opts_.users_per_org ? opts_.users_per_org : 10;
+      break;
+    case Scenario::kChurn:
+      // One org: every client resumes from the event published on its channel.
+      users_per_org_ = opts_.users_per_org ? opts_.users_per_org : opts_.connections;
       break;
   }
   users_per_org_ = std::max<std::size_t>(users_per_org_, 1);
