@@ -152,13 +152,15 @@ class Server::Impl {
 
   metrics::Registry registry_;
   Context context_;
+  // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a
+  // worker's io_context and is destroyed with io_.
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<hub::Hub> hub_;
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
   asio::steady_timer drain_;
   std::chrono::steady_clock::time_point drain_deadline_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::unique_ptr<hub::Hub> hub_;
   std::size_t next_worker_ = 0;
 };
 
