@@ -8,7 +8,7 @@
 #   bench/run.sh [--quick] [--no-peers] [--no-artillery] [--no-doc]
 #
 # Safe on a fresh Debian 12 machine (installs its Debian and npm packages itself); talks only to
-# 127.0.0.0/8. A full run takes about 15-20 minutes, --quick about 5.
+# 127.0.0.0/8. A full run takes about 10 minutes, --quick about 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

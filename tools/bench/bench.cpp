@@ -254,7 +254,7 @@ void Bench::on_closed(WsConn& conn, bool was_acked) {
   if (cycling_) {
     if (was_acked && now_ns() <= cycle_end_ns_) ++stats_.cycles;
     if (now_ns() < cycle_end_ns_) {
-      asio::post(io_, [this, &conn] { conn.start(); });
+      asio::post(io_, [&conn] { conn.start(); });
     }
     return;
   }
