@@ -98,6 +98,51 @@ describe('SIGTERM', () => {
   });
 });
 
+describe('SIGTERM under traffic', () => {
+  test('clients receiving a stream of events all get 1001; exit 0 within 5 s', { timeout: ms(30000) }, async () => {
+    const server = await startServer();
+    let producing = true;
+    let producer;
+    try {
+      const org = unique('o');
+      const streams = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => openStream(server, { org, user: `t${i}`, services: ['finance', 'ops'] })),
+      );
+      let n = 0;
+      producer = (async () => {
+        while (producing) {
+          const r = await publish(server, { orgId: org, service: n % 2 ? 'ops' : 'finance', event: 'tick', data: { n } }).catch(() => null);
+          if (!r || r.status !== 200) return; // the server is going away
+          n += 1;
+        }
+      })();
+      await Promise.all(streams.map((s) => s.client.nextEvent()));
+      const t0 = Date.now();
+      server.signal('SIGTERM');
+      const closes = await Promise.all(streams.map((s) => s.client.waitClose(ms(5000))));
+      assert.deepEqual(
+        closes.map((c) => c.code),
+        closes.map(() => 1001),
+      );
+      const exit = await withTimeout(server.exited, ms(5000), 'exit after SIGTERM');
+      assert.deepEqual(exit, { code: 0, signal: null });
+      assert.ok(Date.now() - t0 <= ms(5000));
+      for (const s of streams) {
+        const seqs = s.client.received.filter((m) => m.type === 'event').map((m) => m.seq);
+        assert.deepEqual(
+          seqs,
+          seqs.map((_, i) => i + 1),
+          'no event lost or repeated before the close',
+        );
+      }
+    } finally {
+      producing = false;
+      await producer;
+      await server.stop();
+    }
+  });
+});
+
 describe('logs never contain secrets (--log-level debug)', () => {
   test('no JWT, no API key, no JWT secret in stdout or stderr', { timeout: ms(30000) }, async () => {
     const server = await startServer({ flags: { 'log-level': 'debug' } });

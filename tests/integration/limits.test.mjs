@@ -250,4 +250,21 @@ describe('connections per user (--max-connections-per-user 2)', () => {
     assert.equal(c.ack.type, 'ack');
     await Promise.all([b, other, otherOrg, c].map((x) => x.client.close()));
   });
+
+  test('concurrent upgrades of one user (spread over workers): exactly the limit get through', async () => {
+    const org = unique('o');
+    const token = tokenFor(server, { org, user: 'racer' });
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => connect(server, { token })));
+    const opened = results.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+    const refused = results.filter((r) => r.status === 'rejected').map((r) => r.reason);
+    try {
+      assert.equal(opened.length, 2, `opened ${opened.length} of 8 with a limit of 2`);
+      for (const e of refused) {
+        assert.ok(e instanceof UpgradeRejected, String(e));
+        assert.equal(e.status, 429);
+      }
+    } finally {
+      await Promise.all(opened.map((c) => c.close()));
+    }
+  });
 });

@@ -99,6 +99,14 @@ describe('metrics', () => {
     assert.equal(m.eventsDelivered, 3, 'a counter, not a gauge');
   });
 
+  test('connectionsByOrg gives a numeric org as a JSON number even when the token spelled it as a string', async () => {
+    const c = await openStream(server, { org: '8888', user: 'str' });
+    const m = await metricsJson(server);
+    assert.deepEqual(m.connectionPoolStats.connectionsByOrg, [{ orgId: 8888, connections: 1 }]);
+    await c.client.close();
+    await metricsUntil(server, (x) => x.activeConnections === 0, 'closed');
+  });
+
   test('Prometheus text has the contract metrics with their types', async () => {
     const p = await prometheus(server);
     assert.match(String(p.headers.get('content-type') ?? ''), /^text\/plain/);

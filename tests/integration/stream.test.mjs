@@ -106,6 +106,31 @@ describe('stream', () => {
     await Promise.all([client.close(), second.client.close()]);
   });
 
+  test('events published right after the ack on a brand-new channel all arrive, in offset order', { timeout: ms(30000) }, async () => {
+    const rounds = loops(30, 10);
+    for (let r = 0; r < rounds; r++) {
+      const org = unique('fresh');
+      const { client } = await openStream(server, { org });
+      const ids = await Promise.all(
+        Array.from({ length: 8 }, (_, i) => publishOk(server, { orgId: org, service: 'finance', event: 'early', data: { i } })),
+      );
+      const expected = ids.map((id) => parseEventId(id).offset).sort((a, b) => a - b);
+      let events;
+      try {
+        events = await client.collectEvents(8, { timeout: ms(5000) });
+      } catch (e) {
+        const got = client.received.filter((m) => m.type === 'event').map((m) => parseEventId(m.id).offset);
+        throw new Error(`round ${r}: offsets ${JSON.stringify(got)} arrived of ${JSON.stringify(expected)}`);
+      }
+      assert.deepEqual(
+        events.map((e) => parseEventId(e.id).offset),
+        expected,
+        `round ${r}`,
+      );
+      await client.close();
+    }
+  });
+
   test('org isolation: an event for org A never reaches org B on the same service', async () => {
     const orgA = 100000 + (process.pid % 10000);
     const orgB = orgA + 1;
@@ -135,6 +160,21 @@ describe('stream', () => {
     const id = await publishOk(server, { orgId: org, service: 'finance', event: 'x', data: {} });
     assert.equal((await client.nextEvent()).id, id);
     await client.close();
+  });
+
+  test('a numeric org is the same org whether token or publish spell it as a string', async () => {
+    const org = 300000 + (process.pid % 10000);
+    const asString = await openStream(server, { org: String(org), user: 's' });
+    const asNumber = await openStream(server, { org, user: 'n' });
+    const id1 = await publishOk(server, { orgId: org, service: 'finance', event: 'x', data: {} });
+    const id2 = await publishOk(server, { orgId: String(org), service: 'finance', event: 'y', data: {} });
+    for (const c of [asString, asNumber]) {
+      assert.deepEqual(
+        (await c.client.collectEvents(2)).map((e) => e.id),
+        [id1, id2],
+      );
+    }
+    await Promise.all([asString.client.close(), asNumber.client.close()]);
   });
 
   test('userId targets only that user (all of their connections)', async () => {

@@ -100,7 +100,7 @@ export class Server {
     const hit = markers.find((m) => text.includes(m));
     if (!hit) return null;
     const at = text.indexOf(hit);
-    return text.slice(Math.max(0, at - 200), at + 3000);
+    return text.slice(Math.max(0, at - 200), at + 8000);
   }
 
   signal(sig) {
