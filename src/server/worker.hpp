@@ -59,7 +59,11 @@ class Worker {
 
   std::size_t index_;
   Context& context_;
-  boost::asio::io_context io_{1};
+  // No concurrency hint of 1: with it, Asio queues a post made from the worker's own thread in a
+  // thread-private queue that runs after posts other threads made later, and the hub relies on
+  // posts to a worker running in the order they were made (a channel's events arrive in offset
+  // order; an older one arriving late would be dropped as stale).
+  boost::asio::io_context io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
   boost::asio::steady_timer tick_;
   std::thread thread_;
