@@ -145,6 +145,10 @@ std::string serialize_event_body(std::string_view service, std::string_view id,
                                  std::string_view timestamp);
 // {"type":"event","seq":N,   — written per recipient. Appends to `out` without other allocation.
 void append_event_frame_prefix(std::string& out, std::uint64_t seq);
+// The same prefix written into `out`, which must hold kMaxEventFramePrefix bytes; returns its
+// length. For the fan-out path, which writes it straight into a frame's inline head.
+inline constexpr std::size_t kMaxEventFramePrefix = 43;
+std::size_t write_event_frame_prefix(char* out, std::uint64_t seq);
 
 // Appends `text` as a JSON string literal, quotes included: escapes '"', '\\' and control
 // characters, passes valid UTF-8 through and replaces invalid bytes with U+FFFD, so the output

@@ -1,5 +1,8 @@
 #include "protocol/protocol.hpp"
 
+#include <charconv>
+#include <cstring>
+
 namespace sg::protocol {
 
 namespace {
@@ -109,6 +112,14 @@ std::string serialize_event_body(std::string_view service, std::string_view id,
   append_json_string(out, timestamp);
   out.push_back('}');
   return out;
+}
+
+std::size_t write_event_frame_prefix(char* out, std::uint64_t seq) {
+  constexpr std::string_view kHead = "{\"type\":\"event\",\"seq\":";
+  std::memcpy(out, kHead.data(), kHead.size());
+  char* end = std::to_chars(out + kHead.size(), out + kMaxEventFramePrefix - 1, seq).ptr;
+  *end++ = ',';
+  return static_cast<std::size_t>(end - out);
 }
 
 void append_event_frame_prefix(std::string& out, std::uint64_t seq) {

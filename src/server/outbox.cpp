@@ -16,12 +16,18 @@ void Outbox::pop(std::size_t n) {
     ++head_;
   }
   if (head_ == frames_.size()) {
+    // Capacity stays for the next burst; release_memory() frees it once the connection idles.
     head_ = 0;
     frames_.clear();
-    // An idle connection should hold no queue memory.
-    if (frames_.capacity() > 8) frames_.shrink_to_fit();
   } else if (head_ > 64 && head_ * 2 > frames_.size()) {
     frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+  }
+}
+
+void Outbox::release_memory() {
+  if (empty() && frames_.capacity() != 0) {
+    frames_ = {};
     head_ = 0;
   }
 }

@@ -40,6 +40,8 @@ class Outbox {
   void pop(std::size_t n);
   // Drops every frame after the first `keep` ones.
   void truncate(std::size_t keep);
+  // Frees the queue's storage; only when empty. Idle connections hold none.
+  void release_memory();
 
  private:
   std::size_t limit_bytes_;

@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <boost/asio/bind_allocator.hpp>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace sg::server {
 
@@ -311,16 +314,16 @@ void WsSession::unsubscribe(const std::vector<std::string>& services) {
 void WsSession::deliver(const broker::EventPtr& event) {
   if (state_ != State::kActive || slow_) return;
   OutFrame frame;
-  // Payload = per-recipient prefix + shared body; the WebSocket header precedes both.
-  thread_local std::string prefix;  // reused: no allocation per recipient
-  prefix.clear();
-  protocol::append_event_frame_prefix(prefix, ++seq_);
+  // Payload = per-recipient prefix + shared body; the WebSocket header precedes both, and its
+  // length depends on the prefix's, so the prefix is written first, behind the longest header.
+  char prefix[protocol::kMaxEventFramePrefix];
+  const std::size_t prefix_len = protocol::write_event_frame_prefix(prefix, ++seq_);
   std::array<char, 10> header;
   const std::size_t n =
-      ws::frame_header(ws::Opcode::kText, prefix.size() + event->body.size(), header);
-  std::copy_n(header.begin(), n, frame.head.begin());
-  std::copy(prefix.begin(), prefix.end(), frame.head.begin() + static_cast<std::ptrdiff_t>(n));
-  frame.head_len = static_cast<std::uint8_t>(n + prefix.size());
+      ws::frame_header(ws::Opcode::kText, prefix_len + event->body.size(), header);
+  std::memcpy(frame.head.data(), header.data(), n);
+  std::memcpy(frame.head.data() + n, prefix, prefix_len);
+  frame.head_len = static_cast<std::uint8_t>(n + prefix_len);
   frame.body = event->body;
   frame.keep = event;
   if (outbox_.push(std::move(frame)) == Outbox::Push::kOverLimit) {
@@ -398,9 +401,11 @@ void WsSession::write_now() {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         writing_ = true;
         socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
-                           [self = shared_from_this()](const boost::system::error_code& ec) {
-                             self->on_writable(ec);
-                           });
+                           boost::asio::bind_allocator(
+                               std::allocator<void>(),
+                               [self = shared_from_this()](const boost::system::error_code& ec) {
+                                 self->on_writable(ec);
+                               }));
         return;
       }
       finalize(1006);
@@ -491,6 +496,9 @@ void WsSession::finalize(std::uint16_t code) {
 
 void WsSession::on_tick(Clock::time_point now, std::chrono::system_clock::time_point wall) {
   const auto& s = ctx_.settings;
+  // Queue memory is kept while a connection is busy (no regrowth per write) and given back
+  // once it has drained.
+  if (outbox_.empty()) outbox_.release_memory();
   switch (state_) {
     case State::kClosed:
       return;

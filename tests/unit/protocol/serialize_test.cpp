@@ -118,6 +118,17 @@ TEST(EventFrame, PrefixWritesLargeSequenceNumbers) {
   EXPECT_EQ(frame, R"(x{"type":"event","seq":18446744073709551615,)");
 }
 
+TEST(EventFrame, WrittenPrefixEqualsTheAppendedOneUpToTheLargestSeq) {
+  for (std::uint64_t seq : {0ull, 1ull, 9ull, 10ull, 123456789ull, 18446744073709551615ull}) {
+    std::string appended;
+    append_event_frame_prefix(appended, seq);
+    char buf[kMaxEventFramePrefix];
+    const std::size_t n = write_event_frame_prefix(buf, seq);
+    EXPECT_EQ(std::string(buf, n), appended) << seq;
+    EXPECT_LE(n, kMaxEventFramePrefix);
+  }
+}
+
 TEST(EventFrame, SameBodyServesManyRecipients) {
   const std::string body = serialize_event_body("a", "e-1", "t", "null", kTime);
   for (std::uint64_t seq = 1; seq <= 3; ++seq) {

@@ -65,5 +65,17 @@ TEST(Outbox, StaysCorrectAcrossManyPushesAndPops) {
   EXPECT_EQ(box.bytes(), expected_bytes);
 }
 
+TEST(Outbox, ReleasesMemoryOnlyWhenEmpty) {
+  Outbox box(1000);
+  box.push(frame_of(10));
+  box.release_memory();
+  EXPECT_EQ(box.frames(), 1u);  // not empty: nothing released
+  box.pop(1);
+  box.release_memory();
+  EXPECT_TRUE(box.empty());
+  EXPECT_EQ(box.push(frame_of(10)), Outbox::Push::kQueued);  // usable after release
+  EXPECT_EQ(box.bytes(), 14u);
+}
+
 }  // namespace
 }  // namespace sg::server
