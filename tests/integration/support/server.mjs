@@ -9,8 +9,10 @@ import { DEFAULT_API_KEY, DEFAULT_SECRET } from './tokens.mjs';
 
 export const BIN = process.env.STREAMGATE_BIN || '/work/main/build/streamgate';
 
+// Servers still running when this process ends are killed, so an interrupted or timed-out
+// run (ctest's TIMEOUT, Ctrl-C) leaves no orphaned streamgate behind.
 const live = new Set();
-process.on('exit', () => {
+function killAll() {
   for (const child of live) {
     try {
       child.kill('SIGKILL');
@@ -18,7 +20,18 @@ process.on('exit', () => {
       // already gone
     }
   }
-});
+}
+process.on('exit', killAll);
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+  ['SIGHUP', 129],
+]) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(code);
+  });
+}
 
 // Turns {history: 5, 'jwt-leeway': 0, dev: true} into ['--history','5','--jwt-leeway','0','--dev'].
 // A null/undefined value drops the flag (used to leave out a default such as --jwt-secret).
