@@ -829,9 +829,17 @@ class Impl {
                  {"channel", state.channel.topic},
                  {"missed", std::min(first, read.last_offset + 1) - at.offset - 1}});
     }
+    std::uint64_t replayed = 0;
     for (const auto& event : read.events) {
-      if (event->offset > state.position->offset) deliver(state, read.epoch, event);
+      if (event->offset <= state.position->offset) continue;
+      deliver(state, read.epoch, event);
+      ++replayed;
     }
+    log::debug("broker", "channel caught up from redis",
+               {{"org", state.channel.org},
+                {"channel", state.channel.topic},
+                {"from_stream", replayed},
+                {"held", state.held.size()}});
     auto held = std::move(state.held);
     state.held.clear();
     const bool overflowed = state.held_overflow;

@@ -451,6 +451,8 @@ TEST(RedisBroker, SubscribingWhileRedisIsDownBecomesReadyWhenItReturns) {
   EXPECT_FALSE(ready);
   server->restart();
   ASSERT_TRUE(eventually([&] { return ready.load(); }));
+  // The command connection redials on its own schedule; publish needs it.
+  ASSERT_TRUE(eventually([&] { return broker->stats().healthy; }));
   publish_id(*broker, channel, input("e"));
   ASSERT_TRUE(collector.wait_for(1));
   EXPECT_EQ(collector.offsets(), range(1, 1));
