@@ -261,6 +261,14 @@ struct StreamRead {
   std::vector<EventPtr> events;  // after the requested offset, within history and TTL
 };
 
+// Lets the channel map be searched by a Pub/Sub message's channel name without a copy.
+struct NameHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view name) const noexcept {
+    return std::hash<std::string_view>{}(name);
+  }
+};
+
 // One Subscription's link to the I/O thread.
 struct LocalSub {
   LocalSub(Sink s, std::function<void()> ready_callback)
@@ -750,7 +758,7 @@ class Impl {
   }
 
   void on_message(std::string_view name, std::string_view payload) {
-    auto it = channels_.find(std::string(name));
+    auto it = channels_.find(name);
     if (it == channels_.end()) return;
     ChannelState& state = *it->second;
     // Before the SUBSCRIBE is confirmed a message can only be an echo of an older one.
@@ -893,7 +901,8 @@ class Impl {
   // I/O thread only.
   std::unique_ptr<Connection> cmd_;
   std::unique_ptr<Connection> sub_;
-  std::unordered_map<std::string, std::unique_ptr<ChannelState>> channels_;
+  std::unordered_map<std::string, std::unique_ptr<ChannelState>, NameHash, std::equal_to<>>
+      channels_;
   std::uint64_t serials_ = 0;
   asio::steady_timer retry_timer_;
   bool retry_pending_ = false;

@@ -1,0 +1,187 @@
+#include "broker/redis_connection.hpp"
+
+#include "redis_test_env.hpp"
+#include "support/redis_server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace sg::broker::redis {
+namespace {
+
+using namespace std::chrono_literals;
+using sg::test::RedisServer;
+
+ConnectionOptions options_for(const RedisServer& server, bool pubsub = false) {
+  ConnectionOptions options;
+  auto url = parse_redis_url(server.url());
+  EXPECT_TRUE(url);
+  if (url) options.url = *url;
+  options.name = "connection-test";
+  options.pubsub = pubsub;
+  return options;
+}
+
+// Runs the io_context on this thread until `done` holds or 10 s pass.
+template <class F>
+bool run_until(boost::asio::io_context& io, F done) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    io.run_for(5ms);
+    io.restart();
+  }
+  return true;
+}
+
+TEST(RedisCommand, EncodesEveryArgumentAsABulkString) {
+  std::string out = "x";
+  const std::array<std::string_view, 3> args{"SET", "k", "v\r\n"};
+  append_command(out, args);
+  EXPECT_EQ(out, "x*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv\r\n\r\n");
+  out.clear();
+  append_command(out, std::array<std::string_view, 1>{""});
+  EXPECT_EQ(out, "*1\r\n$0\r\n\r\n");
+}
+
+TEST(RedisConnection, SendWhileDownFailsLaterNeverInline) {
+  quiet_broker_logs();
+  boost::asio::io_context io;
+  ConnectionOptions options;
+  options.url = *parse_redis_url("redis://127.0.0.1:1");
+  Connection connection(io, options, {});
+  bool called = false;
+  ErrorCode seen;
+  connection.send({"PING"}, [&](const ErrorCode& ec, const redisReply* reply) {
+    called = true;
+    seen = ec;
+    EXPECT_EQ(reply, nullptr);
+  });
+  EXPECT_FALSE(called);
+  io.poll();
+  EXPECT_TRUE(called);
+  EXPECT_EQ(seen, make_error_code(BrokerError::kUnavailable));
+}
+
+TEST(RedisConnection, PipelinedRepliesReachTheirOwnCommandsInOrder) {
+  quiet_broker_logs();
+  auto& server = RedisServer::shared();
+  boost::asio::io_context io;
+  bool up = false;
+  Connection connection(io, options_for(server), {[&] { up = true; }, nullptr, nullptr});
+  connection.start();
+  ASSERT_TRUE(run_until(io, [&] { return up; }));
+  constexpr int kCommands = 2000;
+  std::vector<std::string> replies;
+  for (int i = 0; i < kCommands; ++i) {
+    const std::string text = "echo-" + std::to_string(i);
+    connection.send({"ECHO", text}, [&replies](const ErrorCode& ec, const redisReply* reply) {
+      ASSERT_FALSE(ec);
+      ASSERT_NE(reply, nullptr);
+      replies.emplace_back(reply_text(*reply));
+    });
+  }
+  ASSERT_TRUE(run_until(io, [&] { return replies.size() == kCommands; }));
+  for (int i = 0; i < kCommands; ++i) EXPECT_EQ(replies[i], "echo-" + std::to_string(i));
+  connection.stop();
+}
+
+TEST(RedisConnection, RefusesCommandsBeyondMaxPending) {
+  quiet_broker_logs();
+  auto& server = RedisServer::shared();
+  boost::asio::io_context io;
+  bool up = false;
+  ConnectionOptions options = options_for(server);
+  options.max_pending = 2;
+  Connection connection(io, options, {[&] { up = true; }, nullptr, nullptr});
+  connection.start();
+  ASSERT_TRUE(run_until(io, [&] { return up; }));
+  int answered = 0;
+  int refused = 0;
+  for (int i = 0; i < 5; ++i) {
+    connection.send({"PING"},
+                    [&](const ErrorCode& ec, const redisReply*) { ++(ec ? refused : answered); });
+  }
+  ASSERT_TRUE(run_until(io, [&] { return answered + refused == 5; }));
+  EXPECT_EQ(answered, 2);
+  EXPECT_EQ(refused, 3);
+  connection.stop();
+}
+
+TEST(RedisConnection, PubSubMessagesGoToOnMessageAndRepliesToTheirCommands) {
+  quiet_broker_logs();
+  auto& server = RedisServer::shared();
+  boost::asio::io_context io;
+  bool up = false;
+  std::vector<std::pair<std::string, std::string>> messages;
+  Connection connection(io, options_for(server, true),
+                        {[&] { up = true; }, nullptr,
+                         [&](std::string_view channel, std::string_view payload) {
+                           messages.emplace_back(channel, payload);
+                         }});
+  connection.start();
+  ASSERT_TRUE(run_until(io, [&] { return up; }));
+  const std::string channel = "conn-test-" + core::random_hex(4);
+  bool subscribed = false;
+  connection.send({"SUBSCRIBE", channel}, [&](const ErrorCode& ec, const redisReply* reply) {
+    ASSERT_FALSE(ec);
+    ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    EXPECT_EQ(reply_text(*reply->element[0]), "subscribe");
+    subscribed = true;
+  });
+  ASSERT_TRUE(run_until(io, [&] { return subscribed; }));
+  EXPECT_EQ(server.command({"PUBLISH", channel, "one"}), ":1\r\n");
+  EXPECT_EQ(server.command({"PUBLISH", channel, std::string("two\0bytes", 9)}), ":1\r\n");
+  ASSERT_TRUE(run_until(io, [&] { return messages.size() == 2; }));
+  EXPECT_EQ(messages[0], std::make_pair(channel, std::string("one")));
+  EXPECT_EQ(messages[1], std::make_pair(channel, std::string("two\0bytes", 9)));
+  // A PING in subscribed mode answers ["pong", ""]: a reply, not a message.
+  bool ponged = false;
+  connection.send({"PING"}, [&](const ErrorCode& ec, const redisReply* reply) {
+    ASSERT_FALSE(ec);
+    ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    EXPECT_EQ(reply_text(*reply->element[0]), "pong");
+    ponged = true;
+  });
+  ASSERT_TRUE(run_until(io, [&] { return ponged; }));
+  EXPECT_EQ(messages.size(), 2u);
+  connection.stop();
+}
+
+TEST(RedisConnection, LostConnectionFailsWaitingCommandsAndRedials) {
+  quiet_broker_logs();
+  auto server = RedisServer::start();
+  boost::asio::io_context io;
+  int ups = 0;
+  int downs = 0;
+  ConnectionOptions options = options_for(*server);
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 50ms;
+  Connection connection(io, options, {[&] { ++ups; }, [&](const ErrorCode&) { ++downs; }, nullptr});
+  connection.start();
+  ASSERT_TRUE(run_until(io, [&] { return ups == 1; }));
+  server->pause();
+  ErrorCode seen;
+  bool failed = false;
+  connection.send({"PING"}, [&](const ErrorCode& ec, const redisReply*) {
+    seen = ec;
+    failed = true;
+  });
+  // Nothing read for command_timeout (2 s) with a command outstanding: dropped.
+  ASSERT_TRUE(run_until(io, [&] { return failed; }));
+  EXPECT_EQ(seen, make_error_code(BrokerError::kUnavailable));
+  EXPECT_EQ(downs, 1);
+  EXPECT_FALSE(connection.up());
+  server->resume();
+  ASSERT_TRUE(run_until(io, [&] { return ups == 2; }));
+  EXPECT_TRUE(connection.up());
+  connection.stop();
+}
+
+}  // namespace
+}  // namespace sg::broker::redis
