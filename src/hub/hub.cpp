@@ -20,6 +20,12 @@ constexpr std::size_t kMaxHeldEvents = 10000;
 bool wants(const broker::Event& event, std::string_view user) {
   return event.user.empty() || event.user == user;
 }
+
+// "<epoch>-<offset>" → "<epoch>".
+std::string_view epoch_of(std::string_view id) {
+  const auto dash = id.rfind('-');
+  return dash == std::string_view::npos ? std::string_view() : id.substr(0, dash);
+}
 }  // namespace
 
 // A channel this node subscribes to: the broker subscription and the workers that need it.
@@ -49,6 +55,7 @@ struct LocalChannel {
   std::shared_ptr<ChannelEntry> entry;
   bool ready = false;
   std::uint64_t last_offset = 0;  // newest offset seen live on this worker
+  std::string epoch;              // of the newest event seen live
   std::vector<Slot> slots;
   std::vector<std::uint64_t> waiting;  // attaches queued until the subscription is ready
 };
@@ -205,7 +212,18 @@ bool Shard::go_live(Member& member, const broker::Channel& channel) {
 
 void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event) {
   LocalChannel* local = entry->local[index_];
-  if (local == nullptr || event->offset <= local->last_offset) return;
+  if (local == nullptr) return;
+  const std::string_view epoch = epoch_of(event->id);
+  if (epoch != local->epoch) {
+    // The broker lost the channel's history (a Redis without its data) and counts from 1 again:
+    // offsets of the old epoch say nothing about the new one.
+    if (!local->epoch.empty()) {
+      local->last_offset = 0;
+      for (Slot& slot : local->slots) slot.delivered = 0;
+    }
+    local->epoch.assign(epoch);
+  }
+  if (event->offset <= local->last_offset) return;
   local->last_offset = event->offset;
   std::uint64_t delivered = 0;
   for (Slot& slot : local->slots) {
@@ -314,8 +332,18 @@ Hub::Hub(broker::Broker& broker, std::vector<Post> workers, HubOptions options,
 }
 
 Hub::~Hub() {
-  std::lock_guard lock(registry_mu_);
-  registry_.clear();
+  // Unsubscribe outside the lock, as release_channel does: a broker may be calling on_ready,
+  // which takes it, from its own thread.
+  std::vector<std::unique_ptr<broker::Subscription>> subscriptions;
+  {
+    std::lock_guard lock(registry_mu_);
+    for (auto& [key, entry] : registry_) {
+      entry->released = true;
+      subscriptions.push_back(std::move(entry->subscription));
+    }
+    registry_.clear();
+  }
+  subscriptions.clear();
 }
 
 std::shared_ptr<ChannelEntry> Hub::acquire(const broker::Channel& channel, std::size_t worker,

@@ -22,6 +22,18 @@ namespace sg::server {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+namespace {
+// "redis://:secret@host:6379/0" → "redis://[redacted]@host:6379/0", for logs.
+std::string without_credentials(std::string_view url) {
+  const auto scheme = url.find("://");
+  const auto at = url.rfind('@');
+  if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme) {
+    return std::string(url);
+  }
+  return std::string(url.substr(0, scheme + 3)) + "[redacted]" + std::string(url.substr(at));
+}
+}  // namespace
+
 class Server::Impl {
  public:
   Impl(const config::Settings& settings, broker::Broker& broker)
@@ -64,7 +76,7 @@ class Server::Impl {
               {{"address", acceptor_.local_endpoint().address().to_string()},
                {"port", port()},
                {"workers", workers_.size()},
-               {"broker", context_.settings.broker}});
+               {"broker", without_credentials(context_.settings.broker)}});
     do_accept();
     io_.run();
     for (auto& w : workers_) w->stop();

@@ -221,5 +221,53 @@ TEST_F(HubTest, AdmitsUpToTheUserLimitAndCountsByOrg) {
   EXPECT_EQ(hub_->stats().total_orgs, 0u);
 }
 
+// A broker whose events the test writes by hand, for what the real ones only do after a fault
+// (the memory broker never changes a live channel's epoch; Redis does after losing its data).
+class ScriptedBroker : public broker::Broker {
+ public:
+  void publish(const broker::Channel&, broker::PublishInput,
+               std::function<void(Result<broker::PublishResult>)>) override {}
+  std::unique_ptr<broker::Subscription> subscribe(const broker::Channel&, broker::Sink s,
+                                                  std::function<void()> on_ready) override {
+    sink = std::move(s);
+    on_ready();
+    return std::make_unique<broker::Subscription>();
+  }
+  void history(const broker::Channel&, std::optional<broker::Position>,
+               std::function<void(Result<broker::History>)> done) override {
+    done(broker::History{});
+  }
+  broker::BrokerStats stats() const override { return {}; }
+
+  void emit(std::string epoch, std::uint64_t offset) {
+    auto e = std::make_shared<broker::Event>();
+    e->offset = offset;
+    e->id = protocol::format_event_id(epoch, offset);
+    sink(e);
+  }
+  broker::Sink sink;
+};
+
+TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder m;
+  m.user = "u";
+  const broker::Channel ch{"1", "finance"};
+  hub.shard(0).attach(m, m.user, ch, std::nullopt, [](AttachResult) {});
+  loop.drain();
+  hub.shard(0).go_live(m, ch);
+  broker.emit("aaa", 7);
+  broker.emit("aaa", 7);  // the same event twice: delivered once
+  broker.emit("bbb", 1);  // history lost: the new epoch counts from 1 again
+  broker.emit("bbb", 2);
+  loop.drain();
+  EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{7, 1, 2}));
+  hub.shard(0).detach_all(m);
+}
+
 }  // namespace
 }  // namespace sg::hub
