@@ -395,7 +395,7 @@ std::shared_ptr<ChannelEntry> Hub::acquire(const broker::Channel& channel, std::
   };
   auto subscription = broker_.subscribe(channel, std::move(sink), std::move(on_ready));
   counters_->subscriptions_created.inc();
-  log::info("hub", "subscription created", {{"org", channel.org}, {"channel", channel.topic}});
+  log::info("hub", "subscription created", {{"org", channel.org}, {"service", channel.topic}});
   {
     std::lock_guard lock(registry_mu_);
     if (!entry->released) {
@@ -425,7 +425,7 @@ void Hub::release_channel(const std::shared_ptr<ChannelEntry>& entry, std::size_
   }
   subscription.reset();  // unsubscribes; the sink is not called after this returns
   log::info("hub", "subscription removed",
-            {{"org", entry->channel.org}, {"channel", entry->channel.topic}});
+            {{"org", entry->channel.org}, {"service", entry->channel.topic}});
 }
 
 Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
