@@ -1,7 +1,7 @@
 // Scenario 4 (memory broker): the server process restarts. Clients reconnect with backoff, the app
 // is told that history from before the restart could not be recovered (epoch_changed), and then
-// gets every new event exactly once. The Redis-broker half (nothing lost across a restart) waits
-// for the Redis broker.
+// gets every new event exactly once. The Redis-broker half (nothing lost across a restart) is
+// 4-server-restart-redis.test.mjs.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Streamgate, WebServer, launchBrowser, publishMany, waitFor } from './support/harness.mjs';
