@@ -42,14 +42,14 @@ struct Settings {
   std::size_t max_message_bytes = 64 * 1024;
   // --outbox-bytes: queued outbound bytes before slow-consumer close
   std::size_t outbox_bytes = 4 << 20;
-  std::size_t max_services = 64;              // --max-services: services per connection
+  std::size_t max_services = 64;                 // --max-services: services per connection
   std::size_t max_connections_per_user = 10000;  // --max-connections-per-user: 0 = unlimited
-  std::size_t max_connections = 0;            // --max-connections: per node; 0 = unlimited
-  std::int64_t handshake_timeout_ms = 10000;  // --handshake-timeout: upgrade + first message
-  std::int64_t ping_interval_ms = 25000;      // --ping-interval: server pings when idle
-  std::int64_t pong_timeout_ms = 20000;       // --pong-timeout: no traffic after a ping → close
-  std::int64_t shutdown_grace_ms = 4000;      // --shutdown-grace: SIGTERM drain before exit
-  std::size_t max_http_header_bytes = 8192;   // --max-http-header-bytes
+  std::size_t max_connections = 0;               // --max-connections: per node; 0 = unlimited
+  std::int64_t handshake_timeout_ms = 10000;     // --handshake-timeout: upgrade + first message
+  std::int64_t ping_interval_ms = 25000;         // --ping-interval: server pings when idle
+  std::int64_t pong_timeout_ms = 20000;      // --pong-timeout: no traffic after a ping → close
+  std::int64_t shutdown_grace_ms = 4000;     // --shutdown-grace: SIGTERM drain before exit
+  std::size_t max_http_header_bytes = 8192;  // --max-http-header-bytes
 
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.

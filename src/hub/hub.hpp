@@ -110,7 +110,7 @@ struct PoolStats {
 
 struct HubOptions {
   std::size_t max_connections_per_user = 10000;  // 0 = unlimited (--max-connections-per-user)
-  std::size_t max_connections = 0;            // per node; 0 = unlimited
+  std::size_t max_connections = 0;               // per node; 0 = unlimited
 };
 
 class Hub {
