@@ -10,7 +10,6 @@
 
 #include <atomic>
 #include <charconv>
-#include <mutex>
 
 namespace sg::server {
 

@@ -13,8 +13,8 @@ constexpr std::string_view kAuthReasons[] = {
     "token_expired",      "token_not_yet_valid", "missing_claim",         "bad_claim",
     "origin_not_allowed", "invalid_api_key",     "too_many_connections",
 };
-constexpr std::uint16_t kCloseCodes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008,
-                                         1009, 1011, 4001, 4002, 4003, 4008, 4029};
+constexpr std::uint16_t kCloseCodes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007,
+                                         1008, 1009, 1011, 4001, 4002, 4003, 4008};
 }  // namespace
 
 std::unique_ptr<ServerMetrics> make_server_metrics(metrics::Registry& r) {

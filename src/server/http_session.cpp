@@ -72,7 +72,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     req.path = req.target.substr(0, q);
     if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
     req.body = msg.body();
-    req.version = static_cast<int>(msg.version());
     req.authorization = msg[http::field::authorization];
     if (auto it = msg.find(http::field::origin); it != msg.end()) {
       req.origin = it->value();

@@ -15,7 +15,6 @@ struct HttpRequest {
   std::string_view path;
   std::string_view query;  // after '?', undecoded
   std::string_view body;
-  int version = 11;  // 10 or 11
   // The headers streamgate reads; empty when absent.
   std::string_view authorization;
   std::string_view origin;

@@ -37,7 +37,6 @@ inline constexpr std::uint16_t kTokenExpired = 4001;      // refresh the token a
 inline constexpr std::uint16_t kSlowConsumer = 4008;      // fell behind; reconnect and resume
 inline constexpr std::uint16_t kHandshakeTimeout = 4002;  // no handshake message in time
 inline constexpr std::uint16_t kPingTimeout = 4003;       // no traffic after a ping
-inline constexpr std::uint16_t kConnectionLimit = 4029;   // too many connections for this user
 }  // namespace close_code
 
 // Sec-WebSocket-Accept for a client's Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
