@@ -93,6 +93,13 @@ class Subscription {
   virtual ~Subscription() = default;
 };
 
+// TEMPORARY (chat branch): the lead's additions, stubbed until main lands them.
+struct PresenceEntry {
+  std::string user;
+  std::chrono::system_clock::time_point since;
+  std::uint32_t connections = 0;
+};
+
 struct BrokerStats {
   std::uint64_t channels = 0;       // channels with unexpired history or subscribers
   std::uint64_t subscriptions = 0;  // live Subscription objects
@@ -120,6 +127,20 @@ class Broker {
                        std::function<void(Result<History>)> done) = 0;
 
   virtual BrokerStats stats() const = 0;
+
+  // TEMPORARY stubs (chat branch), replaced by main's declarations.
+  virtual void set_presence(const Channel&, const std::string&, std::uint32_t) {}
+  virtual void presence(const Channel&,
+                        std::function<void(Result<std::vector<PresenceEntry>>)> done) {
+    done(std::vector<PresenceEntry>{});
+  }
+  virtual void signal(const Channel&, PublishInput, std::function<void(Result<void>)> done) {
+    if (done) done(Result<void>{});
+  }
+  virtual void history_before(const Channel& channel, std::uint64_t, std::size_t,
+                              std::function<void(Result<History>)> done) {
+    history(channel, std::nullopt, std::move(done));
+  }
 };
 
 struct MemoryBrokerOptions {
