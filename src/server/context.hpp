@@ -14,6 +14,10 @@
 #include <memory>
 #include <string>
 
+namespace sg::chat {
+class Registry;
+}
+
 namespace sg::server {
 
 struct ServerMetrics {
@@ -40,7 +44,8 @@ struct Context {
   metrics::Registry& registry;
   hub::Hub* hub = nullptr;  // set once workers exist
   std::unique_ptr<ServerMetrics> metrics;
-  bool any_service = true;  // --services is "*"
+  chat::Registry* chat = nullptr;  // set with the hub
+  bool any_service = true;         // --services is "*"
   std::atomic<bool> shutting_down{false};
 
   bool service_allowed(std::string_view service) const;
