@@ -4,6 +4,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "protocol/protocol.hpp"
+#include "server/chat_api.hpp"
 #include "server/context.hpp"
 
 #include <boost/json.hpp>
@@ -162,6 +163,8 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     if (!only("GET")) return;
     if (!authorized_producer(ctx, req)) return reply(unauthorized(ctx));
     reply(metrics_json(ctx));
+  } else if (is_chat_api_path(req.path)) {
+    if (only("GET")) handle_chat_api(ctx, req, std::move(reply));
   } else if (req.path == "/metrics") {
     if (!only("GET")) return;
     HttpResponse r;
