@@ -27,18 +27,14 @@ bool present(const std::vector<broker::PresenceEntry>& online, const std::string
 void ignore_result(Result<void>) {}
 
 // A user's last connection here left `room`: unless presence still shows the user on another
-// node, the members hear chat.left. Runs after the session may be gone, so it holds only what
-// it needs; the broker is asked again from the worker, never from inside its own callback.
-void announce_left_if_gone(broker::Broker& broker, boost::asio::io_context& io,
-                           broker::Channel room, std::string user) {
-  broker.presence(room, [&broker, &io, room, user](Result<std::vector<broker::PresenceEntry>> r) {
+// node, the members hear chat.left. Runs after the session may be gone, so it holds only the
+// broker (which outlives every callback it makes; both brokers call `done` holding no lock).
+void announce_left_if_gone(broker::Broker& broker, broker::Channel room, std::string user) {
+  broker.presence(room, [&broker, room, user](Result<std::vector<broker::PresenceEntry>> r) {
     if (!r || present(*r, user)) return;
-    boost::asio::post(io, [&broker, room, user] {
-      broker.signal(
-          room,
-          broker::PublishInput{std::string(chat::kLeftEvent), chat::member_data(user), {}, {}},
-          ignore_result);
-    });
+    broker.signal(
+        room, broker::PublishInput{std::string(chat::kLeftEvent), chat::member_data(user), {}, {}},
+        ignore_result);
   });
 }
 
@@ -221,7 +217,7 @@ void ChatConn::leave_room(Room& room) {
   room.entered = false;
   const std::string& user = ws_.principal_.user;
   if (ws_.ctx_.chat->leave(room.channel, user) == 0) {
-    announce_left_if_gone(ws_.ctx_.broker, ws_.worker_.io(), room.channel, user);
+    announce_left_if_gone(ws_.ctx_.broker, room.channel, user);
   }
 }
 
