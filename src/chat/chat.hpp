@@ -18,6 +18,11 @@
 #include <unordered_map>
 #include <vector>
 
+namespace sg::metrics {
+class Counter;
+class Registry;
+}  // namespace sg::metrics
+
 namespace sg::chat {
 
 enum class ChatError {
@@ -107,7 +112,9 @@ class TokenBucket {
 // bucket while the user is in some room here. Memory is bounded by live memberships.
 class Registry {
  public:
-  Registry(broker::Broker& broker, ChatOptions options);
+  // Registers the chat metrics in `metrics` (streamgate_chat_*), which must outlive this.
+  Registry(broker::Broker& broker, ChatOptions options, metrics::Registry& metrics);
+  ~Registry();
 
   // A connection of `user` entered / left `room`. Writes the new count to the broker's
   // presence while holding the lock, so one (room, user)'s writes reach the broker in order.
@@ -119,6 +126,10 @@ class Registry {
   // with no membership here always gets false.
   bool take_message_token(const std::string& org, const std::string& user,
                           TokenBucket::Clock::time_point now);
+
+  // Traffic counters: a message stored, a request refused (by reason).
+  void count_message();
+  void count_refusal(ChatError error);
 
   const ChatOptions& options() const { return options_; }
   std::size_t memberships() const;  // (room, user) pairs with a connection here
@@ -133,6 +144,8 @@ class Registry {
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::uint32_t> connections_;  // room key '\0' user
   std::unordered_map<std::string, UserState> users_;            // org '\0' user
+  metrics::Counter& messages_;
+  std::vector<metrics::Counter*> refusals_;  // by ChatError value
 };
 
 }  // namespace sg::chat

@@ -1,5 +1,7 @@
 #include "chat/chat.hpp"
 
+#include "metrics/metrics.hpp"
+
 #include <algorithm>
 
 namespace sg::chat {
@@ -29,8 +31,36 @@ bool TokenBucket::take(Clock::time_point now) {
   return true;
 }
 
-Registry::Registry(broker::Broker& broker, ChatOptions options)
-    : broker_(broker), options_(options) {}
+Registry::Registry(broker::Broker& broker, ChatOptions options, metrics::Registry& metrics)
+    : broker_(broker),
+      options_(options),
+      messages_(metrics.counter("streamgate_chat_messages_total",
+                                "Chat messages stored through this node (retries not counted)")) {
+  constexpr ChatError kLast = ChatError::kUnavailable;
+  refusals_.resize(static_cast<std::size_t>(kLast) + 1, nullptr);
+  for (int e = 1; e <= static_cast<int>(kLast); ++e) {
+    const auto error = static_cast<ChatError>(e);
+    refusals_[static_cast<std::size_t>(e)] = &metrics.counter(
+        "streamgate_chat_refusals_total", "Chat requests refused with an error frame, by reason",
+        {{"reason", std::string(to_string(error))}});
+  }
+  metrics.gauge_callback("streamgate_chat_memberships",
+                         "(room, user) pairs with a connection on this node",
+                         [this](std::vector<metrics::Registry::Sample>& out) {
+                           out.push_back({{}, static_cast<double>(memberships())});
+                         });
+}
+
+Registry::~Registry() = default;
+
+void Registry::count_message() {
+  messages_.inc();
+}
+
+void Registry::count_refusal(ChatError error) {
+  const auto i = static_cast<std::size_t>(error);
+  if (i < refusals_.size() && refusals_[i] != nullptr) refusals_[i]->inc();
+}
 
 std::uint32_t Registry::enter(const broker::Channel& room, const std::string& user) {
   std::lock_guard lock(mu_);

@@ -82,6 +82,7 @@ ChatConn::Room* ChatConn::find_live(std::string_view name, std::string_view clie
 
 void ChatConn::refuse(chat::ChatError error, std::string_view message, std::string_view room,
                       std::string_view client_message_id) {
+  ws_.ctx_.chat->count_refusal(error);
   ws_.queue_text(
       protocol::serialize_chat_error(chat::to_string(error), message, room, client_message_id));
 }
@@ -262,6 +263,7 @@ void ChatConn::send(const protocol::ChatSend& m) {
                           room_name, cmid);
               return;
             }
+            if (!r->duplicate) self.ws_.ctx_.chat->count_message();
             self.ws_.queue_text(protocol::serialize_sent(room_name, cmid, r->id, r->duplicate));
           }));
 }

@@ -73,7 +73,7 @@ class Server::Impl {
         broker, std::move(posts),
         hub::HubOptions{settings.max_connections_per_user, settings.max_connections}, registry_);
     context_.hub = hub_.get();
-    chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings));
+    chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
     context_.chat = chat_.get();
     bind(settings);
   }

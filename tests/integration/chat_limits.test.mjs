@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { unique } from './support/env.mjs';
+import { promValue } from './support/http.mjs';
 import { startServer } from './support/server.mjs';
 import { chatClient, expectRoomError, join, nextRoomEvent, roomEventsUntil, roomGetOk, say } from './support/chat.mjs';
 import { closeAll } from './support/ws.mjs';
@@ -64,6 +65,7 @@ describe('chat limits', () => {
     await expectRoomError(tab1, 'r', 'rate_limited');
     await pingPong(tab1);
     assert.ok(tab1.isOpen && tab2.isOpen);
+    assert.equal(await promValue(server, 'streamgate_chat_refusals_total', { reason: 'rate_limited' }), 2);
     // Another user is not limited by it.
     await say(other, 'r', 'mine', 'o1');
     const seen = await roomEventsUntil(other, 'r', 'o1');

@@ -1,5 +1,7 @@
 #include "chat/chat.hpp"
 
+#include "metrics/metrics.hpp"
+
 #include <gtest/gtest.h>
 
 namespace sg::chat {
@@ -63,7 +65,8 @@ TEST(TokenBucket, ToleratesTimeGoingBackwards) {
 
 TEST(Registry, CountsConnectionsPerUserAndMirrorsThemToPresence) {
   PresenceRecorder broker;
-  Registry registry(broker, ChatOptions{});
+  metrics::Registry metrics;
+  Registry registry(broker, ChatOptions{}, metrics);
   const auto room = room_channel("456", "general");
   EXPECT_EQ(registry.enter(room, "alice"), 1u);
   EXPECT_EQ(registry.enter(room, "alice"), 2u);
@@ -81,7 +84,8 @@ TEST(Registry, CountsConnectionsPerUserAndMirrorsThemToPresence) {
 
 TEST(Registry, KeepsOrgsApart) {
   PresenceRecorder broker;
-  Registry registry(broker, ChatOptions{});
+  metrics::Registry metrics;
+  Registry registry(broker, ChatOptions{}, metrics);
   EXPECT_EQ(registry.enter(room_channel("456", "general"), "alice"), 1u);
   EXPECT_EQ(registry.enter(room_channel("789", "general"), "alice"), 1u);
   EXPECT_EQ(registry.memberships(), 2u);
@@ -92,7 +96,8 @@ TEST(Registry, RateLimitsPerUserAcrossRoomsAndConnections) {
   ChatOptions options;
   options.burst = 2;
   options.messages_per_minute = 1;
-  Registry registry(broker, options);
+  metrics::Registry metrics;
+  Registry registry(broker, options, metrics);
   const auto now = SteadyClock::now();
   EXPECT_FALSE(registry.take_message_token("456", "alice", now));  // in no room
   registry.enter(room_channel("456", "a"), "alice");
@@ -108,6 +113,23 @@ TEST(Registry, RateLimitsPerUserAcrossRoomsAndConnections) {
   EXPECT_FALSE(registry.take_message_token("456", "alice", now));
   registry.leave(room_channel("456", "b"), "alice");
   EXPECT_FALSE(registry.take_message_token("456", "alice", now));
+}
+
+TEST(Registry, CountsMessagesAndRefusalsByReason) {
+  PresenceRecorder broker;
+  metrics::Registry metrics;
+  Registry registry(broker, ChatOptions{}, metrics);
+  registry.enter(room_channel("456", "general"), "alice");
+  registry.count_message();
+  registry.count_refusal(ChatError::kRateLimited);
+  registry.count_refusal(ChatError::kRateLimited);
+  const std::string text = metrics.prometheus_text();
+  EXPECT_NE(text.find("streamgate_chat_messages_total 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("streamgate_chat_refusals_total{reason=\"rate_limited\"} 2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("streamgate_chat_refusals_total{reason=\"room_full\"} 0"), std::string::npos);
+  EXPECT_NE(text.find("streamgate_chat_memberships 1"), std::string::npos);
 }
 
 }  // namespace
