@@ -3,10 +3,9 @@
 #include "auth/auth.hpp"
 #include "chat/chat.hpp"
 #include "core/core.hpp"
-#include "log/log.hpp"
 #include "protocol/protocol.hpp"
 #include "server/context.hpp"
-#include "server/upgrade.hpp"
+#include "server/request_auth.hpp"
 
 #include <algorithm>
 #include <memory>
@@ -105,24 +104,9 @@ bool is_chat_api_path(std::string_view path) {
 }
 
 void handle_chat_api(Context& ctx, const HttpRequest& req, Reply reply) {
-  std::string token = query_token(req.query);
-  if (token.empty()) token = std::string(auth::bearer_token(req.authorization));
-  if (token.empty()) {
-    ctx.metrics->count_auth_failure("missing_token");
-    auto r = json_error(401, "missing_token",
-                        "send the user's token as Authorization: Bearer or access_token");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return reply(std::move(r));
-  }
-  auto principal = ctx.verifier->verify(token, core::WallClock::now());
-  if (!principal) {
-    const std::string reason = core::reason(principal.error());
-    ctx.metrics->count_auth_failure(reason);
-    log::info("auth", "request rejected", {{"reason", reason}, {"path", "/v2/realtime/rooms"}});
-    auto r = json_error(401, reason, "the access token was rejected: " + reason);
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return reply(std::move(r));
-  }
+  UserAuth who = authenticate_user(ctx, req);
+  if (who.reject) return reply(std::move(*who.reject));
+  const auth::Principal& principal = who.principal;
   // "/v2/realtime/rooms/<room>/<what>"
   const std::string_view rest = req.path.substr(kRoomsPrefix.size());
   const auto slash = rest.find('/');
@@ -135,11 +119,11 @@ void handle_chat_api(Context& ctx, const HttpRequest& req, Reply reply) {
   if (!protocol::is_valid_name(room)) {
     return reply(json_error(400, "bad_room", "a room name is 1 to 64 of A-Z a-z 0-9 _ . : -"));
   }
-  if (!chat::room_allowed(principal->rooms, room)) {
+  if (!chat::room_allowed(principal.rooms, room)) {
     return reply(json_error(403, "forbidden_room", "the token does not allow this room"));
   }
   // The caller's own org only: the org comes from the token, never from the request.
-  const broker::Channel channel = chat::room_channel(principal->org, room);
+  const broker::Channel channel = chat::room_channel(principal.org, room);
   if (what == "online") {
     online(ctx, std::string(room), channel, std::move(reply));
   } else {

@@ -6,6 +6,7 @@
 #include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
+#include "server/cluster_api.hpp"
 #include "server/context.hpp"
 #include "server/http_session.hpp"
 #include "server/worker.hpp"
@@ -14,6 +15,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#include <unistd.h>
 
 #include <stdexcept>
 #include <thread>
@@ -45,6 +48,13 @@ chat::ChatOptions chat_options(const config::Settings& s) {
   o.typing_interval = std::chrono::milliseconds(s.chat_typing_interval_ms);
   return o;
 }
+
+std::string node_name(std::uint16_t port) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return std::string(host[0] != '\0' ? host : "streamgate") + ":" + std::to_string(port);
+}
+
 }  // namespace
 
 class Server::Impl {
@@ -76,9 +86,13 @@ class Server::Impl {
     chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
     context_.chat = chat_.get();
     bind(settings);
+    context_.node_name = node_name(port());
+    broker.set_node_stats_source([this] { return node_metrics_json(context_); });
   }
 
   ~Impl() {
+    // The broker may outlive this server; it must not call back into it.
+    context_.broker.set_node_stats_source(nullptr);
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
   }
