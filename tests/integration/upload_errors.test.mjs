@@ -250,3 +250,23 @@ describe('upload limits', () => {
     await b.close();
   });
 });
+
+describe('upload and SIGTERM', () => {
+  test('an upload in progress is told shutting_down and closed with 1001; the server exits 0', async () => {
+    const server = await startUploadServer();
+    try {
+      const client = await openUpload(server);
+      const ready = await start(client, { size: 1000 });
+      assert.equal(ready.type, 'ready');
+      await sendChunk(client, Buffer.alloc(100));
+      await client.next((m) => m.type === 'progress' || m.type === 'error', { timeout: ms(5000) });
+      server.signal('SIGTERM');
+      const err = await client.next((m) => m.type === 'error', { what: 'shutting_down' });
+      assert.equal(err.code, 'shutting_down');
+      const closed = await client.waitClose();
+      assert.equal(closed.code, 1001);
+    } finally {
+      await server.cleanup();
+    }
+  });
+});
