@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ms } from './support/env.mjs';
+import { promValue } from './support/http.mjs';
 import {
   openUpload,
   partialPath,
@@ -89,6 +90,8 @@ describe('upload bad input', () => {
     assert.deepEqual(r, { type: 'ready', uploadId: ready.uploadId, offset: 2, size: 2 });
     const c = await again.next((m) => m.type === 'complete');
     assert.equal(c.sha256, sha256(Buffer.from('ok')));
+    assert.ok((await promValue(server, 'streamgate_uploads_completed_total')) >= 1);
+    assert.ok((await promValue(server, 'streamgate_upload_bytes_total')) >= 2);
     await again.close();
   });
 
@@ -103,6 +106,7 @@ describe('upload bad input', () => {
     const status = await uploadStatus(server, ready.uploadId, { token });
     assert.equal(status.json.status, 'failed');
     assert.equal(status.json.error, 'checksum_mismatch');
+    assert.equal(await promValue(server, 'streamgate_uploads_failed_total', { reason: 'checksum_mismatch' }), 1);
   });
 
   test('an unknown upload id: not_found', async () => {
