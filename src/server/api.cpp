@@ -7,6 +7,7 @@
 #include "server/chat_api.hpp"
 #include "server/cluster_api.hpp"
 #include "server/context.hpp"
+#include "server/upload_api.hpp"
 
 #include <boost/json.hpp>
 
@@ -136,6 +137,8 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     if (only("GET")) handle_presence(ctx, req, std::move(reply));
   } else if (is_chat_api_path(req.path)) {
     if (only("GET")) handle_chat_api(ctx, req, std::move(reply));
+  } else if (req.path.starts_with(kUploadsPath)) {
+    handle_upload_status(ctx, req, std::move(reply));
   } else if (req.path == "/metrics") {
     if (!only("GET")) return;
     HttpResponse r;

@@ -63,6 +63,7 @@ bool Context::service_allowed(std::string_view service) const {
   // Room channels are reached only through join, which checks the rooms claim and presence.
   if (chat::is_room_topic(service)) return false;
   if (any_service) return true;
+  if (uploads && service == kUploadsService) return true;
   return std::find(settings.services.begin(), settings.services.end(), service) !=
          settings.services.end();
 }
