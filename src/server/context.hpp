@@ -8,6 +8,7 @@
 #include "config/config.hpp"
 #include "hub/hub.hpp"
 #include "metrics/metrics.hpp"
+#include "upload/upload.hpp"
 
 #include <atomic>
 #include <map>
@@ -40,6 +41,8 @@ struct Context {
   metrics::Registry& registry;
   hub::Hub* hub = nullptr;  // set once workers exist
   std::unique_ptr<ServerMetrics> metrics;
+  // Document uploads; null = disabled. Thread-safe; callbacks run on its own thread.
+  upload::Manager* uploads = nullptr;
   bool any_service = true;  // --services is "*"
   std::atomic<bool> shutting_down{false};
 
