@@ -207,6 +207,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void abort_stream(beast::error_code ec) {
     piece_.reset();
     std::exchange(sink_, nullptr)->on_abort();
+    // A body cut short by the peer is a disconnect, not a malformed request.
+    if (ec == http::error::partial_message) return shutdown();
     on_read_error(ec);
   }
 
