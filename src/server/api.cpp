@@ -6,6 +6,7 @@
 #include "protocol/protocol.hpp"
 #include "server/context.hpp"
 #include "server/tus.hpp"
+#include "server/upload_api.hpp"
 
 #include <boost/json.hpp>
 
@@ -163,6 +164,8 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     if (!only("GET")) return;
     if (!authorized_producer(ctx, req)) return reply(unauthorized(ctx));
     reply(metrics_json(ctx));
+  } else if (req.path.starts_with(kUploadsPath)) {
+    handle_upload_status(ctx, req, std::move(reply));
   } else if (req.path == "/metrics") {
     if (!only("GET")) return;
     HttpResponse r;

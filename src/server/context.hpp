@@ -33,6 +33,9 @@ struct ServerMetrics {
   void count_close(std::uint16_t code);
 };
 
+// The service on which a user's upload progress is published (events targeted at the uploader).
+inline constexpr std::string_view kUploadsService = "uploads";
+
 struct Context {
   config::Settings settings;
   std::shared_ptr<const auth::TokenVerifier> verifier;
@@ -46,6 +49,8 @@ struct Context {
   bool any_service = true;  // --services is "*"
   std::atomic<bool> shutting_down{false};
 
+  // True for valid names in --services (any, with "*"), and for kUploadsService whenever
+  // uploads are enabled: it only ever carries events targeted at their uploader.
   bool service_allowed(std::string_view service) const;
 };
 
