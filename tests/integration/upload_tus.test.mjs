@@ -15,6 +15,7 @@ import * as tus from 'tus-js-client';
 import { SANITIZED, ms, unique, waitFor, withTimeout } from './support/env.mjs';
 import { startServer } from './support/server.mjs';
 import { claims, mintHS256 } from './support/tokens.mjs';
+import { openStream } from './support/ws.mjs';
 
 const ORIGIN = 'https://app.example.com';
 
@@ -388,18 +389,67 @@ describe('tus 1.0 endpoint', () => {
     assert.equal(sha256(readFileSync(path.join(dir, idOf(url)))), sha256(Buffer.concat([sent, rest])));
   });
 
-  test('per-user limit: beyond --upload-max-per-user a creation is refused with 429 JSON', async () => {
+  test('a tus upload shares progress with the WebSocket path: GET /v2/realtime/uploads/{id} and uploads events', async () => {
+    const org = unique('org');
+    const user = unique('share');
+    const token = tokenFor(server, { org, user });
+    const tab = await openStream(server, { org, user, services: ['uploads'] });
+    try {
+      const data = crypto.randomBytes(3 * 1024 * 1024);
+      const meta = `filename ${Buffer.from('contract.pdf').toString('base64')}`;
+      const url = await create(server, token, data.length, { 'upload-metadata': meta });
+      const id = idOf(url);
+      assert.equal((await patch(server, token, url, 0, data.subarray(0, 1024 * 1024))).status, 204);
+      let status = await request(server, 'GET', `/v2/realtime/uploads/${id}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(status.status, 200, status.text);
+      assert.equal(status.json.status, 'uploading');
+      assert.equal(status.json.received, 1024 * 1024);
+      assert.equal(status.json.total, data.length);
+      assert.equal(status.json.filename, 'contract.pdf');
+      assert.equal((await patch(server, token, url, 1024 * 1024, data.subarray(1024 * 1024))).status, 204);
+      status = await request(server, 'GET', `/v2/realtime/uploads/${id}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      assert.equal(status.json.status, 'complete');
+      assert.equal(status.json.sha256, sha256(data));
+      const other = tokenFor(server, { org, user: unique('nosy') });
+      const foreign = await request(server, 'GET', `/v2/realtime/uploads/${id}`, {
+        headers: { authorization: `Bearer ${other}` },
+      });
+      assert.equal(foreign.status, 404);
+      const events = await tab.client.eventsUntil((m) => m.event === 'upload.completed', { timeout: ms(10000) });
+      for (const e of events) {
+        assert.equal(e.service, 'uploads');
+        assert.equal(e.data.uploadId, id);
+      }
+      assert.equal(events.at(-1).data.sha256, sha256(data));
+    } finally {
+      tab.client.ws.close();
+    }
+  });
+
+  test('limits: past --upload-max-per-user or --upload-max-org-bytes a creation is refused with 429 JSON', async () => {
     const limited = await startServer({
-      flags: { 'upload-dir': dir, 'upload-max-per-user': 1 },
+      flags: { 'upload-dir': dir, 'upload-max-per-user': 1, 'upload-max-org-bytes': 1000 },
     });
     try {
-      const token = tokenFor(limited, { user: unique('lim') });
+      const org = unique('org');
+      const token = tokenFor(limited, { org, user: unique('lim') });
       await create(limited, token, 10);
-      const r = await request(limited, 'POST', '/v2/uploads/', {
+      let r = await request(limited, 'POST', '/v2/uploads/', {
         headers: tusHeaders(token, { 'upload-length': '10' }),
       });
       assert.equal(r.status, 429);
       assert.equal(r.json.error, 'too_many_uploads');
+      const colleague = tokenFor(limited, { org, user: unique('lim') });
+      r = await request(limited, 'POST', '/v2/uploads/', {
+        headers: tusHeaders(colleague, { 'upload-length': '991' }),
+      });
+      assert.equal(r.status, 429);
+      assert.equal(r.json.error, 'org_quota_exceeded');
+      await create(limited, colleague, 990);
     } finally {
       await limited.stop();
     }
