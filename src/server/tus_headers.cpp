@@ -79,6 +79,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
       v[j] = base64_value(c);
       if (v[j] < 0) return std::nullopt;
     }
+    // Bits below the last whole byte must be zero: one canonical text per value.
+    if ((pad == 1 && (v[2] & 0x3) != 0) || (pad == 2 && (v[1] & 0xF) != 0)) return std::nullopt;
     const unsigned triple = (static_cast<unsigned>(v[0]) << 18) |
                             (static_cast<unsigned>(v[1]) << 12) |
                             (static_cast<unsigned>(v[2]) << 6) | static_cast<unsigned>(v[3]);

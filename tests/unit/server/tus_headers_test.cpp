@@ -38,12 +38,14 @@ TEST(TusBase64, DecodesStandardAlphabetWithPadding) {
   EXPECT_EQ(base64_decode("+/8=").value(), std::string("\xfb\xff", 2));
 }
 
-TEST(TusBase64, RejectsUrlAlphabetBadLengthAndInnerPadding) {
+TEST(TusBase64, RejectsUrlAlphabetBadLengthPaddingAndStrayBits) {
   EXPECT_FALSE(base64_decode("Zg"));
   EXPECT_FALSE(base64_decode("-_8="));
   EXPECT_FALSE(base64_decode("Z==="));
   EXPECT_FALSE(base64_decode("Zg==Zm9v"));
   EXPECT_FALSE(base64_decode("Z=g="));
+  EXPECT_FALSE(base64_decode("Zh=="));  // non-zero bits past the last byte
+  EXPECT_FALSE(base64_decode("Zm9="));
 }
 
 TEST(TusMetadata, DecodesPairsInOrder) {
