@@ -36,6 +36,10 @@ constexpr auto kIdleTimeout = std::chrono::seconds(30);
 // (a hop to the upload thread, one write) vanishes against the bytes, small enough to keep a
 // connection's memory flat.
 constexpr std::size_t kPieceBytes = 256 * 1024;
+// After answering a streamed request without reading its body: how long, and with what buffer,
+// the rest of the body is read and thrown away before the connection closes.
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
+constexpr std::size_t kDrainBytes = 16 * 1024;
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -170,8 +174,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_decision(BodyDecision d) {
     if (d.response) {
-      // The body was never read, so the connection can't carry another request.
-      return send(std::move(*d.response), !header_parser_->is_done());
+      // The body was never read, so the connection can't carry another request; it is drained
+      // for a while so that closing with unread bytes (a TCP reset) can't destroy the answer
+      // before the client has read it.
+      drain_after_write_ = !header_parser_->is_done();
+      return send(std::move(*d.response), drain_after_write_);
     }
     sink_ = std::move(d.sink);
     stream_parser_.emplace(std::move(*header_parser_));
@@ -279,8 +286,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_write(beast::error_code ec) {
     response_.reset();
+    if (!ec && drain_after_write_) return drain();
     if (ec || close_after_write_) return shutdown();
     do_read();
+  }
+
+  // Lingering close: FIN after the answer, then read and discard until the client closes too
+  // or kDrainTimeout passes, whichever is first.
+  void drain() {
+    drain_after_write_ = false;
+    beast::error_code ec;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    buffer_.consume(buffer_.size());
+    piece_ = std::make_unique<char[]>(kDrainBytes);
+    stream_.expires_after(kDrainTimeout);
+    do_drain();
+  }
+
+  void do_drain() {
+    stream_.async_read_some(boost::asio::buffer(piece_.get(), kDrainBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (!ec) return self->do_drain();
+                              self->piece_.reset();
+                              self->stream_.close();
+                            });
   }
 
   void shutdown() {
@@ -302,6 +331,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;
+  bool drain_after_write_ = false;  // an early answer left a body unread
 };
 
 }  // namespace

@@ -280,6 +280,20 @@ describe('tus 1.0 endpoint', () => {
     assert.equal(readFileSync(path.join(dir, idOf(url)), 'utf8'), 'helloworld');
   });
 
+  test('a large PATCH refused before its body is read still gets its answer (409, 401), not a reset', async () => {
+    const token = tokenFor(server, { user: unique('early') });
+    const url = await create(server, token, 32 * 1024 * 1024);
+    const body = crypto.randomBytes(16 * 1024 * 1024);
+    let r = await patch(server, token, url, 1000, body);
+    assert.equal(r.status, 409);
+    assert.equal(r.json.error, 'offset_mismatch');
+    assert.equal(r.headers['upload-offset'], '0');
+    r = await patch(server, null, url, 0, body);
+    assert.equal(r.status, 401);
+    assert.equal(r.json.error, 'missing_token');
+    assert.equal(await offsetOf(server, token, url), 0);
+  });
+
   test('PATCH past Upload-Length is 413 before any byte is stored', async () => {
     const token = tokenFor(server, { user: unique('big') });
     const url = await create(server, token, 4);
