@@ -407,9 +407,12 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
     return r;
   }
 
+  // Undoes this PATCH: answers 460 through `reply`, or nobody when the body was cut short.
   void roll_back(Reply reply) {
-    log::info("tus", "checksum mismatch; PATCH rolled back",
-              {{"upload_id", id_}, {"org", owner_.org}, {"offset", start_}});
+    log::info(
+        "tus",
+        reply ? "checksum mismatch; PATCH rolled back" : "checksummed PATCH cut short; rolled back",
+        {{"upload_id", id_}, {"org", owner_.org}, {"offset", start_}});
     auto answer = [self = shared_from_this(), reply = std::move(reply)](bool ok) {
       if (!reply) return;
       if (!ok) {

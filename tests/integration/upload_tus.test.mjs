@@ -124,6 +124,32 @@ async function fileSha256(file) {
   return hash.digest('hex');
 }
 
+// Sends a PATCH announcing `length` bytes, writes only `sent`, then closes the connection
+// (FIN after every written byte, so the server reads all of them).
+function cutPatch(server, token, url, sent, length, extra = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port: server.port,
+      method: 'PATCH',
+      path: url,
+      agent: false,
+      headers: tusHeaders(token, {
+        'content-type': 'application/offset+octet-stream',
+        'upload-offset': '0',
+        'content-length': String(length),
+        ...extra,
+      }),
+    });
+    req.on('error', () => resolve());
+    req.on('response', (res) => reject(new Error(`no answer expected for a cut body, got ${res.statusCode}`)));
+    req.write(sent, () => {
+      req.socket.end();
+      req.socket.on('close', resolve);
+    });
+  });
+}
+
 function idOf(url) {
   return url.split('/').pop();
 }
@@ -369,27 +395,7 @@ describe('tus 1.0 endpoint', () => {
     const token = tokenFor(server, { user: unique('cut') });
     const url = await create(server, token, 1024 * 1024);
     const sent = crypto.randomBytes(300 * 1024);
-    await new Promise((resolve, reject) => {
-      const req = http.request({
-        host: '127.0.0.1',
-        port: server.port,
-        method: 'PATCH',
-        path: url,
-        agent: false,
-        headers: tusHeaders(token, {
-          'content-type': 'application/offset+octet-stream',
-          'upload-offset': '0',
-          'content-length': String(1024 * 1024),
-        }),
-      });
-      req.on('error', () => resolve());
-      req.on('response', (res) => reject(new Error(`no answer expected for a cut body, got ${res.statusCode}`)));
-      req.write(sent, () => {
-        // The socket's end (FIN) after every byte was written: the server reads all of them.
-        req.socket.end();
-        req.socket.on('close', resolve);
-      });
-    });
+    await cutPatch(server, token, url, sent, 1024 * 1024);
     const offset = await waitFor(
       async () => {
         const o = await offsetOf(server, token, url);
@@ -401,6 +407,20 @@ describe('tus 1.0 endpoint', () => {
     const rest = crypto.randomBytes(1024 * 1024 - sent.length);
     assert.equal((await patch(server, token, url, offset, rest)).status, 204);
     assert.equal(sha256(readFileSync(path.join(dir, idOf(url)))), sha256(Buffer.concat([sent, rest])));
+  });
+
+  test('a checksummed PATCH cut short is rolled back: its bytes could not be verified', async () => {
+    const token = tokenFor(server, { user: unique('cutsum') });
+    const data = crypto.randomBytes(1024 * 1024);
+    const url = await create(server, token, data.length);
+    await cutPatch(server, token, url, data.subarray(0, 600 * 1024), data.length, {
+      'upload-checksum': checksum(data),
+    });
+    await waitFor(
+      () => server.logs().some((l) => l.message === 'checksummed PATCH cut short; rolled back' && l.upload_id === idOf(url)),
+      { what: 'the rollback log line' },
+    );
+    assert.equal(await offsetOf(server, token, url), 0);
   });
 
   test('a tus upload shares progress with the WebSocket path: GET /v2/realtime/uploads/{id} and uploads events', async () => {
