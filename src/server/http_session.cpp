@@ -11,7 +11,9 @@
 #include "server/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -181,12 +183,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return send(std::move(*d.response), drain_after_write_);
     }
     sink_ = std::move(d.sink);
+    const bool expects_continue =
+        beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
     stream_parser_.emplace(std::move(*header_parser_));
     header_parser_.reset();
     stream_parser_->body_limit(boost::none);
     piece_ = std::make_unique<char[]>(kPieceBytes);
     if (stream_parser_->is_done()) return finish_stream();
-    read_piece();
+    if (!expects_continue) return read_piece();
+    // The client (curl, for one) waits for this before sending a large body.
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (ec) return self->abort_stream(ec);
+                               self->read_piece();
+                             });
   }
 
   void read_piece() {

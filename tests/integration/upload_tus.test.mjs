@@ -243,6 +243,7 @@ describe('tus 1.0 endpoint', () => {
       }
     }
     assert.equal(await offsetOf(server, token, url), 0, 'the upload is untouched');
+    for (const t of [token, bad]) assert.ok(!server.stderrText.includes(t.split('.')[2]), 'no token in the logs');
   });
 
   test('a wrong or missing Tus-Resumable is 412 naming the supported version', async () => {
@@ -407,6 +408,40 @@ describe('tus 1.0 endpoint', () => {
     const rest = crypto.randomBytes(1024 * 1024 - sent.length);
     assert.equal((await patch(server, token, url, offset, rest)).status, 204);
     assert.equal(sha256(readFileSync(path.join(dir, idOf(url)))), sha256(Buffer.concat([sent, rest])));
+  });
+
+  test('Expect: 100-continue gets 100 Continue before the body is sent', async () => {
+    const token = tokenFor(server, { user: unique('cont') });
+    const data = crypto.randomBytes(2 * 1024 * 1024);
+    const url = await create(server, token, data.length);
+    const r = await withTimeout(
+      new Promise((resolve, reject) => {
+        const req = http.request({
+          host: '127.0.0.1',
+          port: server.port,
+          method: 'PATCH',
+          path: url,
+          agent: false,
+          headers: tusHeaders(token, {
+            'content-type': 'application/offset+octet-stream',
+            'upload-offset': '0',
+            'content-length': String(data.length),
+            expect: '100-continue',
+          }),
+        });
+        // The body goes only after the server's 100: without it this request never completes.
+        req.on('continue', () => req.end(data));
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res));
+        });
+        req.on('error', reject);
+      }),
+      ms(10000),
+      'the PATCH with Expect: 100-continue',
+    );
+    assert.equal(r.statusCode, 204);
+    assert.equal(r.headers['upload-offset'], String(data.length));
   });
 
   test('a checksummed PATCH cut short is rolled back: its bytes could not be verified', async () => {
