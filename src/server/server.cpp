@@ -51,7 +51,7 @@ class Server::Impl {
         drain_(io_) {
     context_.any_service = settings.services.empty() ||
                            (settings.services.size() == 1 && settings.services.front() == "*");
-    uploads_ = make_uploads(settings, broker);
+    uploads_ = make_uploads(settings, broker, registry_);
     context_.uploads = uploads_.get();
     unsigned n = settings.workers != 0 ? settings.workers : std::thread::hardware_concurrency();
     if (n == 0) n = 1;
@@ -119,7 +119,8 @@ class Server::Impl {
   }
 
   static std::unique_ptr<upload::Manager> make_uploads(const config::Settings& s,
-                                                       broker::Broker& broker) {
+                                                       broker::Broker& broker,
+                                                       metrics::Registry& registry) {
     std::string dir = s.upload_dir;
     if (dir.empty()) {
       std::error_code ec;
@@ -137,7 +138,8 @@ class Server::Impl {
     options.max_org_bytes = s.upload_max_org_bytes;
     options.expiry = expiry;
     log::info("upload", "upload storage ready", {{"dir", dir}});
-    return upload::make_manager(options, std::move(*storage), make_upload_publisher(broker));
+    return upload::make_manager(options, std::move(*storage),
+                                make_upload_publisher(broker, registry));
   }
 
   void bind(const config::Settings& s) {
@@ -180,6 +182,7 @@ class Server::Impl {
   void wait_drained() {
     std::size_t open = 0;
     for (auto& w : workers_) open += w->sessions();
+    open += context_.upload_sessions.load();
     if (open == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
       if (open != 0) log::warn("server", "drain timed out", {{"open_connections", open}});
       io_.stop();

@@ -2,11 +2,13 @@
 
 #include "broker/broker.hpp"
 #include "log/log.hpp"
+#include "metrics/metrics.hpp"
 #include "protocol/protocol.hpp"
 #include "server/context.hpp"
 
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 namespace sg::server {
 
@@ -81,8 +83,26 @@ std::string upload_status_json(const upload::UploadInfo& info) {
   return out;
 }
 
-upload::Observer make_upload_publisher(broker::Broker& broker) {
-  return [&broker](const upload::UploadInfo& info) {
+upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry& registry) {
+  auto& completed =
+      registry.counter("streamgate_uploads_completed_total", "Uploads stored and verified");
+  auto& bytes = registry.counter("streamgate_upload_bytes_total", "Bytes of completed uploads");
+  // Label values are fixed at start-up: one counter per failure reason.
+  std::map<std::string, metrics::Counter*, std::less<>> failed;
+  for (auto e : {upload::UploadError::kTooLarge, upload::UploadError::kChecksumMismatch,
+                 upload::UploadError::kStorage, upload::UploadError::kExpired}) {
+    const std::string reason(upload::to_string(e));
+    failed.emplace(reason,
+                   &registry.counter("streamgate_uploads_failed_total",
+                                     "Uploads that failed, by reason", {{"reason", reason}}));
+  }
+  return [&broker, &completed, &bytes, failed](const upload::UploadInfo& info) {
+    if (info.status == upload::Status::kComplete) {
+      completed.inc();
+      bytes.inc(info.size);
+    } else if (info.status == upload::Status::kFailed) {
+      if (auto it = failed.find(info.error); it != failed.end()) it->second->inc();
+    }
     const char* type = info.status == upload::Status::kComplete ? "upload.completed"
                        : info.status == upload::Status::kFailed ? "upload.failed"
                                                                 : "upload.progress";
@@ -90,8 +110,9 @@ upload::Observer make_upload_publisher(broker::Broker& broker) {
     broker.publish(broker::Channel{info.owner.org, std::string(kUploadsService)}, std::move(input),
                    [id = info.id](Result<broker::PublishResult> r) {
                      // Progress is advisory: a lost event is superseded by the next one.
-                     if (!r)
+                     if (!r) {
                        log::debug("upload", "progress event not published", {{"upload_id", id}});
+                     }
                    });
   };
 }

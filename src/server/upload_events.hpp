@@ -11,11 +11,15 @@
 namespace sg::broker {
 class Broker;
 }
+namespace sg::metrics {
+class Registry;
+}
 
 namespace sg::server {
 
-// The manager's observer. Runs on the manager's thread; the broker must outlive the manager.
-upload::Observer make_upload_publisher(broker::Broker& broker);
+// The manager's observer. Runs on the manager's thread; the broker and registry must outlive the
+// manager. Also counts uploads completed and failed (by reason) and bytes stored, for /metrics.
+upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry& registry);
 
 // received/total as a percentage with at most two decimals ("40.52", "100"); floor, so 100 only
 // once every byte is there.

@@ -5,6 +5,7 @@
 #include "protocol/protocol.hpp"
 #include "server/context.hpp"
 #include "server/upload_events.hpp"
+#include "server/upload_message.hpp"
 #include "server/worker.hpp"
 #include "server/ws_codec.hpp"
 #include "upload/upload.hpp"
@@ -14,7 +15,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/json.hpp>
 
 #include <cerrno>
 #include <deque>
@@ -72,6 +72,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     socket_.non_blocking(true, ec);
     socket_.set_option(asio::ip::tcp::no_delay(true), ec);
     ctx_.metrics->connections_total.inc();
+    ctx_.upload_sessions.fetch_add(1);
     log::info("upload", "upload connection opened",
               {{"conn", id_}, {"org", owner_.org}, {"user", owner_.user}});
     queue(std::move(upgrade_response));
@@ -163,64 +164,31 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
   // ---- messages ----
 
   void on_text(std::string_view text) {
-    boost::system::error_code ec;
-    const boost::json::value v = boost::json::parse(text, ec);
-    const boost::json::object* obj = ec ? nullptr : v.if_object();
-    if (!obj)
-      return fail_with("malformed_json", "message is not a JSON object", cc::kInvalidPayload);
-    const auto* type = obj->if_contains("type");
-    const std::string_view t =
-        type && type->is_string() ? std::string_view(type->get_string()) : "";
-    if (t == "ping") {
-      return queue_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
-    }
-    if (t != "start" && t != "resume") {
-      return fail_with("unknown_message", "expected a start, resume or ping message",
-                       cc::kPolicyViolation);
+    UploadMessage m = parse_upload_message(text);
+    switch (m.kind) {
+      case UploadMessage::Kind::kInvalid:
+        return fail_with(m.error, m.message,
+                         m.error == "malformed_json" ? cc::kInvalidPayload : cc::kPolicyViolation);
+      case UploadMessage::Kind::kPing:
+        return queue_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+      case UploadMessage::Kind::kStart:
+      case UploadMessage::Kind::kResume:
+        break;
     }
     if (state_ == State::kUploading) {
       return fail_with("upload_in_progress",
                        "this connection is already uploading; open another for a second upload",
                        cc::kPolicyViolation);
     }
-    if (t == "resume") {
-      const auto* id = obj->if_contains("uploadId");
-      if (!id || !id->is_string() || id->get_string().empty() || id->get_string().size() > 64) {
-        return fail_with("bad_request", "resume needs an uploadId string", cc::kPolicyViolation);
-      }
-      busy_ = true;
-      manager_.find(owner_, std::string(id->get_string()),
+    busy_ = true;
+    if (m.kind == UploadMessage::Kind::kResume) {
+      manager_.find(owner_, std::move(m.upload_id),
                     post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
                       s.on_resumed(std::move(r));
                     }));
       return;
     }
-    upload::CreateRequest req;
-    const auto* size = obj->if_contains("size");
-    if (!size || !(size->is_uint64() || (size->is_int64() && size->get_int64() >= 0))) {
-      return fail_with("bad_request", "start needs size, a whole number of bytes",
-                       cc::kPolicyViolation);
-    }
-    req.size =
-        size->is_uint64() ? size->get_uint64() : static_cast<std::uint64_t>(size->get_int64());
-    for (auto [key, target] :
-         {std::pair{"filename", &req.filename}, std::pair{"contentType", &req.content_type}}) {
-      const auto* f = obj->if_contains(key);
-      if (!f || f->is_null()) continue;
-      if (!f->is_string()) {
-        return fail_with("bad_request", std::string(key) + " must be a string",
-                         cc::kPolicyViolation);
-      }
-      *target = std::string(f->get_string());
-    }
-    if (const auto* sha = obj->if_contains("sha256"); sha && !sha->is_null()) {
-      req.sha256 = sha->is_string() ? upload::parse_sha256_hex(sha->get_string()) : std::nullopt;
-      if (!req.sha256) {
-        return fail_with("bad_request", "sha256 must be 64 hex digits", cc::kPolicyViolation);
-      }
-    }
-    busy_ = true;
-    manager_.create(owner_, std::move(req),
+    manager_.create(owner_, std::move(m.start),
                     post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
                       s.on_created(std::move(r));
                     }));
@@ -451,6 +419,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     ctx_.hub->release(owner_.org, owner_.user);
+    ctx_.upload_sessions.fetch_sub(1);
     ctx_.metrics->count_close(reported);
     log::info("upload", "upload connection closed",
               {{"conn", id_},

@@ -225,6 +225,8 @@ class ManagerImpl final : public Manager {
     if (stored.info.size == 0) {
       finish(stored);
       if (stored.info.status == Status::kFailed) return error_of(stored);
+    } else {
+      notify(stored);  // other tabs learn of the new upload at once
     }
     return snapshot(stored);
   }

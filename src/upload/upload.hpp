@@ -139,8 +139,8 @@ struct ManagerOptions {
   std::chrono::milliseconds progress_interval{250};
 };
 
-// Called on the manager's thread: while bytes arrive (see ManagerOptions), and once when an
-// upload completes or fails. Must be quick (post elsewhere) and must not call back into the
+// Called on the manager's thread: when an upload is created, while bytes arrive (see
+// ManagerOptions), and once when it completes or fails. Must be quick (post elsewhere) and must not call back into the
 // manager synchronously.
 using Observer = std::function<void(const UploadInfo&)>;
 

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ms } from './support/env.mjs';
+import { promValue } from './support/http.mjs';
 import {
   openUpload,
   partialPath,
@@ -89,6 +90,8 @@ describe('upload bad input', () => {
     assert.deepEqual(r, { type: 'ready', uploadId: ready.uploadId, offset: 2, size: 2 });
     const c = await again.next((m) => m.type === 'complete');
     assert.equal(c.sha256, sha256(Buffer.from('ok')));
+    assert.ok((await promValue(server, 'streamgate_uploads_completed_total')) >= 1);
+    assert.ok((await promValue(server, 'streamgate_upload_bytes_total')) >= 2);
     await again.close();
   });
 
@@ -103,6 +106,7 @@ describe('upload bad input', () => {
     const status = await uploadStatus(server, ready.uploadId, { token });
     assert.equal(status.json.status, 'failed');
     assert.equal(status.json.error, 'checksum_mismatch');
+    assert.equal(await promValue(server, 'streamgate_uploads_failed_total', { reason: 'checksum_mismatch' }), 1);
   });
 
   test('an unknown upload id: not_found', async () => {
@@ -248,5 +252,25 @@ describe('upload limits', () => {
     const done = await b.next((m) => m.type === 'complete', { timeout: ms(5000) });
     assert.equal(done.sha256, sha256(Buffer.alloc(20, 7)));
     await b.close();
+  });
+});
+
+describe('upload and SIGTERM', () => {
+  test('an upload in progress is told shutting_down and closed with 1001; the server exits 0', async () => {
+    const server = await startUploadServer();
+    try {
+      const client = await openUpload(server);
+      const ready = await start(client, { size: 1000 });
+      assert.equal(ready.type, 'ready');
+      await sendChunk(client, Buffer.alloc(100));
+      await client.next((m) => m.type === 'progress' || m.type === 'error', { timeout: ms(5000) });
+      server.signal('SIGTERM');
+      const err = await client.next((m) => m.type === 'error', { what: 'shutting_down' });
+      assert.equal(err.code, 'shutting_down');
+      const closed = await client.waitClose();
+      assert.equal(closed.code, 1001);
+    } finally {
+      await server.cleanup();
+    }
   });
 });

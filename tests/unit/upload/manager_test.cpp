@@ -301,11 +301,12 @@ TEST_F(ManagerTest, ObserverSeesProgressEveryStepAndTheEnd) {
     ASSERT_TRUE(append(alice_, up->id, off, "12345"));
   }
   auto obs = observed();
-  ASSERT_EQ(obs.size(), 3u);
-  EXPECT_EQ(obs[0].received, 10u);
-  EXPECT_EQ(obs[1].received, 20u);
-  EXPECT_EQ(obs[2].received, 30u);
-  EXPECT_EQ(obs[2].status, Status::kComplete);
+  ASSERT_EQ(obs.size(), 4u);
+  EXPECT_EQ(obs[0].received, 0u);  // created
+  EXPECT_EQ(obs[1].received, 10u);
+  EXPECT_EQ(obs[2].received, 20u);
+  EXPECT_EQ(obs[3].received, 30u);
+  EXPECT_EQ(obs[3].status, Status::kComplete);
 }
 
 TEST_F(ManagerTest, ExpirySweepRemovesUntouchedUploads) {
