@@ -213,6 +213,7 @@ bool Shard::go_live(Member& member, const broker::Channel& channel) {
 void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event) {
   LocalChannel* local = entry->local[index_];
   if (local == nullptr) return;
+  if (event->offset == 0) return deliver_ephemeral(*local, event);
   const std::string_view epoch = epoch_of(event->id);
   if (epoch != local->epoch) {
     // The broker lost the channel's history (a Redis without its data) and counts from 1 again:
@@ -245,6 +246,18 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
   if (delivered > 0) hub_.counters_->delivered.inc(delivered);
   const auto age = std::chrono::system_clock::now() - event->published_at;
   hub_.counters_->latency.observe(std::chrono::duration<double>(age).count());
+}
+
+// An ephemeral event has no offset to order or resume by: live members get it now, members
+// still replaying history never do (it would be stale by the time they go live).
+void Shard::deliver_ephemeral(LocalChannel& local, const broker::EventPtr& event) {
+  std::uint64_t delivered = 0;
+  for (Slot& slot : local.slots) {
+    if (!slot.live || slot.member == nullptr || !wants(*event, slot.user)) continue;
+    slot.member->deliver(event);
+    ++delivered;
+  }
+  if (delivered > 0) hub_.counters_->delivered.inc(delivered);
 }
 
 void Shard::on_ready(const std::shared_ptr<ChannelEntry>& entry) {
@@ -428,6 +441,10 @@ void Hub::release_channel(const std::shared_ptr<ChannelEntry>& entry, std::size_
             {{"org", entry->channel.org}, {"service", entry->channel.topic}});
 }
 
+broker::Channel online_scope(const std::string& org) {
+  return broker::Channel{org, "online"};
+}
+
 Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
   std::lock_guard lock(conn_mu_);
   if (options_.max_connections != 0 && total_connections_ >= options_.max_connections) {
@@ -444,6 +461,8 @@ Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
   ++per_user;
   ++conns_by_org_[org];
   ++total_connections_;
+  // Under the lock, so the broker sees one user's counts in the order they happened.
+  broker_.set_presence(online_scope(org), user, static_cast<std::uint32_t>(per_user));
   return Admission::kAdmitted;
 }
 
@@ -452,8 +471,10 @@ void Hub::release(const std::string& org, const std::string& user) {
   std::string user_key = org;
   user_key.push_back('\0');
   user_key += user;
-  if (auto it = conns_by_user_.find(user_key); it != conns_by_user_.end() && --it->second == 0) {
-    conns_by_user_.erase(it);
+  if (auto it = conns_by_user_.find(user_key); it != conns_by_user_.end()) {
+    const std::uint64_t left = --it->second;
+    if (left == 0) conns_by_user_.erase(it);
+    broker_.set_presence(online_scope(org), user, static_cast<std::uint32_t>(left));
   }
   if (auto it = conns_by_org_.find(org); it != conns_by_org_.end() && --it->second == 0) {
     conns_by_org_.erase(it);

@@ -86,6 +86,7 @@ class Shard {
  private:
   friend class Hub;
   void on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event);
+  void deliver_ephemeral(LocalChannel& local, const broker::EventPtr& event);
   void on_ready(const std::shared_ptr<ChannelEntry>& entry);
   void start_attach(std::uint64_t attach_id);
   void finish_attach(std::uint64_t attach_id, const Result<broker::History>& history);
@@ -112,6 +113,10 @@ struct HubOptions {
   std::size_t max_connections_per_user = 10000;  // 0 = unlimited (--max-connections-per-user)
   std::size_t max_connections = 0;               // per node; 0 = unlimited
 };
+
+// The broker presence scope that lists an org's connected users (every connection the hub
+// admitted, on any node sharing the broker).
+broker::Channel online_scope(const std::string& org);
 
 class Hub {
  public:

@@ -49,6 +49,7 @@ struct Context {
   bool any_service = true;  // --services is "*"
   std::atomic<bool> shutting_down{false};
   std::atomic<std::size_t> upload_sessions{0};  // open upload WebSockets, for the shutdown drain
+  std::string node_name = {};  // host:port, how this node names itself in the cluster view
 
   // True for valid names in --services (any, with "*"), and for kUploadsService whenever
   // uploads are enabled: it only ever carries events targeted at their uploader.
