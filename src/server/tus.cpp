@@ -4,6 +4,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "server/context.hpp"
+#include "server/request_auth.hpp"
 #include "server/tus_headers.hpp"
 #include "upload/upload.hpp"
 
@@ -126,7 +127,8 @@ HttpResponse upload_error(const ResponseHeaders& h, const ErrorCode& ec, const C
 }
 
 // Who is asking, or the answer that refuses them: 403 for a browser Origin the policy refuses
-// (as the stream does), 401 JSON for a missing or bad token.
+// (as the stream does), 401 JSON for a missing or bad token (authenticate_user, as every user
+// endpoint).
 struct Caller {
   ResponseHeaders headers;
   std::optional<HttpResponse> reject;
@@ -144,23 +146,13 @@ Caller identify(Context& ctx, const HttpRequest& req) {
     }
     c.headers.origin = std::string(req.origin);
   }
-  const std::string_view token = auth::bearer_token(req.authorization);
-  if (token.empty()) {
-    ctx.metrics->count_auth_failure("missing_token");
-    c.reject = error(c.headers, 401, "missing_token", "send the token as Authorization: Bearer");
-    c.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
+  auto user = authenticate_user(ctx, req);
+  if (user.reject) {
+    c.reject = std::move(*user.reject);
+    decorate(*c.reject, c.headers);
     return c;
   }
-  auto principal = ctx.verifier->verify(token, core::WallClock::now());
-  if (!principal) {
-    const std::string reason = core::reason(principal.error());
-    ctx.metrics->count_auth_failure(reason);
-    log::info("auth", "upload request rejected", {{"reason", reason}, {"path", req.path}});
-    c.reject = error(c.headers, 401, reason, "the access token was rejected: " + reason);
-    c.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
-    return c;
-  }
-  c.owner = upload::Owner{std::move(principal->org), std::move(principal->user)};
+  c.owner = upload::Owner{std::move(user.principal.org), std::move(user.principal.user)};
   return c;
 }
 
