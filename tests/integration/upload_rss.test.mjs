@@ -11,7 +11,7 @@ import {
   openUpload,
   pseudoRandom,
   pseudoRandomSha256,
-  rssBytes,
+  rssBytesSync,
   sendAll,
   start,
   startUploadServer,
@@ -43,33 +43,37 @@ describe('upload memory bound', () => {
     await warm.next((m) => m.type === 'complete', { timeout: ms(30000) });
     await warm.close();
 
-    const baseline = await rssBytes(server);
+    const baseline = rssBytesSync(server);
     const seed = 'rss';
     const client = await openUpload(server, { user: 'rss' });
     const ready = await start(client, { size: SIZE, filename: 'big.bin' });
     assert.equal(ready.type, 'ready', JSON.stringify(ready));
+    // Sampled from the sending loop every 8 MiB, so the count doesn't depend on timing.
     let peak = baseline;
     let samples = 0;
-    const sample = async () => {
-      peak = Math.max(peak, await rssBytes(server));
+    let nextSample = 0;
+    const sample = () => {
+      peak = Math.max(peak, rssBytesSync(server));
       samples += 1;
     };
-    const sampler = setInterval(() => {
-      sample().catch(() => {});
-    }, 50);
-    try {
-      await sendAll(client, pseudoRandom(SIZE, { seed }), { window: 2 * MiB });
-      await client.next((m) => m.type === 'complete' || m.type === 'error', {
-        timeout: ms(120000),
-        what: 'complete',
-      });
-    } finally {
-      clearInterval(sampler);
-    }
-    await sample();
+    await sendAll(client, pseudoRandom(SIZE, { seed }), {
+      window: 2 * MiB,
+      onChunk: (sent) => {
+        if (sent >= nextSample) {
+          sample();
+          nextSample += 8 * MiB;
+        }
+        return false;
+      },
+    });
+    await client.next((m) => m.type === 'complete' || m.type === 'error', {
+      timeout: ms(120000),
+      what: 'complete',
+    });
+    sample();
     const complete = client.received.find((m) => m.type === 'complete');
     assert.ok(complete, `no complete: ${JSON.stringify(client.received.at(-1))}`);
-    assert.ok(samples >= 5, `only ${samples} RSS samples`);
+    assert.ok(samples >= SIZE / (8 * MiB), `only ${samples} RSS samples`);
     const growth = peak - baseline;
     t.diagnostic(`VmRSS baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, ${samples} samples`);
     assert.ok(growth < BOUND, `RSS grew by ${(growth / MiB).toFixed(1)} MiB (baseline ${(baseline / MiB).toFixed(1)} MiB)`);

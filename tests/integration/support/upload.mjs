@@ -3,7 +3,7 @@
 // API. Bytes come from generators, so a large upload is never held in memory by the test.
 
 import crypto from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ms } from './env.mjs';
@@ -146,10 +146,8 @@ export async function uploadStatus(server, id, { token, via = 'header' } = {}) {
 }
 
 // The server's resident set size in bytes, from /proc/<pid>/status.
-export async function rssBytes(server) {
-  const { readFile } = await import('node:fs/promises');
-  const text = await readFile(`/proc/${server.child.pid}/status`, 'utf8');
-  const m = /VmRSS:\s+(\d+)\s+kB/.exec(text);
+export function rssBytesSync(server) {
+  const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${server.child.pid}/status`, 'utf8'));
   if (!m) throw new Error('no VmRSS in /proc status');
   return Number(m[1]) * 1024;
 }
