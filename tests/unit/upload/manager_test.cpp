@@ -290,6 +290,68 @@ TEST_F(ManagerTest, StorageErrorAtCommitFailsTheUploadAndRemovesItsData) {
   EXPECT_EQ(obs.back().status, Status::kFailed);
 }
 
+// Local storage whose writers refuse to grow past `capacity` bytes with ENOSPC, as a full disk.
+class FullDiskStorage final : public Storage {
+ public:
+  FullDiskStorage(std::unique_ptr<Storage> inner, std::uint64_t capacity)
+      : inner_(std::move(inner)), capacity_(capacity) {}
+  Result<std::unique_ptr<StorageWriter>> begin(std::string_view id) override {
+    auto w = inner_->begin(id);
+    if (!w) return w.error();
+    return std::unique_ptr<StorageWriter>(new Writer(std::move(*w), capacity_));
+  }
+  Result<void> commit(std::string_view id, std::string_view name) override {
+    return inner_->commit(id, name);
+  }
+  void remove(std::string_view id) override { inner_->remove(id); }
+  std::string describe(std::string_view name) const override { return inner_->describe(name); }
+
+ private:
+  struct Writer final : StorageWriter {
+    Writer(std::unique_ptr<StorageWriter> w, std::uint64_t cap)
+        : inner(std::move(w)), capacity(cap) {}
+    Result<void> append(std::string_view bytes) override {
+      if (size + bytes.size() > capacity)
+        return ErrorCode(ENOSPC, boost::system::generic_category());
+      size += bytes.size();
+      return inner->append(bytes);
+    }
+    Result<void> truncate(std::uint64_t n) override {
+      size = n;
+      return inner->truncate(n);
+    }
+    Result<std::size_t> read(std::uint64_t offset, std::span<char> out) override {
+      return inner->read(offset, out);
+    }
+    Result<void> sync() override { return inner->sync(); }
+    std::unique_ptr<StorageWriter> inner;
+    std::uint64_t capacity;
+    std::uint64_t size = 0;
+  };
+  std::unique_ptr<Storage> inner_;
+  std::uint64_t capacity_;
+};
+
+TEST_F(ManagerTest, DiskFullMidUploadFailsItRemovesItsDataAndLeavesOthersAlone) {
+  auto local = make_local_storage(dir_.string(), 1h);
+  ASSERT_TRUE(local);
+  manager_ = make_manager({}, std::make_unique<FullDiskStorage>(std::move(*local), 6), {});
+  auto up = create(alice_, 10);
+  auto other = create(bob_, 3);
+  ASSERT_TRUE(up && other);
+  ASSERT_TRUE(append(alice_, up->id, 0, "1234"));
+  EXPECT_EQ(append(alice_, up->id, 4, "5678").error(), UploadError::kStorage);
+  EXPECT_FALSE(fs::exists(partial(up->id)));
+  auto f = find(alice_, up->id);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->status, Status::kFailed);
+  EXPECT_NE(f->error_message.find("No space left on device"), std::string::npos)
+      << f->error_message;
+  auto r = append(bob_, other->id, 0, "abc");  // another upload's disk budget is its own
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, Status::kComplete);
+}
+
 TEST_F(ManagerTest, ObserverSeesProgressEveryStepAndTheEnd) {
   ManagerOptions o;
   o.progress_bytes = 10;
