@@ -214,8 +214,11 @@ void WsSession::start_subscribe(std::vector<std::string> services,
       reject("unknown_service", "no such service: " + service, cc::kPolicyViolation);
       return;
     }
-    if (principal_.services && std::find(principal_.services->begin(), principal_.services->end(),
-                                         service) == principal_.services->end()) {
+    // A user's own upload progress is theirs to see, whatever else the token restricts.
+    const bool own_uploads = ctx_.uploads && service == kUploadsService;
+    if (principal_.services && !own_uploads &&
+        std::find(principal_.services->begin(), principal_.services->end(), service) ==
+            principal_.services->end()) {
       reject("forbidden_service", "the token does not allow service " + service,
              cc::kPolicyViolation);
       return;

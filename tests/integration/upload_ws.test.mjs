@@ -238,4 +238,13 @@ describe('uploads service with a restricted --services list', () => {
     assert.deepEqual(ack.services, ['finance', 'uploads']);
     await client.close();
   });
+
+  test('a token whose services claim leaves out uploads still gets its own upload progress', async () => {
+    const { ack, client } = await openStream(server, {
+      services: ['finance', 'uploads'],
+      claimOpts: { services: ['finance'] },
+    });
+    assert.deepEqual(ack.services, ['finance', 'uploads']);
+    await client.close();
+  });
 });
