@@ -3,6 +3,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "server/context.hpp"
+#include "server/exact_allocator.hpp"
 #include "server/worker.hpp"
 
 #include <sys/socket.h>
@@ -90,7 +91,10 @@ void WsSession::do_read() {
   reading_ = true;
   socket_.async_wait(
       boost::asio::ip::tcp::socket::wait_read,
-      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+      boost::asio::bind_allocator(ExactAllocator<void>(),
+                                  [self = shared_from_this()](const boost::system::error_code& ec) {
+                                    self->on_readable(ec);
+                                  }));
 }
 
 void WsSession::on_readable(const boost::system::error_code& ec) {
@@ -402,7 +406,7 @@ void WsSession::write_now() {
         writing_ = true;
         socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
                            boost::asio::bind_allocator(
-                               std::allocator<void>(),
+                               ExactAllocator<void>(),
                                [self = shared_from_this()](const boost::system::error_code& ec) {
                                  self->on_writable(ec);
                                }));
