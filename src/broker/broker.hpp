@@ -93,6 +93,13 @@ class Subscription {
   virtual ~Subscription() = default;
 };
 
+// One user present in a presence scope (an org's stream, a chat room), as every node sees it.
+struct PresenceEntry {
+  std::string user;
+  std::chrono::system_clock::time_point since;  // the earliest connection still present
+  std::uint32_t connections = 0;                // summed over the nodes
+};
+
 struct BrokerStats {
   std::uint64_t channels = 0;       // channels with unexpired history or subscribers
   std::uint64_t subscriptions = 0;  // live Subscription objects
@@ -118,6 +125,32 @@ class Broker {
   // Events after `after` (nullopt: none, only epoch/last_offset are filled).
   virtual void history(const Channel& channel, std::optional<Position> after,
                        std::function<void(Result<History>)> done) = 0;
+
+  // Up to `limit` events with offset < `before` (0: from the newest), oldest first: paging
+  // back through history. epoch and last_offset are filled as for history(); `complete` is
+  // false when older events than those returned were dropped (count or TTL).
+  virtual void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
+                              std::function<void(Result<History>)> done) = 0;
+
+  // Delivers to the channel's current subscribers only, never stored: the event has offset 0
+  // and an empty id (its body has no "id"). For what is stale a moment later (typing).
+  virtual void signal(const Channel& channel, PublishInput input,
+                      std::function<void(Result<void>)> done) = 0;
+
+  // This node now has `connections` connections of `user` in `scope` (0: none left here). Kept
+  // visible to every node sharing the broker: the Redis broker refreshes it on a heartbeat, so
+  // a node that dies stops counting within its presence TTL.
+  virtual void set_presence(const Channel& scope, const std::string& user,
+                            std::uint32_t connections) = 0;
+  // Every user present in `scope` on any live node, once each, sorted by user.
+  virtual void presence(const Channel& scope,
+                        std::function<void(Result<std::vector<PresenceEntry>>)> done) = 0;
+
+  // Cluster view of the nodes' own metrics: `source` (called on any thread, must be quick and
+  // thread-safe) gives this node's JSON object; node_stats() gives one JSON object per live
+  // node sharing the broker, this one included.
+  virtual void set_node_stats_source(std::function<std::string()> source) = 0;
+  virtual void node_stats(std::function<void(Result<std::vector<std::string>>)> done) = 0;
 
   virtual BrokerStats stats() const = 0;
 };
@@ -160,6 +193,9 @@ struct RedisBrokerOptions {
   // Redial delay, doubling from min to max with ±20% jitter.
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
+  // A node's presence entries and metrics snapshot expire this long after its last heartbeat
+  // (sent every third of it), so a node that dies stops counting within it.
+  std::chrono::milliseconds presence_ttl{15000};
   // Commands in flight on the node's command connection; beyond it publish and history fail
   // with kUnavailable instead of queueing without bound.
   std::size_t max_pending = 200000;

@@ -4,6 +4,7 @@
 // each other. Sinks run while the channel mutex is held, which is what orders them by offset
 // and makes "subscribed before publish" mean "delivered".
 #include "broker/broker.hpp"
+#include "broker/presence_table.hpp"
 
 #include "protocol/protocol.hpp"
 
@@ -212,6 +213,28 @@ History read_history(const std::string& epoch, std::uint64_t last_offset,
   return history;
 }
 
+History read_before(const std::string& epoch, std::uint64_t last_offset,
+                    const std::deque<EventPtr>& events, std::uint64_t before, std::size_t limit) {
+  History history;
+  history.epoch = epoch;
+  history.last_offset = last_offset;
+  auto end = events.end();
+  if (before > 0) {
+    end = std::lower_bound(
+        events.begin(), events.end(), before,
+        [](const EventPtr& e, std::uint64_t offset) { return e->offset < offset; });
+  }
+  const auto available = static_cast<std::size_t>(end - events.begin());
+  const auto begin = end - static_cast<std::ptrdiff_t>(std::min(limit, available));
+  history.events.assign(begin, end);
+  // Older events exist but were dropped only when nothing older is left here.
+  const std::uint64_t oldest_wanted =
+      history.events.empty() ? std::min(before > 0 ? before : last_offset + 1, last_offset + 1)
+                             : history.events.front()->offset;
+  history.complete = begin != events.begin() || oldest_wanted <= 1;
+  return history;
+}
+
 class MemorySubscription final : public Subscription {
  public:
   MemorySubscription(std::shared_ptr<Core> core, StatePtr state, std::uint64_t id)
@@ -336,6 +359,79 @@ class MemoryBroker final : public Broker {
     if (done) done(std::move(*result));
   }
 
+  void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
+                      std::function<void(Result<History>)> done) override {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    History history;
+    history.epoch = core_->epoch_base();
+    if (StatePtr state = core_->find(map_key(channel))) {
+      std::lock_guard lock(state->mutex);
+      if (!state->removed) {
+        core_->trim(*state, Clock::now());
+        history = read_before(state->epoch, state->last_offset, state->events, before, limit);
+      }
+    }
+    if (done) done(std::move(history));
+  }
+
+  void signal(const Channel& channel, PublishInput input,
+              std::function<void(Result<void>)> done) override {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    // Nobody subscribed: nothing to do, and no channel state is made for it.
+    if (StatePtr state = core_->find(map_key(channel))) {
+      const auto now = Clock::now();
+      auto event = std::make_shared<Event>();
+      event->user = std::move(input.user);
+      event->published_at = now;
+      event->body = protocol::serialize_event_body(channel.topic, {}, input.event, input.data,
+                                                   core::format_rfc3339(now));
+      const EventPtr shared = std::move(event);
+      std::lock_guard lock(state->mutex);
+      if (!state->removed) {
+        for (const auto& entry : state->sinks) entry.second(shared);
+      }
+    }
+    if (done) done(Result<void>());
+  }
+
+  void set_presence(const Channel& scope, const std::string& user,
+                    std::uint32_t connections) override {
+    std::lock_guard lock(presence_mutex_);
+    presence_.set(scope, user, connections, Clock::now());
+  }
+
+  void presence(const Channel& scope,
+                std::function<void(Result<std::vector<PresenceEntry>>)> done) override {
+    std::vector<PresenceEntry> list;
+    {
+      std::lock_guard lock(presence_mutex_);
+      list = presence_.list(scope);
+    }
+    if (done) done(std::move(list));
+  }
+
+  void set_node_stats_source(std::function<std::string()> source) override {
+    std::lock_guard lock(presence_mutex_);
+    stats_source_ = std::move(source);
+  }
+
+  void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
+    std::function<std::string()> source;
+    {
+      std::lock_guard lock(presence_mutex_);
+      source = stats_source_;
+    }
+    std::vector<std::string> nodes;
+    if (source) nodes.push_back(source());
+    if (done) done(std::move(nodes));
+  }
+
   BrokerStats stats() const override {
     BrokerStats stats;
     stats.channels = core_->sweep();
@@ -346,6 +442,9 @@ class MemoryBroker final : public Broker {
 
  private:
   std::shared_ptr<Core> core_;
+  std::mutex presence_mutex_;
+  PresenceTable presence_;                     // guarded by presence_mutex_
+  std::function<std::string()> stats_source_;  // guarded by presence_mutex_
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 // once and in order.
 #include "broker/broker.hpp"
 
+#include "broker/redis_cluster_state.hpp"
 #include "broker/redis_connection.hpp"
 #include "broker/redis_url.hpp"
 #include "log/log.hpp"
@@ -24,8 +25,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <array>
@@ -43,6 +42,7 @@ namespace {
 namespace asio = boost::asio;
 using redis::Connection;
 using redis::reply_text;
+using redis::sha1_hex;
 using SteadyClock = std::chrono::steady_clock;
 
 // KEYS: offset counter, epoch, stream[, idempotency key]
@@ -119,6 +119,28 @@ return {epoch, last, now,
         redis.call('XRANGE', KEYS[3], string.format('%d-0', start), '+', 'COUNT', ARGV[3])}
 )lua";
 
+// KEYS: offset counter, epoch, stream
+// ARGV: the exclusive upper offset (0 = from the newest), how many entries at most, history
+// Returns {epoch or '', last offset, now in ms, entries below the offset, newest first}; like
+// the history script, only the newest `history` offsets count (MAXLEN ~ may keep a few more).
+constexpr std::string_view kHistoryBeforeScript = R"lua(
+local epoch = redis.call('GET', KEYS[2]) or ''
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local before = tonumber(ARGV[1])
+local top = '+'
+if before > 0 then
+  if before <= 1 then return {epoch, last, now, {}} end
+  top = string.format('%d-0', before - 1)
+end
+if tonumber(ARGV[2]) == 0 then return {epoch, last, now, {}} end
+local floor = last - tonumber(ARGV[3]) + 1
+if floor < 1 then floor = 1 end
+return {epoch, last, now,
+        redis.call('XREVRANGE', KEYS[3], top, string.format('%d-0', floor), 'COUNT', ARGV[2])}
+)lua";
+
 // Lua numbers are doubles: offsets above 2^53 can't pass through exactly. No channel gets near
 // it, so a position beyond it is just one from the future.
 constexpr std::uint64_t kMaxLuaOffset = std::uint64_t{1} << 53;
@@ -130,19 +152,6 @@ constexpr std::string_view kNoEpoch = "0";
 // How many channels stats() remembers this node published to, beyond those it subscribes.
 constexpr std::size_t kMaxTrackedChannels = 65536;
 constexpr auto kCatchUpRetry = std::chrono::milliseconds(500);
-
-std::string sha1_hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(text.data(), text.size(), digest, &size, EVP_sha1(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < size; ++i) {
-    out.push_back(kHex[digest[i] >> 4]);
-    out.push_back(kHex[digest[i] & 0xf]);
-  }
-  return out;
-}
 
 bool valid(const Channel& channel) {
   return !channel.org.empty() && !channel.topic.empty();
@@ -175,7 +184,8 @@ EventPtr make_event(std::string_view topic, std::string_view epoch, std::uint64_
                     std::string_view data) {
   auto event = std::make_shared<Event>();
   event->offset = offset;
-  event->id = protocol::format_event_id(epoch, offset);
+  // Offset 0 is a signal (never stored): it has no position to name.
+  if (offset > 0) event->id = protocol::format_event_id(epoch, offset);
   event->user = std::string(user);
   event->published_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(millis));
   event->body = protocol::serialize_event_body(topic, event->id, type, data,
@@ -309,6 +319,7 @@ class Impl {
         url_(std::move(url)),
         publish_sha_(sha1_hex(kPublishScript)),
         history_sha_(sha1_hex(kHistoryScript)),
+        history_before_sha_(sha1_hex(kHistoryBeforeScript)),
         history_(std::to_string(options.history)),
         history_ttl_ms_(std::to_string(std::chrono::milliseconds(options.history_ttl).count())),
         idempotency_ttl_(std::to_string(options.idempotency_ttl.count())),
@@ -327,6 +338,8 @@ class Impl {
                              [this](std::string_view name, std::string_view payload) {
                                on_message(name, payload);
                              }});
+    cluster_ = std::make_unique<redis::ClusterState>(io_, *cmd_, options_.key_prefix, node,
+                                                     options_.presence_ttl);
   }
 
   Impl(const Impl&) = delete;
@@ -345,6 +358,7 @@ class Impl {
     stopped_ = true;
     asio::post(io_, [this] {
       retry_timer_.cancel();
+      cluster_->stop();
       cmd_->stop();
       sub_->stop();
       channels_.clear();
@@ -395,6 +409,77 @@ class Impl {
                     done(judge(std::move(*read), after));
                   });
     });
+  }
+
+  void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
+                      std::function<void(Result<History>)> done) {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    asio::post(io_, [this, channel, before, limit, done = std::move(done)] {
+      read_before(channel, channel_keys(options_.key_prefix, channel), before, limit,
+                  std::move(done), true);
+    });
+  }
+
+  void signal(const Channel& channel, PublishInput input, std::function<void(Result<void>)> done) {
+    if (!valid(channel)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    // The same message shape as a publish, with offset 0 and no epoch, straight to Pub/Sub.
+    std::string payload = "- 0 ";
+    core::append_decimal(
+        payload, static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count()));
+    payload.push_back(' ');
+    core::append_decimal(payload, input.user.size());
+    payload.push_back(' ');
+    core::append_decimal(payload, input.event.size());
+    payload.push_back(' ');
+    payload += input.user;
+    payload += input.event;
+    payload += input.data;
+    asio::post(io_, [this, name = channel_keys(options_.key_prefix, channel).name,
+                     payload = std::move(payload), done = std::move(done)] {
+      cmd_->send({"PUBLISH", name, payload}, [done](const ErrorCode& ec, const redisReply* reply) {
+        if (!done) return;
+        if (ec || reply == nullptr || redis::is_error(reply)) {
+          done(make_error_code(BrokerError::kUnavailable));
+          return;
+        }
+        done(Result<void>());
+      });
+    });
+  }
+
+  void set_presence(const Channel& scope, const std::string& user, std::uint32_t connections) {
+    if (!valid(scope) || stopped_) return;
+    asio::post(io_, [this, scope, user, connections] {
+      cluster_->set_presence(scope, user, connections);
+    });
+  }
+
+  void presence(const Channel& scope,
+                std::function<void(Result<std::vector<PresenceEntry>>)> done) {
+    if (!valid(scope)) {
+      if (done) done(make_error_code(BrokerError::kBadChannel));
+      return;
+    }
+    asio::post(io_, [this, scope, done = std::move(done)]() mutable {
+      cluster_->presence(scope, std::move(done));
+    });
+  }
+
+  void set_node_stats_source(std::function<std::string()> source) {
+    cluster_->set_stats_source(std::move(source));
+  }
+
+  void node_stats(std::function<void(Result<std::vector<std::string>>)> done) {
+    asio::post(io_,
+               [this, done = std::move(done)]() mutable { cluster_->node_stats(std::move(done)); });
   }
 
   LocalSubPtr subscribe(const Channel& channel, Sink sink, std::function<void()> on_ready,
@@ -576,6 +661,62 @@ class Impl {
     });
   }
 
+  void read_before(const Channel& channel, const ChannelKeys& keys, std::uint64_t before,
+                   std::size_t limit, std::function<void(Result<History>)> done, bool by_sha) {
+    const std::string top = std::to_string(std::min(before, kMaxLuaOffset));
+    // One more than asked: whether it exists tells "more to page" from "the rest was dropped".
+    const std::string count = std::to_string(limit == 0 ? 0 : limit + 1);
+    std::array<std::string_view, 9> args{
+        by_sha ? "EVALSHA" : "EVAL",
+        by_sha ? std::string_view(history_before_sha_) : kHistoryBeforeScript,
+        "3",
+        keys.seq,
+        keys.epoch,
+        keys.stream,
+        top,
+        count,
+        history_};
+    cmd_->send(args, [this, channel, keys, before, limit, by_sha, done = std::move(done)](
+                         const ErrorCode& ec, const redisReply* reply) mutable {
+      if (ec) {
+        if (done) done(failure(ec));
+        return;
+      }
+      if (redis::is_error(reply)) {
+        if (by_sha && reply_text(*reply).starts_with("NOSCRIPT")) {
+          read_before(channel, keys, before, limit, std::move(done), false);
+          return;
+        }
+        log::warn("broker", "redis refused a history read", {{"reply", reply_text(*reply)}});
+        if (done) done(make_error_code(BrokerError::kUnavailable));
+        return;
+      }
+      auto read = parse_read(channel.topic, *reply);
+      if (!done) return;
+      if (!read) {
+        done(read.error());
+        return;
+      }
+      done(judge_before(std::move(*read), before, limit));
+    });
+  }
+
+  // Newest-first entries, one more than `limit` if that many exist, into the History shape.
+  static History judge_before(StreamRead read, std::uint64_t before, std::size_t limit) {
+    History history;
+    history.epoch = read.epoch.empty() ? std::string(kNoEpoch) : std::move(read.epoch);
+    history.last_offset = read.last_offset;
+    const bool more = read.events.size() > limit;
+    if (more) read.events.resize(limit);
+    std::reverse(read.events.begin(), read.events.end());
+    const std::uint64_t top =
+        before > 0 ? std::min(before - 1, read.last_offset) : read.last_offset;
+    const std::uint64_t oldest = read.events.empty() ? top + 1 : read.events.front()->offset;
+    history.complete = more || oldest <= 1;
+    history.events = std::move(read.events);
+    return history;
+  }
+
   Result<StreamRead> parse_read(std::string_view topic, const redisReply& reply) const {
     const ErrorCode bad = make_error_code(BrokerError::kUnavailable);
     if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 4 ||
@@ -659,6 +800,7 @@ class Impl {
   void on_cmd_up() {
     on_health();
     retry_catch_ups();
+    cluster_->on_up();
   }
 
   void on_sub_up() {
@@ -757,6 +899,15 @@ class Impl {
     }
   }
 
+  // A signal has no offset: it neither moves the position nor waits for a catch-up.
+  static void deliver_signal(ChannelState& state, const EventPtr& event) {
+    for (const auto& sub : state.subs) {
+      if (!sub->ready) continue;
+      std::lock_guard lock(sub->mutex);
+      if (!sub->dead) sub->sink(event);
+    }
+  }
+
   void on_message(std::string_view name, std::string_view payload) {
     auto it = channels_.find(name);
     if (it == channels_.end()) return;
@@ -767,6 +918,10 @@ class Impl {
     if (!incoming) {
       log::warn("broker", "unreadable redis message",
                 {{"org", state.channel.org}, {"channel", state.channel.topic}});
+      return;
+    }
+    if (incoming->event->offset == 0) {
+      deliver_signal(state, incoming->event);
       return;
     }
     if (state.phase == ChannelState::Phase::kCatchingUp) {
@@ -887,6 +1042,7 @@ class Impl {
   const RedisUrl url_;
   const std::string publish_sha_;
   const std::string history_sha_;
+  const std::string history_before_sha_;
   // Script arguments that never change, formatted once.
   const std::string history_;
   const std::string history_ttl_ms_;
@@ -901,6 +1057,7 @@ class Impl {
   // I/O thread only.
   std::unique_ptr<Connection> cmd_;
   std::unique_ptr<Connection> sub_;
+  std::unique_ptr<redis::ClusterState> cluster_;
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, NameHash, std::equal_to<>>
       channels_;
   std::uint64_t serials_ = 0;
@@ -963,6 +1120,34 @@ class RedisBroker final : public Broker {
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) override {
     impl_->history(channel, std::move(after), std::move(done));
+  }
+
+  void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
+                      std::function<void(Result<History>)> done) override {
+    impl_->history_before(channel, before, limit, std::move(done));
+  }
+
+  void signal(const Channel& channel, PublishInput input,
+              std::function<void(Result<void>)> done) override {
+    impl_->signal(channel, std::move(input), std::move(done));
+  }
+
+  void set_presence(const Channel& scope, const std::string& user,
+                    std::uint32_t connections) override {
+    impl_->set_presence(scope, user, connections);
+  }
+
+  void presence(const Channel& scope,
+                std::function<void(Result<std::vector<PresenceEntry>>)> done) override {
+    impl_->presence(scope, std::move(done));
+  }
+
+  void set_node_stats_source(std::function<std::string()> source) override {
+    impl_->set_node_stats_source(std::move(source));
+  }
+
+  void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
+    impl_->node_stats(std::move(done));
   }
 
   BrokerStats stats() const override { return impl_->stats(); }

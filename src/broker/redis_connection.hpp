@@ -128,6 +128,9 @@ class Connection {
 // RESP encoding of one command (an array of bulk strings), appended to `out`.
 void append_command(std::string& out, std::span<const std::string_view> args);
 
+// The SHA-1 of a script in hex, as EVALSHA names it.
+std::string sha1_hex(std::string_view text);
+
 // Helpers over replies.
 inline std::string_view reply_text(const redisReply& r) {
   return std::string_view(r.str, r.len);

@@ -214,6 +214,7 @@ bool Shard::go_live(Member& member, const broker::Channel& channel) {
 void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event) {
   LocalChannel* local = entry->local[index_];
   if (local == nullptr) return;
+  if (event->offset == 0) return deliver_ephemeral(*local, event);
   const std::string_view epoch = epoch_of(event->id);
   if (epoch != local->epoch) {
     // The broker lost the channel's history (a Redis without its data) and counts from 1 again:
@@ -246,6 +247,18 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
   if (delivered > 0) hub_.counters_->delivered.inc(delivered);
   const auto age = std::chrono::system_clock::now() - event->published_at;
   hub_.counters_->latency.observe(std::chrono::duration<double>(age).count());
+}
+
+// An ephemeral event has no offset to order or resume by: live members get it now, members
+// still replaying history never do (it would be stale by the time they go live).
+void Shard::deliver_ephemeral(LocalChannel& local, const broker::EventPtr& event) {
+  std::uint64_t delivered = 0;
+  for (Slot& slot : local.slots) {
+    if (!slot.live || slot.member == nullptr || !wants(*event, slot.user)) continue;
+    slot.member->deliver(event);
+    ++delivered;
+  }
+  if (delivered > 0) hub_.counters_->delivered.inc(delivered);
 }
 
 void Shard::on_ready(const std::shared_ptr<ChannelEntry>& entry) {

@@ -86,6 +86,7 @@ class Shard {
  private:
   friend class Hub;
   void on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event);
+  void deliver_ephemeral(LocalChannel& local, const broker::EventPtr& event);
   void on_ready(const std::shared_ptr<ChannelEntry>& entry);
   void start_attach(std::uint64_t attach_id);
   void finish_attach(std::uint64_t attach_id, const Result<broker::History>& history);

@@ -138,7 +138,8 @@ std::string serialize_error(std::string_view code, std::string_view message);
 
 // The part of an event frame that is the same for every recipient, built once per event:
 //   "service":"finance","id":"…","event":"invoice.paid","data":{…},"timestamp":"…"}
-// `data` must already be valid serialized JSON (empty is written as null). A recipient's
+// `data` must already be valid serialized JSON (empty is written as null); an empty `id` (an
+// ephemeral event, never stored) leaves "id" out. A recipient's
 // frame is append_event_frame_prefix(frame, seq) followed by the body.
 std::string serialize_event_body(std::string_view service, std::string_view id,
                                  std::string_view event, std::string_view data,

@@ -100,8 +100,11 @@ std::string serialize_event_body(std::string_view service, std::string_view id,
   out.reserve(64 + service.size() + id.size() + event.size() + data.size() + timestamp.size());
   out.append("\"service\":");
   append_json_string(out, service);
-  out.append(",\"id\":");
-  append_json_string(out, id);
+  // An ephemeral event (Broker::signal) has no position, so no id to resume from.
+  if (!id.empty()) {
+    out.append(",\"id\":");
+    append_json_string(out, id);
+  }
   out.append(",\"event\":");
   append_json_string(out, event);
   out.append(",\"data\":");

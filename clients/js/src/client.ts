@@ -439,10 +439,13 @@ export class RealtimeClient {
     // Relay even what this tab already has: after a takeover the replay carries events that only
     // some followers missed, and each tab's own dedup decides.
     if (fromSocket) this.post({ t: 'ev', tab: this.tabId, e: event });
-    const last = this.lastIds.get(event.service);
-    if (last !== undefined && !isAfter(event.id, last)) return;
-    if (!this.dedup.add(`${event.service}\n${event.id}`)) return;
-    this.lastIds.set(event.service, event.id);
+    // An ephemeral event (typing) has no id: nothing to resume from or deduplicate by.
+    if (typeof event.id === 'string') {
+      const last = this.lastIds.get(event.service);
+      if (last !== undefined && !isAfter(event.id, last)) return;
+      if (!this.dedup.add(`${event.service}\n${event.id}`)) return;
+      this.lastIds.set(event.service, event.id);
+    }
     if (!this.wanted.includes(event.service)) return;
     this.dispatch(`${event.service}\u0000${event.event}`, event);
     this.dispatch(`${event.service}\u0000*`, event);

@@ -297,10 +297,12 @@ export class Connection {
     }
     this.expectedSeq += 1;
     const { service, id, event, data, timestamp } = message;
-    if (typeof service !== 'string' || typeof id !== 'string' || typeof event !== 'string') return;
+    if (typeof service !== 'string' || typeof event !== 'string') return;
+    // No id: an ephemeral event (typing), never stored, so nothing to resume from.
+    if (id !== undefined && typeof id !== 'string') return;
     this.hooks.event({
       service,
-      id,
+      ...(id === undefined ? {} : { id }),
       event,
       data: data === undefined ? null : data,
       timestamp: typeof timestamp === 'string' ? timestamp : '',

@@ -1,10 +1,13 @@
 // Public value types of @streamgate/client. The event shape is the server's event frame minus its
 // per-connection fields (`type`, `seq`), so it is the same in every tab and after every reconnect.
 
-/** One event, as the server sent it. `id` is `<epoch>-<offset>` and is what resume and dedup use. */
+/**
+ * One event, as the server sent it. `id` is `<epoch>-<offset>` and is what resume and dedup use;
+ * ephemeral events (a chat room's typing indicator) are never stored and have no id.
+ */
 export interface RealtimeEvent<T = unknown> {
   service: string;
-  id: string;
+  id?: string;
   event: string;
   data: T;
   timestamp: string;

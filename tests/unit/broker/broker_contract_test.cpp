@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -105,6 +106,45 @@ Result<History> history(Broker& broker, const Channel& channel, std::optional<Po
   broker.history(channel, std::move(after),
                  [promise](Result<History> r) { promise->set_value(std::move(r)); });
   return wait_result(promise);
+}
+
+Result<History> history_before(Broker& broker, const Channel& channel, std::uint64_t before,
+                               std::size_t limit) {
+  auto promise = std::make_shared<std::promise<Result<History>>>();
+  broker.history_before(channel, before, limit,
+                        [promise](Result<History> r) { promise->set_value(std::move(r)); });
+  return wait_result(promise);
+}
+
+Result<std::vector<PresenceEntry>> presence(Broker& broker, const Channel& scope) {
+  auto promise = std::make_shared<std::promise<Result<std::vector<PresenceEntry>>>>();
+  broker.presence(
+      scope, [promise](Result<std::vector<PresenceEntry>> r) { promise->set_value(std::move(r)); });
+  return wait_result(promise);
+}
+
+// Presence writes are fire-and-forget; a reader on another broker sees them a moment later.
+std::vector<PresenceEntry> presence_when(
+    Broker& broker, const Channel& scope,
+    const std::function<bool(const std::vector<PresenceEntry>&)>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  std::vector<PresenceEntry> last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto read = presence(broker, scope);
+    if (read) {
+      last = std::move(*read);
+      if (done(last)) return last;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  ADD_FAILURE() << "presence never reached the expected state";
+  return last;
+}
+
+std::vector<std::string> users_of(const std::vector<PresenceEntry>& entries) {
+  std::vector<std::string> out;
+  for (const auto& e : entries) out.push_back(e.user);
+  return out;
 }
 
 std::uint64_t offset_of(const std::string& id) {
@@ -578,6 +618,93 @@ TEST_P(BrokerContract, HistoryStaysBoundedUnderManyEvents) {
   EXPECT_EQ(read->last_offset, kEvents);
   EXPECT_FALSE(read->complete);
   EXPECT_EQ(offsets(read->events), range(kEvents - 999, kEvents));
+}
+
+TEST_P(BrokerContract, HistoryBeforePagesBackOldestFirst) {
+  auto broker = make();
+  const Channel channel = fresh_channel("room:general");
+  for (int i = 0; i < 7; ++i) publish_id(*broker, channel, input("e"));
+  const auto newest = history_before(*broker, channel, 0, 3);
+  ASSERT_TRUE(newest);
+  EXPECT_EQ(newest->last_offset, 7u);
+  EXPECT_TRUE(newest->complete);
+  EXPECT_EQ(offsets(newest->events), range(5, 7));
+  const auto older = history_before(*broker, channel, 5, 3);
+  ASSERT_TRUE(older);
+  EXPECT_EQ(offsets(older->events), range(2, 4));
+  const auto oldest = history_before(*broker, channel, 2, 3);
+  ASSERT_TRUE(oldest);
+  EXPECT_TRUE(oldest->complete);
+  EXPECT_EQ(offsets(oldest->events), range(1, 1));
+  const auto none = history_before(*broker, channel, 1, 3);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->complete);
+  EXPECT_TRUE(none->events.empty());
+}
+
+TEST_P(BrokerContract, HistoryBeforeIsIncompleteWhenOlderEventsWereTrimmed) {
+  auto broker = make({.history = 3});
+  const Channel channel = fresh_channel();
+  for (int i = 0; i < 6; ++i) publish_id(*broker, channel, input("e"));
+  const auto read = history_before(*broker, channel, 0, 10);
+  ASSERT_TRUE(read);
+  // Redis trims approximately (MAXLEN ~), so it may keep more than 3; never all 6.
+  ASSERT_FALSE(read->events.empty());
+  EXPECT_EQ(read->events.back()->offset, 6u);
+  EXPECT_GT(read->events.front()->offset, 1u);
+  EXPECT_FALSE(read->complete);
+}
+
+TEST_P(BrokerContract, SignalReachesSubscribersWithoutOffsetAndIsNotStored) {
+  auto broker = make();
+  const Channel channel = fresh_channel("room:general");
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  publish_id(*broker, channel, input("chat.message"));
+  auto done = std::make_shared<std::promise<Result<void>>>();
+  PublishInput typing = input("chat.typing", R"({"user":"u1"})");
+  broker->signal(channel, typing, [done](Result<void> r) { done->set_value(r); });
+  ASSERT_TRUE(wait_result(done));
+  publish_id(*broker, channel, input("chat.message"));
+  ASSERT_TRUE(collector.wait_for(3));
+  EXPECT_EQ(collector.offsets(), (std::vector<std::uint64_t>{1, 0, 2}));
+  const EventPtr signal = collector.events()[1];
+  EXPECT_TRUE(signal->id.empty());
+  EXPECT_EQ(signal->body.find("\"id\""), std::string::npos);
+  EXPECT_NE(signal->body.find(R"("event":"chat.typing","data":{"user":"u1"})"), std::string::npos);
+  const auto read = history(*broker, channel, Position{epoch_of(collector.events()[0]->id), 0});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(offsets(read->events), range(1, 2));
+}
+
+TEST_P(BrokerContract, PresenceCountsUsersOnceWithTheirConnections) {
+  auto broker = make();
+  const Channel scope = fresh_channel("online");
+  const Channel other_org{"x" + scope.org, "online"};
+  broker->set_presence(scope, "bob", 1);
+  broker->set_presence(scope, "alice", 3);
+  broker->set_presence(other_org, "carol", 1);
+  auto seen = presence_when(*broker, scope, [](const auto& e) { return e.size() == 2; });
+  EXPECT_EQ(users_of(seen), (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_EQ(seen[0].connections, 3u);
+  broker->set_presence(scope, "alice", 0);
+  seen = presence_when(*broker, scope, [](const auto& e) { return e.size() == 1; });
+  EXPECT_EQ(users_of(seen), (std::vector<std::string>{"bob"}));
+  auto others = presence(*broker, other_org);
+  ASSERT_TRUE(others);
+  EXPECT_EQ(users_of(*others), (std::vector<std::string>{"carol"}));
+}
+
+TEST_P(BrokerContract, NodeStatsIncludeThisNode) {
+  auto broker = make();
+  const std::string marker = "{\"node\":\"" + core::random_hex(6) + "\"}";
+  broker->set_node_stats_source([marker] { return marker; });
+  auto promise = std::make_shared<std::promise<Result<std::vector<std::string>>>>();
+  broker->node_stats(
+      [promise](Result<std::vector<std::string>> r) { promise->set_value(std::move(r)); });
+  const auto nodes = wait_result(promise);
+  ASSERT_TRUE(nodes);
+  EXPECT_NE(std::find(nodes->begin(), nodes->end(), marker), nodes->end());
 }
 
 INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContract, ::testing::ValuesIn(factories()),

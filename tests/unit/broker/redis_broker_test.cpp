@@ -497,6 +497,75 @@ TEST(RedisBroker, ShutdownFailsCommandsStillWaiting) {
   server->resume();
 }
 
+Result<std::vector<PresenceEntry>> presence(Broker& broker, const Channel& scope) {
+  auto promise = std::make_shared<std::promise<Result<std::vector<PresenceEntry>>>>();
+  broker.presence(
+      scope, [promise](Result<std::vector<PresenceEntry>> r) { promise->set_value(std::move(r)); });
+  auto future = promise->get_future();
+  if (future.wait_for(kWait) != std::future_status::ready) {
+    ADD_FAILURE() << "presence never answered";
+    return make_error_code(BrokerError::kShuttingDown);
+  }
+  return future.get();
+}
+
+// The users present and their connection counts, as "user:n", or "error".
+std::vector<std::string> presence_summary(Broker& broker, const Channel& scope) {
+  const auto read = presence(broker, scope);
+  if (!read) return {"error"};
+  std::vector<std::string> out;
+  for (const auto& e : *read) out.push_back(e.user + ":" + std::to_string(e.connections));
+  return out;
+}
+
+TEST(RedisBroker, PresenceOfAUserOnTwoNodesCountsOnceWithConnectionsSummed) {
+  auto a = make_test_redis_broker({});
+  auto b = make_test_redis_broker({});
+  const Channel scope = fresh_channel("online");
+  a->set_presence(scope, "alice", 2);
+  b->set_presence(scope, "alice", 1);
+  b->set_presence(scope, "bob", 1);
+  const std::vector<std::string> both{"alice:3", "bob:1"};
+  EXPECT_TRUE(eventually([&] { return presence_summary(*a, scope) == both; }));
+  a->set_presence(scope, "alice", 0);
+  const std::vector<std::string> after{"alice:1", "bob:1"};
+  EXPECT_TRUE(eventually([&] { return presence_summary(*b, scope) == after; }));
+}
+
+TEST(RedisBroker, PresenceOfANodeThatStopsHeartbeatingExpiresWithinItsTtl) {
+  RedisBrokerOptions options;
+  options.presence_ttl = 900ms;
+  auto survivor = make_test_redis_broker(options);
+  auto doomed = make_test_redis_broker(options);
+  const Channel scope = fresh_channel("online");
+  survivor->set_presence(scope, "stays", 1);
+  doomed->set_presence(scope, "goes", 1);
+  const std::vector<std::string> both{"goes:1", "stays:1"};
+  ASSERT_TRUE(eventually([&] { return presence_summary(*survivor, scope) == both; }));
+  // Heartbeats keep a live node's entries well past the TTL.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(presence_summary(*survivor, scope), both);
+  // Gone without a word, as a killed node would be.
+  doomed.reset();
+  const auto left = std::chrono::steady_clock::now();
+  const std::vector<std::string> one{"stays:1"};
+  ASSERT_TRUE(eventually([&] { return presence_summary(*survivor, scope) == one; }, 5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - left, 3s);
+}
+
+TEST(RedisBroker, PresenceIsRewrittenAfterRedisLosesItsData) {
+  auto server = RedisServer::start();
+  RedisBrokerOptions options = fast_options(*server);
+  options.presence_ttl = 900ms;
+  auto broker = make(options);
+  const Channel scope = fresh_channel("online");
+  broker->set_presence(scope, "alice", 1);
+  const std::vector<std::string> alice{"alice:1"};
+  ASSERT_TRUE(eventually([&] { return presence_summary(*broker, scope) == alice; }));
+  server->command({"FLUSHALL"});
+  EXPECT_TRUE(eventually([&] { return presence_summary(*broker, scope) == alice; }, 5s));
+}
+
 TEST(RedisBroker, SubscriptionMayOutliveItsBroker) {
   auto broker = make_test_redis_broker({});
   const Channel channel = fresh_channel();

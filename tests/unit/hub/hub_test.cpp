@@ -237,12 +237,27 @@ class ScriptedBroker : public broker::Broker {
                std::function<void(Result<broker::History>)> done) override {
     done(broker::History{});
   }
+  void history_before(const broker::Channel&, std::uint64_t, std::size_t,
+                      std::function<void(Result<broker::History>)> done) override {
+    done(broker::History{});
+  }
+  void signal(const broker::Channel&, broker::PublishInput,
+              std::function<void(Result<void>)>) override {}
+  void set_presence(const broker::Channel&, const std::string&, std::uint32_t) override {}
+  void presence(const broker::Channel&,
+                std::function<void(Result<std::vector<broker::PresenceEntry>>)> done) override {
+    done(std::vector<broker::PresenceEntry>{});
+  }
+  void set_node_stats_source(std::function<std::string()>) override {}
+  void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
+    done(std::vector<std::string>{});
+  }
   broker::BrokerStats stats() const override { return {}; }
 
   void emit(std::string epoch, std::uint64_t offset) {
     auto e = std::make_shared<broker::Event>();
     e->offset = offset;
-    e->id = protocol::format_event_id(epoch, offset);
+    if (offset > 0) e->id = protocol::format_event_id(epoch, offset);
     sink(e);
   }
   broker::Sink sink;
@@ -267,6 +282,34 @@ TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
   loop.drain();
   EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{7, 1, 2}));
   hub.shard(0).detach_all(m);
+}
+
+TEST(HubSignals, ReachLiveMembersOnlyAndLeaveOffsetsAlone) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder live;
+  live.user = "u";
+  Recorder joining;
+  joining.user = "v";
+  const broker::Channel ch{"1", "room:general"};
+  hub.shard(0).attach(live, live.user, ch, std::nullopt, [](AttachResult) {});
+  hub.shard(0).attach(joining, joining.user, ch, std::nullopt, [](AttachResult) {});
+  loop.drain();
+  hub.shard(0).go_live(live, ch);
+  broker.emit("aaa", 7);
+  broker.emit("", 0);  // a signal: no offset, no id
+  broker.emit("aaa", 8);
+  loop.drain();
+  EXPECT_EQ(live.offsets, (std::vector<std::uint64_t>{7, 0, 8}));
+  hub.shard(0).go_live(joining, ch);
+  loop.drain();
+  // Held events are replayed on go_live; the signal is not among them.
+  EXPECT_EQ(joining.offsets, (std::vector<std::uint64_t>{7, 8}));
+  hub.shard(0).detach_all(live);
+  hub.shard(0).detach_all(joining);
 }
 
 }  // namespace

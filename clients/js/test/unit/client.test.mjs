@@ -156,6 +156,23 @@ test('an old id is dropped even after it left the dedup cache, and a new epoch i
   client.close();
 });
 
+test('an event without an id (ephemeral) reaches handlers and leaves resume positions alone', async (t) => {
+  const { env, client } = await connected(t);
+  const seen = [];
+  client.on('finance', '*', (e) => seen.push([e.event, e.id]));
+  const ws = env.lastSocket();
+  ws.event('finance', 'a-1');
+  ws.event('finance', undefined, 'typing');
+  ws.event('finance', undefined, 'typing'); // not deduplicated: it has nothing to dedup by
+  assert.deepEqual(seen, [
+    ['changed', 'a-1'],
+    ['typing', undefined],
+    ['typing', undefined],
+  ]);
+  assert.deepEqual(client.lastEventIds(), { finance: 'a-1' });
+  client.close();
+});
+
 test('ids are compared numerically, past 2^53 too', async (t) => {
   const { env, client } = await connected(t);
   const seen = [];
