@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
       options.url = settings.broker;
       options.history = settings.history;
       options.history_ttl = std::chrono::seconds(settings.history_ttl_seconds);
+      options.presence_ttl = std::chrono::milliseconds(settings.presence_ttl_ms);
       auto redis = sg::broker::make_redis_broker(options);
       // The URL itself stays out of the message: it may carry a password.
       if (!redis) {

@@ -148,7 +148,8 @@ class Broker {
 
   // Cluster view of the nodes' own metrics: `source` (called on any thread, must be quick and
   // thread-safe) gives this node's JSON object; node_stats() gives one JSON object per live
-  // node sharing the broker, this one included.
+  // node sharing the broker, this one included. Once set_node_stats_source(nullptr) returns,
+  // the old source is never called again.
   virtual void set_node_stats_source(std::function<std::string()> source) = 0;
   virtual void node_stats(std::function<void(Result<std::vector<std::string>>)> done) = 0;
 

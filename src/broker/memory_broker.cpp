@@ -417,18 +417,18 @@ class MemoryBroker final : public Broker {
   }
 
   void set_node_stats_source(std::function<std::string()> source) override {
-    std::lock_guard lock(presence_mutex_);
+    std::lock_guard lock(source_mutex_);
     stats_source_ = std::move(source);
   }
 
   void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
-    std::function<std::string()> source;
-    {
-      std::lock_guard lock(presence_mutex_);
-      source = stats_source_;
-    }
     std::vector<std::string> nodes;
-    if (source) nodes.push_back(source());
+    {
+      // Called under the lock, so once set_node_stats_source(nullptr) returns it is never
+      // called again (its owner may be gone).
+      std::lock_guard lock(source_mutex_);
+      if (stats_source_) nodes.push_back(stats_source_());
+    }
     if (done) done(std::move(nodes));
   }
 
@@ -443,8 +443,10 @@ class MemoryBroker final : public Broker {
  private:
   std::shared_ptr<Core> core_;
   std::mutex presence_mutex_;
-  PresenceTable presence_;                     // guarded by presence_mutex_
-  std::function<std::string()> stats_source_;  // guarded by presence_mutex_
+  PresenceTable presence_;  // guarded by presence_mutex_
+  // Its own mutex: the source takes the hub's locks, and the hub calls set_presence with them.
+  std::mutex source_mutex_;
+  std::function<std::string()> stats_source_;  // guarded by source_mutex_
 };
 
 }  // namespace

@@ -9,9 +9,9 @@ PresenceEntry PresenceTable::set(const Channel& scope, const std::string& user,
                                  std::chrono::system_clock::time_point now) {
   const std::string key = scope.key();
   if (connections == 0) {
-    auto it = scopes_.find(key);
-    if (it == scopes_.end()) return PresenceEntry{user, now, 0};
     PresenceEntry gone{user, now, 0};
+    auto it = scopes_.find(key);
+    if (it == scopes_.end()) return gone;
     if (auto u = it->second.users.find(user); u != it->second.users.end()) {
       gone.since = u->second.since;
       it->second.users.erase(u);
@@ -21,16 +21,18 @@ PresenceEntry PresenceTable::set(const Channel& scope, const std::string& user,
   }
   Scope& entry = scopes_[key];
   if (entry.users.empty()) entry.channel = scope;
-  auto [it, inserted] = entry.users.try_emplace(user, PresenceEntry{user, now, connections});
+  auto [it, inserted] = entry.users.try_emplace(user, Local{now, connections});
   it->second.connections = connections;
-  return it->second;
+  return PresenceEntry{user, it->second.since, connections};
 }
 
 std::vector<PresenceEntry> PresenceTable::list(const Channel& scope) const {
   std::vector<PresenceEntry> out;
   if (auto it = scopes_.find(scope.key()); it != scopes_.end()) {
     out.reserve(it->second.users.size());
-    for (const auto& [user, entry] : it->second.users) out.push_back(entry);
+    for (const auto& [user, local] : it->second.users) {
+      out.push_back(PresenceEntry{user, local.since, local.connections});
+    }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.user < b.user; });
   return out;

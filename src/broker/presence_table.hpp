@@ -14,9 +14,14 @@ namespace sg::broker {
 
 class PresenceTable {
  public:
+  // Per user; kept small, as an org scope holds one for every connected user of the node.
+  struct Local {
+    std::chrono::system_clock::time_point since;
+    std::uint32_t connections = 0;
+  };
   struct Scope {
     Channel channel;
-    std::unordered_map<std::string, PresenceEntry> users;
+    std::unordered_map<std::string, Local> users;
   };
 
   // Records the change and returns the user's entry after it (connections 0: removed; since

@@ -186,7 +186,9 @@ void ClusterState::write_members(const Channel& scope, const std::vector<Presenc
 void ClusterState::write_scope(const PresenceTable::Scope& scope) {
   std::vector<PresenceEntry> entries;
   entries.reserve(scope.users.size());
-  for (const auto& [user, entry] : scope.users) entries.push_back(entry);
+  for (const auto& [user, local] : scope.users) {
+    entries.push_back(PresenceEntry{user, local.since, local.connections});
+  }
   write_members(scope.channel, entries);
 }
 

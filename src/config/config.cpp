@@ -95,6 +95,10 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"history-ttl", "SECONDS", 0, 10ull * 365 * 86400, "",
        "Age after which kept events are dropped; 0 = no age limit.",
        SG_NUMERIC_FIELD(history_ttl_seconds)},
+      {"presence-ttl", "MS", 300, kMaxDurationMs, "shorter than a few Redis round trips",
+       "Redis broker: how long a node that stopped (or died) still counts in presence and in "
+       "the cluster metrics; live nodes refresh every third of it, in milliseconds.",
+       SG_NUMERIC_FIELD(presence_ttl_ms)},
       {"max-publish-bytes", "BYTES", 256, kMaxSize,
        "a publish body smaller than that cannot hold a useful event",
        "Largest publish request body; larger gets HTTP 413.", SG_NUMERIC_FIELD(max_publish_bytes)},
@@ -221,7 +225,7 @@ constexpr std::string_view kGroupTimeouts = "Timeouts";
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
   if (flag == "jwt-leeway") return kGroupAuth;
-  if (flag == "history" || flag == "history-ttl") return kGroupBroker;
+  if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace") {
     return kGroupTimeouts;
   }

@@ -30,6 +30,8 @@ struct Settings {
   std::string broker = "memory";             // --broker: memory | redis://host:port[/db]
   std::size_t history = 1000;                // --history: events kept per channel for resume
   std::int64_t history_ttl_seconds = 86400;  // --history-ttl: 0 = no age limit
+  // --presence-ttl: a dead node's presence entries and metrics snapshot expire after this
+  std::int64_t presence_ttl_ms = 15000;
   std::vector<std::string> allowed_origins;  // --allowed-origins: empty = any Origin
 
   unsigned workers = 0;            // --workers: I/O threads; 0 = one per core

@@ -127,4 +127,29 @@ void append_decimal(std::string& out, std::uint64_t v) {
   out.append(buf.data(), r.ptr);
 }
 
+bool percent_decode(std::string_view text, std::string& out) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c != '%') {
+      out.push_back(c == '+' ? ' ' : c);
+      continue;
+    }
+    if (i + 2 >= text.size()) return false;
+    const int hi = hex(text[i + 1]);
+    const int lo = hex(text[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return true;
+}
+
 }  // namespace sg::core

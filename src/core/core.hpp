@@ -71,6 +71,9 @@ inline std::string base64url_encode(std::string_view data) {
       std::span(reinterpret_cast<const unsigned char*>(data.data()), data.size()));
 }
 
+// RFC 3986 percent-decoding, plus '+' as space (form encoding). False on a malformed escape.
+bool percent_decode(std::string_view text, std::string& out);
+
 // Compares in time independent of where the first difference is (API keys, HMACs).
 bool constant_time_equal(std::string_view a, std::string_view b);
 

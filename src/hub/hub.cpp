@@ -443,6 +443,10 @@ void Hub::release_channel(const std::shared_ptr<ChannelEntry>& entry, std::size_
             {{"org", entry->channel.org}, {"service", entry->channel.topic}});
 }
 
+broker::Channel online_scope(const std::string& org) {
+  return broker::Channel{org, "online"};
+}
+
 Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
   std::lock_guard lock(conn_mu_);
   if (options_.max_connections != 0 && total_connections_ >= options_.max_connections) {
@@ -459,6 +463,8 @@ Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
   ++per_user;
   ++conns_by_org_[org];
   ++total_connections_;
+  // Under the lock, so the broker sees one user's counts in the order they happened.
+  broker_.set_presence(online_scope(org), user, static_cast<std::uint32_t>(per_user));
   return Admission::kAdmitted;
 }
 
@@ -467,8 +473,10 @@ void Hub::release(const std::string& org, const std::string& user) {
   std::string user_key = org;
   user_key.push_back('\0');
   user_key += user;
-  if (auto it = conns_by_user_.find(user_key); it != conns_by_user_.end() && --it->second == 0) {
-    conns_by_user_.erase(it);
+  if (auto it = conns_by_user_.find(user_key); it != conns_by_user_.end()) {
+    const std::uint64_t left = --it->second;
+    if (left == 0) conns_by_user_.erase(it);
+    broker_.set_presence(online_scope(org), user, static_cast<std::uint32_t>(left));
   }
   if (auto it = conns_by_org_.find(org); it != conns_by_org_.end() && --it->second == 0) {
     conns_by_org_.erase(it);

@@ -114,6 +114,10 @@ struct HubOptions {
   std::size_t max_connections = 0;               // per node; 0 = unlimited
 };
 
+// The broker presence scope that lists an org's connected users (every connection the hub
+// admitted, on any node sharing the broker).
+broker::Channel online_scope(const std::string& org);
+
 class Hub {
  public:
   // One Post per worker; shard(i) belongs to worker i.

@@ -4,12 +4,12 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "protocol/protocol.hpp"
+#include "server/cluster_api.hpp"
 #include "server/context.hpp"
 
 #include <boost/json.hpp>
 
 #include <atomic>
-#include <charconv>
 
 namespace sg::server {
 
@@ -30,35 +30,6 @@ HttpResponse unauthorized(Context& ctx) {
   auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
   r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
-}
-
-// Org ids that are integers go out as JSON numbers, as the seed's metrics show them.
-boost::json::value org_value(const std::string& org) {
-  std::uint64_t n = 0;
-  const auto [ptr, ec] = std::from_chars(org.data(), org.data() + org.size(), n);
-  if (ec == std::errc() && ptr == org.data() + org.size() && !org.empty() &&
-      (org.size() == 1 || org[0] != '0')) {
-    return n;
-  }
-  return boost::json::string(org);
-}
-
-HttpResponse metrics_json(Context& ctx) {
-  const hub::PoolStats stats = ctx.hub->stats();
-  boost::json::array by_org;
-  for (const auto& [org, count] : stats.connections_by_org) {
-    by_org.push_back({{"orgId", org_value(org)}, {"connections", count}});
-  }
-  boost::json::object body{
-      {"activeConnections", stats.total_connections},
-      {"eventsDelivered", ctx.hub->events_delivered()},
-      {"connectionPoolStats",
-       {{"totalConnections", stats.total_connections},
-        {"totalOrgs", stats.total_orgs},
-        {"totalSubscriptions", stats.total_subscriptions},
-        {"connectionsByOrg", std::move(by_org)}}},
-  };
-  return json_ok(boost::json::serialize(body));
 }
 
 // Collects the answers of one publish request's events; the last one replies.
@@ -159,9 +130,9 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
   if (req.path == "/v2/realtime/publish") {
     if (only("POST")) publish(ctx, req, std::move(reply));
   } else if (req.path == "/v2/realtime/metrics") {
-    if (!only("GET")) return;
-    if (!authorized_producer(ctx, req)) return reply(unauthorized(ctx));
-    reply(metrics_json(ctx));
+    if (only("GET")) handle_metrics(ctx, req, std::move(reply));
+  } else if (req.path == "/v2/realtime/presence") {
+    if (only("GET")) handle_presence(ctx, req, std::move(reply));
   } else if (req.path == "/metrics") {
     if (!only("GET")) return;
     HttpResponse r;

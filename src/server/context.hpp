@@ -42,6 +42,7 @@ struct Context {
   std::unique_ptr<ServerMetrics> metrics;
   bool any_service = true;  // --services is "*"
   std::atomic<bool> shutting_down{false};
+  std::string node_name = {};  // host:port, how this node names itself in the cluster view
 
   bool service_allowed(std::string_view service) const;
 };

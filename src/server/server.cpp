@@ -5,6 +5,7 @@
 #include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
+#include "server/cluster_api.hpp"
 #include "server/context.hpp"
 #include "server/http_session.hpp"
 #include "server/worker.hpp"
@@ -13,6 +14,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+
+#include <unistd.h>
 
 #include <stdexcept>
 #include <thread>
@@ -32,6 +35,12 @@ std::string without_credentials(std::string_view url) {
   }
   return std::string(url.substr(0, scheme + 3)) + "[redacted]" + std::string(url.substr(at));
 }
+std::string node_name(std::uint16_t port) {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return std::string(host[0] != '\0' ? host : "streamgate") + ":" + std::to_string(port);
+}
+
 }  // namespace
 
 class Server::Impl {
@@ -61,9 +70,13 @@ class Server::Impl {
         hub::HubOptions{settings.max_connections_per_user, settings.max_connections}, registry_);
     context_.hub = hub_.get();
     bind(settings);
+    context_.node_name = node_name(port());
+    broker.set_node_stats_source([this] { return node_metrics_json(context_); });
   }
 
   ~Impl() {
+    // The broker may outlive this server; it must not call back into it.
+    context_.broker.set_node_stats_source(nullptr);
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
   }

@@ -32,48 +32,26 @@ bool has_token(std::string_view value, std::string_view token) {
   return false;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// RFC 3986 percent-decoding, plus '+' as space (form encoding). A malformed escape yields an
-// empty result, which is then reported as a missing token.
-std::string percent_decode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '%') {
-      if (i + 2 >= text.size()) return {};
-      const int hi = hex_value(text[i + 1]);
-      const int lo = hex_value(text[i + 2]);
-      if (hi < 0 || lo < 0) return {};
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(c == '+' ? ' ' : c);
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
-std::string query_token(std::string_view query) {
+std::string query_param(std::string_view query, std::string_view name) {
   // Boost.URL 1.81's compiled parse_query reads past the given view (it strlen()s it), so the
-  // query is split here; only one parameter matters.
+  // query is split here.
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    constexpr std::string_view kKey = "access_token=";
-    if (!pair.starts_with(kKey)) continue;
-    return percent_decode(pair.substr(kKey.size()));
+    if (pair.size() <= name.size() || !pair.starts_with(name) || pair[name.size()] != '=') continue;
+    std::string value;
+    // A malformed escape reads as absent, so a mangled token is reported as a missing one.
+    if (!core::percent_decode(pair.substr(name.size() + 1), value)) return {};
+    return value;
   }
   return {};
+}
+
+std::string query_token(std::string_view query) {
+  return query_param(query, "access_token");
 }
 
 UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {

@@ -23,5 +23,7 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req);
 
 // The access_token query parameter, percent-decoded; empty when absent or undecodable.
 std::string query_token(std::string_view query);
+// Any query parameter, the same way; the first one named `name` wins.
+std::string query_param(std::string_view query, std::string_view name);
 
 }  // namespace sg::server

@@ -295,8 +295,8 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 25 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 27u);
+  // 26 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 28u);
 }
 
 TEST(Config, VersionExitsZero) {

@@ -45,6 +45,21 @@ TEST(RandomHex, HasRequestedLengthAndVaries) {
   EXPECT_NE(a, random_hex(8));
 }
 
+TEST(PercentDecode, DecodesEscapesAndPlusAsSpace) {
+  std::string out;
+  EXPECT_TRUE(core::percent_decode("a%2Bb+c%3d%7E", out));
+  EXPECT_EQ(out, "a+b c=~");
+  EXPECT_TRUE(core::percent_decode("", out));
+  EXPECT_EQ(out, "");
+}
+
+TEST(PercentDecode, RejectsTruncatedOrNonHexEscapes) {
+  std::string out;
+  EXPECT_FALSE(core::percent_decode("abc%2", out));
+  EXPECT_FALSE(core::percent_decode("abc%", out));
+  EXPECT_FALSE(core::percent_decode("%zz", out));
+}
+
 TEST(ConstantTimeEqual, ComparesContentAndLength) {
   EXPECT_TRUE(constant_time_equal("abc", "abc"));
   EXPECT_FALSE(constant_time_equal("abc", "abd"));

@@ -30,5 +30,12 @@ TEST(QueryToken, ReadsOnlyTheGivenView) {
   EXPECT_EQ(query_token(std::string_view(buffer).substr(0, 16)), "abc");
 }
 
+TEST(QueryParam, FindsTheNamedParameterOnlyByItsWholeName) {
+  EXPECT_EQ(query_param("scope=cluster", "scope"), "cluster");
+  EXPECT_EQ(query_param("xscope=a&scope=b", "scope"), "b");
+  EXPECT_EQ(query_param("scopes=a", "scope"), "");
+  EXPECT_EQ(query_param("orgId=o%2F1&orgId=2", "orgId"), "o/1");
+}
+
 }  // namespace
 }  // namespace sg::server

@@ -1,0 +1,34 @@
+#include "server/request_auth.hpp"
+
+#include "log/log.hpp"
+#include "server/context.hpp"
+#include "server/upgrade.hpp"
+
+namespace sg::server {
+
+UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
+  UserAuth result;
+  auto fail = [&](std::string_view code, std::string message) {
+    ctx.metrics->count_auth_failure(code);
+    result.reject = json_error(401, code, message);
+    result.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
+    return result;
+  };
+  std::string token(auth::bearer_token(req.authorization));
+  if (token.empty()) token = query_token(req.query);
+  if (token.empty()) {
+    return fail("missing_token",
+                "send the token as an Authorization: Bearer header or the access_token query "
+                "parameter");
+  }
+  auto principal = ctx.verifier->verify(token, core::WallClock::now());
+  if (!principal) {
+    const std::string reason = core::reason(principal.error());
+    log::info("auth", "request rejected", {{"reason", reason}, {"path", req.path}});
+    return fail(reason, "the access token was rejected: " + reason);
+  }
+  result.principal = std::move(*principal);
+  return result;
+}
+
+}  // namespace sg::server
