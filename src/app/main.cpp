@@ -72,12 +72,21 @@ int main(int argc, char** argv) {
       options.history = settings.history;
       options.history_ttl = std::chrono::seconds(settings.history_ttl_seconds);
       options.presence_ttl = std::chrono::milliseconds(settings.presence_ttl_ms);
+      options.tls_ca_file = settings.redis_tls_ca;
+      options.tls_cert_file = settings.redis_tls_cert;
+      options.tls_key_file = settings.redis_tls_key;
       auto redis = sg::broker::make_redis_broker(options);
       // The URL itself stays out of the message: it may carry a password.
+      if (!redis && redis.error() == sg::broker::BrokerError::kBadTls) {
+        throw std::runtime_error(
+            "--redis-tls-ca/--redis-tls-cert/--redis-tls-key: cannot load the TLS settings for "
+            "rediss:// (a missing or unreadable file, not PEM, or a key that doesn't match the "
+            "certificate)");
+      }
       if (!redis) {
         throw std::runtime_error(
             "--broker: not a usable URL; expected redis://[[user]:password@]host[:port][/db] "
-            "(rediss:// is not supported by this build)");
+            "or rediss://… for TLS");
       }
       broker = std::move(*redis);
     }

@@ -12,6 +12,8 @@ std::string_view to_string(BrokerError e) {
       return "shutting_down";
     case BrokerError::kBadUrl:
       return "bad_url";
+    case BrokerError::kBadTls:
+      return "bad_tls";
   }
   return "unknown_broker_error";
 }

@@ -23,6 +23,7 @@ enum class BrokerError {
   kBadChannel,       // empty org or topic
   kShuttingDown,
   kBadUrl,  // a --broker URL that doesn't parse
+  kBadTls,  // rediss:// settings that don't load (CA file, client certificate or key)
 };
 std::string_view to_string(BrokerError e);
 constexpr const char* error_domain(BrokerError) {
@@ -171,9 +172,14 @@ struct MemoryBrokerOptions {
 std::unique_ptr<Broker> make_memory_broker(const MemoryBrokerOptions& options);
 
 struct RedisBrokerOptions {
-  // redis://[[user]:password@]host[:port][/db]; port 6379 and db 0 by default. rediss:// (TLS)
-  // is refused: this build has no TLS client for Redis.
+  // redis://[[user]:password@]host[:port][/db]; port 6379 and db 0 by default. rediss:// is
+  // the same over TLS (1.2 or newer): the server's certificate must chain to tls_ca_file (empty:
+  // the system's CAs) and name the URL's host.
   std::string url = "redis://127.0.0.1:6379";
+  std::string tls_ca_file;
+  // A client certificate (PEM chain) and its key, for a Redis with tls-auth-clients yes.
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::size_t history = 1000;  // events kept per channel (--history); read exactly, trimmed ~
   // Events older than this are not returned and are trimmed on the next publish
   // (--history-ttl); a stream idle this long is deleted. 0 = kept until pushed out by count.
@@ -207,7 +213,8 @@ struct RedisBrokerOptions {
 // at the same Redis shares them. Each broker runs its own I/O thread with two connections: one
 // for commands, one shared by all its subscriptions. Callbacks run on that thread. Fails only
 // on a bad URL (kBadUrl); an unreachable Redis gives a broker that keeps redialling and reports
-// healthy = false meanwhile (publish and history fail with kUnavailable).
+// healthy = false meanwhile (publish and history fail with kUnavailable). rediss:// settings
+// that don't load are kBadTls.
 Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options);
 
 }  // namespace sg::broker

@@ -541,6 +541,7 @@ class Impl {
   redis::ConnectionOptions connection_options(std::string name, bool pubsub) const {
     redis::ConnectionOptions o;
     o.url = url_;
+    o.tls = {options_.tls_ca_file, options_.tls_cert_file, options_.tls_key_file};
     o.name = std::move(name);
     o.pubsub = pubsub;
     o.connect_timeout = options_.connect_timeout;
@@ -1161,7 +1162,10 @@ class RedisBroker final : public Broker {
 Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options) {
   auto url = parse_redis_url(options.url);
   if (!url) return url.error();
-  if (url->tls) return make_error_code(BrokerError::kBadUrl);
+  if (url->tls) {
+    const redis::TlsOptions tls{options.tls_ca_file, options.tls_cert_file, options.tls_key_file};
+    if (!redis::Connection::check_tls(tls)) return make_error_code(BrokerError::kBadTls);
+  }
   auto impl = std::make_shared<Impl>(options, std::move(*url));
   impl->start();
   // Not fatal: the broker keeps redialling and says so through stats().healthy.

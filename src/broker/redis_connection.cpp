@@ -4,11 +4,16 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 namespace sg::broker::redis {
@@ -43,6 +48,44 @@ void append_command(std::string& out, std::span<const std::string_view> args) {
   }
 }
 
+namespace {
+
+Result<std::shared_ptr<asio::ssl::context>> make_tls_context(const TlsOptions& tls) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  ErrorCode ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  if (!ec) {
+    if (tls.ca_file.empty()) {
+      ctx->set_default_verify_paths(ec);
+    } else {
+      ctx->load_verify_file(tls.ca_file, ec);
+    }
+  }
+  if (!ec && !tls.cert_file.empty()) ctx->use_certificate_chain_file(tls.cert_file, ec);
+  if (!ec && !tls.key_file.empty()) {
+    ctx->use_private_key_file(tls.key_file, asio::ssl::context::pem, ec);
+  }
+  if (!ec) ctx->set_verify_mode(asio::ssl::verify_peer, ec);
+  if (ec) return make_error_code(BrokerError::kBadTls);
+  return ctx;
+}
+
+}  // namespace
+
+struct Connection::Tls {
+  std::shared_ptr<asio::ssl::context> context;
+  std::optional<asio::ssl::stream<tcp::socket&>> stream;
+};
+
+Result<void> Connection::check_tls(const TlsOptions& tls) {
+  auto ctx = make_tls_context(tls);
+  if (!ctx) return ctx.error();
+  return Result<void>();
+}
+
 Connection::Connection(asio::io_context& io, ConnectionOptions options, Handlers handlers)
     : io_(io),
       options_(std::move(options)),
@@ -54,7 +97,14 @@ Connection::Connection(asio::io_context& io, ConnectionOptions options, Handlers
       watchdog_(io),
       reader_(nullptr, &redisReaderFree),
       backoff_(options_.reconnect_min),
-      jitter_(std::random_device{}()) {}
+      jitter_(std::random_device{}()) {
+  if (options_.url.tls) {
+    tls_ = std::make_unique<Tls>();
+    // check_tls ran at start-up; a context that fails now leaves tls_ without one and every
+    // dial fails loudly instead of falling back to plain text.
+    if (auto ctx = make_tls_context(options_.tls)) tls_->context = std::move(*ctx);
+  }
+}
 
 Connection::~Connection() = default;
 
@@ -117,6 +167,37 @@ void Connection::on_connect(std::uint64_t gen, const ErrorCode& ec) {
   ErrorCode ignored;
   socket_.set_option(tcp::no_delay(true), ignored);
   socket_.set_option(asio::socket_base::keep_alive(true), ignored);
+  if (!tls_) {
+    on_transport_ready(gen);
+    return;
+  }
+  if (!tls_->context) {
+    drop("tls settings", make_error_code(BrokerError::kBadTls));
+    return;
+  }
+  auto& stream = tls_->stream.emplace(socket_, *tls_->context);
+  const std::string& host = options_.url.host;
+  // SNI for names (not addresses), and the certificate must name the host we dialled.
+  ErrorCode ip_ec;
+  asio::ip::make_address(host, ip_ec);
+  if (ip_ec) {
+    // SSL_set_tlsext_host_name, without the C-style cast its macro carries.
+    SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(host.c_str()));
+  }
+  stream.set_verify_callback(asio::ssl::host_name_verification(host), ignored);
+  stream.async_handshake(asio::ssl::stream_base::client, [this, gen](const ErrorCode& hs_ec) {
+    if (gen != gen_) return;
+    if (hs_ec) {
+      drop("tls handshake failed", hs_ec);
+      return;
+    }
+    on_transport_ready(gen);
+  });
+}
+
+void Connection::on_transport_ready(std::uint64_t gen) {
+  if (gen != gen_) return;
   reader_.reset(redisReaderCreate());
   state_ = State::kHandshake;
   last_progress_ = last_activity_ = SteadyClock::now();
@@ -208,8 +289,12 @@ void Connection::do_write() {
   write_in_flight_ = true;
   last_activity_ = SteadyClock::now();
   const std::uint64_t gen = gen_;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [this, gen](const ErrorCode& ec, std::size_t) { on_write(gen, ec); });
+  auto done = [this, gen](const ErrorCode& ec, std::size_t) { on_write(gen, ec); };
+  if (tls_) {
+    asio::async_write(*tls_->stream, asio::buffer(writing_), std::move(done));
+  } else {
+    asio::async_write(socket_, asio::buffer(writing_), std::move(done));
+  }
 }
 
 void Connection::on_write(std::uint64_t gen, const ErrorCode& ec) {
@@ -224,15 +309,20 @@ void Connection::on_write(std::uint64_t gen, const ErrorCode& ec) {
 
 void Connection::do_read() {
   const std::uint64_t gen = gen_;
-  socket_.async_read_some(
-      asio::buffer(read_buffer_),
-      [this, gen](const ErrorCode& ec, std::size_t bytes) { on_read(gen, ec, bytes); });
+  auto done = [this, gen](const ErrorCode& ec, std::size_t bytes) { on_read(gen, ec, bytes); };
+  if (tls_) {
+    tls_->stream->async_read_some(asio::buffer(read_buffer_), std::move(done));
+  } else {
+    socket_.async_read_some(asio::buffer(read_buffer_), std::move(done));
+  }
 }
 
 void Connection::on_read(std::uint64_t gen, const ErrorCode& ec, std::size_t bytes) {
   if (gen != gen_) return;
   if (ec) {
-    drop(ec == asio::error::eof ? "closed by redis" : "read failed", ec);
+    drop(ec == asio::error::eof || ec == asio::ssl::error::stream_truncated ? "closed by redis"
+                                                                            : "read failed",
+         ec);
     return;
   }
   last_progress_ = last_activity_ = SteadyClock::now();
@@ -340,6 +430,8 @@ void Connection::close_socket() {
   ErrorCode ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
+  // No TLS close_notify: the socket is gone either way. The TLS stream stays until the next
+  // connect replaces it, since operations aborted by the close still complete through it.
   reader_.reset();
   out_.clear();
   writing_.clear();

@@ -37,8 +37,18 @@ using ReplyPtr = std::unique_ptr<redisReply, ReplyDeleter>;
 // (kUnavailable), or is being shut down (kShuttingDown). The reply lives until return.
 using ReplyHandler = std::function<void(const ErrorCode& ec, const redisReply* reply)>;
 
+// For rediss://: the Redis server's certificate is verified against `ca_file` (empty: the
+// system's CAs) and the URL's host; a client certificate is sent when Redis asks for one
+// (tls-auth-clients) and cert_file/key_file are set.
+struct TlsOptions {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
 struct ConnectionOptions {
   RedisUrl url;
+  TlsOptions tls;       // used when url.tls
   std::string name;     // CLIENT SETNAME and the "connection" field of logs
   bool pubsub = false;  // take "message" pushes
   std::chrono::milliseconds connect_timeout{2000};
@@ -69,6 +79,10 @@ class Connection {
 
   bool up() const { return state_ == State::kUp; }
 
+  // For rediss://: whether the TLS settings load (CA, client certificate and key). Checked
+  // once at start-up, so a typo is a start-up error rather than an endless redial.
+  static Result<void> check_tls(const TlsOptions& tls);
+
   // Queues a command. The handler always runs later, never inside send(): with the reply, or
   // with kUnavailable when the connection is not up, too many commands are waiting, or the
   // connection is lost first.
@@ -84,6 +98,7 @@ class Connection {
   void on_resolve(std::uint64_t gen, const ErrorCode& ec,
                   const boost::asio::ip::tcp::resolver::results_type& results);
   void on_connect(std::uint64_t gen, const ErrorCode& ec);
+  void on_transport_ready(std::uint64_t gen);
   void handshake();
   void do_read();
   void on_read(std::uint64_t gen, const ErrorCode& ec, std::size_t bytes);
@@ -104,6 +119,8 @@ class Connection {
   const Handlers handlers_;
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::ip::tcp::socket socket_;
+  struct Tls;                 // the TLS layer over socket_, for rediss:// only
+  std::unique_ptr<Tls> tls_;  // made anew for each connection
   boost::asio::steady_timer connect_timer_;
   boost::asio::steady_timer redial_timer_;
   boost::asio::steady_timer watchdog_;

@@ -150,6 +150,9 @@ struct Raw {
   std::vector<std::string> api_keys;
   std::vector<std::string> services;
   std::string broker;
+  std::string redis_tls_ca;
+  std::string redis_tls_cert;
+  std::string redis_tls_key;
   std::vector<std::string> allowed_origins;
   std::string log_level;
   bool dev = false;
@@ -281,6 +284,15 @@ void build_app(CLI::App& app, Raw& raw) {
            "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
            "to share them between nodes.",
            kGroupBroker);
+  add_text(app, raw.redis_tls_ca, "redis-tls-ca", "PATH", "",
+           "rediss://: PEM file of the CAs that may sign Redis's certificate; empty = the "
+           "system's CAs.",
+           kGroupBroker);
+  add_text(app, raw.redis_tls_cert, "redis-tls-cert", "PATH", "",
+           "rediss://: client certificate (PEM chain), for a Redis that requires one.",
+           kGroupBroker);
+  add_text(app, raw.redis_tls_key, "redis-tls-key", "PATH", "",
+           "rediss://: the client certificate's private key (PEM).", kGroupBroker);
 
   const auto& specs = numeric_specs();
   raw.numbers.resize(specs.size());
@@ -546,6 +558,22 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
                                raw.broker + "\""));
   }
   s.broker = raw.broker;
+  for (const auto& [flag, value] : {std::pair{"redis-tls-ca", &raw.redis_tls_ca},
+                                    std::pair{"redis-tls-cert", &raw.redis_tls_cert},
+                                    std::pair{"redis-tls-key", &raw.redis_tls_key}}) {
+    if (!value->empty() && !raw.broker.starts_with("rediss://")) {
+      return usage_error(
+          failure(src(flag) + " is for TLS to Redis; use it with a rediss:// --broker"));
+    }
+  }
+  if (raw.redis_tls_cert.empty() != raw.redis_tls_key.empty()) {
+    return usage_error(
+        failure(src(raw.redis_tls_cert.empty() ? "redis-tls-key" : "redis-tls-cert") +
+                " needs its pair: give both --redis-tls-cert and --redis-tls-key"));
+  }
+  s.redis_tls_ca = raw.redis_tls_ca;
+  s.redis_tls_cert = raw.redis_tls_cert;
+  s.redis_tls_key = raw.redis_tls_key;
 
   s.services = split_list(raw.services);
   if (s.services.empty()) {

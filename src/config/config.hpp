@@ -27,8 +27,11 @@ struct Settings {
   std::vector<std::string> api_keys;     // --api-key: comma-separated producer keys
   // --services: services clients may subscribe to; ["*"] (default) = any valid name.
   std::vector<std::string> services{"*"};
-  std::string broker = "memory";             // --broker: memory | redis://host:port[/db]
-  std::size_t history = 1000;                // --history: events kept per channel for resume
+  std::string broker = "memory";  // --broker: memory | redis://host:port[/db]
+  std::string redis_tls_ca;       // --redis-tls-ca: PEM CA file for rediss://; empty = system CAs
+  std::string redis_tls_cert;     // --redis-tls-cert: client certificate for rediss://
+  std::string redis_tls_key;      // --redis-tls-key: its private key
+  std::size_t history = 1000;     // --history: events kept per channel for resume
   std::int64_t history_ttl_seconds = 86400;  // --history-ttl: 0 = no age limit
   // --presence-ttl: a dead node's presence entries and metrics snapshot expire after this
   std::int64_t presence_ttl_ms = 15000;

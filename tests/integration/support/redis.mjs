@@ -31,7 +31,7 @@ process.on('exit', () => {
   }
 });
 
-async function freePort() {
+export async function freePort() {
   const server = net.createServer();
   await new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -108,10 +108,11 @@ export function redisCommand(port, args, { timeout = ms(3000) } = {}) {
 }
 
 export class Redis {
-  constructor(bin, port, dir) {
+  constructor(bin, port, dir, extraArgs = []) {
     this.bin = bin;
     this.port = port;
     this.dir = dir;
+    this.extraArgs = extraArgs;
     this.child = undefined;
     this.exited = undefined;
   }
@@ -129,6 +130,7 @@ export class Redis {
       '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
       '--appendonly', 'yes', '--save', '', '--protected-mode', 'no', '--daemonize', 'no',
       '--logfile', path.join(this.dir, 'redis.log'),
+      ...this.extraArgs,
     ];
     const child = spawn(this.bin, args, { stdio: 'ignore' });
     live.add(child);
@@ -202,13 +204,14 @@ export class Redis {
   }
 }
 
-// Starts a fresh redis-server and resolves once it answers PING.
-export async function startRedis() {
+// Starts a fresh redis-server and resolves once it answers PING (on its plain port, which the
+// tests use for inspection even when `extraArgs` adds a TLS port).
+export async function startRedis({ extraArgs = [] } = {}) {
   const bin = findRedisServer();
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-itest-redis-'));
-    const redis = new Redis(bin, await freePort(), dir);
+    const redis = new Redis(bin, await freePort(), dir, extraArgs);
     try {
       await redis.launch();
       return redis;

@@ -168,13 +168,22 @@ std::unique_ptr<Broker> make(const RedisBrokerOptions& options) {
 }
 
 TEST(RedisBroker, RefusesUrlsItCannotUse) {
-  for (const char* url : {"http://127.0.0.1:6379", "redis://", "rediss://127.0.0.1:6379"}) {
+  for (const char* url : {"http://127.0.0.1:6379", "redis://", "rediss://"}) {
     RedisBrokerOptions options;
     options.url = url;
     const auto broker = make_redis_broker(options);
     ASSERT_FALSE(broker) << url;
     EXPECT_EQ(broker.error(), make_error_code(BrokerError::kBadUrl)) << url;
   }
+}
+
+TEST(RedisBroker, RefusesTlsSettingsThatDoNotLoad) {
+  RedisBrokerOptions options;
+  options.url = "rediss://127.0.0.1:6379";
+  options.tls_ca_file = "/nonexistent/ca.pem";
+  const auto broker = make_redis_broker(options);
+  ASSERT_FALSE(broker);
+  EXPECT_EQ(broker.error(), make_error_code(BrokerError::kBadTls));
 }
 
 TEST(RedisBroker, EventPublishedOnOneNodeReachesSubscribersOnOthersWithTheSameBody) {

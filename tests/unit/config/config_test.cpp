@@ -295,8 +295,8 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 26 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 28u);
+  // 29 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 31u);
 }
 
 TEST(Config, VersionExitsZero) {
@@ -448,6 +448,20 @@ TEST(Config, RefusesUnknownBrokers) {
   expect_error(run_valid({"--broker", "redis://"}),
                "streamgate: --broker" + expected_tail + "redis://\"");
   EXPECT_EQ(run_valid({"--broker", "rediss://cache:6380"}).settings.broker, "rediss://cache:6380");
+}
+
+TEST(Config, RedisTlsFlagsNeedARedissBrokerAndComeAsCertKeyPairs) {
+  expect_error(run_valid({"--redis-tls-ca", "/ca.pem"}),
+               "streamgate: --redis-tls-ca is for TLS to Redis; use it with a rediss:// --broker");
+  expect_error(run_valid({"--broker", "rediss://cache:6380", "--redis-tls-cert", "/c.pem"}),
+               "streamgate: --redis-tls-cert needs its pair: give both --redis-tls-cert and "
+               "--redis-tls-key");
+  const ParseOutcome o = run_valid({"--broker", "rediss://cache:6380", "--redis-tls-ca", "/ca.pem",
+                                    "--redis-tls-cert", "/c.pem", "--redis-tls-key", "/k.pem"});
+  ASSERT_EQ(o.kind, Kind::kRun);
+  EXPECT_EQ(o.settings.redis_tls_ca, "/ca.pem");
+  EXPECT_EQ(o.settings.redis_tls_cert, "/c.pem");
+  EXPECT_EQ(o.settings.redis_tls_key, "/k.pem");
 }
 
 TEST(Config, RefusesNonNumbers) {
