@@ -70,6 +70,7 @@ struct NumericSpec {
 // typed in the wrong unit (a day in ms is 86400000).
 constexpr std::uint64_t kMaxDurationMs = 24ull * 3600 * 1000;
 constexpr std::uint64_t kMaxSize = std::numeric_limits<std::uint32_t>::max();
+constexpr std::uint64_t kMaxUploadBytes = 1ull << 50;  // 1 PiB: far beyond any document
 
 template <class T>
 std::function<std::uint64_t(const Settings&)> getter(T Settings::*field) {
@@ -136,6 +137,19 @@ const std::vector<NumericSpec>& numeric_specs() {
        "On SIGTERM, time given to connections to close (1001) before exit, in milliseconds; "
        "0 = close at once.",
        SG_NUMERIC_FIELD(shutdown_grace_ms)},
+      {"upload-expiry", "SECONDS", 1, 365ull * 86400, "an upload needs time to arrive",
+       "Seconds after which an unfinished upload nobody touched is removed, with its partial "
+       "data.",
+       SG_NUMERIC_FIELD(upload_expiry_seconds)},
+      {"upload-max-bytes", "BYTES", 1, kMaxUploadBytes, "an upload holds at least one byte",
+       "Largest declared upload size; larger is refused (too_large).",
+       SG_NUMERIC_FIELD(upload_max_bytes)},
+      {"upload-max-per-user", "N", 0, kMaxSize, "",
+       "Unfinished uploads one user may have at once; 0 = unlimited.",
+       SG_NUMERIC_FIELD(upload_max_per_user)},
+      {"upload-max-org-bytes", "BYTES", 0, kMaxUploadBytes, "",
+       "Declared bytes of one org's unfinished uploads together; 0 = unlimited.",
+       SG_NUMERIC_FIELD(upload_max_org_bytes)},
   };
   return specs;
 }
@@ -155,6 +169,7 @@ struct Raw {
   std::string redis_tls_key;
   std::vector<std::string> allowed_origins;
   std::string log_level;
+  std::string upload_dir;
   bool dev = false;
   std::vector<std::string> numbers;  // parallel to numeric_specs()
   std::vector<CLI::Option*> list_options;
@@ -224,11 +239,13 @@ constexpr std::string_view kGroupAuth = "Authentication";
 constexpr std::string_view kGroupBroker = "Broker";
 constexpr std::string_view kGroupLimits = "Limits";
 constexpr std::string_view kGroupTimeouts = "Timeouts";
+constexpr std::string_view kGroupUploads = "Uploads";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
   if (flag == "jwt-leeway") return kGroupAuth;
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
+  if (flag.starts_with("upload-")) return kGroupUploads;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace") {
     return kGroupTimeouts;
   }
@@ -294,6 +311,10 @@ void build_app(CLI::App& app, Raw& raw) {
   add_text(app, raw.redis_tls_key, "redis-tls-key", "PATH", "",
            "rediss://: the client certificate's private key (PEM).", kGroupBroker);
 
+  add_text(app, raw.upload_dir, "upload-dir", "PATH", "",
+           "Directory for uploaded documents (partial uploads in PATH/.partial); created at "
+           "start. Empty = <system temp dir>/streamgate-uploads.",
+           kGroupUploads);
   const auto& specs = numeric_specs();
   raw.numbers.resize(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -613,6 +634,7 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   }
 
   s.api_keys = split_list(raw.api_keys);
+  s.upload_dir = std::string(trim(raw.upload_dir));
 
   if (s.dev) {
     if (s.jwt_secret.empty() && !secure_random_hex(kMinSecretBytes, s.jwt_secret)) {

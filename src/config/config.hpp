@@ -56,6 +56,17 @@ struct Settings {
   std::int64_t shutdown_grace_ms = 4000;     // --shutdown-grace: SIGTERM drain before exit
   std::size_t max_http_header_bytes = 8192;  // --max-http-header-bytes
 
+  // Uploads (the upload module).
+  // --upload-dir: where complete uploads are stored (partial ones in <dir>/.partial). Empty
+  // (default) = <system temp dir>/streamgate-uploads, so a first run works anywhere; set it to
+  // durable storage in production.
+  std::string upload_dir;
+  std::int64_t upload_expiry_seconds = 86400;    // --upload-expiry: untouched unfinished uploads
+  std::uint64_t upload_max_bytes = 10ull << 30;  // --upload-max-bytes: "up to several GiB"
+  std::size_t upload_max_per_user = 16;          // --upload-max-per-user: 0 = unlimited
+  // --upload-max-org-bytes: declared bytes of an org's unfinished uploads; 0 = unlimited
+  std::uint64_t upload_max_org_bytes = 50ull << 30;
+
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.
   bool dev = false;

@@ -6,6 +6,7 @@
 #include "protocol/protocol.hpp"
 #include "server/cluster_api.hpp"
 #include "server/context.hpp"
+#include "server/upload_api.hpp"
 
 #include <boost/json.hpp>
 
@@ -133,6 +134,8 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     if (only("GET")) handle_metrics(ctx, req, std::move(reply));
   } else if (req.path == "/v2/realtime/presence") {
     if (only("GET")) handle_presence(ctx, req, std::move(reply));
+  } else if (req.path.starts_with(kUploadsPath)) {
+    handle_upload_status(ctx, req, std::move(reply));
   } else if (req.path == "/metrics") {
     if (!only("GET")) return;
     HttpResponse r;

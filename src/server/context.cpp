@@ -60,6 +60,7 @@ void ServerMetrics::count_close(std::uint16_t code) {
 bool Context::service_allowed(std::string_view service) const {
   if (!protocol::is_valid_name(service)) return false;
   if (any_service) return true;
+  if (uploads && service == kUploadsService) return true;
   return std::find(settings.services.begin(), settings.services.end(), service) !=
          settings.services.end();
 }

@@ -8,6 +8,7 @@
 #include "config/config.hpp"
 #include "hub/hub.hpp"
 #include "metrics/metrics.hpp"
+#include "upload/upload.hpp"
 
 #include <atomic>
 #include <map>
@@ -32,6 +33,9 @@ struct ServerMetrics {
   void count_close(std::uint16_t code);
 };
 
+// The service on which a user's upload progress is published (events targeted at the uploader).
+inline constexpr std::string_view kUploadsService = "uploads";
+
 struct Context {
   config::Settings settings;
   std::shared_ptr<const auth::TokenVerifier> verifier;
@@ -40,10 +44,15 @@ struct Context {
   metrics::Registry& registry;
   hub::Hub* hub = nullptr;  // set once workers exist
   std::unique_ptr<ServerMetrics> metrics;
+  // Document uploads; null = disabled. Thread-safe; callbacks run on its own thread.
+  upload::Manager* uploads = nullptr;
   bool any_service = true;  // --services is "*"
   std::atomic<bool> shutting_down{false};
+  std::atomic<std::size_t> upload_sessions{0};  // open upload WebSockets, for the shutdown drain
   std::string node_name = {};  // host:port, how this node names itself in the cluster view
 
+  // True for valid names in --services (any, with "*"), and for kUploadsService whenever
+  // uploads are enabled: it only ever carries events targeted at their uploader.
   bool service_allowed(std::string_view service) const;
 };
 

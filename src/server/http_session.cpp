@@ -4,6 +4,7 @@
 #include "server/api.hpp"
 #include "server/context.hpp"
 #include "server/upgrade.hpp"
+#include "server/upload_session.hpp"
 #include "server/worker.hpp"
 #include "server/ws_session.hpp"
 
@@ -92,6 +93,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (decision.reject) return send(std::move(*decision.reject), false);
       return upgrade(std::move(decision));
     }
+    if (req.path == "/v2/realtime/upload" && ctx_.uploads) {
+      if (ctx_.shutting_down.load()) {
+        return send(json_error(503, "shutting_down", "this node is draining"), true);
+      }
+      UpgradeDecision decision = decide_upgrade(ctx_, req);
+      if (decision.reject) return send(std::move(*decision.reject), false);
+      return upgrade(std::move(decision), true);
+    }
     handle_http(ctx_, req, [self = shared_from_this()](HttpResponse r) {
       // A broker may answer from its own thread.
       boost::asio::post(self->stream_.get_executor(),
@@ -99,10 +108,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     });
   }
 
-  void upgrade(UpgradeDecision decision) {
+  void upgrade(UpgradeDecision decision, bool upload = false) {
     // Bytes the client sent after the request (a first frame) belong to the WebSocket.
     std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     stream_.expires_never();
+    if (upload) {
+      return start_upload_session(worker_, stream_.release_socket(), std::move(decision.principal),
+                                  std::move(decision.response), std::move(leftover));
+    }
     auto session = std::make_shared<WsSession>(worker_, stream_.release_socket(),
                                                std::move(decision.principal), std::move(leftover));
     session->start(std::move(decision.response));

@@ -8,6 +8,7 @@
 #include "server/cluster_api.hpp"
 #include "server/context.hpp"
 #include "server/http_session.hpp"
+#include "server/upload_events.hpp"
 #include "server/worker.hpp"
 #include "server/ws_codec.hpp"
 
@@ -17,6 +18,7 @@
 
 #include <unistd.h>
 
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
@@ -58,6 +60,8 @@ class Server::Impl {
         drain_(io_) {
     context_.any_service = settings.services.empty() ||
                            (settings.services.size() == 1 && settings.services.front() == "*");
+    uploads_ = make_uploads(settings, broker, registry_);
+    context_.uploads = uploads_.get();
     unsigned n = settings.workers != 0 ? settings.workers : std::thread::hardware_concurrency();
     if (n == 0) n = 1;
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, context_));
@@ -79,6 +83,8 @@ class Server::Impl {
     context_.broker.set_node_stats_source(nullptr);
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
+    // After the workers: sessions may still have calls queued on the manager.
+    uploads_->stop();
   }
 
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
@@ -94,6 +100,7 @@ class Server::Impl {
     io_.run();
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
+    uploads_->stop();
     log::info("server", "stopped");
   }
 
@@ -122,6 +129,30 @@ class Server::Impl {
                                verifier.error().message());
     }
     return *verifier;
+  }
+
+  static std::unique_ptr<upload::Manager> make_uploads(const config::Settings& s,
+                                                       broker::Broker& broker,
+                                                       metrics::Registry& registry) {
+    std::string dir = s.upload_dir;
+    if (dir.empty()) {
+      std::error_code ec;
+      dir = (std::filesystem::temp_directory_path(ec) / "streamgate-uploads").string();
+    }
+    const std::chrono::seconds expiry(s.upload_expiry_seconds);
+    auto storage = upload::make_local_storage(dir, expiry);
+    if (!storage) {
+      throw std::runtime_error("--upload-dir: cannot use \"" + dir +
+                               "\": " + storage.error().message());
+    }
+    upload::ManagerOptions options;
+    options.max_bytes = s.upload_max_bytes;
+    options.max_per_user = s.upload_max_per_user;
+    options.max_org_bytes = s.upload_max_org_bytes;
+    options.expiry = expiry;
+    log::info("upload", "upload storage ready", {{"dir", dir}});
+    return upload::make_manager(options, std::move(*storage),
+                                make_upload_publisher(broker, registry));
   }
 
   void bind(const config::Settings& s) {
@@ -164,6 +195,7 @@ class Server::Impl {
   void wait_drained() {
     std::size_t open = 0;
     for (auto& w : workers_) open += w->sessions();
+    open += context_.upload_sessions.load();
     if (open == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
       if (open != 0) log::warn("server", "drain timed out", {{"open_connections", open}});
       io_.stop();
@@ -177,6 +209,8 @@ class Server::Impl {
 
   metrics::Registry registry_;
   Context context_;
+  // Outlives the workers (declared before them): their sessions call into it.
+  std::unique_ptr<upload::Manager> uploads_;
   // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a
   // worker's io_context and is destroyed with io_.
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -295,8 +295,36 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 29 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 31u);
+  // 34 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 36u);
+}
+
+TEST(Config, UploadFlagsHaveDefaultsAndAreValidated) {
+  const ParseOutcome d = run({"--dev"});
+  ASSERT_EQ(d.kind, Kind::kRun) << d.message;
+  EXPECT_EQ(d.settings.upload_dir, "");
+  EXPECT_EQ(d.settings.upload_expiry_seconds, 86400);
+  EXPECT_EQ(d.settings.upload_max_bytes, 10ull << 30);
+  EXPECT_EQ(d.settings.upload_max_per_user, 16u);
+  EXPECT_EQ(d.settings.upload_max_org_bytes, 50ull << 30);
+  const ParseOutcome o =
+      run({"--dev", "--upload-dir", "/srv/docs", "--upload-expiry", "60", "--upload-max-bytes",
+           "20000000000", "--upload-max-per-user", "0", "--upload-max-org-bytes", "0"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.upload_dir, "/srv/docs");
+  EXPECT_EQ(o.settings.upload_expiry_seconds, 60);
+  EXPECT_EQ(o.settings.upload_max_bytes, 20000000000ull);
+  EXPECT_EQ(o.settings.upload_max_per_user, 0u);
+  EXPECT_EQ(o.settings.upload_max_org_bytes, 0u);
+  const ParseOutcome zero = run({"--dev", "--upload-expiry", "0"});
+  EXPECT_EQ(zero.kind, Kind::kExit);
+  EXPECT_NE(zero.message.find("--upload-expiry must be at least 1"), std::string::npos)
+      << zero.message;
+  const ParseOutcome bad = run({"--dev", "--upload-max-bytes", "1GiB"});
+  EXPECT_EQ(bad.kind, Kind::kExit);
+  EXPECT_NE(bad.message.find("--upload-max-bytes must be a whole number of bytes"),
+            std::string::npos)
+      << bad.message;
 }
 
 TEST(Config, VersionExitsZero) {

@@ -1,0 +1,461 @@
+// The upload Manager: upload records, limits, the running hash and the expiry sweep, all on
+// one I/O thread so the records need no lock and a slow disk never stalls a network worker.
+#include "log/log.hpp"
+#include "upload/rate.hpp"
+#include "upload/sha256.hpp"
+#include "upload/upload.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace sg::upload {
+
+namespace {
+
+namespace asio = boost::asio;
+using Steady = std::chrono::steady_clock;
+
+constexpr std::size_t kMaxFilenameBytes = 1024;
+constexpr std::size_t kMaxContentTypeBytes = 256;
+constexpr std::size_t kMaxMetadataBytes = 8192;
+// Finished records (complete or failed) are kept for `expiry` so progress can still be read;
+// beyond this many the oldest are forgotten first, so a stream of tiny uploads can't grow
+// memory without bound.
+constexpr std::size_t kMaxFinishedRecords = 10000;
+constexpr std::size_t kRehashChunk = 1 << 20;
+
+struct Entry {
+  UploadInfo info;
+  std::unique_ptr<StorageWriter> writer;  // while uploading
+  std::optional<Sha256> expected;
+  Sha256Hasher hash;
+  RateMeter rate;
+  Steady::time_point touched;
+  Steady::time_point notified_at;
+  std::uint64_t notified_bytes = 0;
+};
+
+std::string user_key(const Owner& o) {
+  std::string k = o.org;
+  k.push_back('\0');
+  k += o.user;
+  return k;
+}
+
+ErrorCode err(UploadError e) {
+  return make_error_code(e);
+}
+
+class ManagerImpl final : public Manager {
+ public:
+  ManagerImpl(const ManagerOptions& options, std::unique_ptr<Storage> storage, Observer observer)
+      : options_(options),
+        storage_(std::move(storage)),
+        observer_(std::move(observer)),
+        work_(asio::make_work_guard(io_)),
+        sweep_timer_(io_) {
+    if (options_.sweep_interval.count() <= 0) {
+      options_.sweep_interval = std::min<std::chrono::milliseconds>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(options_.expiry) / 4,
+          std::chrono::seconds(60));
+      if (options_.sweep_interval.count() <= 0) options_.sweep_interval = std::chrono::seconds(1);
+    }
+    schedule_sweep();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  ~ManagerImpl() override { stop(); }
+
+  void create(Owner owner, CreateRequest request, Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), request = std::move(request), done]() mutable {
+      done(do_create(std::move(owner), std::move(request)));
+    });
+  }
+
+  void find(Owner owner, std::string id, Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), done] {
+      auto* e = lookup(owner, id);
+      if (!e) return done(err(UploadError::kNotFound));
+      done(snapshot(*e));
+    });
+  }
+
+  void append(Owner owner, std::string id, std::uint64_t offset, std::string bytes,
+              Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), offset,
+                  bytes = std::move(bytes), done] { done(do_append(owner, id, offset, bytes)); });
+  }
+
+  void truncate(Owner owner, std::string id, std::uint64_t offset,
+                Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), offset, done] {
+      done(do_truncate(owner, id, offset));
+    });
+  }
+
+  void remove(Owner owner, std::string id, Callback<void> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), done] {
+      auto* e = lookup(owner, id);
+      if (!e) return done(err(UploadError::kNotFound));
+      if (e->info.status == Status::kUploading) {
+        e->writer.reset();
+        storage_->remove(id);
+        release(*e);
+      }
+      log::info("upload", "upload removed", {{"upload_id", id}, {"org", owner.org}});
+      forget(id);
+      done(Result<void>());
+    });
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    // Runs after everything queued before: partial files can't be resumed by a later process
+    // (upload state lives in memory), so they are removed rather than left to the next start.
+    asio::post(io_, [this] {
+      sweep_timer_.cancel();
+      for (auto& [id, e] : entries_) {
+        if (e.info.status != Status::kUploading) continue;
+        e.writer.reset();
+        storage_->remove(id);
+      }
+      work_.reset();
+    });
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  template <class T, class F>
+  void submit(const Callback<T>& done, F&& job) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!stopped_) {
+        asio::post(io_, std::forward<F>(job));
+        return;
+      }
+    }
+    done(err(UploadError::kShuttingDown));
+  }
+
+  Entry* lookup(const Owner& owner, const std::string& id) {
+    auto it = entries_.find(id);
+    if (it == entries_.end() || !(it->second.info.owner == owner)) return nullptr;
+    return &it->second;
+  }
+
+  UploadInfo snapshot(const Entry& e) const {
+    UploadInfo info = e.info;
+    const auto now = Steady::now();
+    if (e.info.status == Status::kUploading) {
+      info.bytes_per_second = e.rate.rate(now);
+      if (info.bytes_per_second > 0) {
+        info.eta_seconds = static_cast<double>(info.size - info.received) / info.bytes_per_second;
+      }
+    } else if (e.info.status == Status::kComplete) {
+      info.eta_seconds = 0.0;
+    }
+    return info;
+  }
+
+  Result<UploadInfo> do_create(Owner owner, CreateRequest request) {
+    if (request.filename.size() > kMaxFilenameBytes ||
+        request.content_type.size() > kMaxContentTypeBytes) {
+      return err(UploadError::kBadRequest);
+    }
+    std::size_t meta_bytes = 0;
+    for (const auto& [k, v] : request.metadata) meta_bytes += k.size() + v.size();
+    if (meta_bytes > kMaxMetadataBytes) return err(UploadError::kBadRequest);
+    if (request.size > options_.max_bytes) return err(UploadError::kTooLarge);
+    const std::string ukey = user_key(owner);
+    const auto user_it = per_user_.find(ukey);
+    const std::size_t user_count = user_it == per_user_.end() ? 0 : user_it->second;
+    const auto org_it = per_org_bytes_.find(owner.org);
+    const std::uint64_t org_bytes = org_it == per_org_bytes_.end() ? 0 : org_it->second;
+    if (options_.max_per_user > 0 && user_count >= options_.max_per_user) {
+      log::warn("upload", "per-user upload limit hit", {{"org", owner.org}});
+      return err(UploadError::kTooManyUploads);
+    }
+    if (options_.max_org_bytes > 0 && (request.size > options_.max_org_bytes ||
+                                       org_bytes > options_.max_org_bytes - request.size)) {
+      log::warn("upload", "org upload quota hit", {{"org", owner.org}});
+      return err(UploadError::kOrgQuota);
+    }
+
+    std::string id = core::random_hex(16);
+    auto writer = storage_->begin(id);
+    if (!writer) {
+      log::error("upload", "upload storage refused a new upload",
+                 {{"org", owner.org}, {"error", writer.error().message()}});
+      return err(UploadError::kStorage);
+    }
+    const auto wall = core::WallClock::now();
+    Entry e;
+    e.info.id = id;
+    e.info.owner = std::move(owner);
+    e.info.filename = std::move(request.filename);
+    e.info.content_type = std::move(request.content_type);
+    e.info.metadata = std::move(request.metadata);
+    e.info.size = request.size;
+    e.info.created_at = wall;
+    e.info.updated_at = wall;
+    e.info.expires_at = wall + options_.expiry;
+    e.expected = request.sha256;
+    e.writer = std::move(*writer);
+    e.touched = Steady::now();
+    e.notified_at = e.touched;
+    e.rate.add(e.touched, 0);
+    per_user_[ukey] += 1;
+    per_org_bytes_[e.info.owner.org] += e.info.size;
+    auto& stored = entries_.emplace(id, std::move(e)).first->second;
+    log::info("upload", "upload created",
+              {{"upload_id", id}, {"org", stored.info.owner.org}, {"size", stored.info.size}});
+    if (stored.info.size == 0) {
+      finish(stored);
+      if (stored.info.status == Status::kFailed) return error_of(stored);
+    } else {
+      notify(stored);  // other tabs learn of the new upload at once
+    }
+    return snapshot(stored);
+  }
+
+  Result<UploadInfo> do_append(const Owner& owner, const std::string& id, std::uint64_t offset,
+                               const std::string& bytes) {
+    auto* e = lookup(owner, id);
+    if (!e) return err(UploadError::kNotFound);
+    if (auto state = usable(*e); !state) return state.error();
+    if (offset != e->info.received) return err(UploadError::kOffsetMismatch);
+    if (bytes.size() > e->info.size - e->info.received) {
+      fail(*e, UploadError::kTooLarge, "more bytes than the declared size");
+      return err(UploadError::kTooLarge);
+    }
+    if (bytes.empty()) return snapshot(*e);
+    if (auto r = e->writer->append(bytes); !r) {
+      fail(*e, UploadError::kStorage, "storage write failed: " + r.error().message());
+      return err(UploadError::kStorage);
+    }
+    e->hash.update(bytes);
+    e->info.received += bytes.size();
+    touch(*e);
+    if (e->info.received == e->info.size) {
+      finish(*e);
+      if (e->info.status == Status::kFailed) return error_of(*e);
+      return snapshot(*e);
+    }
+    maybe_notify(*e);
+    return snapshot(*e);
+  }
+
+  Result<UploadInfo> do_truncate(const Owner& owner, const std::string& id, std::uint64_t offset) {
+    auto* e = lookup(owner, id);
+    if (!e) return err(UploadError::kNotFound);
+    if (auto state = usable(*e); !state) return state.error();
+    if (offset > e->info.received) return err(UploadError::kOffsetMismatch);
+    if (offset == e->info.received) return snapshot(*e);
+    if (auto r = e->writer->truncate(offset); !r) {
+      fail(*e, UploadError::kStorage, "storage truncate failed: " + r.error().message());
+      return err(UploadError::kStorage);
+    }
+    // The hash can't be rewound, so it is rebuilt from what is stored.
+    e->hash.reset();
+    std::string chunk(kRehashChunk, '\0');
+    std::uint64_t pos = 0;
+    while (pos < offset) {
+      const auto want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), offset - pos));
+      auto n = e->writer->read(pos, std::span(chunk.data(), want));
+      if (!n || *n == 0) {
+        fail(*e, UploadError::kStorage,
+             n ? std::string("storage read came up short")
+               : "storage read failed: " + n.error().message());
+        return err(UploadError::kStorage);
+      }
+      e->hash.update(std::string_view(chunk.data(), *n));
+      pos += *n;
+    }
+    e->info.received = offset;
+    e->rate = RateMeter();
+    touch(*e);
+    e->rate.add(e->touched, offset);
+    e->notified_bytes = offset;
+    return snapshot(*e);
+  }
+
+  Result<void> usable(const Entry& e) const {
+    if (e.info.status == Status::kComplete) return err(UploadError::kAlreadyComplete);
+    if (e.info.status == Status::kFailed) {
+      return err(e.info.error == to_string(UploadError::kExpired) ? UploadError::kExpired
+                                                                  : UploadError::kFailed);
+    }
+    return {};
+  }
+
+  ErrorCode error_of(const Entry& e) const {
+    for (auto code : {UploadError::kChecksumMismatch, UploadError::kStorage, UploadError::kTooLarge,
+                      UploadError::kExpired}) {
+      if (e.info.error == to_string(code)) return err(code);
+    }
+    return err(UploadError::kFailed);
+  }
+
+  void touch(Entry& e) {
+    e.touched = Steady::now();
+    e.rate.add(e.touched, e.info.received);
+    e.info.updated_at = core::WallClock::now();
+    e.info.expires_at = e.info.updated_at + options_.expiry;
+  }
+
+  void maybe_notify(Entry& e) {
+    if (!observer_) return;
+    const auto now = Steady::now();
+    if (e.info.received - e.notified_bytes >= options_.progress_bytes ||
+        now - e.notified_at >= options_.progress_interval) {
+      notify(e);
+    }
+  }
+
+  void notify(Entry& e) {
+    e.notified_bytes = e.info.received;
+    e.notified_at = Steady::now();
+    if (observer_) observer_(snapshot(e));
+  }
+
+  // received == size: make it durable, check it, move it into place.
+  void finish(Entry& e) {
+    if (auto r = e.writer->sync(); !r) {
+      return fail(e, UploadError::kStorage, "storage sync failed: " + r.error().message());
+    }
+    e.writer.reset();
+    const Sha256 digest = e.hash.finish();
+    if (e.expected && *e.expected != digest) {
+      return fail(
+          e, UploadError::kChecksumMismatch,
+          "the file's SHA-256 is " + to_hex(digest) + ", not the declared " + to_hex(*e.expected));
+    }
+    if (auto r = storage_->commit(e.info.id, e.info.id); !r) {
+      return fail(e, UploadError::kStorage, "storage commit failed: " + r.error().message());
+    }
+    e.info.status = Status::kComplete;
+    e.info.sha256 = to_hex(digest);
+    release(e);
+    log::info("upload", "upload complete",
+              {{"upload_id", e.info.id}, {"org", e.info.owner.org}, {"size", e.info.size}});
+    finished_.push_back(e.info.id);
+    notify(e);
+    trim_finished();
+  }
+
+  void fail(Entry& e, UploadError code, std::string message) {
+    e.writer.reset();
+    storage_->remove(e.info.id);
+    e.info.status = Status::kFailed;
+    e.info.error = std::string(to_string(code));
+    e.info.error_message = std::move(message);
+    e.info.updated_at = core::WallClock::now();
+    e.info.expires_at = e.info.updated_at + options_.expiry;
+    release(e);
+    (code == UploadError::kStorage ? log::error : log::warn)("upload", "upload failed",
+                                                             {{"upload_id", e.info.id},
+                                                              {"org", e.info.owner.org},
+                                                              {"reason", e.info.error},
+                                                              {"detail", e.info.error_message}});
+    finished_.push_back(e.info.id);
+    notify(e);
+    trim_finished();
+  }
+
+  // Gives back the limits an unfinished upload held.
+  void release(const Entry& e) {
+    const std::string ukey = user_key(e.info.owner);
+    if (auto it = per_user_.find(ukey); it != per_user_.end() && --it->second == 0) {
+      per_user_.erase(it);
+    }
+    if (auto it = per_org_bytes_.find(e.info.owner.org); it != per_org_bytes_.end()) {
+      it->second -= std::min(it->second, e.info.size);
+      if (it->second == 0) per_org_bytes_.erase(it);
+    }
+  }
+
+  void forget(const std::string& id) {
+    entries_.erase(id);
+    // finished_ may keep the id; trim and sweep skip ids that are gone.
+  }
+
+  void trim_finished() {
+    while (finished_.size() > kMaxFinishedRecords) {
+      entries_.erase(finished_.front());
+      finished_.pop_front();
+    }
+  }
+
+  void schedule_sweep() {
+    sweep_timer_.expires_after(options_.sweep_interval);
+    sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      sweep();
+      schedule_sweep();
+    });
+  }
+
+  void sweep() {
+    const auto now = Steady::now();
+    const auto wall = core::WallClock::now();
+    std::vector<std::string> expired;
+    std::vector<std::string> gone;
+    for (auto& [id, e] : entries_) {
+      if (e.info.status == Status::kUploading) {
+        if (now - e.touched >= options_.expiry) expired.push_back(id);
+      } else if (wall >= e.info.expires_at) {
+        gone.push_back(id);
+      }
+    }
+    for (const auto& id : gone) entries_.erase(id);
+    // fail() may trim finished records, so it runs outside the walk over entries_.
+    for (const auto& id : expired) {
+      auto it = entries_.find(id);
+      if (it == entries_.end()) continue;
+      log::info("upload", "upload expired",
+                {{"upload_id", id}, {"org", it->second.info.owner.org}});
+      fail(it->second, UploadError::kExpired,
+           "the upload was untouched for longer than the expiry");
+    }
+    std::erase_if(finished_, [this](const std::string& id) { return !entries_.contains(id); });
+  }
+
+  ManagerOptions options_;
+  std::unique_ptr<Storage> storage_;
+  Observer observer_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer sweep_timer_;
+  std::thread thread_;
+  std::mutex mutex_;  // guards stopped_ against posting after the final job
+  bool stopped_ = false;
+
+  // Touched only on the I/O thread.
+  std::unordered_map<std::string, Entry> entries_;
+  std::unordered_map<std::string, std::size_t> per_user_;         // unfinished uploads
+  std::unordered_map<std::string, std::uint64_t> per_org_bytes_;  // unfinished declared bytes
+  std::deque<std::string> finished_;                              // oldest first
+};
+
+}  // namespace
+
+std::unique_ptr<Manager> make_manager(const ManagerOptions& options,
+                                      std::unique_ptr<Storage> storage, Observer observer) {
+  return std::make_unique<ManagerImpl>(options, std::move(storage), std::move(observer));
+}
+
+}  // namespace sg::upload

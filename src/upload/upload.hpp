@@ -1,0 +1,190 @@
+// upload: resumable document uploads. A Manager keeps each upload's state, streams its bytes
+// to a Storage (temporary file, running SHA-256, fsync + atomic rename when complete), enforces
+// the limits and reports progress. Both the WebSocket and the tus paths call it from any thread;
+// all disk I/O and every callback run on the manager's own I/O thread, so callers post back.
+#pragma once
+
+#include "core/core.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sg::upload {
+
+enum class UploadError {
+  kNotFound = 1,      // unknown id, or another user's upload (never distinguished)
+  kTooLarge,          // declared size over --upload-max-bytes, or more bytes than declared
+  kOffsetMismatch,    // append/truncate at an offset other than what the upload allows
+  kChecksumMismatch,  // the complete file's SHA-256 differs from the declared one
+  kStorage,           // the disk refused (full, permission, not a directory, …)
+  kTooManyUploads,    // the user has --upload-max-per-user unfinished uploads
+  kOrgQuota,          // the org's unfinished declared bytes would pass --upload-max-org-bytes
+  kAlreadyComplete,   // bytes or a truncate for an upload that is complete
+  kFailed,            // the upload failed earlier; it can't continue
+  kExpired,           // removed by the expiry sweep while the caller still held its id
+  kBadRequest,        // an unusable request (e.g. empty or over-long filename)
+  kShuttingDown,      // the manager has stopped
+};
+std::string_view to_string(UploadError e);  // "not_found", "too_large", …
+constexpr const char* error_domain(UploadError) {
+  return "upload";
+}
+SG_DECLARE_ERROR_ENUM(UploadError)
+
+using Sha256 = std::array<unsigned char, 32>;
+
+// Parses 64 hex digits (either case); nullopt otherwise.
+std::optional<Sha256> parse_sha256_hex(std::string_view hex);
+std::string to_hex(const Sha256& digest);
+
+struct Owner {
+  std::string org;
+  std::string user;
+  friend bool operator==(const Owner&, const Owner&) = default;
+};
+
+struct CreateRequest {
+  std::string filename;          // shown back to the user; never used as a path
+  std::string content_type;      // free text, as the client sent it
+  std::uint64_t size = 0;        // declared total bytes; the upload completes when it is reached
+  std::optional<Sha256> sha256;  // when given, the complete file must match it
+  // Opaque key/value pairs (tus Upload-Metadata), returned as given.
+  std::vector<std::pair<std::string, std::string>> metadata;
+};
+
+enum class Status { kUploading, kComplete, kFailed };
+std::string_view to_string(Status s);  // "uploading" | "complete" | "failed"
+
+// A snapshot of one upload, taken on the manager's thread.
+struct UploadInfo {
+  std::string id;  // 32 hex characters, unguessable
+  Owner owner;
+  std::string filename;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::uint64_t size = 0;      // declared
+  std::uint64_t received = 0;  // bytes stored so far
+  Status status = Status::kUploading;
+  std::string error;          // when failed: the UploadError reason ("checksum_mismatch", …)
+  std::string error_message;  // when failed: a sentence for humans (what the disk said, …)
+  std::string sha256;         // lowercase hex, when complete
+  core::WallClock::time_point created_at;
+  core::WallClock::time_point updated_at;
+  core::WallClock::time_point expires_at;  // when an unfinished upload will be swept
+  double bytes_per_second = 0;             // recent rate (about the last few seconds)
+  std::optional<double> eta_seconds;       // nullopt when unknown (no recent bytes)
+
+  // 0..100; a zero-byte upload counts as 100 once complete.
+  double percent() const;
+};
+
+// An upload's bytes in progress. Used only from the manager's I/O thread. Errors are system
+// error codes (errno) so messages say what the disk said.
+class StorageWriter {
+ public:
+  virtual ~StorageWriter() = default;
+  virtual Result<void> append(std::string_view bytes) = 0;
+  virtual Result<void> truncate(std::uint64_t size) = 0;
+  // Reads up to out.size() bytes at `offset`; 0 at the end.
+  virtual Result<std::size_t> read(std::uint64_t offset, std::span<char> out) = 0;
+  virtual Result<void> sync() = 0;  // fsync
+};
+
+// Where upload bytes live: temporary objects while uploading, a final object once complete.
+// An interface so an object store can replace the local disk.
+class Storage {
+ public:
+  virtual ~Storage() = default;
+  // Creates (or truncates) the temporary object for `id`.
+  virtual Result<std::unique_ptr<StorageWriter>> begin(std::string_view id) = 0;
+  // Moves the temporary object into place under `name` atomically; the writer must have been
+  // synced and closed (destroyed) first.
+  virtual Result<void> commit(std::string_view id, std::string_view name) = 0;
+  // Removes the temporary object of `id`, if any. Never fails loudly: a leftover is harmless.
+  virtual void remove(std::string_view id) = 0;
+  // Human-readable location of a committed object (a path for local storage), for logs.
+  virtual std::string describe(std::string_view name) const = 0;
+};
+
+// Local disk: temporary files in <dir>/.partial/<id>, complete files at <dir>/<name>. Creates
+// the directories; fails when they can't be created. Partial files older than
+// `stale_after` left by an earlier process are removed at start (they can't be resumed: upload
+// state lives in memory).
+Result<std::unique_ptr<Storage>> make_local_storage(const std::string& dir,
+                                                    std::chrono::seconds stale_after);
+
+struct ManagerOptions {
+  // --upload-max-bytes: largest declared size. 10 GiB: documents are "up to several GiB".
+  std::uint64_t max_bytes = 10ull << 30;
+  // --upload-max-per-user: unfinished uploads per user. 16 is more than any UI runs at once.
+  std::size_t max_per_user = 16;
+  // --upload-max-org-bytes: declared bytes of an org's unfinished uploads together. 50 GiB.
+  std::uint64_t max_org_bytes = 50ull << 30;
+  // --upload-expiry: an unfinished upload untouched this long is removed; finished records are
+  // forgotten after the same time (their files stay).
+  std::chrono::seconds expiry{24 * 3600};
+  // How often the expiry sweep runs; min(expiry / 4, 60 s) when zero.
+  std::chrono::milliseconds sweep_interval{0};
+  // Observer cadence: at least every progress_bytes or progress_interval while bytes arrive.
+  std::uint64_t progress_bytes = 1 << 20;
+  std::chrono::milliseconds progress_interval{250};
+};
+
+// Called on the manager's thread: when an upload is created, while bytes arrive (see
+// ManagerOptions), and once when it completes or fails. Must be quick (post elsewhere) and must not call back into the
+// manager synchronously.
+using Observer = std::function<void(const UploadInfo&)>;
+
+template <class T>
+using Callback = std::function<void(Result<T>)>;
+
+// Thread-safe. Every callback runs on the manager's I/O thread, exactly once (with
+// kShuttingDown after stop()).
+class Manager {
+ public:
+  virtual ~Manager() = default;
+
+  // Checks the limits, begins storage and returns the new upload (received 0). A zero-byte
+  // upload completes at once.
+  virtual void create(Owner owner, CreateRequest request, Callback<UploadInfo> done) = 0;
+
+  // kNotFound for an unknown id and for another owner's upload alike.
+  virtual void find(Owner owner, std::string id, Callback<UploadInfo> done) = 0;
+
+  // Appends `bytes` at `offset`, which must equal `received` (kOffsetMismatch otherwise,
+  // nothing changes). Bytes past the declared size: kTooLarge and the upload fails. When
+  // received reaches size the upload is synced, verified and committed before `done` runs:
+  // the result then has status complete or failed (kChecksumMismatch, kStorage). A disk error
+  // fails the upload (kStorage) and removes its partial data.
+  virtual void append(Owner owner, std::string id, std::uint64_t offset, std::string bytes,
+                      Callback<UploadInfo> done) = 0;
+
+  // Cuts an unfinished upload back to `offset` (≤ received) and rebuilds the running hash from
+  // what is stored: tus rolls back a PATCH whose Upload-Checksum failed this way.
+  virtual void truncate(Owner owner, std::string id, std::uint64_t offset,
+                        Callback<UploadInfo> done) = 0;
+
+  // Forgets the upload; an unfinished one loses its partial data, a complete one keeps its file.
+  virtual void remove(Owner owner, std::string id, Callback<void> done) = 0;
+
+  // Stops the I/O thread after the queued work; later calls get kShuttingDown. Idempotent.
+  virtual void stop() = 0;
+};
+
+// Starts the I/O thread. `observer` may be empty.
+std::unique_ptr<Manager> make_manager(const ManagerOptions& options,
+                                      std::unique_ptr<Storage> storage, Observer observer);
+
+}  // namespace sg::upload
+
+template <>
+struct boost::system::is_error_code_enum<sg::upload::UploadError> : std::true_type {};
