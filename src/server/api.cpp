@@ -6,6 +6,7 @@
 #include "protocol/protocol.hpp"
 #include "server/cluster_api.hpp"
 #include "server/context.hpp"
+#include "server/tus.hpp"
 #include "server/upload_api.hpp"
 
 #include <boost/json.hpp>
@@ -153,6 +154,8 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     } else {
       reply(json_ok("{\"status\":\"ready\"}"));
     }
+  } else if (tus::is_tus_path(req.path)) {
+    tus::handle(ctx, req, std::move(reply));
   } else {
     reply(json_error(404, "not_found", "no such endpoint"));
   }

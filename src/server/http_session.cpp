@@ -2,20 +2,28 @@
 
 #include "log/log.hpp"
 #include "server/api.hpp"
+#include "server/body_sink.hpp"
 #include "server/context.hpp"
+#include "server/tus.hpp"
 #include "server/upgrade.hpp"
 #include "server/upload_session.hpp"
 #include "server/worker.hpp"
 #include "server/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <charconv>
 #include <optional>
+#include <utility>
 
 namespace sg::server {
 
@@ -26,6 +34,14 @@ namespace http = boost::beast::http;
 
 // An idle keep-alive connection is closed after this long.
 constexpr auto kIdleTimeout = std::chrono::seconds(30);
+// A streamed body is read in pieces of up to this size: big enough that per-piece overhead
+// (a hop to the upload thread, one write) vanishes against the bytes, small enough to keep a
+// connection's memory flat.
+constexpr std::size_t kPieceBytes = 256 * 1024;
+// After answering a streamed request without reading its body: how long, and with what buffer,
+// the rest of the body is read and thrown away before the connection closes.
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
+constexpr std::size_t kDrainBytes = 16 * 1024;
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -35,17 +51,42 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void start() { do_read(); }
 
  private:
+  // The header is read on its own first: the route decides how the body is read (as one
+  // string with a small limit, or streamed piece by piece for tus PATCH).
   void do_read() {
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(ctx_.settings.max_http_header_bytes));
-    parser_->body_limit(ctx_.settings.max_publish_bytes);
+    stream_parser_.reset();
+    header_parser_.emplace();
+    header_parser_->header_limit(static_cast<std::uint32_t>(ctx_.settings.max_http_header_bytes));
+    header_parser_->body_limit(boost::none);
     stream_.expires_after(kIdleTimeout);
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    http::async_read_header(
+        stream_, buffer_, *header_parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
-  void on_read(beast::error_code ec) {
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    const auto& msg = header_parser_->get();
+    keep_alive_ = msg.keep_alive();
+    head_ = msg.method() == http::verb::head;
+    if (msg.method() == http::verb::patch) {
+      HttpRequest req = request_of(msg);
+      if (tus::streams_body(req)) return begin_stream(req);
+    }
+    if (const auto length = header_parser_->content_length();
+        length && *length > ctx_.settings.max_publish_bytes) {
+      return on_read_error(http::error::body_limit);
+    }
+    parser_.emplace(std::move(*header_parser_));
+    header_parser_.reset();
+    parser_->body_limit(ctx_.settings.max_publish_bytes);
+    if (parser_->is_done()) return on_read({});
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_read(e); });
+  }
+
+  void on_read_error(beast::error_code ec) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == boost::asio::error::operation_aborted) {
       return shutdown();
@@ -59,20 +100,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (ec == http::error::header_limit) {
       return send(json_error(431, "headers_too_large", "request headers are too large"), true);
     }
-    if (ec) {
-      if (ec.category() == make_error_code(http::error::bad_target).category()) {
-        return send(json_error(400, "bad_request", "malformed HTTP request"), true);
-      }
-      return shutdown();
+    if (ec.category() == make_error_code(http::error::bad_target).category()) {
+      return send(json_error(400, "bad_request", "malformed HTTP request"), true);
     }
-    const auto& msg = parser_->get();
+    shutdown();
+  }
+
+  template <class Message>
+  static HttpRequest request_of(const Message& msg) {
     HttpRequest req;
     req.method = msg.method_string();
     req.target = msg.target();
     const auto q = req.target.find('?');
     req.path = req.target.substr(0, q);
     if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
-    req.body = msg.body();
     req.authorization = msg[http::field::authorization];
     if (auto it = msg.find(http::field::origin); it != msg.end()) {
       req.origin = it->value();
@@ -82,8 +123,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     req.connection = msg[http::field::connection];
     req.ws_key = msg[http::field::sec_websocket_key];
     req.ws_version = msg[http::field::sec_websocket_version];
-    keep_alive_ = msg.keep_alive();
-    head_ = msg.method() == http::verb::head;
+    req.header = [&msg](std::string_view name) { return msg[name]; };
+    if (!msg.chunked()) {
+      if (auto it = msg.find(http::field::content_length); it != msg.end()) {
+        std::uint64_t n = 0;
+        const auto v = it->value();
+        const auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (err == std::errc() && end == v.data() + v.size()) req.content_length = n;
+      }
+    }
+    return req;
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    const auto& msg = parser_->get();
+    HttpRequest req = request_of(msg);
+    req.body = msg.body();
 
     if (req.path == "/v2/realtime/stream") {
       if (ctx_.shutting_down.load()) {
@@ -108,6 +164,99 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     });
   }
 
+  // A body streamed into a sink: one piece buffer per connection, and the next piece is read
+  // only once the sink has taken the previous one, so memory doesn't grow with the body.
+  void begin_stream(const HttpRequest& req) {
+    ctx_.metrics->http_requests.inc();
+    tus::begin_patch(ctx_, req, [self = shared_from_this()](BodyDecision d) {
+      boost::asio::post(self->stream_.get_executor(),
+                        [self, d = std::move(d)]() mutable { self->on_decision(std::move(d)); });
+    });
+  }
+
+  void on_decision(BodyDecision d) {
+    if (d.response) {
+      // The body was never read, so the connection can't carry another request; it is drained
+      // for a while so that closing with unread bytes (a TCP reset) can't destroy the answer
+      // before the client has read it.
+      drain_after_write_ = !header_parser_->is_done();
+      return send(std::move(*d.response), drain_after_write_);
+    }
+    sink_ = std::move(d.sink);
+    const bool expects_continue =
+        beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
+    stream_parser_.emplace(std::move(*header_parser_));
+    header_parser_.reset();
+    stream_parser_->body_limit(boost::none);
+    piece_ = std::make_unique<char[]>(kPieceBytes);
+    if (stream_parser_->is_done()) return finish_stream();
+    if (!expects_continue) return read_piece();
+    // The client (curl, for one) waits for this before sending a large body.
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (ec) return self->abort_stream(ec);
+                               self->read_piece();
+                             });
+  }
+
+  void read_piece() {
+    auto& body = stream_parser_->get().body();
+    body.data = piece_.get();
+    body.size = kPieceBytes;
+    body.more = true;
+    stream_.expires_after(kIdleTimeout);
+    http::async_read(
+        stream_, buffer_, *stream_parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_piece(ec); });
+  }
+
+  void on_piece(beast::error_code ec) {
+    if (ec == http::error::need_buffer) ec = {};
+    const std::size_t n = kPieceBytes - stream_parser_->get().body().size;
+    if (ec) {
+      // What arrived before the peer went away is still handed over: tus keeps it.
+      if (n == 0) return abort_stream(ec);
+      return sink_->on_data(std::string_view(piece_.get(), n), [self = shared_from_this(),
+                                                                ec](std::optional<HttpResponse>) {
+        boost::asio::post(self->stream_.get_executor(), [self, ec] { self->abort_stream(ec); });
+      });
+    }
+    if (n == 0) return on_piece_taken(std::nullopt);
+    sink_->on_data(std::string_view(piece_.get(), n), [self = shared_from_this()](
+                                                          std::optional<HttpResponse> stop) {
+      boost::asio::post(self->stream_.get_executor(), [self, stop = std::move(stop)]() mutable {
+        self->on_piece_taken(std::move(stop));
+      });
+    });
+  }
+
+  void abort_stream(beast::error_code ec) {
+    piece_.reset();
+    std::exchange(sink_, nullptr)->on_abort();
+    // A body cut short by the peer is a disconnect, not a malformed request.
+    if (ec == http::error::partial_message) return shutdown();
+    on_read_error(ec);
+  }
+
+  void on_piece_taken(std::optional<HttpResponse> stop) {
+    if (stop) {
+      piece_.reset();
+      sink_.reset();
+      return send(std::move(*stop), true);
+    }
+    if (stream_parser_->is_done()) return finish_stream();
+    read_piece();
+  }
+
+  void finish_stream() {
+    piece_.reset();
+    std::exchange(sink_, nullptr)->on_end([self = shared_from_this()](HttpResponse r) {
+      boost::asio::post(self->stream_.get_executor(),
+                        [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
+    });
+  }
+
   void upgrade(UpgradeDecision decision, bool upload = false) {
     // Bytes the client sent after the request (a first frame) belong to the WebSocket.
     std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
@@ -126,6 +275,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     auto& res = *response_;
     res.version(11);
     res.result(r.status);
+    // Beast knows no reason phrase for tus's own status.
+    if (r.status == 460) res.reason("Checksum Mismatch");
     res.set(http::field::server, "streamgate");
     res.set(http::field::content_type, r.content_type);
     res.set(http::field::cache_control, "no-store");
@@ -136,6 +287,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.body() = head_ ? std::string() : std::move(r.body);
     res.prepare_payload();
     if (head_) res.content_length(size);
+    // RFC 9110 §8.6: no Content-Length on a 204, which Beast would set to 0.
+    if (r.status == 204) res.content_length(boost::none);
     close_after_write_ = close;
     http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
@@ -144,8 +297,30 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_write(beast::error_code ec) {
     response_.reset();
+    if (!ec && drain_after_write_) return drain();
     if (ec || close_after_write_) return shutdown();
     do_read();
+  }
+
+  // Lingering close: FIN after the answer, then read and discard until the client closes too
+  // or kDrainTimeout passes, whichever is first.
+  void drain() {
+    drain_after_write_ = false;
+    beast::error_code ec;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    buffer_.consume(buffer_.size());
+    piece_ = std::make_unique<char[]>(kDrainBytes);
+    stream_.expires_after(kDrainTimeout);
+    do_drain();
+  }
+
+  void do_drain() {
+    stream_.async_read_some(boost::asio::buffer(piece_.get(), kDrainBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (!ec) return self->do_drain();
+                              self->piece_.reset();
+                              self->stream_.close();
+                            });
   }
 
   void shutdown() {
@@ -158,11 +333,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   Context& ctx_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> header_parser_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<http::buffer_body>> stream_parser_;
+  std::shared_ptr<BodySink> sink_;  // while a streamed body is read
+  std::unique_ptr<char[]> piece_;   // kPieceBytes, while a streamed body is read
   std::optional<http::response<http::string_body>> response_;
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;
+  bool drain_after_write_ = false;  // an early answer left a body unread
 };
 
 }  // namespace

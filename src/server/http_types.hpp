@@ -2,6 +2,9 @@
 // The HTTP session fills a Request from what it parsed and writes back a Response.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +26,9 @@ struct HttpRequest {
   std::string_view connection;
   std::string_view ws_key;
   std::string_view ws_version;
+  // Any other header by name (case-insensitive); empty when absent. Valid while the request is.
+  std::function<std::string_view(std::string_view)> header;
+  std::optional<std::uint64_t> content_length;  // nullopt: none sent (or chunked)
 };
 
 struct HttpResponse {
