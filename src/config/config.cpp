@@ -137,6 +137,26 @@ const std::vector<NumericSpec>& numeric_specs() {
        "On SIGTERM, time given to connections to close (1001) before exit, in milliseconds; "
        "0 = close at once.",
        SG_NUMERIC_FIELD(shutdown_grace_ms)},
+      {"chat-max-bytes", "BYTES", 1, 1024 * 1024, "a chat message holds at least one byte",
+       "Largest chat message text in UTF-8 bytes; longer gets an error frame.",
+       SG_NUMERIC_FIELD(chat_max_bytes)},
+      {"chat-history", "N", 0, 10000, "",
+       "Chat messages sent to a connection joining a room, and the largest history page.",
+       SG_NUMERIC_FIELD(chat_history)},
+      {"chat-messages-per-minute", "N", 1, 1000000, "a user must be able to send something",
+       "Chat messages one user may send per minute on a node, sustained.",
+       SG_NUMERIC_FIELD(chat_messages_per_minute)},
+      {"chat-burst", "N", 1, 1000000, "a user must be able to send one message",
+       "Chat messages one user may send at once before the per-minute rate applies.",
+       SG_NUMERIC_FIELD(chat_burst)},
+      {"chat-max-rooms", "N", 1, 10000, "a chat connection is in at least one room",
+       "Chat rooms one connection may be in at once.", SG_NUMERIC_FIELD(chat_max_rooms)},
+      {"chat-max-members", "N", 1, kMaxSize, "a room needs room for its first member",
+       "Distinct users in one chat room, over all nodes.", SG_NUMERIC_FIELD(chat_max_members)},
+      {"chat-typing-interval", "MS", 0, kMaxDurationMs, "",
+       "Least time between two typing notices relayed for one connection and room, in "
+       "milliseconds.",
+       SG_NUMERIC_FIELD(chat_typing_interval_ms)},
       {"upload-expiry", "SECONDS", 1, 365ull * 86400, "an upload needs time to arrive",
        "Seconds after which an unfinished upload nobody touched is removed, with its partial "
        "data.",
@@ -239,12 +259,14 @@ constexpr std::string_view kGroupAuth = "Authentication";
 constexpr std::string_view kGroupBroker = "Broker";
 constexpr std::string_view kGroupLimits = "Limits";
 constexpr std::string_view kGroupTimeouts = "Timeouts";
+constexpr std::string_view kGroupChat = "Chat";
 constexpr std::string_view kGroupUploads = "Uploads";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
   if (flag == "jwt-leeway") return kGroupAuth;
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
+  if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace") {
     return kGroupTimeouts;

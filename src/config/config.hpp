@@ -56,6 +56,16 @@ struct Settings {
   std::int64_t shutdown_grace_ms = 4000;     // --shutdown-grace: SIGTERM drain before exit
   std::size_t max_http_header_bytes = 8192;  // --max-http-header-bytes
 
+  // Chat rooms (docs/protocol.md#chat-rooms).
+  std::size_t chat_max_bytes = 4096;  // --chat-max-bytes: message text; longer gets an error frame
+  std::size_t chat_history = 50;      // --chat-history: messages sent on join; largest page
+  // --chat-messages-per-minute and --chat-burst: each user's token bucket on a node
+  std::size_t chat_messages_per_minute = 60;
+  std::size_t chat_burst = 10;
+  std::size_t chat_max_rooms = 32;              // --chat-max-rooms: rooms per connection
+  std::size_t chat_max_members = 1000;          // --chat-max-members: distinct users per room
+  std::int64_t chat_typing_interval_ms = 2000;  // --chat-typing-interval: per connection and room
+
   // Uploads (the upload module).
   // --upload-dir: where complete uploads are stored (partial ones in <dir>/.partial). Empty
   // (default) = <system temp dir>/streamgate-uploads, so a first run works anywhere; set it to

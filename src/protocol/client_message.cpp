@@ -1,3 +1,4 @@
+#include "protocol/chat_messages.hpp"
 #include "protocol/json_fields.hpp"
 #include "protocol/protocol.hpp"
 
@@ -120,6 +121,7 @@ Result<ClientMessage> parse_client_message(std::string_view text, bool expect_ha
   if (type == "subscribe") return parse_subscribe(*message, limits);
   if (type == "unsubscribe") return parse_unsubscribe(*message, limits);
   if (type == "ping") return Ping{};
+  if (auto chat = detail::parse_chat_message(type, *message)) return std::move(*chat);
   // Includes a missing type and a second handshake: both mean the client lost track of the
   // connection's state.
   return ProtocolError::kUnknownType;

@@ -71,7 +71,37 @@ struct Unsubscribe {
 // {"type":"ping"} — an application-level keepalive for clients that can't send WS pings.
 struct Ping {};
 
-using ClientMessage = std::variant<Handshake, Subscribe, Unsubscribe, Ping>;
+// Chat rooms (docs/protocol.md#chat-rooms). Room names follow is_valid_name.
+// {"type":"join","room":"general","history":20}; history absent = the server's default.
+struct Join {
+  std::string room;
+  std::optional<std::uint64_t> history;
+};
+// {"type":"leave","room":"general"}
+struct Leave {
+  std::string room;
+};
+// {"type":"message","room":"general","text":"hi","clientMessageId":"m-1"}. The text is
+// checked here only for being a non-empty string; its size limit is the chat module's.
+struct ChatSend {
+  std::string room;
+  std::string text;
+  std::string client_message_id;  // 1..128 bytes, no control characters
+};
+// {"type":"typing","room":"general"}
+struct Typing {
+  std::string room;
+};
+// {"type":"history","room":"general","before":"<id>","limit":50}: messages older than
+// `before` (absent: the newest), at most `limit` (absent: the server's default).
+struct HistoryRequest {
+  std::string room;
+  std::optional<EventId> before;
+  std::optional<std::uint64_t> limit;
+};
+
+using ClientMessage = std::variant<Handshake, Subscribe, Unsubscribe, Ping, Join, Leave, ChatSend,
+                                   Typing, HistoryRequest>;
 
 struct ParseLimits {
   std::size_t max_services = 64;  // per message
@@ -150,6 +180,25 @@ void append_event_frame_prefix(std::string& out, std::uint64_t seq);
 // length. For the fan-out path, which writes it straight into a frame's inline head.
 inline constexpr std::size_t kMaxEventFramePrefix = 43;
 std::size_t write_event_frame_prefix(char* out, std::uint64_t seq);
+
+// ---- chat frames (server → client) ----
+
+// {"type":"joined","room":…,"timestamp":…} — answer to a join; the room's history events follow.
+std::string serialize_joined(std::string_view room, std::string_view timestamp);
+// {"type":"left","room":…}
+std::string serialize_left(std::string_view room);
+// {"type":"sent","room":…,"clientMessageId":…,"id":…,"duplicate":false} — a message was stored
+// (or, with duplicate, had been stored before under the same clientMessageId).
+std::string serialize_sent(std::string_view room, std::string_view client_message_id,
+                           std::string_view id, bool duplicate);
+// {"type":"history","room":…,"events":[{"service":…,"id":…,…},…],"more":true} — `bodies` are
+// event bodies (serialize_event_body), oldest first.
+std::string serialize_history_page(std::string_view room,
+                                   const std::vector<std::string_view>& bodies, bool more);
+// {"type":"error","code":…,"message":…,"room":…,"clientMessageId":…} — a chat request refused
+// without closing the connection; clientMessageId only when not empty.
+std::string serialize_chat_error(std::string_view code, std::string_view message,
+                                 std::string_view room, std::string_view client_message_id);
 
 // Appends `text` as a JSON string literal, quotes included: escapes '"', '\\' and control
 // characters, passes valid UTF-8 through and replaces invalid bytes with U+FFFD, so the output

@@ -4,6 +4,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "protocol/protocol.hpp"
+#include "server/chat_api.hpp"
 #include "server/cluster_api.hpp"
 #include "server/context.hpp"
 #include "server/tus.hpp"
@@ -135,6 +136,8 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     if (only("GET")) handle_metrics(ctx, req, std::move(reply));
   } else if (req.path == "/v2/realtime/presence") {
     if (only("GET")) handle_presence(ctx, req, std::move(reply));
+  } else if (is_chat_api_path(req.path)) {
+    if (only("GET")) handle_chat_api(ctx, req, std::move(reply));
   } else if (req.path.starts_with(kUploadsPath)) {
     handle_upload_status(ctx, req, std::move(reply));
   } else if (req.path == "/metrics") {

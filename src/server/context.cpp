@@ -1,5 +1,6 @@
 #include "server/context.hpp"
 
+#include "chat/chat.hpp"
 #include "protocol/protocol.hpp"
 #include "server/http_types.hpp"
 
@@ -59,6 +60,8 @@ void ServerMetrics::count_close(std::uint16_t code) {
 
 bool Context::service_allowed(std::string_view service) const {
   if (!protocol::is_valid_name(service)) return false;
+  // Room channels are reached only through join, which checks the rooms claim and presence.
+  if (chat::is_room_topic(service)) return false;
   if (any_service) return true;
   if (uploads && service == kUploadsService) return true;
   return std::find(settings.services.begin(), settings.services.end(), service) !=

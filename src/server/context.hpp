@@ -15,6 +15,10 @@
 #include <memory>
 #include <string>
 
+namespace sg::chat {
+class Registry;
+}
+
 namespace sg::server {
 
 struct ServerMetrics {
@@ -44,6 +48,7 @@ struct Context {
   metrics::Registry& registry;
   hub::Hub* hub = nullptr;  // set once workers exist
   std::unique_ptr<ServerMetrics> metrics;
+  chat::Registry* chat = nullptr;  // set with the hub
   // Document uploads; null = disabled. Thread-safe; callbacks run on its own thread.
   upload::Manager* uploads = nullptr;
   bool any_service = true;  // --services is "*"

@@ -2,6 +2,7 @@
 
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
+#include "chat/chat.hpp"
 #include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
@@ -37,6 +38,19 @@ std::string without_credentials(std::string_view url) {
   }
   return std::string(url.substr(0, scheme + 3)) + "[redacted]" + std::string(url.substr(at));
 }
+
+chat::ChatOptions chat_options(const config::Settings& s) {
+  chat::ChatOptions o;
+  o.max_bytes = s.chat_max_bytes;
+  o.history = s.chat_history;
+  o.messages_per_minute = static_cast<std::uint32_t>(s.chat_messages_per_minute);
+  o.burst = static_cast<std::uint32_t>(s.chat_burst);
+  o.max_rooms = s.chat_max_rooms;
+  o.max_members = s.chat_max_members;
+  o.typing_interval = std::chrono::milliseconds(s.chat_typing_interval_ms);
+  return o;
+}
+
 std::string node_name(std::uint16_t port) {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
@@ -73,6 +87,8 @@ class Server::Impl {
         broker, std::move(posts),
         hub::HubOptions{settings.max_connections_per_user, settings.max_connections}, registry_);
     context_.hub = hub_.get();
+    chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
+    context_.chat = chat_.get();
     bind(settings);
     context_.node_name = node_name(port());
     broker.set_node_stats_source([this] { return node_metrics_json(context_); });
@@ -215,6 +231,7 @@ class Server::Impl {
   // worker's io_context and is destroyed with io_.
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<hub::Hub> hub_;
+  std::unique_ptr<chat::Registry> chat_;
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;

@@ -1,7 +1,9 @@
 #include "server/ws_session.hpp"
 
+#include "chat/chat.hpp"
 #include "core/core.hpp"
 #include "log/log.hpp"
+#include "server/chat_conn.hpp"
 #include "server/context.hpp"
 #include "server/exact_allocator.hpp"
 #include "server/worker.hpp"
@@ -211,8 +213,11 @@ void WsSession::handle_text(std::string_view text) {
     start_subscribe(std::move(subscribe->services), subscribe->resume, false);
   } else if (auto* unsub = std::get_if<protocol::Unsubscribe>(&message)) {
     unsubscribe(unsub->services);
-  } else {
+  } else if (std::holds_alternative<protocol::Ping>(message)) {
     queue_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+  } else {
+    if (!chat_) chat_ = std::make_unique<ChatConn>(*this);
+    chat_->handle(message);
   }
 }
 
@@ -316,6 +321,10 @@ void WsSession::on_attached(std::size_t request_id, std::string service, hub::At
   for (auto& [svc, res] : done->results) {
     if (!worker_.shard().go_live(*this, broker::Channel{principal_.org, svc})) slow_ = true;
   }
+  resume_reading();
+}
+
+void WsSession::resume_reading() {
   paused_ = false;
   if (slow_) schedule_flush();
   // Messages that arrived while the request was in flight.
@@ -325,6 +334,7 @@ void WsSession::on_attached(std::size_t request_id, std::string service, hub::At
 
 void WsSession::unsubscribe(const std::vector<std::string>& services) {
   for (const auto& service : services) {
+    if (chat::is_room_topic(service)) continue;  // rooms are left with "leave"
     worker_.shard().detach(*this, broker::Channel{principal_.org, service});
     services_.erase(std::remove(services_.begin(), services_.end(), service), services_.end());
   }
@@ -473,6 +483,7 @@ void WsSession::close(std::uint16_t code, std::string_view reason, bool discard_
   close_code_ = code;
   close_deadline_ = Clock::now() + kCloseWait;
   worker_.shard().detach_all(*this);
+  if (chat_) chat_->on_close();
   request_.reset();
   // A frame half written must be finished first; the rest goes unless the queue is the problem.
   if (discard_queued) outbox_.truncate(write_offset_ > 0 ? 1 : 0);
@@ -498,6 +509,7 @@ void WsSession::finalize(std::uint16_t code) {
   state_ = State::kClosed;
   const std::uint16_t reported = was_closing ? close_code_ : code;
   worker_.shard().detach_all(*this);
+  if (chat_) chat_->on_close();
   request_.reset();
   boost::system::error_code ec;
   socket_.shutdown(Socket::shutdown_both, ec);

@@ -23,6 +23,7 @@ namespace sg::server {
 
 class Worker;
 struct Context;
+class ChatConn;
 
 class WsSession final : public std::enable_shared_from_this<WsSession>, public hub::Member {
  public:
@@ -47,6 +48,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void set_worker_slot(std::size_t slot) { worker_slot_ = slot; }
 
  private:
+  friend class ChatConn;  // the chat part of the protocol, kept in its own file
   enum class State { kAwaitingHandshake, kActive, kClosing, kClosed };
 
   void do_read();
@@ -55,6 +57,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void handle_text(std::string_view text);
   void handle_peer_close(std::uint16_t code);
   void reject(std::string_view code, std::string_view message, std::uint16_t close_code);
+  // After a paused request is answered: messages that waited, then the socket again.
+  void resume_reading();
 
   void start_subscribe(std::vector<std::string> services, const protocol::ResumeMap& resume,
                        bool is_handshake);
@@ -115,6 +119,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   };
   std::unique_ptr<Request> request_;
   std::size_t request_id_ = 0;
+  std::unique_ptr<ChatConn> chat_;  // from the first chat message on; null for event-only clients
 
   std::chrono::steady_clock::time_point opened_at_;
   std::chrono::steady_clock::time_point last_rx_;

@@ -295,8 +295,38 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 34 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 36u);
+  // 41 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 43u);
+}
+
+TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
+  const ParseOutcome d = run({"--dev"});
+  ASSERT_EQ(d.kind, Kind::kRun) << d.message;
+  EXPECT_EQ(d.settings.chat_max_bytes, 4096u);
+  EXPECT_EQ(d.settings.chat_history, 50u);
+  EXPECT_EQ(d.settings.chat_messages_per_minute, 60u);
+  EXPECT_EQ(d.settings.chat_burst, 10u);
+  EXPECT_EQ(d.settings.chat_max_rooms, 32u);
+  EXPECT_EQ(d.settings.chat_max_members, 1000u);
+  EXPECT_EQ(d.settings.chat_typing_interval_ms, 2000);
+  const ParseOutcome o =
+      run({"--dev", "--chat-max-bytes", "10", "--chat-history", "0", "--chat-burst", "2",
+           "--chat-messages-per-minute", "1", "--chat-max-rooms", "3", "--chat-max-members", "4",
+           "--chat-typing-interval", "0"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.chat_max_bytes, 10u);
+  EXPECT_EQ(o.settings.chat_history, 0u);
+  EXPECT_EQ(o.settings.chat_burst, 2u);
+  EXPECT_EQ(o.settings.chat_messages_per_minute, 1u);
+  EXPECT_EQ(o.settings.chat_max_rooms, 3u);
+  EXPECT_EQ(o.settings.chat_max_members, 4u);
+  EXPECT_EQ(o.settings.chat_typing_interval_ms, 0);
+  const ParseOutcome zero = run({"--dev", "--chat-max-rooms", "0"});
+  EXPECT_EQ(zero.kind, Kind::kExit);
+  EXPECT_EQ(zero.exit_code, 2);
+  EXPECT_NE(zero.message.find("--chat-max-rooms"), std::string::npos) << zero.message;
+  const ScopedEnv env("STREAMGATE_CHAT_MAX_MEMBERS", "7");
+  EXPECT_EQ(run({"--dev"}).settings.chat_max_members, 7u);
 }
 
 TEST(Config, UploadFlagsHaveDefaultsAndAreValidated) {

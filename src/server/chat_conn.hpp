@@ -1,0 +1,69 @@
+// ChatConn: the chat rooms of one WebSocket connection — join (presence, history, then live),
+// leave, message, typing and history pages — on top of the hub and the chat module. Created
+// on a connection's first chat message, owned by its WsSession, used on its worker only.
+#pragma once
+
+#include "broker/broker.hpp"
+#include "chat/chat.hpp"
+#include "hub/hub.hpp"
+#include "protocol/protocol.hpp"
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sg::server {
+
+class WsSession;
+
+class ChatConn {
+ public:
+  explicit ChatConn(WsSession& session) : ws_(session) {}
+  ChatConn(const ChatConn&) = delete;
+  ChatConn& operator=(const ChatConn&) = delete;
+
+  // One parsed chat message (Join, Leave, ChatSend, Typing or HistoryRequest). A join stops the
+  // session's reading until it is answered, so later messages see the room joined.
+  void handle(protocol::ClientMessage& message);
+  // The connection is closing: give up every room (presence, chat.left). The session detaches
+  // the hub memberships itself. Idempotent.
+  void on_close();
+
+ private:
+  struct Room {
+    std::string name;
+    broker::Channel channel;
+    bool entered = false;  // counted in the registry (and presence)
+    bool live = false;     // attached: may send, type and page
+    bool typed = false;
+    std::chrono::steady_clock::time_point last_typing;
+  };
+
+  void join(const protocol::Join& m);
+  void on_join_presence(const std::string& name, std::size_t history,
+                        Result<std::vector<broker::PresenceEntry>> online);
+  void on_join_head(const std::string& name, std::size_t history, bool announce,
+                    Result<broker::History> head);
+  void on_join_attached(const std::string& name, bool announce, hub::AttachResult result);
+  void fail_join(const std::string& name, chat::ChatError error, std::string_view message);
+  void leave(const std::string& name);
+  void send(const protocol::ChatSend& m);
+  void typing(const std::string& name);
+  void history(const protocol::HistoryRequest& m);
+
+  Room* find(std::string_view name);
+  Room* find_live(std::string_view name, std::string_view client_message_id);
+  void leave_room(Room& room);
+  void refuse(chat::ChatError error, std::string_view message, std::string_view room,
+              std::string_view client_message_id = {});
+  // Wraps `then` into a callback the broker may call from any thread: it runs on this
+  // connection's worker, and only while the connection is still open.
+  template <class T, class F>
+  std::function<void(T)> on_worker(F then);
+
+  WsSession& ws_;
+  std::vector<Room> rooms_;
+};
+
+}  // namespace sg::server
