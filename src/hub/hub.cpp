@@ -37,8 +37,9 @@ struct ChannelEntry {
   std::unique_ptr<broker::Subscription> subscription;
   bool ready = false;
   bool released = false;
-  // local[w] is read and written only by worker w.
-  std::array<LocalChannel*, kMaxWorkers> local{};
+  // local[w] is read and written only by worker w. Sized to the workers, not kMaxWorkers: an
+  // entry per channel, and 64 slots were ~500 bytes of each.
+  std::unique_ptr<LocalChannel*[]> local;
 };
 
 struct Slot {
@@ -372,6 +373,7 @@ std::shared_ptr<ChannelEntry> Hub::acquire(const broker::Channel& channel, std::
       return slot;
     }
     slot = std::make_shared<Entry>();
+    slot->local = std::make_unique<LocalChannel*[]>(shards_.size());
     slot->channel = channel;
     slot->key = key;
     slot->mask.store(std::uint64_t{1} << worker, std::memory_order_release);

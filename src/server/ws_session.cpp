@@ -5,10 +5,12 @@
 #include "log/log.hpp"
 #include "server/chat_conn.hpp"
 #include "server/context.hpp"
+#include "server/exact_allocator.hpp"
 #include "server/worker.hpp"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <boost/asio/bind_allocator.hpp>
 
@@ -45,6 +47,21 @@ OutFrame make_frame(ws::Opcode opcode, std::shared_ptr<const std::string> payloa
   return frame;
 }
 
+// Moves the upgraded connection's descriptor onto a socket typed on the worker's executor (the
+// HTTP side speaks any_io_executor). Costs an epoll deregister and register per connection.
+template <typename Socket>
+Socket adopt(boost::asio::io_context& io, boost::asio::ip::tcp::socket socket) {
+  Socket out(io);
+  boost::system::error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) return out;  // the peer is already gone; the first wait reports it
+  const int fd = socket.release(ec);
+  if (ec) return out;
+  out.assign(protocol, fd, ec);
+  if (ec) ::close(fd);
+  return out;
+}
+
 OutFrame raw_frame(std::shared_ptr<const std::string> bytes) {
   OutFrame frame;
   frame.body = *bytes;
@@ -57,12 +74,14 @@ WsSession::WsSession(Worker& worker, boost::asio::ip::tcp::socket socket, auth::
                      std::string leftover)
     : worker_(worker),
       ctx_(worker.context()),
-      socket_(std::move(socket)),
+      socket_(adopt<Socket>(worker.io(), std::move(socket))),
       principal_(std::move(principal)),
-      id_(core::random_hex(8)),
       decoder_(ctx_.settings.max_message_bytes),
       in_(std::move(leftover)),
-      outbox_(ctx_.settings.outbox_bytes) {}
+      outbox_(ctx_.settings.outbox_bytes) {
+  const std::string hex = core::random_hex(id_.hex.size() / 2);
+  std::copy_n(hex.begin(), id_.hex.size(), id_.hex.begin());
+}
 
 WsSession::~WsSession() = default;
 
@@ -91,8 +110,11 @@ void WsSession::do_read() {
   if (reading_ || paused_ || state_ == State::kClosed) return;
   reading_ = true;
   socket_.async_wait(
-      boost::asio::ip::tcp::socket::wait_read,
-      [self = shared_from_this()](const boost::system::error_code& ec) { self->on_readable(ec); });
+      Socket::wait_read,
+      boost::asio::bind_allocator(ExactAllocator<void>(),
+                                  [self = shared_from_this()](const boost::system::error_code& ec) {
+                                    self->on_readable(ec);
+                                  }));
 }
 
 void WsSession::on_readable(const boost::system::error_code& ec) {
@@ -413,9 +435,9 @@ void WsSession::write_now() {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         writing_ = true;
-        socket_.async_wait(boost::asio::ip::tcp::socket::wait_write,
+        socket_.async_wait(Socket::wait_write,
                            boost::asio::bind_allocator(
-                               std::allocator<void>(),
+                               ExactAllocator<void>(),
                                [self = shared_from_this()](const boost::system::error_code& ec) {
                                  self->on_writable(ec);
                                }));
@@ -493,7 +515,7 @@ void WsSession::finalize(std::uint16_t code) {
   if (chat_) chat_->on_close();
   request_.reset();
   boost::system::error_code ec;
-  socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.shutdown(Socket::shutdown_both, ec);
   socket_.close(ec);
   ctx_.hub->release(principal_.org, principal_.user);
   ctx_.metrics->count_close(reported);

@@ -10,8 +10,10 @@
 #include "server/outbox.hpp"
 #include "server/ws_codec.hpp"
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -71,11 +73,22 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void on_writable(const boost::system::error_code& ec);
   void finalize(std::uint16_t code);
 
+  // On the worker's concrete executor rather than any_io_executor: 48 bytes less per session and
+  // half the size (104 instead of 208 bytes) of the read wait every idle session keeps pending.
+  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                                  boost::asio::io_context::executor_type>;
+
   Worker& worker_;
   Context& ctx_;
-  boost::asio::ip::tcp::socket socket_;
+  Socket socket_;
   auth::Principal principal_;
-  std::string id_;
+  // 16 hex digits inline: as a std::string (whose inline buffer holds 15) it would cost a heap
+  // block per connection. Reads as a string_view in logs and the ack.
+  struct Id {
+    std::array<char, 16> hex{};
+    operator std::string_view() const { return {hex.data(), hex.size()}; }
+  };
+  Id id_;
   ws::Decoder decoder_;
   std::string in_;  // bytes of a partial frame kept between reads
   Outbox outbox_;

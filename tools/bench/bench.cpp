@@ -412,10 +412,66 @@ int Bench::run() {
   const int rc = report();
   if (opts_.scenario == Scenario::kIdle && opts_.hold > 0) {
     std::cout.flush();
-    run_until(now_ns() + static_cast<std::uint64_t>(opts_.hold * 1e9), [] { return false; });
+    const std::uint64_t want = opts_.expect_events;
+    auto all_received = [&] {
+      return std::all_of(conns_.begin(), conns_.end(), [&](const auto& c) {
+        if (!c->acked()) return true;  // a failed connect is already counted
+        const auto& got = c->received();
+        return std::all_of(got.begin(), got.end(), [&](std::uint64_t n) { return n >= want; });
+      });
+    };
+    std::uint64_t next_check = 0;
+    run_until(now_ns() + static_cast<std::uint64_t>(opts_.hold * 1e9), [&] {
+      // A walk over every connection, so at most every 100 ms.
+      if (want == 0 || now_ns() < next_check) return false;
+      next_check = now_ns() + 100'000'000ULL;
+      return all_received();
+    });
+    if (want > 0) return report_delivery() | rc;
   }
   for (auto& c : conns_) c->drop();
   return rc;
+}
+
+int Bench::report_delivery() {
+  const auto& st = stats_;
+  const std::uint64_t want = opts_.expect_events;
+  std::size_t open = 0;
+  std::size_t complete = 0;
+  std::uint64_t unique = 0;
+  for (const auto& c : conns_) {
+    if (!c->acked()) continue;
+    ++open;
+    bool all = true;
+    for (std::uint64_t n : c->received()) {
+      unique += n;
+      all = all && n >= want;
+    }
+    if (all) ++complete;
+  }
+  const std::uint64_t expect = static_cast<std::uint64_t>(open) * opts_.services * want;
+  const std::uint64_t lost = expect > unique ? expect - unique : 0;
+  const auto& lat = st.latency;
+  std::cout << "  delivery: " << complete << " of " << open << " open connections got all " << want
+            << " events; " << lost << " lost, " << st.duplicates
+            << " duplicates, latency p50/p99/max " << fixed(ms(lat.percentile(0.5)), 2) << " / "
+            << fixed(ms(lat.percentile(0.99)), 2) << " / " << fixed(ms(lat.max()), 2) << " ms\n";
+  std::cout << "{\"bench\":\"streamgate-bench-delivery\",\"label\":" << json_string(opts_.label)
+            << ",\"proc\":" << opts_.proc_index << ",\"connections\":" << opts_.connections
+            << ",\"open\":" << open << ",\"complete\":" << complete
+            << ",\"expect_per_conn\":" << want * opts_.services << ",\"expected\":" << expect
+            << ",\"delivered\":" << unique << ",\"lost\":" << lost
+            << ",\"duplicates\":" << st.duplicates << ",\"gaps\":" << st.gaps
+            << ",\"seq_gaps\":" << st.seq_gaps << ",\"bad_frames\":" << st.bad_frames
+            << ",\"closed_by_server\":" << st.closed_by_server
+            << ",\"p50_ms\":" << fixed(ms(lat.percentile(0.5)), 3)
+            << ",\"p99_ms\":" << fixed(ms(lat.percentile(0.99)), 3)
+            << ",\"max_ms\":" << fixed(ms(lat.max()), 3) << "}" << std::endl;
+  if (!opts_.strict) return 0;
+  return complete == opts_.connections && lost == 0 && st.duplicates == 0 && st.seq_gaps == 0 &&
+                 st.bad_frames == 0
+             ? 0
+             : 1;
 }
 
 bool Bench::step_failed() const {

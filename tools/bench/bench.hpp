@@ -92,10 +92,13 @@ struct Options {
   double connect_rate = 0;        // most connects started per second; 0 = no pacing
   double settle = 1;              // idle: seconds between the last ack and reading RSS
   double hold = 0;                // idle: keep connections open this long (or to SIGTERM)
-  int server_pid = 0;             // read RSS and CPU time of this process
-  std::size_t proc_index = 0;     // this generator among several (users, source addresses)
-  std::string label;              // free text copied into the JSON line
-  bool strict = false;            // exit 1 on any failed connect, lost event or error
+  // idle: end the hold once every connection has this many events per service, published by
+  // another process (bench/cluster-100k.sh), and report their delivery; 0 = just hold.
+  std::uint64_t expect_events = 0;
+  int server_pid = 0;          // read RSS and CPU time of this process
+  std::size_t proc_index = 0;  // this generator among several (users, source addresses)
+  std::string label;           // free text copied into the JSON line
+  bool strict = false;         // exit 1 on any failed connect, lost event or error
 };
 
 bool parse_options(int argc, char** argv, Options& o, std::string& error);
@@ -283,6 +286,8 @@ class Bench {
   void read_metrics(std::int64_t& active, std::int64_t& subscriptions);
   void fetch_resume_id();
   int report();
+  // idle with --expect-events: connections that got every event, loss, latency; one JSON line.
+  int report_delivery();
   bool step_failed() const;
 
   Options opts_;

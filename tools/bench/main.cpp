@@ -12,7 +12,9 @@ constexpr const char* kUsage = R"(usage: streamgate-bench SCENARIO [options]
 
 Scenarios:
   idle     open --connections subscribed connections; report connects/s and server RSS per
-           connection (needs --server-pid), then hold them for --hold seconds or until SIGTERM
+           connection (needs --server-pid), then hold them for --hold seconds or until SIGTERM;
+           with --expect-events N the hold ends once every connection has N events on each
+           service (published by someone else), and a second JSON line reports the delivery
   fanout   --connections subscribers on one (org, service) channel; publish --rate events/s for
            --duration s in batches of up to --batch; deliveries/s, loss, latency percentiles
   tenants  orgs of --users-per-org (10) users, each on all --services (10) of its org;
@@ -33,7 +35,7 @@ Shape:
   --connections N --users-per-org N --services N --org-base N
   --rate EV_PER_S --rates R1,R2,...  (phases on the same connections; stop at the first failing)
   --batch N --payload BYTES --duration S --warmup S --drain S
-  --concurrency N --connect-rate PER_S --settle S --hold S
+  --concurrency N --connect-rate PER_S --settle S --hold S --expect-events N
   --proc-index N   this generator among several (distinct users and source addresses)
   --label TEXT     copied into the JSON line
   --strict         exit 1 on a failed connect, a lost, duplicated or unparsable event, an error
@@ -170,6 +172,8 @@ bool parse_options(int argc, char** argv, Options& o, std::string& error) {
         o.settle = std::stod(v);
       } else if (key == "--hold") {
         o.hold = std::stod(v);
+      } else if (key == "--expect-events") {
+        o.expect_events = std::stoull(v);
       } else if (key == "--server-pid") {
         o.server_pid = std::stoi(v);
       } else if (key == "--proc-index") {
