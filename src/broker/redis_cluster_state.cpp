@@ -2,6 +2,8 @@
 
 #include "log/log.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
 #include <charconv>
 
@@ -195,13 +197,42 @@ void ClusterState::write_scope(const PresenceTable::Scope& scope) {
 void ClusterState::set_presence(const Channel& scope, const std::string& user,
                                 std::uint32_t connections) {
   PresenceEntry entry = table_.set(scope, user, connections, std::chrono::system_clock::now());
-  // While Redis is away the table alone changes; on_up writes it all.
-  if (cmd_.up()) write_members(scope, {entry});
+  Pending& pending = pending_[scope.key()];
+  if (pending.users.empty()) pending.scope = scope;
+  pending.users.insert_or_assign(user, std::move(entry));
+  schedule_flush();
+}
+
+void ClusterState::schedule_flush() {
+  if (flush_scheduled_ || stopped_) return;
+  flush_scheduled_ = true;
+  // Posted, not timed: whatever changes are already queued on this thread when it runs go out
+  // together, and a lone change goes out at once.
+  boost::asio::post(io_, [this] {
+    flush_scheduled_ = false;
+    if (!stopped_) flush();
+  });
+}
+
+void ClusterState::flush() {
+  auto pending = std::move(pending_);
+  pending_.clear();
+  // While Redis is away the table alone changes: on_up writes what is present, and what left
+  // meanwhile expires with its TTL.
+  if (!cmd_.up()) return;
+  for (auto& [key, scope] : pending) {
+    std::vector<PresenceEntry> entries;
+    entries.reserve(scope.users.size());
+    for (auto& [user, entry] : scope.users) entries.push_back(std::move(entry));
+    write_members(scope.scope, entries);
+  }
 }
 
 void ClusterState::presence(const Channel& scope,
                             std::function<void(Result<std::vector<PresenceEntry>>)> done) {
   static const Script script{(kReadScript), sha1_hex(kReadScript)};
+  // This node's own changes first: on the same connection they reach Redis before the read.
+  flush();
   const std::string key = presence_key(scope);
   eval(script, {"2", key, key + ":info"},
        [done = std::move(done)](const ErrorCode& ec, const redisReply* reply) {

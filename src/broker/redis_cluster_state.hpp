@@ -1,8 +1,10 @@
 // What the nodes sharing one Redis tell each other besides events: who is present where
 // (presence scopes), and each node's metrics snapshot for the cluster view. This node's part
-// lives in a PresenceTable and is written to Redis on every change and on a heartbeat every
-// third of the TTL; entries carry an expiry score, so a node that dies stops counting within
-// the TTL and readers drop its leftovers. Internal to the broker module; I/O thread only.
+// lives in a PresenceTable; changes are written to Redis in batches (those queued on the I/O
+// thread together, so a burst of connects is a few script calls, not one per connection) and
+// everything again on a heartbeat every third of the TTL; entries carry an expiry score, so a node
+// that dies stops counting within the TTL and readers drop its leftovers. Internal to the broker
+// module; I/O thread only.
 #pragma once
 
 #include "broker/broker.hpp"
@@ -16,6 +18,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sg::broker::redis {
@@ -45,6 +48,8 @@ class ClusterState {
   void eval(const Script& script, std::vector<std::string> args, ReplyHandler handler,
             bool by_sha = true);
   void heartbeat();
+  void schedule_flush();
+  void flush();
   void schedule_heartbeat();
   void write_scope(const PresenceTable::Scope& scope);
   void write_members(const Channel& scope, const std::vector<PresenceEntry>& entries);
@@ -61,6 +66,13 @@ class ClusterState {
   bool running_ = false;
   bool stopped_ = false;
   PresenceTable table_;
+  // Changes not yet written, by scope key: the latest entry per user (connections 0: removed).
+  struct Pending {
+    Channel scope;
+    std::unordered_map<std::string, PresenceEntry> users;
+  };
+  std::unordered_map<std::string, Pending> pending_;
+  bool flush_scheduled_ = false;
 
   std::mutex source_mutex_;
   std::function<std::string()> source_;  // guarded by source_mutex_
