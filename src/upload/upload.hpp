@@ -140,8 +140,8 @@ struct ManagerOptions {
 };
 
 // Called on the manager's thread: when an upload is created, while bytes arrive (see
-// ManagerOptions), and once when it completes or fails. Must be quick (post elsewhere) and must not call back into the
-// manager synchronously.
+// ManagerOptions), and once when it completes or fails. Must be quick (post elsewhere) and must not
+// call back into the manager synchronously.
 using Observer = std::function<void(const UploadInfo&)>;
 
 template <class T>
