@@ -182,10 +182,12 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     }
     busy_ = true;
     if (m.kind == UploadMessage::Kind::kResume) {
-      manager_.find(owner_, std::move(m.upload_id),
-                    post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
-                      s.on_resumed(std::move(r));
-                    }));
+      // Claimed, not just found: bytes of a dropped connection still in flight can't append
+      // behind this one's back and invalidate the offset it is about to be given.
+      manager_.claim(owner_, std::move(m.upload_id),
+                     post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                       s.on_resumed(std::move(r));
+                     }));
       return;
     }
     manager_.create(owner_, std::move(m.start),
@@ -201,10 +203,10 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     }
     busy_ = true;
     const std::uint64_t offset = received_;
-    manager_.append(owner_, upload_id_, offset, std::move(bytes),
-                    post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
-                      s.on_appended(std::move(r));
-                    }));
+    manager_.append_leased(owner_, upload_id_, lease_, offset, std::move(bytes),
+                           post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                             s.on_appended(std::move(r));
+                           }));
   }
 
   void on_created(Result<upload::UploadInfo> r) {
@@ -234,6 +236,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
 
   void begin(const upload::UploadInfo& info) {
     upload_id_ = info.id;
+    lease_ = info.lease;
     total_ = info.size;
     received_ = last_progress_bytes_ = info.received;
     last_progress_at_ = Clock::now();
@@ -523,6 +526,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
   std::uint16_t close_code_ = 0;
 
   std::string upload_id_;
+  std::uint64_t lease_ = 0;  // from create or claim; appends with it
   std::uint64_t total_ = 0;
   std::uint64_t received_ = 0;
   std::uint64_t last_progress_bytes_ = 0;

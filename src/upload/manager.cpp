@@ -89,6 +89,25 @@ class ManagerImpl final : public Manager {
     });
   }
 
+  void claim(Owner owner, std::string id, Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), done] {
+      auto* e = lookup(owner, id);
+      if (!e) return done(err(UploadError::kNotFound));
+      ++e->info.lease;
+      done(snapshot(*e));
+    });
+  }
+
+  void append_leased(Owner owner, std::string id, std::uint64_t lease, std::uint64_t offset,
+                     std::string bytes, Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), lease, offset,
+                  bytes = std::move(bytes), done] {
+      auto* e = lookup(owner, id);
+      if (e != nullptr && e->info.lease != lease) return done(err(UploadError::kOffsetMismatch));
+      done(do_append(owner, id, offset, bytes));
+    });
+  }
+
   void append(Owner owner, std::string id, std::uint64_t offset, std::string bytes,
               Callback<UploadInfo> done) override {
     submit(done, [this, owner = std::move(owner), id = std::move(id), offset,
@@ -220,6 +239,7 @@ class ManagerImpl final : public Manager {
     per_user_[ukey] += 1;
     per_org_bytes_[e.info.owner.org] += e.info.size;
     auto& stored = entries_.emplace(id, std::move(e)).first->second;
+    stored.info.lease = 1;
     log::info("upload", "upload created",
               {{"upload_id", id}, {"org", stored.info.owner.org}, {"size", stored.info.size}});
     if (stored.info.size == 0) {

@@ -82,6 +82,8 @@ struct UploadInfo {
   core::WallClock::time_point expires_at;  // when an unfinished upload will be swept
   double bytes_per_second = 0;             // recent rate (about the last few seconds)
   std::optional<double> eta_seconds;       // nullopt when unknown (no recent bytes)
+  // Which writer may append: 1 from create(), bumped by each claim().
+  std::uint64_t lease = 0;
 
   // 0..100; a zero-byte upload counts as 100 once complete.
   double percent() const;
@@ -167,6 +169,17 @@ class Manager {
   // fails the upload (kStorage) and removes its partial data.
   virtual void append(Owner owner, std::string id, std::uint64_t offset, std::string bytes,
                       Callback<UploadInfo> done) = 0;
+
+  // find() that also takes the upload over for the caller (a client resuming on a new
+  // connection): bumps its lease, so append_leased() from an older holder — the dropped
+  // connection whose last bytes are still being read — gets kOffsetMismatch and can't move the
+  // offset the new writer was just given.
+  virtual void claim(Owner owner, std::string id, Callback<UploadInfo> done) = 0;
+
+  // append() for the writer holding `lease` (from create() or claim()); an older lease gets
+  // kOffsetMismatch and changes nothing.
+  virtual void append_leased(Owner owner, std::string id, std::uint64_t lease, std::uint64_t offset,
+                             std::string bytes, Callback<UploadInfo> done) = 0;
 
   // Cuts an unfinished upload back to `offset` (≤ received) and rebuilds the running hash from
   // what is stored: tus rolls back a PATCH whose Upload-Checksum failed this way.

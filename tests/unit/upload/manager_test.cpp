@@ -73,6 +73,14 @@ class ManagerTest : public ::testing::Test {
     return wait<UploadInfo>(
         [&](auto cb) { manager_->append(o, id, offset, std::move(bytes), cb); });
   }
+  Result<UploadInfo> append_leased(const Owner& o, const std::string& id, std::uint64_t lease,
+                                   std::uint64_t offset, std::string bytes) {
+    return wait<UploadInfo>(
+        [&](auto cb) { manager_->append_leased(o, id, lease, offset, std::move(bytes), cb); });
+  }
+  Result<UploadInfo> claim(const Owner& o, const std::string& id) {
+    return wait<UploadInfo>([&](auto cb) { manager_->claim(o, id, cb); });
+  }
   Result<UploadInfo> find(const Owner& o, const std::string& id) {
     return wait<UploadInfo>([&](auto cb) { manager_->find(o, id, cb); });
   }
@@ -173,6 +181,25 @@ TEST_F(ManagerTest, WrongOffsetChangesNothing) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, Status::kComplete);
   EXPECT_EQ(read_file(dir_ / up->id), "1234567890");
+}
+
+TEST_F(ManagerTest, ClaimingTakesTheUploadFromTheOldWriter) {
+  start();
+  auto up = create(alice_, 10);
+  ASSERT_TRUE(up);
+  EXPECT_EQ(up->lease, 1u);
+  ASSERT_TRUE(append_leased(alice_, up->id, up->lease, 0, "123"));
+  auto taken = claim(alice_, up->id);
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(taken->lease, 2u);
+  EXPECT_EQ(taken->received, 3u);
+  // The dropped connection's last bytes arrive late: refused, the new writer's offset holds.
+  EXPECT_EQ(append_leased(alice_, up->id, 1, 3, "45").error(), UploadError::kOffsetMismatch);
+  auto next = append_leased(alice_, up->id, taken->lease, 3, "4567890");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, Status::kComplete);
+  EXPECT_EQ(next->sha256, sha_hex("1234567890"));
+  EXPECT_EQ(claim(bob_, up->id).error(), UploadError::kNotFound);
 }
 
 TEST_F(ManagerTest, MoreBytesThanDeclaredFailsTheUpload) {
