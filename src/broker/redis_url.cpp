@@ -5,30 +5,6 @@
 namespace sg::broker {
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out.push_back(in[i]);
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    const int hi = hex_value(in[i + 1]);
-    const int lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out.push_back(static_cast<char>(hi * 16 + lo));
-    i += 2;
-  }
-  return true;
-}
-
 template <class T>
 bool parse_decimal(std::string_view text, T& out) {
   if (text.empty()) return false;
@@ -75,8 +51,8 @@ Result<RedisUrl> parse_redis_url(std::string_view url) {
     const std::size_t colon = userinfo.find(':');
     // A bare "name@" is ambiguous between a user and a password; ask for the explicit form.
     if (colon == std::string_view::npos) return bad;
-    if (!percent_decode(userinfo.substr(0, colon), out.username)) return bad;
-    if (!percent_decode(userinfo.substr(colon + 1), out.password)) return bad;
+    if (!core::percent_decode(userinfo.substr(0, colon), out.username, false)) return bad;
+    if (!core::percent_decode(userinfo.substr(colon + 1), out.password, false)) return bad;
     if (out.password.empty()) return bad;
   }
   std::string_view host = authority;

@@ -127,7 +127,7 @@ void append_decimal(std::string& out, std::uint64_t v) {
   out.append(buf.data(), r.ptr);
 }
 
-bool percent_decode(std::string_view text, std::string& out) {
+bool percent_decode(std::string_view text, std::string& out, bool plus_is_space) {
   auto hex = [](char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -139,7 +139,7 @@ bool percent_decode(std::string_view text, std::string& out) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
     if (c != '%') {
-      out.push_back(c == '+' ? ' ' : c);
+      out.push_back(c == '+' && plus_is_space ? ' ' : c);
       continue;
     }
     if (i + 2 >= text.size()) return false;

@@ -71,8 +71,9 @@ inline std::string base64url_encode(std::string_view data) {
       std::span(reinterpret_cast<const unsigned char*>(data.data()), data.size()));
 }
 
-// RFC 3986 percent-decoding, plus '+' as space (form encoding). False on a malformed escape.
-bool percent_decode(std::string_view text, std::string& out);
+// RFC 3986 percent-decoding; with `plus_is_space`, '+' reads as a space (form encoding, as in
+// query strings). False on a malformed escape.
+bool percent_decode(std::string_view text, std::string& out, bool plus_is_space = true);
 
 // Compares in time independent of where the first difference is (API keys, HMACs).
 bool constant_time_equal(std::string_view a, std::string_view b);

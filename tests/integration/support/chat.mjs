@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { EVENT_ID, RFC3339, ms } from './env.mjs';
+import { getAsUser } from './http.mjs';
 import { openStream, tokenFor } from './ws.mjs';
 
 // A stream connection for (org, user) that subscribes to no service. `rooms`: the token's
@@ -70,21 +71,7 @@ export async function roomEventsUntil(client, room, clientMessageId, { timeout =
 
 // GET /v2/realtime/rooms/{room}/{what} with `token` as Bearer (null: no header).
 export async function roomGet(server, room, what, token, { via = 'header' } = {}) {
-  const headers = {};
-  let url = `${server.httpUrl}/v2/realtime/rooms/${encodeURIComponent(room)}/${what}`;
-  if (token !== null && token !== undefined) {
-    if (via === 'header') headers.authorization = `Bearer ${token}`;
-    else url += `?access_token=${encodeURIComponent(token)}`;
-  }
-  const res = await fetch(url, { headers });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+  return getAsUser(server, `/v2/realtime/rooms/${encodeURIComponent(room)}/${what}`, { token, via });
 }
 
 export async function roomGetOk(server, room, what, token) {

@@ -47,6 +47,18 @@ export async function get(server, path, { apiKey, headers = {} } = {}) {
   return readResponse(res);
 }
 
+// GET `path` as a user: `token` as Bearer (via 'header') or access_token (via 'query');
+// null/undefined sends none.
+export async function getAsUser(server, path, { token, via = 'header' } = {}) {
+  const headers = {};
+  let url = `${server.httpUrl}${path}`;
+  if (token !== null && token !== undefined) {
+    if (via === 'header') headers.authorization = `Bearer ${token}`;
+    else url += `${path.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
+  }
+  return readResponse(await fetch(url, { headers }));
+}
+
 // GET /v2/realtime/metrics with the API key; throws unless 200 JSON.
 export async function metricsJson(server) {
   const r = await get(server, '/v2/realtime/metrics', { apiKey: server.apiKey });

@@ -7,6 +7,7 @@ import { createReadStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ms } from './env.mjs';
+import { getAsUser } from './http.mjs';
 import { startServer } from './server.mjs';
 import { connect, tokenFor } from './ws.mjs';
 
@@ -128,21 +129,7 @@ export function fileSha256(file) {
 
 // GET /v2/realtime/uploads/{id} with a token (Bearer by default).
 export async function uploadStatus(server, id, { token, via = 'header' } = {}) {
-  let url = `${server.httpUrl}/v2/realtime/uploads/${id}`;
-  const headers = {};
-  if (token !== undefined) {
-    if (via === 'header') headers.authorization = `Bearer ${token}`;
-    else url += `?access_token=${encodeURIComponent(token)}`;
-  }
-  const res = await fetch(url, { headers });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+  return getAsUser(server, `/v2/realtime/uploads/${id}`, { token, via });
 }
 
 // The server's resident set size in bytes, from /proc/<pid>/status.

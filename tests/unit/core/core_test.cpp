@@ -51,6 +51,9 @@ TEST(PercentDecode, DecodesEscapesAndPlusAsSpace) {
   EXPECT_EQ(out, "a+b c=~");
   EXPECT_TRUE(core::percent_decode("", out));
   EXPECT_EQ(out, "");
+  // URL userinfo (a Redis password) keeps '+' as it is.
+  EXPECT_TRUE(core::percent_decode("p+w%40", out, false));
+  EXPECT_EQ(out, "p+w@");
 }
 
 TEST(PercentDecode, RejectsTruncatedOrNonHexEscapes) {
