@@ -103,6 +103,12 @@ int main(int argc, char** argv) {
     // run() returned: the server is drained. Wake the signal thread if no signal came.
     pthread_kill(signal_thread.native_handle(), SIGTERM);
     signal_thread.join();
+    // The broker outlives the server (declared first), but its callbacks post to the server's
+    // workers and reach its hub: a Redis reply still in flight would land in freed memory
+    // while the server is destroyed. Quiescing runs or fails every pending callback now, while
+    // the server is whole, and joins the broker's thread; the server's destructor then only
+    // makes harmless calls (unsubscribe, clear the stats source).
+    broker->quiesce();
   } catch (const std::exception& e) {
     sg::log::error("app", "fatal", {{"error", e.what()}});
     std::fprintf(stderr, "streamgate: %s\n", e.what());

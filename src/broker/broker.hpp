@@ -155,6 +155,17 @@ class Broker {
   virtual void node_stats(std::function<void(Result<std::vector<std::string>>)> done) = 0;
 
   virtual BrokerStats stats() const = 0;
+
+  // Ends the broker's callbacks, for its owner to call before whatever they reach goes away
+  // (the server's hub, workers and sessions). Before it returns, every completion still
+  // pending has run, with kShuttingDown if it had no answer yet; once it returns no sink,
+  // on_ready, done or stats source of the broker runs any more and none is running, and the
+  // Redis broker's I/O thread is joined. Later calls stay harmless: publish, history,
+  // history_before, signal, presence and node_stats fail at once with kShuttingDown (on the
+  // caller's thread), subscribe gives a Subscription that never delivers, set_presence does
+  // nothing, destroying a Subscription is fine. Idempotent and safe from any thread, but not
+  // from inside one of the broker's own callbacks. The destructor quiesces too.
+  virtual void quiesce() = 0;
 };
 
 struct MemoryBrokerOptions {

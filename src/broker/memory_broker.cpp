@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <shared_mutex>
@@ -76,6 +77,56 @@ struct ChannelState {
 };
 
 using StatePtr = std::shared_ptr<ChannelState>;
+
+// Every callback of this broker runs inside one of its calls, on the caller's thread, so
+// quiesce() closes the gate and waits for the calls already inside to leave: after that no
+// sink, on_ready, done or stats source can be running or start.
+class CallGate {
+ public:
+  // Holds the gate open for one call; false when the broker is quiesced.
+  class Pass {
+   public:
+    explicit Pass(CallGate& gate) : gate_(gate), open_(gate.enter()) {}
+    ~Pass() {
+      if (open_) gate_.leave();
+    }
+    Pass(const Pass&) = delete;
+    Pass& operator=(const Pass&) = delete;
+    explicit operator bool() const { return open_; }
+
+   private:
+    CallGate& gate_;
+    const bool open_;
+  };
+
+  // Idempotent. Deadlocks if called from inside a call (a callback): documented on quiesce().
+  void close() {
+    closed_.store(true);
+    std::unique_lock lock(mutex_);
+    drained_.wait(lock, [this] { return calls_.load() == 0; });
+  }
+
+ private:
+  // Sequentially consistent on both sides: either close() sees the call counted, or the
+  // call sees the gate closed.
+  bool enter() {
+    calls_.fetch_add(1);
+    if (!closed_.load()) return true;
+    leave();
+    return false;
+  }
+  void leave() {
+    if (calls_.fetch_sub(1) == 1 && closed_.load()) {
+      std::lock_guard lock(mutex_);
+      drained_.notify_all();
+    }
+  }
+
+  std::atomic<bool> closed_{false};
+  std::atomic<std::uint64_t> calls_{0};
+  std::mutex mutex_;
+  std::condition_variable drained_;
+};
 
 // Shared by the broker and every Subscription, so a Subscription may outlive its broker.
 class Core {
@@ -265,8 +316,17 @@ class MemoryBroker final : public Broker {
   explicit MemoryBroker(const MemoryBrokerOptions& options)
       : core_(std::make_shared<Core>(options)) {}
 
+  ~MemoryBroker() override { quiesce(); }
+  MemoryBroker(const MemoryBroker&) = delete;
+  MemoryBroker& operator=(const MemoryBroker&) = delete;
+
   void publish(const Channel& channel, PublishInput input,
                std::function<void(Result<PublishResult>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -316,6 +376,9 @@ class MemoryBroker final : public Broker {
   std::unique_ptr<Subscription> subscribe(const Channel& channel, Sink sink,
                                           std::function<void()> on_ready) override {
     if (!valid(channel) || !sink) return nullptr;
+    const CallGate::Pass pass(gate_);
+    // Quiesced: a subscription that never delivers, so callers need no special case.
+    if (!pass) return std::make_unique<Subscription>();
     core_->maybe_sweep();
     const std::string key = map_key(channel);
     std::unique_ptr<Subscription> subscription;
@@ -335,6 +398,11 @@ class MemoryBroker final : public Broker {
 
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -361,6 +429,11 @@ class MemoryBroker final : public Broker {
 
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
                       std::function<void(Result<History>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -379,6 +452,11 @@ class MemoryBroker final : public Broker {
 
   void signal(const Channel& channel, PublishInput input,
               std::function<void(Result<void>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -402,12 +480,19 @@ class MemoryBroker final : public Broker {
 
   void set_presence(const Channel& scope, const std::string& user,
                     std::uint32_t connections) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) return;
     std::lock_guard lock(presence_mutex_);
     presence_.set(scope, user, connections, Clock::now());
   }
 
   void presence(const Channel& scope,
                 std::function<void(Result<std::vector<PresenceEntry>>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     std::vector<PresenceEntry> list;
     {
       std::lock_guard lock(presence_mutex_);
@@ -422,6 +507,11 @@ class MemoryBroker final : public Broker {
   }
 
   void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (!pass) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     std::vector<std::string> nodes;
     {
       // Called under the lock, so once set_node_stats_source(nullptr) returns it is never
@@ -440,8 +530,11 @@ class MemoryBroker final : public Broker {
     return stats;
   }
 
+  void quiesce() override { gate_.close(); }
+
  private:
   std::shared_ptr<Core> core_;
+  CallGate gate_;
   std::mutex presence_mutex_;
   PresenceTable presence_;  // guarded by presence_mutex_
   // Its own mutex: the source takes the hub's locks, and the hub calls set_presence with them.

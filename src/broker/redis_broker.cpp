@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cassert>
 #include <charconv>
 #include <condition_variable>
 #include <mutex>
@@ -353,8 +354,13 @@ class Impl {
     thread_ = std::thread([this] { io_.run(); });
   }
 
-  // Stops the I/O thread after failing whatever waits. Called once, by the broker's destructor.
-  void shutdown() {
+  // Broker::quiesce(): fails whatever waits (its callbacks run on the I/O thread, before this
+  // returns), drops every channel so no sink runs again, and joins the I/O thread. Handlers
+  // posted after that are never run; they are destroyed with the io_context.
+  void quiesce() {
+    std::lock_guard lock(quiesce_mutex_);
+    if (quiesced_) return;
+    assert(std::this_thread::get_id() != thread_.get_id() && "quiesce() from a broker callback");
     stopped_ = true;
     asio::post(io_, [this] {
       retry_timer_.cancel();
@@ -365,7 +371,10 @@ class Impl {
     });
     work_.reset();
     if (thread_.joinable()) thread_.join();
+    quiesced_ = true;
   }
+
+  bool stopped() const { return stopped_; }
 
   bool wait_healthy(std::chrono::milliseconds timeout) {
     std::unique_lock lock(health_mutex_);
@@ -376,6 +385,11 @@ class Impl {
 
   void publish(const Channel& channel, PublishInput input,
                std::function<void(Result<PublishResult>)> done) {
+    // Quiesced: nothing would run the I/O thread's queue, so answer here.
+    if (stopped_) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -392,6 +406,11 @@ class Impl {
 
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) {
+    // Quiesced: nothing would run the I/O thread's queue, so answer here.
+    if (stopped_) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -413,6 +432,11 @@ class Impl {
 
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
                       std::function<void(Result<History>)> done) {
+    // Quiesced: nothing would run the I/O thread's queue, so answer here.
+    if (stopped_) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -424,6 +448,11 @@ class Impl {
   }
 
   void signal(const Channel& channel, PublishInput input, std::function<void(Result<void>)> done) {
+    // Quiesced: nothing would run the I/O thread's queue, so answer here.
+    if (stopped_) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -464,6 +493,11 @@ class Impl {
 
   void presence(const Channel& scope,
                 std::function<void(Result<std::vector<PresenceEntry>>)> done) {
+    // Quiesced: nothing would run the I/O thread's queue, so answer here.
+    if (stopped_) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     if (!valid(scope)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -478,6 +512,11 @@ class Impl {
   }
 
   void node_stats(std::function<void(Result<std::vector<std::string>>)> done) {
+    // Quiesced: nothing would run the I/O thread's queue, so answer here.
+    if (stopped_) {
+      if (done) done(make_error_code(BrokerError::kShuttingDown));
+      return;
+    }
     asio::post(io_,
                [this, done = std::move(done)]() mutable { cluster_->node_stats(std::move(done)); });
   }
@@ -1053,7 +1092,9 @@ class Impl {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
-  std::atomic<bool> stopped_{false};
+  std::atomic<bool> stopped_{false};  // set first by quiesce(); callers read it without a lock
+  std::mutex quiesce_mutex_;
+  bool quiesced_ = false;  // guarded by quiesce_mutex_: the I/O thread is joined
 
   // I/O thread only.
   std::unique_ptr<Connection> cmd_;
@@ -1100,7 +1141,7 @@ class RedisSubscription final : public Subscription {
 class RedisBroker final : public Broker {
  public:
   explicit RedisBroker(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
-  ~RedisBroker() override { impl_->shutdown(); }
+  ~RedisBroker() override { impl_->quiesce(); }
 
   RedisBroker(const RedisBroker&) = delete;
   RedisBroker& operator=(const RedisBroker&) = delete;
@@ -1113,6 +1154,8 @@ class RedisBroker final : public Broker {
   std::unique_ptr<Subscription> subscribe(const Channel& channel, Sink sink,
                                           std::function<void()> on_ready) override {
     if (!valid(channel) || !sink) return nullptr;
+    // Quiesced: a subscription that never delivers, so callers need no special case.
+    if (impl_->stopped()) return std::make_unique<Subscription>();
     std::string name;
     auto sub = impl_->subscribe(channel, std::move(sink), std::move(on_ready), name);
     return std::make_unique<RedisSubscription>(impl_, std::move(name), std::move(sub));
@@ -1152,6 +1195,8 @@ class RedisBroker final : public Broker {
   }
 
   BrokerStats stats() const override { return impl_->stats(); }
+
+  void quiesce() override { impl_->quiesce(); }
 
  private:
   std::shared_ptr<Impl> impl_;

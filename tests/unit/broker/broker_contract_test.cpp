@@ -707,6 +707,131 @@ TEST_P(BrokerContract, NodeStatsIncludeThisNode) {
   EXPECT_NE(std::find(nodes->begin(), nodes->end(), marker), nodes->end());
 }
 
+// The shutdown order the server relies on: after quiesce() nothing of the broker reaches
+// the subscribers' owner any more, so it can be destroyed before the broker.
+TEST_P(BrokerContract, QuiesceStopsDeliveryToSinks) {
+  auto broker = make();
+  auto other = make();  // another client of the same backend (Redis) or a stranger (memory)
+  const Channel channel = fresh_channel();
+  Collector quiesced;
+  Collector witness;
+  auto subscription = subscribe(*broker, channel, quiesced);
+  publish_id(*broker, channel, input("before"));
+  ASSERT_TRUE(quiesced.wait_for(1));
+  auto witness_subscription = subscribe(*other, channel, witness);
+  broker->quiesce();
+  // Published by another client: the witness getting it means the quiesced broker's sink
+  // would have had it by now too (Redis), or proves nothing was shared (memory).
+  publish_id(*other, channel, input("after"));
+  ASSERT_TRUE(witness.wait_for(1));
+  EXPECT_EQ(quiesced.offsets(), range(1, 1));
+  // A subscription made before quiesce() may still be destroyed, after it.
+  subscription.reset();
+}
+
+TEST_P(BrokerContract, CallsAfterQuiesceFailAtOnceWithShuttingDown) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  publish_id(*broker, channel, input("before"));
+  broker->quiesce();
+  const ErrorCode shutting_down = make_error_code(BrokerError::kShuttingDown);
+
+  const auto published = publish(*broker, channel, input("after"));
+  ASSERT_FALSE(published);
+  EXPECT_EQ(published.error(), shutting_down);
+  const auto read = history(*broker, channel, Position{"x", 0});
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error(), shutting_down);
+  const auto page = history_before(*broker, channel, 0, 10);
+  ASSERT_FALSE(page);
+  EXPECT_EQ(page.error(), shutting_down);
+  auto signalled = std::make_shared<std::promise<Result<void>>>();
+  broker->signal(channel, input("typing"),
+                 [signalled](Result<void> r) { signalled->set_value(r); });
+  const auto signal = wait_result(signalled);
+  ASSERT_FALSE(signal);
+  EXPECT_EQ(signal.error(), shutting_down);
+  broker->set_presence(channel, "bob", 1);
+  const auto online = presence(*broker, channel);
+  ASSERT_FALSE(online);
+  EXPECT_EQ(online.error(), shutting_down);
+  broker->set_node_stats_source([] { return std::string("{}"); });
+  auto nodes = std::make_shared<std::promise<Result<std::vector<std::string>>>>();
+  broker->node_stats([nodes](Result<std::vector<std::string>> r) { nodes->set_value(r); });
+  const auto stats = wait_result(nodes);
+  ASSERT_FALSE(stats);
+  EXPECT_EQ(stats.error(), shutting_down);
+  broker->set_node_stats_source(nullptr);
+
+  // A subscription still comes back (callers need no special case) but never delivers.
+  std::atomic<bool> ready{false};
+  std::atomic<bool> delivered{false};
+  auto late = broker->subscribe(
+      channel, [&delivered](const EventPtr&) { delivered = true; }, [&ready] { ready = true; });
+  EXPECT_NE(late, nullptr);
+  late.reset();
+  EXPECT_FALSE(ready);
+  EXPECT_FALSE(delivered);
+}
+
+TEST_P(BrokerContract, QuiesceIsIdempotentAndDestructionAfterItIsFine) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  std::thread concurrent([&broker] { broker->quiesce(); });
+  broker->quiesce();
+  concurrent.join();
+  broker->quiesce();
+  broker.reset();
+  // The subscription outlives its broker.
+  subscription.reset();
+}
+
+TEST_P(BrokerContract, QuiesceRunsEveryPendingCompletionBeforeReturning) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  constexpr int kPublishes = 200;
+  std::atomic<int> completed{0};
+  std::atomic<int> unexpected{0};
+  for (int i = 0; i < kPublishes; ++i) {
+    broker->publish(channel, input("e"), [&completed, &unexpected](Result<PublishResult> r) {
+      if (!r && r.error() != make_error_code(BrokerError::kShuttingDown)) ++unexpected;
+      ++completed;
+    });
+  }
+  broker->quiesce();
+  EXPECT_EQ(completed.load(), kPublishes);
+  EXPECT_EQ(unexpected.load(), 0);
+}
+
+TEST_P(BrokerContract, QuiesceWaitsForASinkThatIsRunning) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  std::promise<void> entered;
+  std::atomic<bool> quiesce_returned{false};
+  std::atomic<bool> returned_while_sink_ran{false};
+  auto ready = std::make_shared<std::promise<void>>();
+  auto subscription = broker->subscribe(
+      channel,
+      [&](const EventPtr&) {
+        entered.set_value();
+        // Long enough for a quiesce() that didn't wait to return; a slow machine only makes
+        // this check weaker, never wrong.
+        std::this_thread::sleep_for(200ms);
+        if (quiesce_returned) returned_while_sink_ran = true;
+      },
+      [ready] { ready->set_value(); });
+  ASSERT_EQ(ready->get_future().wait_for(kWait), std::future_status::ready);
+  // From another thread: the memory broker runs sinks inside publish.
+  std::thread publisher([&broker, &channel] { broker->publish(channel, input("e"), nullptr); });
+  ASSERT_EQ(entered.get_future().wait_for(kWait), std::future_status::ready);
+  broker->quiesce();
+  quiesce_returned = true;
+  publisher.join();
+  EXPECT_FALSE(returned_while_sink_ran);
+}
+
 INSTANTIATE_TEST_SUITE_P(Brokers, BrokerContract, ::testing::ValuesIn(factories()),
                          [](const ::testing::TestParamInfo<BrokerFactory>& param_info) {
                            return param_info.param.name;

@@ -22,6 +22,7 @@ class PresenceRecorder final : public broker::Broker {
   void history(const broker::Channel&, std::optional<broker::Position>,
                std::function<void(Result<broker::History>)>) override {}
   broker::BrokerStats stats() const override { return {}; }
+  void quiesce() override {}
   void set_presence(const broker::Channel& scope, const std::string& user,
                     std::uint32_t connections) override {
     writes.push_back(scope.key() + "|" + user + "|" + std::to_string(connections));

@@ -253,6 +253,7 @@ class ScriptedBroker : public broker::Broker {
     done(std::vector<std::string>{});
   }
   broker::BrokerStats stats() const override { return {}; }
+  void quiesce() override {}
 
   void emit(std::string epoch, std::uint64_t offset) {
     auto e = std::make_shared<broker::Event>();
