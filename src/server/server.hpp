@@ -18,7 +18,9 @@ namespace sg::server {
 class Server {
  public:
   // Binds the listening socket (throws std::runtime_error with a clear message when it can't:
-  // start-up failures end the process). Does not accept until run().
+  // start-up failures end the process). Does not accept until run(). `broker` must outlive the
+  // server and be quiesced (Broker::quiesce) after run() returns and before the server is
+  // destroyed: its callbacks post to the workers and reach the hub.
   Server(const config::Settings& settings, broker::Broker& broker);
   ~Server();
   Server(const Server&) = delete;
