@@ -189,6 +189,7 @@ struct Raw {
   std::string redis_tls_key;
   std::vector<std::string> allowed_origins;
   std::string log_level;
+  std::string io_uring;
   std::string upload_dir;
   bool dev = false;
   std::vector<std::string> numbers;  // parallel to numeric_specs()
@@ -291,6 +292,10 @@ void build_app(CLI::App& app, Raw& raw) {
            kGroupServer);
   add_text(app, raw.log_level, "log-level", "LEVEL", defaults.log_level,
            "Lowest level logged: debug, info, warn or error.", kGroupServer);
+  add_text(app, raw.io_uring, "io-uring", "MODE", "auto",
+           "auto: each worker hands a loop turn's writes to the kernel in one io_uring "
+           "submission where the kernel allows it, else writes with sendmsg; off: always sendmsg.",
+           kGroupServer);
   app.add_flag("--dev", raw.dev,
                describe("Try-it-out mode: generates a JWT secret and an API key when none are "
                         "set, so no API key or token key is required. Never in production.",
@@ -592,6 +597,12 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   }
   s.log_level = raw.log_level;
 
+  if (raw.io_uring != "auto" && raw.io_uring != "off") {
+    return usage_error(
+        failure(src("io-uring") + " must be auto or off, got \"" + raw.io_uring + "\""));
+  }
+  s.io_uring = raw.io_uring == "auto";
+
   const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://");
   const std::size_t scheme_end = raw.broker.find("://");
   if (!(raw.broker == "memory" || (redis && scheme_end + 3 < raw.broker.size()))) {
@@ -692,6 +703,7 @@ ParseOutcome parse(int argc, const char* const* argv) {
   raw.listen = defaults.listen;
   raw.broker = defaults.broker;
   raw.log_level = defaults.log_level;
+  raw.io_uring = defaults.io_uring ? "auto" : "off";
   raw.services = defaults.services;
   try {
     CLI::App app;

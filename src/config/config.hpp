@@ -39,6 +39,7 @@ struct Settings {
 
   unsigned workers = 0;            // --workers: I/O threads; 0 = one per core
   std::string log_level = "info";  // --log-level: debug|info|warn|error
+  bool io_uring = true;            // --io-uring: auto (true) | off
 
   // Limits.
   std::size_t max_publish_bytes = 1 << 20;  // --max-publish-bytes: publish body (413 above)

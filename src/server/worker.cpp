@@ -3,6 +3,7 @@
 #include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "server/context.hpp"
+#include "server/send_ring.hpp"
 #include "server/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
@@ -31,7 +32,10 @@ hub::Shard& Worker::shard() {
 
 void Worker::start() {
   schedule_tick();
-  thread_ = std::thread([this] { io_.run(); });
+  thread_ = std::thread([this] {
+    open_send_ring();  // on this thread: the ring is set up for a single submitting thread
+    io_.run();
+  });
 }
 
 void Worker::stop() {
@@ -67,12 +71,36 @@ void Worker::mark_dirty(WsSession& session) {
   boost::asio::post(io_, [this] { flush_dirty(); });
 }
 
+void Worker::open_send_ring() {
+  if (!context_.settings.io_uring) return;
+  std::string error;
+  ring_ = SendRing::open(error);
+  if (index_ != 0) return;  // one line for the node, not one per worker
+  if (ring_) {
+    log::info("server", "writing with io_uring", {});
+  } else {
+    log::info("server", "io_uring unavailable; writing with sendmsg", {{"reason", error}});
+  }
+}
+
 void Worker::flush_dirty() {
   flush_scheduled_ = false;
   // Sessions may mark themselves dirty again while flushing; those wait for the next turn.
-  auto batch = std::move(dirty_);
-  dirty_.clear();
-  for (auto& session : batch) session->flush();
+  flushing_.swap(dirty_);
+  std::size_t next = 0;
+  while (ring_ && next < flushing_.size()) {
+    for (; next < flushing_.size() && !ring_->full(); ++next) {
+      flushing_[next]->flush_into(*ring_, static_cast<std::uint32_t>(next));
+    }
+    for (const auto& sent : ring_->submit()) flushing_[sent.tag]->on_sent(sent.result);
+    if (ring_->broken()) {
+      log::error("server", "io_uring failed; writing with sendmsg from now on",
+                 {{"worker", index_}});
+      ring_.reset();
+    }
+  }
+  for (; next < flushing_.size(); ++next) flushing_[next]->flush();
+  flushing_.clear();
 }
 
 void Worker::close_all(std::uint16_t code) {

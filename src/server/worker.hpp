@@ -2,7 +2,8 @@
 // and its hub shard. Nothing here is touched from another thread except through post().
 // Also the per-worker machinery that keeps sessions cheap: one scratch read buffer shared by
 // all of them, one timer that ticks every session's deadlines, and one end-of-turn flush that
-// coalesces everything queued for a connection into one gather write.
+// coalesces everything queued for a connection into one gather write, and hands the writes of
+// that turn to the kernel in one io_uring submission.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -23,6 +24,7 @@ class Shard;
 namespace sg::server {
 
 struct Context;
+class SendRing;
 class WsSession;
 
 class Worker {
@@ -56,6 +58,7 @@ class Worker {
   void schedule_tick();
   void on_tick();
   void flush_dirty();
+  void open_send_ring();
 
   std::size_t index_;
   Context& context_;
@@ -71,6 +74,8 @@ class Worker {
   std::vector<std::shared_ptr<WsSession>> sessions_;
   std::atomic<std::size_t> session_count_{0};
   std::vector<std::shared_ptr<WsSession>> dirty_;
+  std::vector<std::shared_ptr<WsSession>> flushing_;  // dirty_'s spare, so neither regrows
+  std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
   bool flush_scheduled_ = false;
 };
 

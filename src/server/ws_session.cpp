@@ -6,6 +6,7 @@
 #include "server/chat_conn.hpp"
 #include "server/context.hpp"
 #include "server/exact_allocator.hpp"
+#include "server/send_ring.hpp"
 #include "server/worker.hpp"
 
 #include <sys/socket.h>
@@ -391,9 +392,9 @@ void WsSession::schedule_flush() {
   worker_.mark_dirty(*this);
 }
 
-void WsSession::flush() {
+bool WsSession::begin_flush() {
   dirty_ = false;
-  if (state_ == State::kClosed) return;
+  if (state_ == State::kClosed) return false;
   if (slow_ && state_ == State::kActive) {
     ctx_.metrics->slow_consumer_closes.inc();
     log::warn("stream", "slow consumer closed",
@@ -403,58 +404,89 @@ void WsSession::flush() {
                {"queued_bytes", outbox_.bytes()},
                {"limit_bytes", ctx_.settings.outbox_bytes}});
     close(cc::kSlowConsumer, "slow consumer: outbound queue over limit", true);
+    return false;
+  }
+  return !writing_;
+}
+
+void WsSession::flush() {
+  if (begin_flush()) write_now();
+}
+
+void WsSession::flush_into(SendRing& ring, std::uint32_t tag) {
+  if (!begin_flush()) return;
+  // Nothing to send (only the close bookkeeping to do), or more frames than a ring entry
+  // takes: one sendmsg here carries them all.
+  if (outbox_.empty() || 2 * outbox_.frames() > SendRing::kMaxIov) {
+    write_now();
     return;
   }
-  if (!writing_) write_now();
+  std::array<iovec, SendRing::kMaxIov> iov;
+  const std::size_t count = gather(iov);
+  if (!ring.add(socket_.native_handle(), {iov.data(), count}, tag)) write_now();
+}
+
+void WsSession::on_sent(int result) {
+  if (state_ == State::kClosed) return;
+  if (apply_write(result)) write_now();
+}
+
+std::size_t WsSession::gather(std::span<iovec> iov) const {
+  std::size_t count = 0;
+  std::size_t offset = write_offset_;
+  for (std::size_t i = 0; i < outbox_.frames() && count + 2 <= iov.size(); ++i) {
+    const OutFrame& f = outbox_.at(i);
+    if (offset < f.head_len) {
+      iov[count++] = {const_cast<char*>(f.head.data() + offset), f.head_len - offset};
+      offset = 0;
+    } else {
+      offset -= f.head_len;
+    }
+    if (offset < f.body.size()) {
+      iov[count++] = {const_cast<char*>(f.body.data() + offset), f.body.size() - offset};
+    }
+    offset = 0;
+  }
+  return count;
+}
+
+bool WsSession::apply_write(long result) {
+  if (result < 0) {
+    if (result == -EINTR) return true;
+    if (result == -EAGAIN || result == -EWOULDBLOCK) {
+      writing_ = true;
+      socket_.async_wait(Socket::wait_write,
+                         boost::asio::bind_allocator(
+                             ExactAllocator<void>(),
+                             [self = shared_from_this()](const boost::system::error_code& ec) {
+                               self->on_writable(ec);
+                             }));
+      return false;
+    }
+    finalize(1006);
+    return false;
+  }
+  // Drop whole frames written; remember how far into the next one we got.
+  std::size_t written = static_cast<std::size_t>(result) + write_offset_;
+  std::size_t done = 0;
+  while (done < outbox_.frames() && written >= outbox_.at(done).size()) {
+    written -= outbox_.at(done).size();
+    ++done;
+  }
+  outbox_.pop(done);
+  write_offset_ = written;
+  return true;
 }
 
 void WsSession::write_now() {
   const int fd = socket_.native_handle();
   while (!outbox_.empty()) {
     std::array<iovec, kMaxIov> iov;
-    std::size_t count = 0;
-    std::size_t offset = write_offset_;
-    for (std::size_t i = 0; i < outbox_.frames() && count + 2 <= kMaxIov; ++i) {
-      const OutFrame& f = outbox_.at(i);
-      if (offset < f.head_len) {
-        iov[count++] = {const_cast<char*>(f.head.data() + offset), f.head_len - offset};
-        offset = 0;
-      } else {
-        offset -= f.head_len;
-      }
-      if (offset < f.body.size()) {
-        iov[count++] = {const_cast<char*>(f.body.data() + offset), f.body.size() - offset};
-      }
-      offset = 0;
-    }
     msghdr msg{};
     msg.msg_iov = iov.data();
-    msg.msg_iovlen = count;
+    msg.msg_iovlen = gather(iov);
     const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        writing_ = true;
-        socket_.async_wait(Socket::wait_write,
-                           boost::asio::bind_allocator(
-                               ExactAllocator<void>(),
-                               [self = shared_from_this()](const boost::system::error_code& ec) {
-                                 self->on_writable(ec);
-                               }));
-        return;
-      }
-      finalize(1006);
-      return;
-    }
-    // Drop whole frames written; remember how far into the next one we got.
-    std::size_t written = static_cast<std::size_t>(n) + write_offset_;
-    std::size_t done = 0;
-    while (done < outbox_.frames() && written >= outbox_.at(done).size()) {
-      written -= outbox_.at(done).size();
-      ++done;
-    }
-    outbox_.pop(done);
-    write_offset_ = written;
+    if (!apply_write(n < 0 ? -errno : n)) return;
   }
   if (close_queued_ && !close_sent_) {
     close_sent_ = true;

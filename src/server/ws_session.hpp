@@ -13,9 +13,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <sys/uio.h>
+
 #include <array>
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +27,7 @@ namespace sg::server {
 class Worker;
 struct Context;
 class ChatConn;
+class SendRing;
 
 class WsSession final : public std::enable_shared_from_this<WsSession>, public hub::Member {
  public:
@@ -41,6 +45,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   // `discard_queued`), then wait briefly for the peer's close frame.
   void close(std::uint16_t code, std::string_view reason, bool discard_queued = false);
   void flush();
+  // flush() for the worker's batched flush: a small send goes into `ring` under `tag`, and its
+  // result comes back through on_sent().
+  void flush_into(SendRing& ring, std::uint32_t tag);
+  void on_sent(int result);
   void on_tick(std::chrono::steady_clock::time_point now,
                std::chrono::system_clock::time_point wall);
 
@@ -69,6 +77,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void queue_raw(std::string bytes);
   void queue_control(std::string frame);
   void schedule_flush();
+  bool begin_flush();  // false: nothing to write now (closed, closing as slow, or blocked)
+  std::size_t gather(std::span<iovec> iov) const;  // queued frames as buffers, in order
+  // Accounts for one write's result (bytes, or -errno); true when writing may go on now.
+  bool apply_write(long result);
   void write_now();
   void on_writable(const boost::system::error_code& ec);
   void finalize(std::uint16_t code);

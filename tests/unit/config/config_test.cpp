@@ -120,6 +120,7 @@ TEST(Config, DefaultsMatchTheSettingsStruct) {
   EXPECT_TRUE(s.allowed_origins.empty());
   EXPECT_EQ(s.workers, 0u);
   EXPECT_EQ(s.log_level, "info");
+  EXPECT_TRUE(s.io_uring);
   EXPECT_EQ(s.max_publish_bytes, 1u << 20);
   EXPECT_EQ(s.max_batch, 1000u);
   EXPECT_EQ(s.max_message_bytes, 64u * 1024);
@@ -296,7 +297,7 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
   // 41 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 43u);
+  EXPECT_EQ(flags_in(help).size(), 44u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
@@ -581,6 +582,13 @@ TEST(Config, RefusesLimitsAboveTheirMaximum) {
 TEST(Config, RefusesUnknownLogLevels) {
   expect_error(run_valid({"--log-level", "verbose"}),
                "streamgate: --log-level must be debug, info, warn or error, got \"verbose\"");
+}
+
+TEST(Config, IoUringIsAutoOrOff) {
+  EXPECT_TRUE(run_valid({"--io-uring", "auto"}).settings.io_uring);
+  EXPECT_FALSE(run_valid({"--io-uring", "off"}).settings.io_uring);
+  expect_error(run_valid({"--io-uring", "on"}),
+               "streamgate: --io-uring must be auto or off, got \"on\"");
 }
 
 TEST(Config, RefusesInvalidServiceNames) {
