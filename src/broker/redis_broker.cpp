@@ -376,6 +376,14 @@ class Impl {
 
   bool stopped() const { return stopped_; }
 
+  // Quiesced: nothing would run the I/O thread's queue any more, so a call is answered here.
+  template <class Done>
+  bool refused_after_quiesce(Done& done) {
+    if (!stopped_) return false;
+    if (done) done(make_error_code(BrokerError::kShuttingDown));
+    return true;
+  }
+
   bool wait_healthy(std::chrono::milliseconds timeout) {
     std::unique_lock lock(health_mutex_);
     return health_cv_.wait_for(lock, timeout, [this] { return healthy_.load(); });
@@ -385,11 +393,7 @@ class Impl {
 
   void publish(const Channel& channel, PublishInput input,
                std::function<void(Result<PublishResult>)> done) {
-    // Quiesced: nothing would run the I/O thread's queue, so answer here.
-    if (stopped_) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused_after_quiesce(done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -406,11 +410,7 @@ class Impl {
 
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) {
-    // Quiesced: nothing would run the I/O thread's queue, so answer here.
-    if (stopped_) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused_after_quiesce(done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -432,11 +432,7 @@ class Impl {
 
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
                       std::function<void(Result<History>)> done) {
-    // Quiesced: nothing would run the I/O thread's queue, so answer here.
-    if (stopped_) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused_after_quiesce(done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -448,11 +444,7 @@ class Impl {
   }
 
   void signal(const Channel& channel, PublishInput input, std::function<void(Result<void>)> done) {
-    // Quiesced: nothing would run the I/O thread's queue, so answer here.
-    if (stopped_) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused_after_quiesce(done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -493,11 +485,7 @@ class Impl {
 
   void presence(const Channel& scope,
                 std::function<void(Result<std::vector<PresenceEntry>>)> done) {
-    // Quiesced: nothing would run the I/O thread's queue, so answer here.
-    if (stopped_) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused_after_quiesce(done)) return;
     if (!valid(scope)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -512,11 +500,7 @@ class Impl {
   }
 
   void node_stats(std::function<void(Result<std::vector<std::string>>)> done) {
-    // Quiesced: nothing would run the I/O thread's queue, so answer here.
-    if (stopped_) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused_after_quiesce(done)) return;
     asio::post(io_,
                [this, done = std::move(done)]() mutable { cluster_->node_stats(std::move(done)); });
   }
