@@ -56,13 +56,21 @@ for (const mode of ['auto', 'off']) {
     });
 
     test('the node says how it writes', async (t) => {
-      const messages = server.logs().map((l) => l.message);
-      const uring = messages.includes('writing with io_uring');
-      const unavailable = messages.includes('io_uring unavailable; writing with sendmsg');
+      const lines = ['writing with io_uring', 'io_uring unavailable; writing with sendmsg'];
+      const messages = () => server.logs().map((l) => l.message);
+      // The worker thread logs it as it starts, which may come after "listening".
+      if (mode === 'auto') {
+        await waitFor(() => messages().some((m) => lines.includes(m)), { what: 'the write-path log line' });
+      } else {
+        const { client } = await openStream(server, { org: unique('off') });  // workers are running
+        await closeAll([client]);
+      }
+      const uring = messages().includes(lines[0]);
+      const unavailable = messages().includes(lines[1]);
       if (mode === 'off') {
         assert.equal(uring || unavailable, false, 'off never opens a ring');
       } else {
-        assert.equal(uring !== unavailable, true, `exactly one of the two lines: ${messages.join(' | ')}`);
+        assert.equal(uring !== unavailable, true, `exactly one of the two lines: ${messages().join(' | ')}`);
         if (unavailable) t.diagnostic('io_uring is unavailable on this kernel: auto wrote with sendmsg');
       }
     });
