@@ -163,8 +163,10 @@ std::string serialize_subscribed(const std::vector<std::string>& services,
 std::string serialize_unsubscribed(const std::vector<std::string>& services);
 // {"type":"pong","timestamp":…}
 std::string serialize_pong(std::string_view timestamp);
-// {"type":"error","code":"unknown_service","message":"…"}
-std::string serialize_error(std::string_view code, std::string_view message);
+// {"type":"error","code":"unknown_service","message":"…"}, with "service":"…" after the message
+// when the error is about one service (so a client can tell which one without parsing text).
+std::string serialize_error(std::string_view code, std::string_view message,
+                            std::string_view service = {});
 
 // The part of an event frame that is the same for every recipient, built once per event:
 //   "service":"finance","id":"…","event":"invoice.paid","data":{…},"timestamp":"…"}

@@ -82,13 +82,18 @@ std::string serialize_pong(std::string_view timestamp) {
   return out;
 }
 
-std::string serialize_error(std::string_view code, std::string_view message) {
+std::string serialize_error(std::string_view code, std::string_view message,
+                            std::string_view service) {
   std::string out;
-  out.reserve(40 + code.size() + message.size());
+  out.reserve(52 + code.size() + message.size() + service.size());
   out.append("{\"type\":\"error\",\"code\":");
   append_json_string(out, code);
   out.append(",\"message\":");
   append_json_string(out, message);
+  if (!service.empty()) {
+    out.append(",\"service\":");
+    append_json_string(out, service);
+  }
   out.push_back('}');
   return out;
 }

@@ -222,9 +222,10 @@ void WsSession::handle_text(std::string_view text) {
   }
 }
 
-void WsSession::reject(std::string_view code, std::string_view message, std::uint16_t close_code) {
+void WsSession::reject(std::string_view code, std::string_view message, std::uint16_t close_code,
+                       std::string_view service) {
   if (state_ == State::kClosing || state_ == State::kClosed) return;
-  queue_text(protocol::serialize_error(code, message));
+  queue_text(protocol::serialize_error(code, message, service));
   close(close_code, code);
 }
 
@@ -234,7 +235,7 @@ void WsSession::start_subscribe(std::vector<std::string> services,
                                 const protocol::ResumeMap& resume, bool is_handshake) {
   for (const auto& service : services) {
     if (!ctx_.service_allowed(service)) {
-      reject("unknown_service", "no such service: " + service, cc::kPolicyViolation);
+      reject("unknown_service", "no such service: " + service, cc::kPolicyViolation, service);
       return;
     }
     // A user's own upload progress is theirs to see, whatever else the token restricts.
@@ -243,7 +244,7 @@ void WsSession::start_subscribe(std::vector<std::string> services,
         std::find(principal_.services->begin(), principal_.services->end(), service) ==
             principal_.services->end()) {
       reject("forbidden_service", "the token does not allow service " + service,
-             cc::kPolicyViolation);
+             cc::kPolicyViolation, service);
       return;
     }
   }

@@ -64,7 +64,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void process(std::span<char> data);
   void handle_text(std::string_view text);
   void handle_peer_close(std::uint16_t code);
-  void reject(std::string_view code, std::string_view message, std::uint16_t close_code);
+  // `service`: the one the error is about, if any (sent as the frame's "service").
+  void reject(std::string_view code, std::string_view message, std::uint16_t close_code,
+              std::string_view service = {});
   // After a paused request is answered: messages that waited, then the socket again.
   void resume_reading();
 

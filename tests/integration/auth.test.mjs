@@ -162,7 +162,8 @@ describe('HS256 server', () => {
     const client = await connect(server, { token });
     client.send({ services: ['ops'], version: 1 });
     const err = await client.next((m) => m.type === 'error', { what: 'an error frame' });
-    assert.equal(typeof err.code, 'string');
+    assert.equal(err.code, 'forbidden_service');
+    assert.equal(err.service, 'ops', 'the frame names the refused service');
     const { code } = await client.waitClose();
     assert.equal(code, 1008);
     assert.equal(client.received.filter((m) => m.type === 'ack').length, 0, 'no ack');
@@ -175,9 +176,10 @@ describe('HS256 server', () => {
       services: ['finance'],
       claimOpts: { services: ['finance'] },
     });
-    client.send({ type: 'subscribe', services: ['ops'] });
+    client.send({ type: 'subscribe', services: ['finance', 'ops'] });
     const err = await client.next((m) => m.type === 'error', { what: 'an error frame' });
-    assert.equal(typeof err.code, 'string');
+    assert.equal(err.code, 'forbidden_service');
+    assert.equal(err.service, 'ops', 'the frame names the refused service');
     const { code } = await client.waitClose();
     assert.equal(code, 1008);
   });

@@ -59,6 +59,24 @@ describe('bad client input (--services finance,ops,hr,legal --max-services 3 --m
     });
   }
 
+  test('an error about one service names it in "service"; other errors carry no such field', async () => {
+    const unknown = await expectClose(server, {
+      handshake: false,
+      act: (c) => c.send({ services: ['finance', 'payroll'], version: 1 }),
+      code: 1008,
+      errorFrame: true,
+    });
+    const err = unknown.received.find((m) => m.type === 'error');
+    assert.deepEqual(err, { type: 'error', code: 'unknown_service', message: err.message, service: 'payroll' });
+    const version = await expectClose(server, {
+      handshake: false,
+      act: (c) => c.send({ services: ['finance'], version: 2 }),
+      code: 1008,
+      errorFrame: true,
+    });
+    assert.deepEqual(Object.keys(version.received.find((m) => m.type === 'error')).sort(), ['code', 'message', 'type']);
+  });
+
   const laterCases = [
     ['malformed JSON after the handshake', '{"type":"subscribe",', 1007],
     ['an unknown type', { type: 'dance' }, 1008],

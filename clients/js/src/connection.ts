@@ -243,8 +243,10 @@ export class Connection {
       case 'error': {
         const code = typeof message.code === 'string' ? message.code : 'error';
         const text = typeof message.message === 'string' ? message.message : '';
-        this.serverError = { code, message: text };
-        this.hooks.error({ code, message: text });
+        const error: RealtimeError = { code, message: text };
+        if (typeof message.service === 'string') error.service = message.service;
+        this.serverError = error;
+        this.hooks.error(error);
         break;
       }
       default:

@@ -60,6 +60,8 @@ export interface RealtimeError {
   code: string;
   message: string;
   closeCode?: number;
+  /** For `unknown_service` and `forbidden_service`: the service the server refused. */
+  service?: string;
 }
 
 export type EventHandler<T = unknown> = (event: RealtimeEvent<T>) => void;

@@ -94,6 +94,14 @@ TEST(SerializeError, EscapesTheMessage) {
   EXPECT_EQ(parse_frame(frame).at("message").as_string(), "no \"payroll\" here\n");
 }
 
+TEST(SerializeError, NamesTheServiceWhenGivenOne) {
+  const std::string frame = serialize_error("forbidden_service", "not yours", "pay\"roll");
+  EXPECT_EQ(
+      frame,
+      R"({"type":"error","code":"forbidden_service","message":"not yours","service":"pay\"roll"})");
+  EXPECT_EQ(parse_frame(frame).at("service").as_string(), "pay\"roll");
+}
+
 TEST(EventFrame, PrefixPlusBodyIsOneObjectWithKeysInContractOrder) {
   const std::string body = serialize_event_body("finance", "k3-42", "invoice.paid",
                                                 R"({"id":"inv_1","amount":10})", kTime);

@@ -291,9 +291,16 @@ test('a rejected request (1008) waits the largest window instead of hammering', 
     { random: 0.5 },
   );
   const ws = env.lastSocket();
-  ws.receive({ type: 'error', code: 'forbidden_service', message: 'the token does not allow service finance' });
+  ws.receive({
+    type: 'error',
+    code: 'forbidden_service',
+    message: 'the token does not allow service finance',
+    service: 'finance',
+  });
   ws.serverClose(1008);
-  assert.deepEqual(errors, [{ code: 'forbidden_service', message: 'the token does not allow service finance' }]);
+  assert.deepEqual(errors, [
+    { code: 'forbidden_service', message: 'the token does not allow service finance', service: 'finance' },
+  ]);
   assert.equal(env.clock.nextDelay(), 10000);
   // Fixing the services retries at once.
   client.setServices(['crm']);
