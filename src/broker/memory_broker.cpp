@@ -128,6 +128,14 @@ class CallGate {
   std::condition_variable drained_;
 };
 
+// A call that found the gate closed: answered with kShuttingDown on the caller's thread.
+template <class Done>
+bool refused(const CallGate::Pass& pass, Done& done) {
+  if (pass) return false;
+  if (done) done(make_error_code(BrokerError::kShuttingDown));
+  return true;
+}
+
 // Shared by the broker and every Subscription, so a Subscription may outlive its broker.
 class Core {
  public:
@@ -323,10 +331,7 @@ class MemoryBroker final : public Broker {
   void publish(const Channel& channel, PublishInput input,
                std::function<void(Result<PublishResult>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (!pass) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused(pass, done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -399,10 +404,7 @@ class MemoryBroker final : public Broker {
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (!pass) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused(pass, done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -430,10 +432,7 @@ class MemoryBroker final : public Broker {
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
                       std::function<void(Result<History>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (!pass) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused(pass, done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -453,10 +452,7 @@ class MemoryBroker final : public Broker {
   void signal(const Channel& channel, PublishInput input,
               std::function<void(Result<void>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (!pass) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused(pass, done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
@@ -489,10 +485,7 @@ class MemoryBroker final : public Broker {
   void presence(const Channel& scope,
                 std::function<void(Result<std::vector<PresenceEntry>>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (!pass) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused(pass, done)) return;
     std::vector<PresenceEntry> list;
     {
       std::lock_guard lock(presence_mutex_);
@@ -508,10 +501,7 @@ class MemoryBroker final : public Broker {
 
   void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (!pass) {
-      if (done) done(make_error_code(BrokerError::kShuttingDown));
-      return;
-    }
+    if (refused(pass, done)) return;
     std::vector<std::string> nodes;
     {
       // Called under the lock, so once set_node_stats_source(nullptr) returns it is never
