@@ -39,20 +39,10 @@ for tool in redis-server jq curl python3 taskset; do
   command -v "$tool" >/dev/null || { echo "cluster-100k.sh: needs $tool (scripts/install-deps.sh)" >&2; exit 2; }
 done
 
-say() { printf '\n== %s\n' "$*"; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-if [ $build = 1 ]; then
-  say "build (Release)"
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTREAMGATE_TESTS=OFF >/dev/null
-  ninja -C build-bench -j2 streamgate streamgate-bench
-fi
-sg_bin=$root/build-bench/streamgate
-gen_bin=$root/build-bench/tools/bench/streamgate-bench
-
-if chrt -f 20 true 2>/dev/null; then prio=(chrt -f 20); sched="SCHED_FIFO 20 (chrt)"
-else prio=(); sched="default"; fi
-srv=("${prio[@]}" taskset -c 0)
-gen=("${prio[@]}" taskset -c 1)
+if [ $build = 1 ]; then bench_build; fi
 
 out=$root/bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"

@@ -25,7 +25,8 @@ for arg in "$@"; do
   esac
 done
 
-say() { printf '\n== %s\n' "$*"; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # ---- dependencies ----
 say "dependencies"
@@ -45,21 +46,7 @@ if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modul
   touch bench/node_modules
 fi
 
-say "build (Release)"
-cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTREAMGATE_TESTS=OFF >/dev/null
-ninja -C build-bench -j2 streamgate streamgate-bench
-sg_bin=$root/build-bench/streamgate
-gen_bin=$root/build-bench/tools/bench/streamgate-bench
-
-# ---- scheduling: server on CPU 0, generators on CPU 1 ----
-# Other work on a shared machine preempts the server and the generator for tens of ms at a time,
-# which then shows up as latency. A real-time priority (when allowed) keeps them on their core;
-# the kernel still leaves 5 % of each second to everything else (sched_rt_runtime_us).
-if chrt -f 20 true 2>/dev/null; then prio=(chrt -f 20); sched="SCHED_FIFO 20 (chrt)"
-elif nice -n -15 true 2>/dev/null; then prio=(nice -n -15); sched="nice -15"
-else prio=(); sched="default"; fi
-srv=("${prio[@]}" taskset -c 0)
-gen=("${prio[@]}" taskset -c 1)
+bench_build
 
 out=$root/bench/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out"
