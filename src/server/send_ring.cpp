@@ -58,8 +58,6 @@ std::unique_ptr<SendRing> SendRing::open(std::string& error) {
 }
 
 SendRing::SendRing(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
-  tags_.resize(kEntries);
-  completed_.resize(kEntries);
   done_.reserve(kEntries);
 }
 
@@ -98,7 +96,7 @@ bool SendRing::add(int fd, std::span<const iovec> iov, std::uint32_t tag) {
 std::span<const SendRing::Completion> SendRing::submit() {
   done_.clear();
   if (queued_ == 0) return {};
-  std::fill(completed_.begin(), completed_.end(), false);
+  completed_.fill(false);
   int submitted;
   do {
     submitted = io_uring_submit(&impl_->ring);

@@ -7,6 +7,7 @@
 
 #include <sys/uio.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -55,8 +56,8 @@ class SendRing {
 
   std::unique_ptr<Impl> impl_;
   std::size_t queued_ = 0;
-  std::vector<std::uint32_t> tags_;
-  std::vector<bool> completed_;
+  std::array<std::uint32_t, kEntries> tags_{};
+  std::array<bool, kEntries> completed_{};
   std::vector<Completion> done_;
   bool broken_ = false;
 };
