@@ -59,6 +59,9 @@ struct LocalChannel {
   std::string epoch;              // of the newest event seen live
   std::vector<Slot> slots;
   std::vector<std::uint64_t> waiting;  // attaches queued until the subscription is ready
+  // Members whose `delivered` was taken from their resume position before this worker knew the
+  // channel's epoch (the broker could not be read): it holds only if the epoch is theirs.
+  std::vector<std::pair<Member*, std::string>> pins;
 };
 
 // A member joining a channel, from attach() until go_live().
@@ -227,7 +230,16 @@ void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>
   if (!history) {
     result.recovered = false;
     result.reason = "unavailable";
+    // The client has everything up to its position, and whatever the subscription catches up on
+    // once the broker is back must not give it any of that again. The offset counts only in the
+    // client's epoch: when this worker hasn't seen the channel's yet, the first live event tells.
     slot.delivered = local.last_offset;
+    if (local.epoch == from.epoch) {
+      slot.delivered = std::max(slot.delivered, from.offset);
+    } else if (local.epoch.empty()) {
+      slot.delivered = from.offset;
+      local.pins.emplace_back(slot.member, from.epoch);
+    }
     complete(attach_id, std::move(result));
     return;
   }
@@ -293,6 +305,13 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
       local->last_offset = 0;
       for (Slot& slot : local->slots) slot.delivered = 0;
     }
+    for (const auto& [member, pinned] : local->pins) {
+      if (pinned == epoch) continue;
+      if (Member::Membership* m = find_membership(*member, local->key)) {
+        local->slots[m->slot].delivered = 0;
+      }
+    }
+    local->pins.clear();
     local->epoch.assign(epoch);
   }
   if (event->offset <= local->last_offset) return;
@@ -369,6 +388,7 @@ void Shard::detach_all(Member& member) {
 
 void Shard::remove_slot(LocalChannel& local, std::uint32_t slot) {
   attaches_->by_id.erase(local.slots[slot].attach_id);
+  std::erase_if(local.pins, [&](const auto& pin) { return pin.first == local.slots[slot].member; });
   const auto last = static_cast<std::uint32_t>(local.slots.size() - 1);
   if (slot != last) {
     local.slots[slot] = local.slots[last];

@@ -388,6 +388,59 @@ TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
   hub.shard(0).detach_all(m);
 }
 
+// A resume answered "unavailable" goes live at once; when the broker is back, its subscription
+// may catch up on events this worker never saw, the client's own last one among them. None at or
+// below the client's position may reach it.
+TEST(HubUnavailableResume, NeverRedeliversTheClientsPosition) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  broker.unavailable = true;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder m;
+  m.user = "u";
+  const broker::Channel ch{"1", "finance"};
+  std::optional<AttachResult> got;
+  hub.shard(0).attach(m, m.user, ch, broker::Position{"aaa", 5},
+                      [&](AttachResult r) { got = std::move(r); });
+  loop.drain();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(got->recovered);
+  EXPECT_EQ(got->reason, "unavailable");
+  EXPECT_TRUE(hub.shard(0).go_live(m, ch));
+  for (std::uint64_t o = 3; o <= 7; ++o) broker.emit("aaa", o);  // the broker's catch-up
+  loop.drain();
+  EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{6, 7}));
+  hub.shard(0).detach_all(m);
+}
+
+TEST(HubUnavailableResume, APositionInAnotherEpochHoldsBackNothing) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  broker.unavailable = true;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder m;
+  m.user = "u";
+  Recorder other;  // resumed in the channel's own epoch
+  other.user = "v";
+  const broker::Channel ch{"1", "finance"};
+  hub.shard(0).attach(m, m.user, ch, broker::Position{"aaa", 5}, [](AttachResult) {});
+  hub.shard(0).attach(other, other.user, ch, broker::Position{"bbb", 1}, [](AttachResult) {});
+  loop.drain();
+  hub.shard(0).go_live(m, ch);
+  hub.shard(0).go_live(other, ch);
+  broker.emit("bbb", 1);  // history was lost: the channel counts from 1 in a new epoch
+  broker.emit("bbb", 2);
+  loop.drain();
+  EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(other.offsets, (std::vector<std::uint64_t>{2}));
+  hub.shard(0).detach_all(m);
+  hub.shard(0).detach_all(other);
+}
+
 TEST(HubSignals, ReachLiveMembersOnlyAndLeaveOffsetsAlone) {
   log::set_level(log::Level::kWarn);
   metrics::Registry registry;
