@@ -6,22 +6,24 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ms, unique, waitFor } from './support/env.mjs';
-import { publish, publishOk } from './support/http.mjs';
+import { SANITIZED, ms, unique, waitFor } from './support/env.mjs';
+import { promValue, publish, publishOk } from './support/http.mjs';
 import { startRedis } from './support/redis.mjs';
 import { startServer } from './support/server.mjs';
 import { connect, tokenFor } from './support/ws.mjs';
 
 const PAD = 'x'.repeat(1000); // ~1 KiB an event
 const BATCH = 500; // ~0.5 MiB a publish request, under --max-publish-bytes
+// 20 MiB; 8 MiB (still twice the default outbox) under the sanitizers, to keep the file quick.
+const BACKLOG = SANITIZED ? 8192 : 20480;
 
 // Publishes `n` events in batches; returns their ids in order.
-async function publishBacklog(server, org, n) {
+async function publishBacklog(server, org, n, { pad = PAD } = {}) {
   const ids = [];
   for (let start = 0; start < n; start += BATCH) {
     const items = [];
     for (let i = start; i < Math.min(n, start + BATCH); i++) {
-      items.push({ orgId: org, service: 'finance', event: 'missed', data: { i, pad: PAD } });
+      items.push({ orgId: org, service: 'finance', event: 'missed', data: { i, pad } });
     }
     const r = await publish(server, items);
     assert.equal(r.status, 200, r.text.slice(0, 300));
@@ -94,9 +96,30 @@ for (const outbox of [undefined, 65536]) {
       await server?.stop();
     });
 
-    test('a 20 MiB backlog arrives whole, in order, then live events, with no close', { timeout: ms(60000) }, async () => {
-      await resumeThroughBacklog(server, 20480);
+    test(`a ${BACKLOG / 1024} MiB backlog arrives whole, in order, then live events, with no close`, { timeout: ms(60000) }, async () => {
+      await resumeThroughBacklog(server, BACKLOG);
     });
+
+    if (outbox) {
+      // Catching up is not a licence to stop reading: live events of the service wait for the
+      // replay, and past 10,000 of them the connection is a slow consumer again.
+      test('a client that stops reading mid-replay is closed 4008 once 10,000 live events wait', { timeout: ms(60000) }, async () => {
+        const org = unique('o');
+        const from = await publishOk(server, { orgId: org, service: 'finance', event: 'seen', data: {} });
+        await publishBacklog(server, org, 8192); // more than the socket buffers take
+        const slowBefore = await promValue(server, 'streamgate_slow_consumer_closes_total');
+        const client = await connect(server, { token: tokenFor(server, { org }) });
+        client.send({ services: ['finance'], version: 1, resume: { finance: from } });
+        client.ws.pause();
+        await publishBacklog(server, org, 10001, { pad: '' });
+        await waitFor(async () => (await promValue(server, 'streamgate_slow_consumer_closes_total')) > slowBefore, {
+          timeout: ms(20000),
+          what: 'a slow-consumer close',
+        });
+        client.ws.resume();
+        assert.equal((await client.waitClose(ms(20000))).code, 4008);
+      });
+    }
   });
 }
 
