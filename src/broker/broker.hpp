@@ -127,6 +127,14 @@ class Broker {
   virtual void history(const Channel& channel, std::optional<Position> after,
                        std::function<void(Result<History>)> done) = 0;
 
+  // history() cut to the oldest `limit` events after `after` (0: no limit), for paging forward
+  // through a long resume without reading it all at once. epoch, last_offset and `complete`
+  // are as history() would give them; the events are a prefix of its. The page reached the
+  // newest event when it is empty or its last offset is last_offset; otherwise read on after
+  // its last one. The default reads everything and cuts; the brokers read only the page.
+  virtual void history_page(const Channel& channel, Position after, std::size_t limit,
+                            std::function<void(Result<History>)> done);
+
   // Up to `limit` events with offset < `before` (0: from the newest), oldest first: paging
   // back through history. epoch and last_offset are filled as for history(); `complete` is
   // false when older events than those returned were dropped (count or TTL).

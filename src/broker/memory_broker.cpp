@@ -250,8 +250,10 @@ class Core {
   std::unordered_map<std::string, StatePtr> channels_;
 };
 
+// `limit`: at most that many events, the oldest (0: all).
 History read_history(const std::string& epoch, std::uint64_t last_offset,
-                     const std::deque<EventPtr>& events, const std::optional<Position>& after) {
+                     const std::deque<EventPtr>& events, const std::optional<Position>& after,
+                     std::size_t limit = 0) {
   History history;
   history.epoch = epoch;
   history.last_offset = last_offset;
@@ -268,7 +270,10 @@ History read_history(const std::string& epoch, std::uint64_t last_offset,
   const std::uint64_t first = events.front()->offset;
   history.complete = first <= after->offset + 1;
   const std::uint64_t skip = after->offset >= first ? after->offset + 1 - first : 0;
-  history.events.assign(events.begin() + static_cast<std::ptrdiff_t>(skip), events.end());
+  const auto begin = events.begin() + static_cast<std::ptrdiff_t>(skip);
+  const auto available = static_cast<std::size_t>(events.end() - begin);
+  const std::size_t take = limit == 0 ? available : std::min(limit, available);
+  history.events.assign(begin, begin + static_cast<std::ptrdiff_t>(take));
   return history;
 }
 
@@ -403,6 +408,16 @@ class MemoryBroker final : public Broker {
 
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) override {
+    read_after(channel, std::move(after), 0, std::move(done));
+  }
+
+  void history_page(const Channel& channel, Position after, std::size_t limit,
+                    std::function<void(Result<History>)> done) override {
+    read_after(channel, std::move(after), limit, std::move(done));
+  }
+
+  void read_after(const Channel& channel, std::optional<Position> after, std::size_t limit,
+                  std::function<void(Result<History>)> done) {
     const CallGate::Pass pass(gate_);
     if (refused(pass, done)) return;
     if (!valid(channel)) {
@@ -418,7 +433,7 @@ class MemoryBroker final : public Broker {
       // A removed state is as good as none: this read happened after the removal.
       if (!state->removed) {
         core_->trim(*state, Clock::now());
-        result = read_history(state->epoch, state->last_offset, state->events, after);
+        result = read_history(state->epoch, state->last_offset, state->events, after, limit);
         idle = Core::idle(*state);
       }
     }

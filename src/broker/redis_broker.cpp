@@ -103,7 +103,7 @@ return {1, epoch, offset, ms}
 )lua";
 
 // KEYS: offset counter, epoch, stream
-// ARGV: the reader's epoch ('' = head only), its offset, history
+// ARGV: the reader's epoch ('' = head only), its offset, history, how many entries at most
 // Returns {epoch or '', last offset, now in ms, entries after the offset within history}.
 // Entries come only when the reader's epoch is the channel's.
 constexpr std::string_view kHistoryScript = R"lua(
@@ -117,7 +117,7 @@ local start = tonumber(ARGV[2]) + 1
 if last - history + 1 > start then start = last - history + 1 end
 if history == 0 or start > last then return {epoch, last, now, {}} end
 return {epoch, last, now,
-        redis.call('XRANGE', KEYS[3], string.format('%d-0', start), '+', 'COUNT', ARGV[3])}
+        redis.call('XRANGE', KEYS[3], string.format('%d-0', start), '+', 'COUNT', ARGV[4])}
 )lua";
 
 // KEYS: offset counter, epoch, stream
@@ -408,17 +408,17 @@ class Impl {
     asio::post(io_, [this, call] { send_publish(call, true); });
   }
 
-  void history(const Channel& channel, std::optional<Position> after,
+  void history(const Channel& channel, std::optional<Position> after, std::size_t limit,
                std::function<void(Result<History>)> done) {
     if (refused_after_quiesce(done)) return;
     if (!valid(channel)) {
       if (done) done(make_error_code(BrokerError::kBadChannel));
       return;
     }
-    asio::post(io_, [this, channel, after = std::move(after), done = std::move(done)] {
+    asio::post(io_, [this, channel, after = std::move(after), limit, done = std::move(done)] {
       const std::string epoch = after ? after->epoch : std::string();
       const std::uint64_t offset = after ? after->offset : 0;
-      read_stream(channel, channel_keys(options_.key_prefix, channel), epoch, offset,
+      read_stream(channel, channel_keys(options_.key_prefix, channel), epoch, offset, limit,
                   [after, done](Result<StreamRead> read) {
                     if (!done) return;
                     if (!read) {
@@ -653,20 +653,24 @@ class Impl {
     done(PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
   }
 
+  // `limit`: at most that many entries, the oldest (0: all of history).
   void read_stream(const Channel& channel, const ChannelKeys& keys, const std::string& epoch,
-                   std::uint64_t offset, std::function<void(Result<StreamRead>)> done,
-                   bool by_sha = true) {
+                   std::uint64_t offset, std::size_t limit,
+                   std::function<void(Result<StreamRead>)> done, bool by_sha = true) {
     const std::string at = std::to_string(std::min(offset, kMaxLuaOffset));
-    std::array<std::string_view, 9> args{by_sha ? "EVALSHA" : "EVAL",
-                                         by_sha ? std::string_view(history_sha_) : kHistoryScript,
-                                         "3",
-                                         keys.seq,
-                                         keys.epoch,
-                                         keys.stream,
-                                         epoch,
-                                         at,
-                                         history_};
-    cmd_->send(args, [this, channel, keys, epoch, offset, by_sha, done = std::move(done)](
+    const std::string count =
+        limit == 0 ? history_ : std::to_string(std::min(limit, options_.history));
+    std::array<std::string_view, 10> args{by_sha ? "EVALSHA" : "EVAL",
+                                          by_sha ? std::string_view(history_sha_) : kHistoryScript,
+                                          "3",
+                                          keys.seq,
+                                          keys.epoch,
+                                          keys.stream,
+                                          epoch,
+                                          at,
+                                          history_,
+                                          count};
+    cmd_->send(args, [this, channel, keys, epoch, offset, limit, by_sha, done = std::move(done)](
                          const ErrorCode& ec, const redisReply* reply) mutable {
       if (ec) {
         done(failure(ec));
@@ -674,7 +678,7 @@ class Impl {
       }
       if (redis::is_error(reply)) {
         if (by_sha && reply_text(*reply).starts_with("NOSCRIPT")) {
-          read_stream(channel, keys, epoch, offset, std::move(done), false);
+          read_stream(channel, keys, epoch, offset, limit, std::move(done), false);
           return;
         }
         log::warn("broker", "redis refused a history read", {{"reply", reply_text(*reply)}});
@@ -979,7 +983,7 @@ class Impl {
     if (state.read_serial != 0 || !cmd_->up()) return;
     const std::uint64_t read_serial = ++serials_;
     state.read_serial = read_serial;
-    read_stream(state.channel, state.keys, state.position->epoch, state.position->offset,
+    read_stream(state.channel, state.keys, state.position->epoch, state.position->offset, 0,
                 [this, name = state.keys.name, serial = state.serial,
                  read_serial](Result<StreamRead> read) {
                   auto it = channels_.find(name);
@@ -1147,7 +1151,12 @@ class RedisBroker final : public Broker {
 
   void history(const Channel& channel, std::optional<Position> after,
                std::function<void(Result<History>)> done) override {
-    impl_->history(channel, std::move(after), std::move(done));
+    impl_->history(channel, std::move(after), 0, std::move(done));
+  }
+
+  void history_page(const Channel& channel, Position after, std::size_t limit,
+                    std::function<void(Result<History>)> done) override {
+    impl_->history(channel, std::move(after), limit, std::move(done));
   }
 
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,

@@ -59,6 +59,9 @@ struct LocalChannel {
   std::string epoch;              // of the newest event seen live
   std::vector<Slot> slots;
   std::vector<std::uint64_t> waiting;  // attaches queued until the subscription is ready
+  // Members whose `delivered` was taken from their resume position before this worker knew the
+  // channel's epoch (the broker could not be read): it holds only if the epoch is theirs.
+  std::vector<std::pair<Member*, std::string>> pins;
 };
 
 // A member joining a channel, from attach() until go_live().
@@ -68,7 +71,12 @@ struct PendingAttach {
   std::optional<broker::Position> resume;
   AttachDone done;
   std::vector<broker::EventPtr> held;
-  bool overflowed = false;
+  std::size_t page_events = 0;  // 0: one read for the whole replay
+  // The replay's position: every event up to it was handed out, or is known to be gone.
+  std::uint64_t covered = 0;
+  bool overflowed = false;  // more live events arrived than could be held: some were missed
+  bool answered = false;    // `done` has run (or is posted) with the first page
+  PageDone page_done;       // waiting for the page being read
 };
 
 struct Shard::Attaches {
@@ -96,7 +104,8 @@ Member::Membership* Shard::find_membership(Member& member, const std::string& ke
 }
 
 void Shard::attach(Member& member, std::string_view user, const broker::Channel& channel,
-                   std::optional<broker::Position> resume, AttachDone done) {
+                   std::optional<broker::Position> resume, AttachDone done,
+                   std::size_t page_events) {
   const std::string key = channel.key();
   const std::uint64_t id = next_attach_id_++;
   if (find_membership(member, key) != nullptr) {
@@ -117,8 +126,14 @@ void Shard::attach(Member& member, std::string_view user, const broker::Channel&
   const auto slot = static_cast<std::uint32_t>(local.slots.size());
   local.slots.push_back(Slot{&member, user, 0, id, false});
   member.memberships().push_back({&local, slot});
-  attaches_->by_id.emplace(
-      id, PendingAttach{&local, slot, std::move(resume), std::move(done), {}, false});
+  PendingAttach pending;
+  pending.channel = &local;
+  pending.slot = slot;
+  pending.covered = resume ? resume->offset : 0;
+  pending.resume = std::move(resume);
+  pending.done = std::move(done);
+  pending.page_events = page_events;
+  attaches_->by_id.emplace(id, std::move(pending));
   if (local.ready) {
     start_attach(id);
   } else {
@@ -134,48 +149,115 @@ void Shard::start_attach(std::uint64_t attach_id) {
   if (!pending.resume) {
     // A plain join: everything from the subscription's start on this worker.
     local.slots[pending.slot].delivered = local.last_offset;
+    pending.answered = true;
     complete(attach_id, AttachResult{});
     return;
   }
+  read_page(attach_id);
+}
+
+void Shard::read_page(std::uint64_t attach_id) {
+  PendingAttach& pending = attaches_->by_id.find(attach_id)->second;
   Post post = hub_.posts_[index_];
-  hub_.broker_.history(
-      local.channel, pending.resume, [this, post, attach_id](Result<broker::History> history) {
-        post(
-            [this, attach_id, history = std::move(history)] { finish_attach(attach_id, history); });
+  hub_.broker_.history_page(
+      pending.channel->channel, broker::Position{pending.resume->epoch, pending.covered},
+      pending.page_events, [this, post, attach_id](Result<broker::History> history) {
+        post([this, attach_id, history = std::move(history)] { on_page(attach_id, history); });
       });
 }
 
-void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>& history) {
+void Shard::next_page(Member& member, const broker::Channel& channel, PageDone done) {
+  Member::Membership* membership = find_membership(member, channel.key());
+  if (membership == nullptr) return;
+  const Slot& slot = membership->channel->slots[membership->slot];
+  if (slot.live) return;
+  auto it = attaches_->by_id.find(slot.attach_id);
+  if (it == attaches_->by_id.end() || !it->second.answered || it->second.page_done) return;
+  it->second.page_done = std::move(done);
+  read_page(slot.attach_id);
+}
+
+void Shard::on_page(std::uint64_t attach_id, const Result<broker::History>& history) {
   auto it = attaches_->by_id.find(attach_id);
   if (it == attaches_->by_id.end()) return;  // the member left meanwhile
   PendingAttach& pending = it->second;
+  if (!pending.answered) {
+    finish_attach(attach_id, history);
+    return;
+  }
+  ReplayPage page;
+  if (!history) {
+    page.failure = "unavailable";
+  } else if (history->epoch != pending.resume->epoch || !history->complete) {
+    // Events after the position were dropped (or the channel started over) while the member
+    // was catching up: it can't have them any more, and it was told it would.
+    page.failure = "interrupted";
+  } else {
+    page.more = !take_page(attach_id, *history, page.events);
+  }
+  PageDone done = std::move(pending.page_done);
+  pending.page_done = nullptr;
+  if (done) done(std::move(page));
+}
+
+// Hands the page's events the member wants to `out` and moves the replay's position past them.
+// True once the replay has caught up: everything after the position is held or still to come.
+bool Shard::take_page(std::uint64_t attach_id, const broker::History& history,
+                      std::vector<broker::EventPtr>& out) {
+  PendingAttach& pending = attaches_->by_id.find(attach_id)->second;
+  Slot& slot = pending.channel->slots[pending.slot];
+  for (const auto& event : history.events) {
+    if (event->offset > pending.covered && wants(*event, slot.user)) out.push_back(event);
+  }
+  // An empty page reached the newest event, or what lay between was dropped (`complete` tells).
+  const std::uint64_t reached =
+      history.events.empty() ? history.last_offset : history.events.back()->offset;
+  pending.covered = std::max(pending.covered, reached);
+  slot.delivered = std::max(slot.delivered, pending.covered);
+  // Held events the page already gave would be duplicates; dropping them keeps the hold small.
+  std::erase_if(pending.held,
+                [&](const broker::EventPtr& e) { return e->offset <= pending.covered; });
+  return pending.covered >= history.last_offset;
+}
+
+void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>& history) {
+  PendingAttach& pending = attaches_->by_id.find(attach_id)->second;
+  pending.answered = true;
   LocalChannel& local = *pending.channel;
   Slot& slot = local.slots[pending.slot];
+  const broker::Position& from = *pending.resume;
   AttachResult result;
   if (!history) {
     result.recovered = false;
     result.reason = "unavailable";
+    // The client has everything up to its position, and whatever the subscription catches up on
+    // once the broker is back must not give it any of that again. The offset counts only in the
+    // client's epoch: when this worker hasn't seen the channel's yet, the first live event tells.
     slot.delivered = local.last_offset;
+    if (local.epoch == from.epoch) {
+      slot.delivered = std::max(slot.delivered, from.offset);
+    } else if (local.epoch.empty()) {
+      slot.delivered = from.offset;
+      local.pins.emplace_back(slot.member, from.epoch);
+    }
     complete(attach_id, std::move(result));
     return;
   }
   const broker::History& h = *history;
-  const broker::Position& from = *pending.resume;
   if (h.epoch != from.epoch) {
     result.recovered = false;
     result.reason = "epoch_changed";
+    slot.delivered = std::max(slot.delivered, h.last_offset);
   } else {
     if (!h.complete) {
       result.recovered = false;
       result.reason = from.offset > h.last_offset ? "unknown_id" : "too_old";
     }
-    for (const auto& event : h.events) {
-      if (event->offset > from.offset && wants(*event, slot.user)) result.replay.push_back(event);
-    }
+    // An id ahead of the channel says nothing about what the client has: all that comes is new.
+    if (from.offset > h.last_offset) pending.covered = h.last_offset;
+    result.more = !take_page(attach_id, h, result.replay);
+    if (pending.page_events == 0) result.more = false;
   }
-  // Everything up to the read point is either replayed or declared lost; held live events
-  // beyond it are delivered by go_live.
-  slot.delivered = std::max(slot.delivered, h.last_offset);
   complete(attach_id, std::move(result));
 }
 
@@ -223,6 +305,13 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
       local->last_offset = 0;
       for (Slot& slot : local->slots) slot.delivered = 0;
     }
+    for (const auto& [member, pinned] : local->pins) {
+      if (pinned == epoch) continue;
+      if (Member::Membership* m = find_membership(*member, local->key)) {
+        local->slots[m->slot].delivered = 0;
+      }
+    }
+    local->pins.clear();
     local->epoch.assign(epoch);
   }
   if (event->offset <= local->last_offset) return;
@@ -233,10 +322,14 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
     if (!slot.live) {
       auto it = attaches_->by_id.find(slot.attach_id);
       if (it == attaches_->by_id.end()) continue;
-      if (it->second.held.size() < kMaxHeldEvents) {
-        it->second.held.push_back(event);
-      } else {
-        it->second.overflowed = true;
+      PendingAttach& pending = it->second;
+      if (pending.held.size() < kMaxHeldEvents) {
+        pending.held.push_back(event);
+      } else if (!pending.overflowed) {
+        // A replay's hold only keeps what came after its last page, so this is a member that
+        // stopped reading (or reads slower than the channel publishes): told now, not at go_live.
+        pending.overflowed = true;
+        slot.member->hold_overflowed();
       }
       continue;
     }
@@ -295,6 +388,7 @@ void Shard::detach_all(Member& member) {
 
 void Shard::remove_slot(LocalChannel& local, std::uint32_t slot) {
   attaches_->by_id.erase(local.slots[slot].attach_id);
+  std::erase_if(local.pins, [&](const auto& pin) { return pin.first == local.slots[slot].member; });
   const auto last = static_cast<std::uint32_t>(local.slots.size() - 1);
   if (slot != last) {
     local.slots[slot] = local.slots[last];

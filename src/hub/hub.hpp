@@ -38,6 +38,9 @@ class Member {
   // Appends one event (live, after go_live) to the member's outbox. Called on the member's worker;
   // must not attach/detach from inside (close later instead).
   virtual void deliver(const broker::EventPtr& event) = 0;
+  // More live events arrived before go_live than the shard holds: the member missed some and
+  // should close (slow consumer); go_live will say so too. Same rules as deliver.
+  virtual void hold_overflowed() {}
 
   struct Membership {
     LocalChannel* channel = nullptr;
@@ -56,9 +59,23 @@ class Member {
 struct AttachResult {
   bool recovered = true;  // false: events after the client's position are gone
   std::string reason;     // "epoch_changed" | "too_old" | "unavailable" when not recovered
-  std::vector<broker::EventPtr> replay;  // events to send before live ones, oldest first
+  // Events to send before live ones, oldest first: the replay's first page.
+  std::vector<broker::EventPtr> replay;
+  // The replay goes on: next_page() until a page says no more, then go_live().
+  bool more = false;
 };
 using AttachDone = std::function<void(AttachResult)>;
+
+// The next page of a paged replay.
+struct ReplayPage {
+  std::vector<broker::EventPtr> events;  // oldest first, after the previous page's
+  bool more = false;                     // another page follows; without it, go_live() next
+  // Set when the replay can't go on and the member missed events it was promised: "unavailable"
+  // (the broker could not be read) or "interrupted" (history after the replay's position was
+  // dropped meanwhile, or the channel's epoch changed). The member should close.
+  std::string failure;
+};
+using PageDone = std::function<void(ReplayPage)>;
 
 class Shard {
  public:
@@ -72,8 +89,15 @@ class Shard {
   // subscription is ready and history is read; until go_live() the member's live events are
   // held back (bounded by `max_pending`, beyond which done reports and the member should close).
   // Joining a channel the member already has is a no-op that reports recovered with no replay.
+  // `page_events`: read history that many events at a time, the member asking for each page
+  // after the first with next_page() (0: the whole replay in the attach's answer). Live events
+  // held meanwhile are only those after the last page read, so the bound on them catches a
+  // member that stopped reading, not one catching up.
   void attach(Member& member, std::string_view user, const broker::Channel& channel,
-              std::optional<broker::Position> resume, AttachDone done);
+              std::optional<broker::Position> resume, AttachDone done, std::size_t page_events = 0);
+  // Reads the replay's next page, after the previous one. `done` runs on this worker, unless
+  // the member leaves the channel first. One page at a time.
+  void next_page(Member& member, const broker::Channel& channel, PageDone done);
   // Delivers what arrived during the replay, then live events directly. False when more
   // arrived than could be held: the member missed events and should be closed (slow consumer).
   bool go_live(Member& member, const broker::Channel& channel);
@@ -89,7 +113,11 @@ class Shard {
   void deliver_ephemeral(LocalChannel& local, const broker::EventPtr& event);
   void on_ready(const std::shared_ptr<ChannelEntry>& entry);
   void start_attach(std::uint64_t attach_id);
+  void read_page(std::uint64_t attach_id);
+  void on_page(std::uint64_t attach_id, const Result<broker::History>& history);
   void finish_attach(std::uint64_t attach_id, const Result<broker::History>& history);
+  bool take_page(std::uint64_t attach_id, const broker::History& history,
+                 std::vector<broker::EventPtr>& out);
   void complete(std::uint64_t attach_id, AttachResult result);
   void remove_slot(LocalChannel& local, std::uint32_t slot);
   Member::Membership* find_membership(Member& member, const std::string& key);

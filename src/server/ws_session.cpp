@@ -32,6 +32,9 @@ constexpr auto kCloseWait = std::chrono::seconds(2);
 constexpr std::size_t kMaxIov = 256;
 // Reads per readiness event before yielding to other connections on the worker.
 constexpr int kMaxReadsPerTurn = 4;
+// Events a resume reads from history at a time. A page is what a replay holds beyond the
+// outbox (shared with the memory broker's history, copies with Redis's), so it stays small.
+constexpr std::size_t kReplayPageEvents = 64;
 
 std::chrono::milliseconds ms(std::int64_t v) {
   return std::chrono::milliseconds(v);
@@ -290,7 +293,8 @@ void WsSession::start_subscribe(std::vector<std::string> services,
         *this, principal_.user, broker::Channel{principal_.org, services[i]}, positions[i],
         [self = shared_from_this(), request_id, service = services[i]](hub::AttachResult r) {
           self->on_attached(request_id, service, std::move(r));
-        });
+        },
+        kReplayPageEvents);
   }
   if (services.empty()) on_attached(request_id, {}, {});
 }
@@ -321,12 +325,82 @@ void WsSession::on_attached(std::size_t request_id, std::string service, hub::At
   }
   auto done = std::move(request_);
   for (auto& [svc, res] : done->results) {
-    for (const auto& event : res.replay) deliver(event);
+    const auto& name = svc;
+    // Subscribing again to a service still replaying attached nothing: its replay goes on.
+    if (replays_ && std::any_of(replays_->begin(), replays_->end(),
+                                [&](const Replay& r) { return r.service == name; })) {
+      continue;
+    }
+    if (res.replay.empty() && !res.more) {
+      if (!worker_.shard().go_live(*this, broker::Channel{principal_.org, svc})) slow_ = true;
+      continue;
+    }
+    if (!replays_) replays_ = std::make_unique<std::vector<Replay>>();
+    replays_->push_back(Replay{svc, {res.replay.begin(), res.replay.end()}, res.more, false});
   }
-  for (auto& [svc, res] : done->results) {
-    if (!worker_.shard().go_live(*this, broker::Channel{principal_.org, svc})) slow_ = true;
-  }
+  pump_replay();
   resume_reading();
+}
+
+void WsSession::pump_replay() {
+  if (!replays_) return;
+  auto& replays = *replays_;
+  const std::size_t limit = ctx_.settings.outbox_bytes;
+  // Half the outbox stays for live events of the connection's other channels.
+  const std::size_t low_water = limit / 2;
+  for (std::size_t i = 0; i < replays.size();) {
+    if (state_ != State::kActive || slow_) return;
+    Replay& replay = replays[i];
+    while (!replay.queued.empty()) {
+      const std::size_t size = OutFrame::kHeadBytes + replay.queued.front()->body.size();
+      const std::size_t queued = outbox_.bytes();
+      // An event too big for even an empty outbox goes anyway, and fails as a live one would.
+      if (!outbox_.empty() && (queued >= low_water || queued + size > limit)) break;
+      deliver(replay.queued.front());
+      replay.queued.pop_front();
+    }
+    if (!replay.queued.empty() || replay.reading) {
+      ++i;
+      continue;
+    }
+    if (replay.more) {
+      replay.reading = true;
+      worker_.shard().next_page(
+          *this, broker::Channel{principal_.org, replay.service},
+          [self = shared_from_this(), service = replay.service](hub::ReplayPage page) {
+            self->on_replay_page(service, std::move(page));
+          });
+      ++i;
+      continue;
+    }
+    // Everything up to where history was read is queued: the held live events follow.
+    const broker::Channel channel{principal_.org, std::move(replay.service)};
+    replays.erase(replays.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!worker_.shard().go_live(*this, channel)) slow_ = true;
+  }
+  if (replays_->empty()) replays_.reset();
+  if (slow_) schedule_flush();
+}
+
+void WsSession::on_replay_page(const std::string& service, hub::ReplayPage page) {
+  if (state_ != State::kActive || !replays_) return;
+  auto it = std::find_if(replays_->begin(), replays_->end(),
+                         [&](const Replay& r) { return r.service == service; });
+  if (it == replays_->end() || !it->reading) return;
+  if (!page.failure.empty()) {
+    log::warn(
+        "stream", "replay interrupted",
+        {{"conn", id_}, {"org", principal_.org}, {"service", service}, {"reason", page.failure}});
+    // What was sent stays good: the client resumes from the last event it got.
+    reject("replay_interrupted",
+           "the replay of " + service + " could not go on; resume from the last event received",
+           cc::kInternalError, service);
+    return;
+  }
+  it->reading = false;
+  it->more = page.more;
+  it->queued.insert(it->queued.end(), page.events.begin(), page.events.end());
+  pump_replay();
 }
 
 void WsSession::resume_reading() {
@@ -342,6 +416,9 @@ void WsSession::unsubscribe(const std::vector<std::string>& services) {
     if (chat::is_room_topic(service)) continue;  // rooms are left with "leave"
     worker_.shard().detach(*this, broker::Channel{principal_.org, service});
     services_.erase(std::remove(services_.begin(), services_.end(), service), services_.end());
+    if (replays_) {
+      std::erase_if(*replays_, [&](const Replay& r) { return r.service == service; });
+    }
   }
   queue_text(protocol::serialize_unsubscribed(services));
 }
@@ -366,6 +443,12 @@ void WsSession::deliver(const broker::EventPtr& event) {
   if (outbox_.push(std::move(frame)) == Outbox::Push::kOverLimit) {
     slow_ = true;
   }
+  schedule_flush();
+}
+
+void WsSession::hold_overflowed() {
+  if (state_ != State::kActive) return;
+  slow_ = true;
   schedule_flush();
 }
 
@@ -476,6 +559,7 @@ bool WsSession::apply_write(long result) {
   }
   outbox_.pop(done);
   write_offset_ = written;
+  if (replays_ && done > 0) pump_replay();  // a replay refills the outbox as it drains
   return true;
 }
 

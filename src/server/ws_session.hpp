@@ -17,6 +17,7 @@
 
 #include <array>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -41,6 +42,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void start(std::string upgrade_response);
 
   void deliver(const broker::EventPtr& event) override;
+  void hold_overflowed() override;
   // Graceful close: detach, send a close frame after what is queued (or instead of it, with
   // `discard_queued`), then wait briefly for the peer's close frame.
   void close(std::uint16_t code, std::string_view reason, bool discard_queued = false);
@@ -73,6 +75,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void start_subscribe(std::vector<std::string> services, const protocol::ResumeMap& resume,
                        bool is_handshake);
   void on_attached(std::size_t request, std::string service, hub::AttachResult result);
+  // Moves replayed events into the outbox while it is below its low-water mark, asks the hub
+  // for the next page once a channel's are all queued, and takes a caught-up channel live.
+  void pump_replay();
+  void on_replay_page(const std::string& service, hub::ReplayPage page);
   void unsubscribe(const std::vector<std::string>& services);
 
   void queue_text(std::string text);
@@ -133,6 +139,16 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   };
   std::unique_ptr<Request> request_;
   std::size_t request_id_ = 0;
+  // Resumes still replaying history, paced by the socket: a page at a time, each fed to the
+  // outbox as it drains, so a backlog larger than the outbox is no slow consumer. Null when none
+  // (most of the time): a pointer costs an idle connection less than an empty vector.
+  struct Replay {
+    std::string service;
+    std::deque<broker::EventPtr> queued;  // read, not yet in the outbox
+    bool more = false;                    // the hub has more pages
+    bool reading = false;                 // a page is being read
+  };
+  std::unique_ptr<std::vector<Replay>> replays_;
   std::unique_ptr<ChatConn> chat_;  // from the first chat message on; null for event-only clients
 
   std::chrono::steady_clock::time_point opened_at_;

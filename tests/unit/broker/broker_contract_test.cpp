@@ -108,6 +108,14 @@ Result<History> history(Broker& broker, const Channel& channel, std::optional<Po
   return wait_result(promise);
 }
 
+Result<History> history_page(Broker& broker, const Channel& channel, Position after,
+                             std::size_t limit) {
+  auto promise = std::make_shared<std::promise<Result<History>>>();
+  broker.history_page(channel, std::move(after), limit,
+                      [promise](Result<History> r) { promise->set_value(std::move(r)); });
+  return wait_result(promise);
+}
+
 Result<History> history_before(Broker& broker, const Channel& channel, std::uint64_t before,
                                std::size_t limit) {
   auto promise = std::make_shared<std::promise<Result<History>>>();
@@ -457,6 +465,52 @@ TEST_P(BrokerContract, HistoryIsIncompleteWhenCountTrimDroppedEventsAfterPositio
   ASSERT_TRUE(at_end);
   EXPECT_TRUE(at_end->complete);
   EXPECT_TRUE(at_end->events.empty());
+}
+
+TEST_P(BrokerContract, HistoryPageReadsForwardALimitedPageAtATime) {
+  auto broker = make();
+  const Channel channel = fresh_channel();
+  std::string epoch;
+  for (int i = 0; i < 10; ++i) epoch = epoch_of(publish_id(*broker, channel, input("e")));
+  std::vector<std::uint64_t> seen;
+  Position at{epoch, 2};
+  for (int page = 0; page < 10; ++page) {
+    const auto read = history_page(*broker, channel, at, 3);
+    ASSERT_TRUE(read);
+    EXPECT_EQ(read->epoch, epoch);
+    EXPECT_EQ(read->last_offset, 10u);
+    EXPECT_TRUE(read->complete);
+    EXPECT_LE(read->events.size(), 3u);
+    if (read->events.empty()) break;
+    for (const auto& e : read->events) seen.push_back(e->offset);
+    at.offset = read->events.back()->offset;
+  }
+  EXPECT_EQ(seen, range(3, 10));
+  EXPECT_EQ(at.offset, 10u);
+
+  // No limit: everything after the position, as history() gives it.
+  const auto all = history_page(*broker, channel, Position{epoch, 4}, 0);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(offsets(all->events), range(5, 10));
+}
+
+TEST_P(BrokerContract, HistoryPageIsIncompleteWhenEventsAfterPositionWereDropped) {
+  auto broker = make({.history = 3});
+  const Channel channel = fresh_channel();
+  std::string epoch;
+  for (int i = 0; i < 6; ++i) epoch = epoch_of(publish_id(*broker, channel, input("e")));
+  const auto trimmed = history_page(*broker, channel, Position{epoch, 1}, 2);
+  ASSERT_TRUE(trimmed);
+  EXPECT_FALSE(trimmed->complete);
+  EXPECT_EQ(offsets(trimmed->events), range(4, 5));
+  const auto kept = history_page(*broker, channel, Position{epoch, 4}, 2);
+  ASSERT_TRUE(kept);
+  EXPECT_TRUE(kept->complete);
+  EXPECT_EQ(offsets(kept->events), range(5, 6));
+  const auto other_epoch = history_page(*broker, channel, Position{"zzzz", 4}, 2);
+  ASSERT_TRUE(other_epoch);
+  EXPECT_FALSE(other_epoch->complete);
+  EXPECT_TRUE(other_epoch->events.empty());
 }
 
 TEST_P(BrokerContract, HistoryDropsEventsOlderThanTtl) {

@@ -31,8 +31,16 @@ struct Loop {
 struct Recorder : Member {
   std::string user;  // the shard keeps a view of it, as of a session's principal
   std::vector<std::uint64_t> offsets;
+  int overflows = 0;
   void deliver(const broker::EventPtr& event) override { offsets.push_back(event->offset); }
+  void hold_overflowed() override { ++overflows; }
 };
+
+std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
+  std::vector<std::uint64_t> out;
+  for (std::uint64_t o = first; o <= last; ++o) out.push_back(o);
+  return out;
+}
 
 class HubTest : public ::testing::Test {
  protected:
@@ -174,6 +182,96 @@ TEST_F(HubTest, ResumeReplaysTheGapThenLiveWithoutDuplicates) {
   hub_->shard(0).detach_all(m);
 }
 
+// A resume read a page at a time, as a session paced by its socket does it: every missed event
+// once, in order, the live ones that arrived meanwhile merged at the seam, then live.
+TEST_F(HubTest, PagedResumeReplaysPageByPageThenGoesLive) {
+  const broker::Channel ch{"1", "finance"};
+  Recorder keeper;
+  join(0, keeper, "k", ch);
+  std::string epoch;
+  for (int i = 0; i < 10; ++i) epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+  drain();
+  Recorder m;
+  m.user = "u";
+  std::optional<AttachResult> got;
+  hub_->shard(0).attach(
+      m, m.user, ch, broker::Position{epoch, 2}, [&](AttachResult r) { got = std::move(r); }, 3);
+  drain();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->recovered);
+  EXPECT_TRUE(got->more);
+  for (const auto& e : got->replay) m.deliver(e);
+  EXPECT_EQ(m.offsets, range(3, 5));
+  bool more = true;
+  int pages = 0;
+  while (more && pages < 20) {
+    ++pages;
+    publish("1", "finance");  // live while catching up: held, then given by a later page
+    drain();
+    std::optional<ReplayPage> page;
+    hub_->shard(0).next_page(m, ch, [&](ReplayPage p) { page = std::move(p); });
+    drain();
+    ASSERT_TRUE(page.has_value());
+    EXPECT_TRUE(page->failure.empty());
+    EXPECT_LE(page->events.size(), 3u);
+    for (const auto& e : page->events) m.deliver(e);
+    more = page->more;
+  }
+  EXPECT_FALSE(more);
+  publish("1", "finance");  // after the last page, before go_live: held
+  drain();
+  EXPECT_TRUE(hub_->shard(0).go_live(m, ch));
+  publish("1", "finance");
+  drain();
+  const std::uint64_t last = 10 + static_cast<std::uint64_t>(pages) + 2;
+  EXPECT_EQ(m.offsets, range(3, last));
+  EXPECT_EQ(m.overflows, 0);
+  hub_->shard(0).detach_all(keeper);
+  hub_->shard(0).detach_all(m);
+}
+
+TEST_F(HubTest, PagedResumeThatStopsReadingOverflowsItsHold) {
+  const broker::Channel ch{"1", "finance"};
+  Recorder keeper;
+  join(0, keeper, "k", ch);
+  std::string epoch;
+  for (int i = 0; i < 10; ++i) epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+  drain();
+  Recorder m;
+  m.user = "u";
+  std::optional<AttachResult> got;
+  hub_->shard(0).attach(
+      m, m.user, ch, broker::Position{epoch, 0}, [&](AttachResult r) { got = std::move(r); }, 3);
+  drain();
+  ASSERT_TRUE(got.has_value() && got->more);
+  // The member asks for no further page: live events pile up in its hold until the bound.
+  for (int i = 0; i < 10001; ++i) publish("1", "finance");
+  drain();
+  EXPECT_EQ(m.overflows, 1);
+  EXPECT_FALSE(hub_->shard(0).go_live(m, ch));
+  hub_->shard(0).detach_all(keeper);
+  hub_->shard(0).detach_all(m);
+}
+
+TEST_F(HubTest, PagedResumeLeavingMidReplayDropsThePage) {
+  const broker::Channel ch{"1", "finance"};
+  std::string epoch;
+  for (int i = 0; i < 10; ++i) epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+  Recorder m;
+  m.user = "u";
+  std::optional<AttachResult> got;
+  hub_->shard(1).attach(
+      m, m.user, ch, broker::Position{epoch, 0}, [&](AttachResult r) { got = std::move(r); }, 3);
+  drain();
+  ASSERT_TRUE(got.has_value() && got->more);
+  bool called = false;
+  hub_->shard(1).next_page(m, ch, [&](ReplayPage) { called = true; });
+  hub_->shard(1).detach_all(m);
+  drain();
+  EXPECT_FALSE(called);
+  EXPECT_EQ(hub_->stats().total_subscriptions, 0u);
+}
+
 TEST_F(HubTest, ResumeFromAnotherEpochIsNotRecovered) {
   const broker::Channel ch{"1", "finance"};
   publish("1", "finance");
@@ -235,6 +333,10 @@ class ScriptedBroker : public broker::Broker {
   }
   void history(const broker::Channel&, std::optional<broker::Position>,
                std::function<void(Result<broker::History>)> done) override {
+    if (unavailable) {
+      done(make_error_code(broker::BrokerError::kUnavailable));
+      return;
+    }
     done(broker::History{});
   }
   void history_before(const broker::Channel&, std::uint64_t, std::size_t,
@@ -262,6 +364,7 @@ class ScriptedBroker : public broker::Broker {
     sink(e);
   }
   broker::Sink sink;
+  bool unavailable = false;  // history reads fail, as with Redis down
 };
 
 TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
@@ -283,6 +386,59 @@ TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
   loop.drain();
   EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{7, 1, 2}));
   hub.shard(0).detach_all(m);
+}
+
+// A resume answered "unavailable" goes live at once; when the broker is back, its subscription
+// may catch up on events this worker never saw, the client's own last one among them. None at or
+// below the client's position may reach it.
+TEST(HubUnavailableResume, NeverRedeliversTheClientsPosition) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  broker.unavailable = true;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder m;
+  m.user = "u";
+  const broker::Channel ch{"1", "finance"};
+  std::optional<AttachResult> got;
+  hub.shard(0).attach(m, m.user, ch, broker::Position{"aaa", 5},
+                      [&](AttachResult r) { got = std::move(r); });
+  loop.drain();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(got->recovered);
+  EXPECT_EQ(got->reason, "unavailable");
+  EXPECT_TRUE(hub.shard(0).go_live(m, ch));
+  for (std::uint64_t o = 3; o <= 7; ++o) broker.emit("aaa", o);  // the broker's catch-up
+  loop.drain();
+  EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{6, 7}));
+  hub.shard(0).detach_all(m);
+}
+
+TEST(HubUnavailableResume, APositionInAnotherEpochHoldsBackNothing) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  broker.unavailable = true;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder m;
+  m.user = "u";
+  Recorder other;  // resumed in the channel's own epoch
+  other.user = "v";
+  const broker::Channel ch{"1", "finance"};
+  hub.shard(0).attach(m, m.user, ch, broker::Position{"aaa", 5}, [](AttachResult) {});
+  hub.shard(0).attach(other, other.user, ch, broker::Position{"bbb", 1}, [](AttachResult) {});
+  loop.drain();
+  hub.shard(0).go_live(m, ch);
+  hub.shard(0).go_live(other, ch);
+  broker.emit("bbb", 1);  // history was lost: the channel counts from 1 in a new epoch
+  broker.emit("bbb", 2);
+  loop.drain();
+  EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(other.offsets, (std::vector<std::uint64_t>{2}));
+  hub.shard(0).detach_all(m);
+  hub.shard(0).detach_all(other);
 }
 
 TEST(HubSignals, ReachLiveMembersOnlyAndLeaveOffsetsAlone) {
