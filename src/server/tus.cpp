@@ -375,18 +375,22 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
   }
 
   void on_end(Reply reply) override {
-    if (!hasher_) return reply(done_response());
+    if (!hasher_) return acknowledge(std::move(reply));
     if (hasher_->finish() != checksum_->digest) return roll_back(std::move(reply));
-    if (held_.empty()) return reply(done_response());
+    if (held_.empty()) return acknowledge(std::move(reply));
     append(std::exchange(held_, std::string()),
            [self = shared_from_this(), reply = std::move(reply)](std::optional<HttpResponse> stop) {
-             reply(stop ? std::move(*stop) : self->done_response());
+             if (stop) return reply(std::move(*stop));
+             self->acknowledge(std::move(reply));
            });
   }
 
   void on_abort() override {
+    if (offset_ == start_) return;
     // Bytes whose checksum never arrived can't be trusted: the PATCH is undone (tus §checksum).
-    if (hasher_ && offset_ > start_) roll_back(nullptr);
+    if (hasher_) return roll_back(nullptr);
+    // tus keeps what arrived of a cut PATCH; recorded now, it also survives a restart.
+    acknowledge(nullptr);
   }
 
  private:
@@ -404,6 +408,22 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
             return next(failed(self->headers_, *self->info_));
           }
           next(std::nullopt);
+        });
+  }
+
+  // Answers 204 only once the new offset is durable (Manager::checkpoint): an acknowledged
+  // PATCH survives a crash. `reply` may be empty (a cut PATCH: nobody to answer).
+  void acknowledge(Reply reply) {
+    ctx_.uploads->checkpoint(
+        owner_, id_,
+        [self = shared_from_this(), reply = std::move(reply)](Result<upload::UploadInfo> info) {
+          if (!reply) return;
+          if (!info) return reply(upload_error(self->headers_, info.error(), self->ctx_));
+          if (info->status == upload::Status::kFailed) {
+            return reply(failed(self->headers_, *info));
+          }
+          self->info_ = std::move(*info);
+          reply(self->done_response());
         });
   }
 

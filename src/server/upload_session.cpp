@@ -263,8 +263,23 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
       return;
     }
     if (received_ - last_progress_bytes_ >= kProgressBytes || now - last_progress_at_ >= kTick) {
-      send_progress(now);
+      checkpoint();
     }
+  }
+
+  // A progress message acknowledges bytes: it goes out only once they would survive a crash.
+  void checkpoint() {
+    busy_ = true;
+    manager_.checkpoint(owner_, upload_id_,
+                        post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                          s.on_checkpointed(std::move(r));
+                        }));
+  }
+
+  void on_checkpointed(Result<upload::UploadInfo> r) {
+    if (!r) return fail_upload(r.error(), "");
+    if (state_ != State::kUploading) return;
+    send_progress(Clock::now());
   }
 
   void fail_upload(const ErrorCode& ec, std::string detail) {
@@ -521,12 +536,12 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
       return fail_with("handshake_timeout", "no start or resume message in time",
                        cc::kHandshakeTimeout);
     }
-    if (state_ == State::kUploading && received_ > last_progress_bytes_ &&
-        now - last_progress_at_ >= kTick) {
-      send_progress(now);
-    }
     // A disk write in progress is not the client's silence.
     if (busy_) return;
+    if (state_ == State::kUploading && received_ > last_progress_bytes_ &&
+        now - last_progress_at_ >= kTick) {
+      return checkpoint();
+    }
     if (ping_outstanding_) {
       if (now - ping_sent_at_ >= std::chrono::milliseconds(s.pong_timeout_ms) &&
           last_rx_ < ping_sent_at_) {

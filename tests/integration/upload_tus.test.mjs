@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -416,6 +416,19 @@ describe('tus 1.0 endpoint', () => {
     assert.equal(r.status, 204);
     assert.equal((await request(server, 'HEAD', url, { headers: tusHeaders(token) })).status, 404);
     assert.equal((await patch(server, token, url, 40, Buffer.alloc(10))).status, 404);
+  });
+
+  test('termination of a complete upload deletes its file', async () => {
+    const token = tokenFor(server, { user: unique('deldone') });
+    const data = crypto.randomBytes(5000);
+    const url = await create(server, token, data.length);
+    assert.equal((await patch(server, token, url, 0, data)).status, 204);
+    const file = path.join(dir, idOf(url));
+    assert.equal(sha256(readFileSync(file)), sha256(data));
+    const r = await request(server, 'DELETE', url, { headers: tusHeaders(token) });
+    assert.equal(r.status, 204);
+    assert.equal(existsSync(file), false, 'the storage is freed');
+    assert.equal((await request(server, 'HEAD', url, { headers: tusHeaders(token) })).status, 404);
   });
 
   test('a client that disconnects mid-PATCH keeps the bytes that arrived', async () => {
