@@ -33,9 +33,12 @@ constexpr auto kCloseWait = std::chrono::seconds(2);
 // After our close frame is out, what a client still sending is allowed before the socket
 // closes (RFC 6455 7.1.1, RFC 9112 9.6 "lingering close"): closing with unread input makes the
 // kernel answer with RST, which discards the close frame still unread in the client's receive
-// buffer, and the client sees 1006 instead of the code.
+// buffer, and the client sees 1006 instead of the code. The byte bound must pass what a client
+// can have in flight when the close goes out (its send buffer plus ours to receive: several MiB
+// on loopback), or the RST still comes before the client got to read; 1 MiB was not enough for a
+// ws client sending 10 MiB. Discarding costs no memory (a 16 KiB scratch buffer).
 constexpr auto kLingerTime = std::chrono::seconds(2);
-constexpr std::size_t kLingerBytes = 1 << 20;
+constexpr std::size_t kLingerBytes = 16 << 20;
 constexpr std::size_t kReadBytes = 64 * 1024;
 // Progress cadence on the socket: at least every this many bytes or kTick, whichever first.
 constexpr std::uint64_t kProgressBytes = 1 << 20;

@@ -151,7 +151,7 @@ describe('upload bad input', () => {
     // The server stops reading at the frame header; closing then with the rest of the message
     // unread would make the kernel send RST, which drops the close frame in the client's
     // receive buffer. The server lingers (write side shut, input discarded) instead.
-    for (const size of [1 << 20, 10 << 20, 10 << 20, 1 << 20, 10 << 20]) {
+    for (const size of [1 << 20, 10 << 20, 64 << 20, 1 << 20, 10 << 20, 64 << 20]) {
       const client = await openUpload(server, { user: 'linger' });
       await start(client, { size: 1 << 20 });
       client.ws.send(Buffer.alloc(size, 7), { binary: true }, () => {});
