@@ -174,6 +174,9 @@ class ManagerImpl final : public Manager {
     // Runs after everything queued before. Unfinished uploads stay on storage with their
     // records: the next process resumes them from their last checkpoint.
     asio::post(io_, [this] {
+      // A timer that already expired has its handler queued, where cancel() can't reach it:
+      // the flag keeps that handler from arming the timer again (io_.run() would never end).
+      stopping_ = true;
       sweep_timer_.cancel();
       idle_timer_.cancel();
       for (auto& [id, e] : entries_) e.writer.reset();
@@ -531,7 +534,7 @@ class ManagerImpl final : public Manager {
   void schedule_sweep() {
     sweep_timer_.expires_after(options_.sweep_interval);
     sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || stopping_) return;
       sweep();
       schedule_sweep();
     });
@@ -578,7 +581,7 @@ class ManagerImpl final : public Manager {
   void schedule_idle_close() {
     idle_timer_.expires_after(options_.idle_close / 2 + std::chrono::milliseconds(1));
     idle_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || stopping_) return;
       const auto now = Steady::now();
       for (auto& [id, e] : entries_) {
         if (e.writer && now - e.written >= options_.idle_close) e.writer.reset();
@@ -684,6 +687,7 @@ class ManagerImpl final : public Manager {
   bool stopped_ = false;
 
   // Touched only on the I/O thread.
+  bool stopping_ = false;
   std::unordered_map<std::string, Entry> entries_;
   std::unordered_map<std::string, std::size_t> per_user_;         // unfinished uploads
   std::unordered_map<std::string, std::uint64_t> per_org_bytes_;  // unfinished declared bytes
