@@ -156,7 +156,7 @@ class Server::Impl {
       dir = (std::filesystem::temp_directory_path(ec) / "streamgate-uploads").string();
     }
     const std::chrono::seconds expiry(s.upload_expiry_seconds);
-    auto storage = upload::make_local_storage(dir, expiry);
+    auto storage = upload::make_local_storage(dir);
     if (!storage) {
       throw std::runtime_error("--upload-dir: cannot use \"" + dir +
                                "\": " + storage.error().message());

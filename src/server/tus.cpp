@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -305,19 +306,33 @@ void terminate(Context& ctx, Caller caller, std::string id, Reply reply) {
                       });
 }
 
-// SHA-256 over a PATCH body as it streams by.
+// The Upload-Checksum digest over a PATCH body as it streams by (OpenSSL EVP).
 class Hasher {
  public:
-  Hasher() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
+  explicit Hasher(ChecksumAlgorithm algorithm) : ctx_(EVP_MD_CTX_new()) {
+    // Out of memory or a broken OpenSSL: nothing sensible to continue with.
+    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), md(algorithm), nullptr) != 1) std::abort();
+  }
   void update(std::string_view bytes) { EVP_DigestUpdate(ctx_.get(), bytes.data(), bytes.size()); }
-  Sha256Digest finish() {
-    Sha256Digest d{};
+  std::string finish() {
+    unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_.get(), d.data(), &n);
-    return d;
+    EVP_DigestFinal_ex(ctx_.get(), d, &n);
+    return std::string(reinterpret_cast<const char*>(d), n);
   }
 
  private:
+  static const EVP_MD* md(ChecksumAlgorithm algorithm) {
+    switch (algorithm) {
+      case ChecksumAlgorithm::kSha1:
+        return EVP_sha1();
+      case ChecksumAlgorithm::kMd5:
+        return EVP_md5();
+      case ChecksumAlgorithm::kSha256:
+        break;
+    }
+    return EVP_sha256();
+  }
   struct Free {
     void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
   };
@@ -334,7 +349,7 @@ class Hasher {
 class PatchSink final : public BodySink, public std::enable_shared_from_this<PatchSink> {
  public:
   PatchSink(Context& ctx, Caller caller, std::string id, std::uint64_t offset, std::uint64_t size,
-            std::optional<Sha256Digest> checksum)
+            std::optional<Checksum> checksum)
       : ctx_(ctx),
         headers_(std::move(caller.headers)),
         owner_(std::move(caller.owner)),
@@ -342,8 +357,8 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
         start_(offset),
         offset_(offset),
         size_(size),
-        checksum_(checksum) {
-    if (checksum_) hasher_.emplace();
+        checksum_(std::move(checksum)) {
+    if (checksum_) hasher_.emplace(checksum_->algorithm);
   }
 
   void on_data(std::string_view piece, Next next) override {
@@ -360,18 +375,22 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
   }
 
   void on_end(Reply reply) override {
-    if (!hasher_) return reply(done_response());
-    if (hasher_->finish() != *checksum_) return roll_back(std::move(reply));
-    if (held_.empty()) return reply(done_response());
+    if (!hasher_) return acknowledge(std::move(reply));
+    if (hasher_->finish() != checksum_->digest) return roll_back(std::move(reply));
+    if (held_.empty()) return acknowledge(std::move(reply));
     append(std::exchange(held_, std::string()),
            [self = shared_from_this(), reply = std::move(reply)](std::optional<HttpResponse> stop) {
-             reply(stop ? std::move(*stop) : self->done_response());
+             if (stop) return reply(std::move(*stop));
+             self->acknowledge(std::move(reply));
            });
   }
 
   void on_abort() override {
+    if (offset_ == start_) return;
     // Bytes whose checksum never arrived can't be trusted: the PATCH is undone (tus §checksum).
-    if (hasher_ && offset_ > start_) roll_back(nullptr);
+    if (hasher_) return roll_back(nullptr);
+    // tus keeps what arrived of a cut PATCH; recorded now, it also survives a restart.
+    acknowledge(nullptr);
   }
 
  private:
@@ -389,6 +408,22 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
             return next(failed(self->headers_, *self->info_));
           }
           next(std::nullopt);
+        });
+  }
+
+  // Answers 204 only once the new offset is durable (Manager::checkpoint): an acknowledged
+  // PATCH survives a crash. `reply` may be empty (a cut PATCH: nobody to answer).
+  void acknowledge(Reply reply) {
+    ctx_.uploads->checkpoint(
+        owner_, id_,
+        [self = shared_from_this(), reply = std::move(reply)](Result<upload::UploadInfo> info) {
+          if (!reply) return;
+          if (!info) return reply(upload_error(self->headers_, info.error(), self->ctx_));
+          if (info->status == upload::Status::kFailed) {
+            return reply(failed(self->headers_, *info));
+          }
+          self->info_ = std::move(*info);
+          reply(self->done_response());
         });
   }
 
@@ -431,7 +466,7 @@ class PatchSink final : public BodySink, public std::enable_shared_from_this<Pat
   std::uint64_t start_;   // Upload-Offset of the PATCH
   std::uint64_t offset_;  // what the Manager has stored
   std::uint64_t size_;    // Upload-Length
-  std::optional<Sha256Digest> checksum_;
+  std::optional<Checksum> checksum_;
   std::optional<Hasher> hasher_;
   std::string held_;  // with a checksum: the completing bytes, until the digest is known
   std::optional<upload::UploadInfo> info_;
@@ -498,12 +533,12 @@ void begin_patch(Context& ctx, const HttpRequest& req, Decide decide) {
   if (!offset) {
     return answer(error(h, 400, "bad_upload_offset", "send Upload-Offset as a decimal offset"));
   }
-  std::optional<Sha256Digest> checksum;
+  std::optional<Checksum> checksum;
   if (const auto text = header(req, "Upload-Checksum"); !text.empty()) {
     auto parsed = parse_checksum(text);
     if (!parsed) {
       return answer(error(h, 400, core::reason(parsed.error()),
-                          "Upload-Checksum must be 'sha256 <base64 digest>'"));
+                          "Upload-Checksum must be '<sha1|md5|sha256> <base64 digest>'"));
     }
     checksum = *parsed;
   }

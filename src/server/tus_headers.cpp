@@ -122,19 +122,39 @@ Result<Metadata> parse_metadata(std::string_view header) {
   return out;
 }
 
-Result<Sha256Digest> parse_checksum(std::string_view header) {
+std::size_t digest_size(ChecksumAlgorithm algorithm) {
+  switch (algorithm) {
+    case ChecksumAlgorithm::kSha1:
+      return 20;
+    case ChecksumAlgorithm::kMd5:
+      return 16;
+    case ChecksumAlgorithm::kSha256:
+      return 32;
+  }
+  return 0;
+}
+
+Result<Checksum> parse_checksum(std::string_view header) {
   header = trim(header);
   const auto space = header.find(' ');
   if (space == std::string_view::npos || space == 0) return TusError::kBadChecksum;
-  std::string algorithm(header.substr(0, space));
-  std::transform(algorithm.begin(), algorithm.end(), algorithm.begin(),
+  std::string name(header.substr(0, space));
+  std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (algorithm != kChecksumAlgorithms) return TusError::kUnsupportedChecksum;
+  Checksum out;
+  if (name == "sha1") {
+    out.algorithm = ChecksumAlgorithm::kSha1;
+  } else if (name == "md5") {
+    out.algorithm = ChecksumAlgorithm::kMd5;
+  } else if (name == "sha256") {
+    out.algorithm = ChecksumAlgorithm::kSha256;
+  } else {
+    return TusError::kUnsupportedChecksum;
+  }
   auto decoded = base64_decode(trim(header.substr(space + 1)));
-  Sha256Digest digest{};
-  if (!decoded || decoded->size() != digest.size()) return TusError::kBadChecksum;
-  std::copy(decoded->begin(), decoded->end(), digest.begin());
-  return digest;
+  if (!decoded || decoded->size() != digest_size(out.algorithm)) return TusError::kBadChecksum;
+  out.digest = std::move(*decoded);
+  return out;
 }
 
 std::string format_http_date(core::WallClock::time_point t) {

@@ -17,14 +17,14 @@ namespace sg::server::tus {
 
 inline constexpr std::string_view kVersion = "1.0.0";
 inline constexpr std::string_view kExtensions = "creation,termination,expiration,checksum";
-inline constexpr std::string_view kChecksumAlgorithms = "sha256";
+inline constexpr std::string_view kChecksumAlgorithms = "sha1,md5,sha256";
 inline constexpr std::string_view kOffsetContentType = "application/offset+octet-stream";
 
 enum class TusError {
   kBadNumber = 1,        // Upload-Offset / Upload-Length not a plain decimal that fits 64 bits
   kBadMetadata,          // Upload-Metadata: empty or duplicate key, bad base64
   kBadChecksum,          // Upload-Checksum: not "<algorithm> <base64>", or the wrong length
-  kUnsupportedChecksum,  // an algorithm other than sha256
+  kUnsupportedChecksum,  // an algorithm other than sha1, md5 and sha256
 };
 std::string_view to_string(TusError e);  // "bad_number", …
 constexpr const char* error_domain(TusError) {
@@ -44,10 +44,19 @@ Result<std::uint64_t> parse_size(std::string_view text);
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 Result<Metadata> parse_metadata(std::string_view header);
 
-// Upload-Checksum: "sha256 <base64 of the 32-byte digest>". The algorithm name is
-// case-insensitive; any other algorithm is kUnsupportedChecksum (the caller answers 400).
-using Sha256Digest = std::array<unsigned char, 32>;
-Result<Sha256Digest> parse_checksum(std::string_view header);
+// Upload-Checksum: "<algorithm> <base64 of the digest>" for the algorithms of
+// kChecksumAlgorithms (tus requires sha1; md5 and sha256 are offered too). The algorithm name is
+// case-insensitive; any other algorithm is kUnsupportedChecksum (the caller answers 400), a
+// digest of the wrong length kBadChecksum.
+enum class ChecksumAlgorithm { kSha1, kMd5, kSha256 };
+struct Checksum {
+  ChecksumAlgorithm algorithm = ChecksumAlgorithm::kSha256;
+  std::string digest;  // raw bytes: 20 (sha1), 16 (md5) or 32 (sha256)
+  friend bool operator==(const Checksum&, const Checksum&) = default;
+};
+Result<Checksum> parse_checksum(std::string_view header);
+// The digest length of `algorithm`, in bytes.
+std::size_t digest_size(ChecksumAlgorithm algorithm);
 
 // Standard base64 (RFC 4648 §4) with padding; nullopt on a character outside the alphabet or a
 // length that isn't a multiple of 4.

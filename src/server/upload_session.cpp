@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 
+#include <array>
 #include <cerrno>
 #include <deque>
 
@@ -29,6 +30,15 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kTick = std::chrono::milliseconds(250);
 constexpr auto kCloseWait = std::chrono::seconds(2);
+// After our close frame is out, what a client still sending is allowed before the socket
+// closes (RFC 6455 7.1.1, RFC 9112 9.6 "lingering close"): closing with unread input makes the
+// kernel answer with RST, which discards the close frame still unread in the client's receive
+// buffer, and the client sees 1006 instead of the code. The byte bound must pass what a client
+// can have in flight when the close goes out (its send buffer plus ours to receive: several MiB
+// on loopback), or the RST still comes before the client got to read; 1 MiB was not enough for a
+// ws client sending 10 MiB. Discarding costs no memory (a 16 KiB scratch buffer).
+constexpr auto kLingerTime = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 16 << 20;
 constexpr std::size_t kReadBytes = 64 * 1024;
 // Progress cadence on the socket: at least every this many bytes or kTick, whichever first.
 constexpr std::uint64_t kProgressBytes = 1 << 20;
@@ -139,7 +149,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
         case Kind::kClose:
           peer_closed_ = true;
           if (state_ == State::kClosing) {
-            if (close_written_) finalize(close_code_);
+            if (close_written_) finalize(close_code_, true);
           } else {
             close(d.close_code == cc::kNoStatus ? cc::kNoStatus : d.close_code, "");
           }
@@ -256,8 +266,23 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
       return;
     }
     if (received_ - last_progress_bytes_ >= kProgressBytes || now - last_progress_at_ >= kTick) {
-      send_progress(now);
+      checkpoint();
     }
+  }
+
+  // A progress message acknowledges bytes: it goes out only once they would survive a crash.
+  void checkpoint() {
+    busy_ = true;
+    manager_.checkpoint(owner_, upload_id_,
+                        post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                          s.on_checkpointed(std::move(r));
+                        }));
+  }
+
+  void on_checkpointed(Result<upload::UploadInfo> r) {
+    if (!r) return fail_upload(r.error(), "");
+    if (state_ != State::kUploading) return;
+    send_progress(Clock::now());
   }
 
   void fail_upload(const ErrorCode& ec, std::string detail) {
@@ -390,7 +415,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     if (out_.empty()) last_is_progress_ = false;
     if (out_.empty() && close_queued_) {
       close_written_ = true;
-      if (peer_closed_) return finalize(close_code_);
+      if (peer_closed_) return finalize(close_code_, true);
       return;  // wait for the client's close frame (or the deadline)
     }
     write_next();
@@ -413,14 +438,22 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     close_queued_ = true;
   }
 
-  void finalize(std::uint16_t code) {
+  // `linger`: our close frame is written and the socket is healthy, so the client gets time to
+  // read it (see kLingerTime) instead of an RST.
+  void finalize(std::uint16_t code, bool linger = false) {
     if (state_ == State::kClosed) return;
     const std::uint16_t reported = state_ == State::kClosing ? close_code_ : code;
     state_ = State::kClosed;
     timer_.cancel();
     boost::system::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    if (linger) {
+      socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+      if (!ec) start_linger();
+    }
+    if (!linger || ec) {
+      socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+      socket_.close(ec);
+    }
     ctx_.hub->release(owner_.org, owner_.user);
     ctx_.upload_sessions.fetch_sub(1);
     ctx_.metrics->count_close(reported);
@@ -433,6 +466,48 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
                {"code", reported}});
     out_.clear();
     std::string().swap(in_);
+  }
+
+  // ---- lingering close: read and discard, bounded, until the client's FIN ----
+
+  void start_linger() {
+    linger_bytes_ = 0;
+    timer_.expires_after(kLingerTime);
+    timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec) self->end_linger();
+    });
+    wait_linger();
+  }
+
+  void wait_linger() {
+    socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code& ec) {
+                         self->on_linger_readable(ec);
+                       });
+  }
+
+  void on_linger_readable(const boost::system::error_code& ec) {
+    if (ec || !socket_.is_open()) return end_linger();
+    // Discarded input needs no buffer of the session's own.
+    thread_local std::array<char, 16 * 1024> sink;
+    for (;;) {
+      const ssize_t n = ::recv(socket_.native_handle(), sink.data(), sink.size(), 0);
+      if (n > 0) {
+        linger_bytes_ += static_cast<std::size_t>(n);
+        if (linger_bytes_ >= kLingerBytes) return end_linger();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_linger();
+      return end_linger();  // the client's FIN (or a reset): done
+    }
+  }
+
+  void end_linger() {
+    if (!socket_.is_open()) return;
+    boost::system::error_code ec;
+    timer_.cancel();
+    socket_.close(ec);
   }
 
   void schedule_tick() {
@@ -448,7 +523,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
     const auto now = Clock::now();
     const auto& s = ctx_.settings;
     if (state_ == State::kClosing) {
-      if (now >= close_deadline_) finalize(close_code_);
+      if (now >= close_deadline_) finalize(close_code_, close_written_);
       return;
     }
     if (ctx_.shutting_down.load()) {
@@ -464,12 +539,12 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
       return fail_with("handshake_timeout", "no start or resume message in time",
                        cc::kHandshakeTimeout);
     }
-    if (state_ == State::kUploading && received_ > last_progress_bytes_ &&
-        now - last_progress_at_ >= kTick) {
-      send_progress(now);
-    }
     // A disk write in progress is not the client's silence.
     if (busy_) return;
+    if (state_ == State::kUploading && received_ > last_progress_bytes_ &&
+        now - last_progress_at_ >= kTick) {
+      return checkpoint();
+    }
     if (ping_outstanding_) {
       if (now - ping_sent_at_ >= std::chrono::milliseconds(s.pong_timeout_ms) &&
           last_rx_ < ping_sent_at_) {
@@ -524,6 +599,7 @@ class UploadSession final : public std::enable_shared_from_this<UploadSession> {
   bool peer_closed_ = false;
   bool ping_outstanding_ = false;
   std::uint16_t close_code_ = 0;
+  std::size_t linger_bytes_ = 0;
 
   std::string upload_id_;
   std::uint64_t lease_ = 0;  // from create or claim; appends with it

@@ -3,6 +3,7 @@
 #include "log/log.hpp"
 #include "upload/rate.hpp"
 #include "upload/sha256.hpp"
+#include "upload/state.hpp"
 #include "upload/upload.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -35,9 +36,15 @@ constexpr std::size_t kRehashChunk = 1 << 20;
 
 struct Entry {
   UploadInfo info;
-  std::unique_ptr<StorageWriter> writer;  // while uploading
+  // While bytes arrive; closed by checkpoint() and after options.idle_close without a write.
+  std::unique_ptr<StorageWriter> writer;
   std::optional<Sha256> expected;
   Sha256Hasher hash;
+  // False for an upload loaded at start until its stored bytes are hashed again (lazily, on
+  // the first bytes it receives: a restart doesn't read every partial file).
+  bool hash_valid = true;
+  std::uint64_t persisted = 0;  // the offset in the upload's record on storage
+  Steady::time_point written;   // the last append, for the idle close
   RateMeter rate;
   Steady::time_point touched;
   Steady::time_point notified_at;
@@ -62,14 +69,20 @@ class ManagerImpl final : public Manager {
         storage_(std::move(storage)),
         observer_(std::move(observer)),
         work_(asio::make_work_guard(io_)),
-        sweep_timer_(io_) {
+        sweep_timer_(io_),
+        idle_timer_(io_) {
     if (options_.sweep_interval.count() <= 0) {
       options_.sweep_interval = std::min<std::chrono::milliseconds>(
           std::chrono::duration_cast<std::chrono::milliseconds>(options_.expiry) / 4,
           std::chrono::seconds(60));
       if (options_.sweep_interval.count() <= 0) options_.sweep_interval = std::chrono::seconds(1);
     }
+    if (options_.idle_close.count() <= 0) options_.idle_close = std::chrono::milliseconds(1);
+    // Before the thread starts: nothing else touches the records yet.
+    load();
+    sweep_orphans();
     schedule_sweep();
+    schedule_idle_close();
     thread_ = std::thread([this] { io_.run(); });
   }
 
@@ -94,6 +107,10 @@ class ManagerImpl final : public Manager {
       auto* e = lookup(owner, id);
       if (!e) return done(err(UploadError::kNotFound));
       ++e->info.lease;
+      // The offset the new holder is told is an acknowledgment: make it durable first.
+      if (e->info.status == Status::kUploading) {
+        if (auto r = do_checkpoint(owner, id); !r) return done(r.error());
+      }
       done(snapshot(*e));
     });
   }
@@ -114,6 +131,12 @@ class ManagerImpl final : public Manager {
                   bytes = std::move(bytes), done] { done(do_append(owner, id, offset, bytes)); });
   }
 
+  void checkpoint(Owner owner, std::string id, Callback<UploadInfo> done) override {
+    submit(done, [this, owner = std::move(owner), id = std::move(id), done] {
+      done(do_checkpoint(owner, id));
+    });
+  }
+
   void truncate(Owner owner, std::string id, std::uint64_t offset,
                 Callback<UploadInfo> done) override {
     submit(done, [this, owner = std::move(owner), id = std::move(id), offset, done] {
@@ -125,7 +148,13 @@ class ManagerImpl final : public Manager {
     submit(done, [this, owner = std::move(owner), id = std::move(id), done] {
       auto* e = lookup(owner, id);
       if (!e) return done(err(UploadError::kNotFound));
-      if (e->info.status == Status::kUploading) {
+      if (e->info.status == Status::kComplete) {
+        if (auto r = storage_->remove_committed(id); !r) {
+          log::error("upload", "could not delete a terminated upload's file",
+                     {{"upload_id", id}, {"org", owner.org}, {"error", r.error().message()}});
+          return done(err(UploadError::kStorage));
+        }
+      } else if (e->info.status == Status::kUploading) {
         e->writer.reset();
         storage_->remove(id);
         release(*e);
@@ -142,15 +171,15 @@ class ManagerImpl final : public Manager {
       if (stopped_) return;
       stopped_ = true;
     }
-    // Runs after everything queued before: partial files can't be resumed by a later process
-    // (upload state lives in memory), so they are removed rather than left to the next start.
+    // Runs after everything queued before. Unfinished uploads stay on storage with their
+    // records: the next process resumes them from their last checkpoint.
     asio::post(io_, [this] {
+      // A timer that already expired has its handler queued, where cancel() can't reach it:
+      // the flag keeps that handler from arming the timer again (io_.run() would never end).
+      stopping_ = true;
       sweep_timer_.cancel();
-      for (auto& [id, e] : entries_) {
-        if (e.info.status != Status::kUploading) continue;
-        e.writer.reset();
-        storage_->remove(id);
-      }
+      idle_timer_.cancel();
+      for (auto& [id, e] : entries_) e.writer.reset();
       work_.reset();
     });
     if (thread_.joinable()) thread_.join();
@@ -220,6 +249,7 @@ class ManagerImpl final : public Manager {
                  {{"org", owner.org}, {"error", writer.error().message()}});
       return err(UploadError::kStorage);
     }
+    writer->reset();  // an idle upload holds no file; the first bytes open it again
     const auto wall = core::WallClock::now();
     Entry e;
     e.info.id = id;
@@ -232,14 +262,19 @@ class ManagerImpl final : public Manager {
     e.info.updated_at = wall;
     e.info.expires_at = wall + options_.expiry;
     e.expected = request.sha256;
-    e.writer = std::move(*writer);
     e.touched = Steady::now();
     e.notified_at = e.touched;
     e.rate.add(e.touched, 0);
-    per_user_[ukey] += 1;
-    per_org_bytes_[e.info.owner.org] += e.info.size;
+    e.info.lease = 1;
+    if (auto r = storage_->save_state(id, serialize_state(e.info, e.expected)); !r) {
+      storage_->remove(id);
+      log::error("upload", "upload storage refused a new upload's record",
+                 {{"org", e.info.owner.org}, {"error", r.error().message()}});
+      return err(UploadError::kStorage);
+    }
     auto& stored = entries_.emplace(id, std::move(e)).first->second;
-    stored.info.lease = 1;
+    per_user_[ukey] += 1;
+    per_org_bytes_[stored.info.owner.org] += stored.info.size;
     log::info("upload", "upload created",
               {{"upload_id", id}, {"org", stored.info.owner.org}, {"size", stored.info.size}});
     if (stored.info.size == 0) {
@@ -262,6 +297,8 @@ class ManagerImpl final : public Manager {
       return err(UploadError::kTooLarge);
     }
     if (bytes.empty()) return snapshot(*e);
+    if (auto r = prepare(*e); !r) return err(UploadError::kStorage);
+    e->written = Steady::now();
     if (auto r = e->writer->append(bytes); !r) {
       fail(*e, UploadError::kStorage, "storage write failed: " + r.error().message());
       return err(UploadError::kStorage);
@@ -284,33 +321,93 @@ class ManagerImpl final : public Manager {
     if (auto state = usable(*e); !state) return state.error();
     if (offset > e->info.received) return err(UploadError::kOffsetMismatch);
     if (offset == e->info.received) return snapshot(*e);
+    if (auto r = open_writer(*e); !r) return err(UploadError::kStorage);
     if (auto r = e->writer->truncate(offset); !r) {
       fail(*e, UploadError::kStorage, "storage truncate failed: " + r.error().message());
       return err(UploadError::kStorage);
     }
     // The hash can't be rewound, so it is rebuilt from what is stored.
-    e->hash.reset();
-    std::string chunk(kRehashChunk, '\0');
-    std::uint64_t pos = 0;
-    while (pos < offset) {
-      const auto want =
-          static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), offset - pos));
-      auto n = e->writer->read(pos, std::span(chunk.data(), want));
-      if (!n || *n == 0) {
-        fail(*e, UploadError::kStorage,
-             n ? std::string("storage read came up short")
-               : "storage read failed: " + n.error().message());
-        return err(UploadError::kStorage);
-      }
-      e->hash.update(std::string_view(chunk.data(), *n));
-      pos += *n;
-    }
+    if (auto r = rehash(*e, offset); !r) return err(UploadError::kStorage);
     e->info.received = offset;
     e->rate = RateMeter();
     touch(*e);
     e->rate.add(e->touched, offset);
     e->notified_bytes = offset;
+    // The record never names bytes that are gone (it can't be ahead of a PATCH being undone,
+    // but a caller may cut further back).
+    if (e->persisted > offset) {
+      if (auto r = save(*e); !r) return err(UploadError::kStorage);
+    }
+    e->writer.reset();
     return snapshot(*e);
+  }
+
+  Result<UploadInfo> do_checkpoint(const Owner& owner, const std::string& id) {
+    auto* e = lookup(owner, id);
+    if (!e) return err(UploadError::kNotFound);
+    if (e->info.status == Status::kComplete) return snapshot(*e);
+    if (e->info.status == Status::kFailed) return error_of(*e);
+    if (e->info.received != e->persisted) {
+      // Data first, then the record that claims it.
+      if (auto r = open_writer(*e); !r) return err(UploadError::kStorage);
+      if (auto r = e->writer->sync(); !r) {
+        fail(*e, UploadError::kStorage, "storage sync failed: " + r.error().message());
+        return err(UploadError::kStorage);
+      }
+      if (auto r = save(*e); !r) return err(UploadError::kStorage);
+    }
+    e->writer.reset();
+    return snapshot(*e);
+  }
+
+  // Opens the upload's file if it isn't open; a refusal fails the upload.
+  Result<void> open_writer(Entry& e) {
+    if (e.writer) return {};
+    auto w = storage_->open(e.info.id);
+    if (!w) {
+      fail(e, UploadError::kStorage, "storage open failed: " + w.error().message());
+      return err(UploadError::kStorage);
+    }
+    e.writer = std::move(*w);
+    return {};
+  }
+
+  // Ready to append: the file open and the running hash covering every stored byte.
+  Result<void> prepare(Entry& e) {
+    if (auto r = open_writer(e); !r) return r;
+    if (e.hash_valid) return {};
+    return rehash(e, e.info.received);
+  }
+
+  // Hashes the first `upto` stored bytes again; a short or failed read fails the upload.
+  Result<void> rehash(Entry& e, std::uint64_t upto) {
+    e.hash.reset();
+    std::string chunk(kRehashChunk, '\0');
+    std::uint64_t pos = 0;
+    while (pos < upto) {
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), upto - pos));
+      auto n = e.writer->read(pos, std::span(chunk.data(), want));
+      if (!n || *n == 0) {
+        fail(e, UploadError::kStorage,
+             n ? std::string("storage read came up short")
+               : "storage read failed: " + n.error().message());
+        return err(UploadError::kStorage);
+      }
+      e.hash.update(std::string_view(chunk.data(), *n));
+      pos += *n;
+    }
+    e.hash_valid = true;
+    return {};
+  }
+
+  // Writes the upload's record with its current offset; a refusal fails the upload.
+  Result<void> save(Entry& e) {
+    if (auto r = storage_->save_state(e.info.id, serialize_state(e.info, e.expected)); !r) {
+      fail(e, UploadError::kStorage, "storage record write failed: " + r.error().message());
+      return err(UploadError::kStorage);
+    }
+    e.persisted = e.info.received;
+    return {};
   }
 
   Result<void> usable(const Entry& e) const {
@@ -354,6 +451,7 @@ class ManagerImpl final : public Manager {
 
   // received == size: make it durable, check it, move it into place.
   void finish(Entry& e) {
+    if (auto r = prepare(e); !r) return;
     if (auto r = e.writer->sync(); !r) {
       return fail(e, UploadError::kStorage, "storage sync failed: " + r.error().message());
     }
@@ -364,11 +462,16 @@ class ManagerImpl final : public Manager {
           e, UploadError::kChecksumMismatch,
           "the file's SHA-256 is " + to_hex(digest) + ", not the declared " + to_hex(*e.expected));
     }
-    if (auto r = storage_->commit(e.info.id, e.info.id); !r) {
+    UploadInfo complete = e.info;
+    complete.status = Status::kComplete;
+    complete.sha256 = to_hex(digest);
+    if (auto r = storage_->commit(e.info.id, e.info.id, serialize_state(complete, e.expected));
+        !r) {
       return fail(e, UploadError::kStorage, "storage commit failed: " + r.error().message());
     }
     e.info.status = Status::kComplete;
-    e.info.sha256 = to_hex(digest);
+    e.info.sha256 = complete.sha256;
+    e.persisted = e.info.received;
     release(e);
     log::info("upload", "upload complete",
               {{"upload_id", e.info.id}, {"org", e.info.owner.org}, {"size", e.info.size}});
@@ -413,9 +516,17 @@ class ManagerImpl final : public Manager {
     // finished_ may keep the id; trim and sweep skip ids that are gone.
   }
 
+  // Forgets a finished record; a complete upload's file stays, its record on storage goes.
+  void forget_finished(const std::string& id) {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    if (it->second.info.status == Status::kComplete) storage_->forget_committed(id);
+    entries_.erase(it);
+  }
+
   void trim_finished() {
     while (finished_.size() > kMaxFinishedRecords) {
-      entries_.erase(finished_.front());
+      forget_finished(finished_.front());
       finished_.pop_front();
     }
   }
@@ -423,7 +534,7 @@ class ManagerImpl final : public Manager {
   void schedule_sweep() {
     sweep_timer_.expires_after(options_.sweep_interval);
     sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+      if (ec || stopping_) return;
       sweep();
       schedule_sweep();
     });
@@ -441,7 +552,7 @@ class ManagerImpl final : public Manager {
         gone.push_back(id);
       }
     }
-    for (const auto& id : gone) entries_.erase(id);
+    for (const auto& id : gone) forget_finished(id);
     // fail() may trim finished records, so it runs outside the walk over entries_.
     for (const auto& id : expired) {
       auto it = entries_.find(id);
@@ -452,6 +563,116 @@ class ManagerImpl final : public Manager {
            "the upload was untouched for longer than the expiry");
     }
     std::erase_if(finished_, [this](const std::string& id) { return !entries_.contains(id); });
+    sweep_orphans();
+  }
+
+  // Files no unfinished upload owns: a crash between creating the data and its first record,
+  // or leftovers of a removal that failed. Runs on the I/O thread (or before it starts), where
+  // every upload is created, so a file being created can't be mistaken for an orphan.
+  void sweep_orphans() {
+    for (const auto& id : storage_->temporaries()) {
+      auto it = entries_.find(id);
+      if (it != entries_.end() && it->second.info.status == Status::kUploading) continue;
+      log::info("upload", "orphaned upload data removed", {{"upload_id", id}});
+      storage_->remove(id);
+    }
+  }
+
+  void schedule_idle_close() {
+    idle_timer_.expires_after(options_.idle_close / 2 + std::chrono::milliseconds(1));
+    idle_timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec || stopping_) return;
+      const auto now = Steady::now();
+      for (auto& [id, e] : entries_) {
+        if (e.writer && now - e.written >= options_.idle_close) e.writer.reset();
+      }
+      schedule_idle_close();
+    });
+  }
+
+  // Rebuilds the records from storage (constructor only).
+  void load() {
+    const auto wall = core::WallClock::now();
+    const auto now = Steady::now();
+    std::size_t unfinished = 0;
+    std::size_t complete = 0;
+    for (auto& stored : storage_->load()) {
+      auto saved = parse_state(stored.state);
+      if (!saved || saved->info.id != stored.id) {
+        log::warn("upload", "unreadable upload record dropped", {{"upload_id", stored.id}});
+        if (stored.committed) {
+          storage_->forget_committed(stored.id);
+        } else {
+          storage_->remove(stored.id);
+        }
+        continue;
+      }
+      if (stored.committed != (saved->info.status == Status::kComplete)) {
+        if (stored.committed) storage_->forget_committed(stored.id);
+        if (!stored.committed) storage_->remove(stored.id);
+        continue;
+      }
+      if (wall >= saved->info.expires_at) {
+        if (stored.committed) {
+          storage_->forget_committed(stored.id);
+        } else {
+          log::info("upload", "upload expired while the server was down",
+                    {{"upload_id", stored.id}, {"org", saved->info.owner.org}});
+          storage_->remove(stored.id);
+        }
+        continue;
+      }
+      Entry e;
+      e.info = std::move(saved->info);
+      e.expected = saved->expected;
+      e.info.lease = 1;
+      e.persisted = e.info.received;
+      const auto idle = std::max(core::WallClock::duration::zero(), wall - e.info.updated_at);
+      e.touched = now - std::chrono::duration_cast<Steady::duration>(idle);
+      e.notified_at = now;
+      e.notified_bytes = e.info.received;
+      if (e.info.status == Status::kUploading && !trust_data(e)) {
+        storage_->remove(e.info.id);
+        continue;
+      }
+      e.hash_valid = e.info.received == 0;
+      const std::string id = e.info.id;
+      auto& entry = entries_.emplace(id, std::move(e)).first->second;
+      if (entry.info.status == Status::kComplete) {
+        finished_.push_back(id);
+        ++complete;
+      } else {
+        per_user_[user_key(entry.info.owner)] += 1;
+        per_org_bytes_[entry.info.owner.org] += entry.info.size;
+        ++unfinished;
+      }
+    }
+    trim_finished();
+    if (unfinished + complete > 0) {
+      log::info("upload", "uploads reloaded", {{"unfinished", unfinished}, {"complete", complete}});
+    }
+  }
+
+  // A reloaded upload's data holds at least its record's offset: cut it back to exactly that
+  // (bytes past the last checkpoint were never acknowledged). False when it can't be used.
+  bool trust_data(Entry& e) {
+    auto w = storage_->open(e.info.id);
+    auto size = w ? (*w)->size() : Result<std::uint64_t>(w.error());
+    if (!size || *size < e.info.received) {
+      log::error("upload", "upload data missing or shorter than its record; dropped",
+                 {{"upload_id", e.info.id},
+                  {"org", e.info.owner.org},
+                  {"error", size ? std::string("short") : size.error().message()}});
+      return false;
+    }
+    if (*size > e.info.received) {
+      if (auto r = (*w)->truncate(e.info.received); !r) {
+        log::error("upload", "could not cut reloaded upload data back to its record",
+                   {{"upload_id", e.info.id}, {"error", r.error().message()}});
+        return false;
+      }
+    }
+    return true;
   }
 
   ManagerOptions options_;
@@ -460,11 +681,13 @@ class ManagerImpl final : public Manager {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer sweep_timer_;
+  asio::steady_timer idle_timer_;
   std::thread thread_;
   std::mutex mutex_;  // guards stopped_ against posting after the final job
   bool stopped_ = false;
 
   // Touched only on the I/O thread.
+  bool stopping_ = false;
   std::unordered_map<std::string, Entry> entries_;
   std::unordered_map<std::string, std::size_t> per_user_;         // unfinished uploads
   std::unordered_map<std::string, std::uint64_t> per_org_bytes_;  // unfinished declared bytes

@@ -1,6 +1,7 @@
 // upload: resumable document uploads. A Manager keeps each upload's state, streams its bytes
-// to a Storage (temporary file, running SHA-256, fsync + atomic rename when complete), enforces
-// the limits and reports progress. Both the WebSocket and the tus paths call it from any thread;
+// to a Storage (temporary file, running SHA-256, fsync + atomic rename when complete), keeps a
+// state record beside them so uploads survive restarts, enforces the limits and reports
+// progress. Both the WebSocket and the tus paths call it from any thread;
 // all disk I/O and every callback run on the manager's own I/O thread, so callers post back.
 #pragma once
 
@@ -90,7 +91,8 @@ struct UploadInfo {
 };
 
 // An upload's bytes in progress. Used only from the manager's I/O thread. Errors are system
-// error codes (errno) so messages say what the disk said.
+// error codes (errno) so messages say what the disk said. Holds an open file: the Manager keeps
+// one only while bytes arrive (see Manager::checkpoint).
 class StorageWriter {
  public:
   virtual ~StorageWriter() = default;
@@ -98,31 +100,54 @@ class StorageWriter {
   virtual Result<void> truncate(std::uint64_t size) = 0;
   // Reads up to out.size() bytes at `offset`; 0 at the end.
   virtual Result<std::size_t> read(std::uint64_t offset, std::span<char> out) = 0;
-  virtual Result<void> sync() = 0;  // fsync
+  virtual Result<std::uint64_t> size() = 0;
+  virtual Result<void> sync() = 0;  // fdatasync
 };
 
-// Where upload bytes live: temporary objects while uploading, a final object once complete.
-// An interface so an object store can replace the local disk.
+// A state record found on storage at start: the Manager's own text (upload/state.hpp).
+struct StoredUpload {
+  std::string id;
+  std::string state;
+  bool committed = false;  // the record of a complete upload, beside its committed object
+};
+
+// Where upload bytes and their state records live: a temporary object and record while
+// uploading, a final object and record once complete. An interface so an object store can
+// replace the local disk.
 class Storage {
  public:
   virtual ~Storage() = default;
-  // Creates (or truncates) the temporary object for `id`.
+  // Creates (or truncates) the temporary object for `id` and opens it.
   virtual Result<std::unique_ptr<StorageWriter>> begin(std::string_view id) = 0;
-  // Moves the temporary object into place under `name` atomically; the writer must have been
-  // synced and closed (destroyed) first.
-  virtual Result<void> commit(std::string_view id, std::string_view name) = 0;
-  // Removes the temporary object of `id`, if any. Never fails loudly: a leftover is harmless.
+  // Opens the existing temporary object of `id` to append to it.
+  virtual Result<std::unique_ptr<StorageWriter>> open(std::string_view id) = 0;
+  // Durably replaces the state record of the unfinished upload `id`: after a crash the record
+  // is the old one or this one, never a mix.
+  virtual Result<void> save_state(std::string_view id, std::string_view state) = 0;
+  // Moves the temporary object into place under `name` atomically, with `state` as its
+  // record, and drops the unfinished record; the writer must have been synced and closed
+  // (destroyed) first.
+  virtual Result<void> commit(std::string_view id, std::string_view name,
+                              std::string_view state) = 0;
+  // Removes the temporary object of `id` and its record, if any. Never fails loudly: a
+  // leftover is harmless (the orphan sweep gets it).
   virtual void remove(std::string_view id) = 0;
+  // Removes the committed object `name` and its record (termination of a complete upload).
+  virtual Result<void> remove_committed(std::string_view name) = 0;
+  // Removes only the record of the committed object `name`: the file stays.
+  virtual void forget_committed(std::string_view name) = 0;
+  // Every state record on storage, at start. Finishes a commit a crash interrupted.
+  virtual std::vector<StoredUpload> load() = 0;
+  // The ids that have a temporary object or record, for the orphan sweep.
+  virtual std::vector<std::string> temporaries() = 0;
   // Human-readable location of a committed object (a path for local storage), for logs.
   virtual std::string describe(std::string_view name) const = 0;
 };
 
-// Local disk: temporary files in <dir>/.partial/<id>, complete files at <dir>/<name>. Creates
-// the directories; fails when they can't be created. Partial files older than
-// `stale_after` left by an earlier process are removed at start (they can't be resumed: upload
-// state lives in memory).
-Result<std::unique_ptr<Storage>> make_local_storage(const std::string& dir,
-                                                    std::chrono::seconds stale_after);
+// Local disk: an unfinished upload is <dir>/.partial/<id> with its record <id>.info beside it,
+// a complete one <dir>/<name> with <dir>/<name>.info. Creates the directories; fails when they
+// can't be created.
+Result<std::unique_ptr<Storage>> make_local_storage(const std::string& dir);
 
 struct ManagerOptions {
   // --upload-max-bytes: largest declared size. 10 GiB: documents are "up to several GiB".
@@ -134,8 +159,12 @@ struct ManagerOptions {
   // --upload-expiry: an unfinished upload untouched this long is removed; finished records are
   // forgotten after the same time (their files stay).
   std::chrono::seconds expiry{24 * 3600};
-  // How often the expiry sweep runs; min(expiry / 4, 60 s) when zero.
+  // --upload-sweep-interval: how often expired uploads and orphaned files (no record names
+  // them) are removed; min(expiry / 4, 60 s) when zero.
   std::chrono::milliseconds sweep_interval{0};
+  // An unfinished upload's file is closed once no byte arrived for this long (or at once by
+  // checkpoint()), so idle uploads hold no file descriptor.
+  std::chrono::milliseconds idle_close{2000};
   // Observer cadence: at least every progress_bytes or progress_interval while bytes arrive.
   std::uint64_t progress_bytes = 1 << 20;
   std::chrono::milliseconds progress_interval{250};
@@ -151,6 +180,11 @@ using Callback = std::function<void(Result<T>)>;
 
 // Thread-safe. Every callback runs on the manager's I/O thread, exactly once (with
 // kShuttingDown after stop()).
+//
+// Survives restarts: each upload's state is kept in a record beside its data. The record of an
+// unfinished upload holds the offset of its last checkpoint(), so after a crash the upload
+// resumes from the last offset a client was told (the data beyond it is cut off at start);
+// the running SHA-256 is rebuilt from the stored bytes when the upload next receives any.
 class Manager {
  public:
   virtual ~Manager() = default;
@@ -186,14 +220,23 @@ class Manager {
   virtual void truncate(Owner owner, std::string id, std::uint64_t offset,
                         Callback<UploadInfo> done) = 0;
 
-  // Forgets the upload; an unfinished one loses its partial data, a complete one keeps its file.
+  // Makes every byte received so far durable (data synced, then the record saved with the
+  // new offset) and closes the upload's file. Callers acknowledge an offset to a client only
+  // after this answered with it: that is what survives a crash. A complete upload answers as
+  // find(); a failed one with its error.
+  virtual void checkpoint(Owner owner, std::string id, Callback<UploadInfo> done) = 0;
+
+  // Forgets the upload and frees its storage: the partial data of an unfinished one, the file
+  // of a complete one (kStorage, and the record stays, when the disk refuses to delete it).
   virtual void remove(Owner owner, std::string id, Callback<void> done) = 0;
 
   // Stops the I/O thread after the queued work; later calls get kShuttingDown. Idempotent.
+  // Unfinished uploads stay on storage, resumable by the next process from their checkpoint.
   virtual void stop() = 0;
 };
 
-// Starts the I/O thread. `observer` may be empty.
+// Loads the uploads `storage` holds (dropping expired ones and cutting data back to each
+// record's offset), then starts the I/O thread. `observer` may be empty.
 std::unique_ptr<Manager> make_manager(const ManagerOptions& options,
                                       std::unique_ptr<Storage> storage, Observer observer);
 

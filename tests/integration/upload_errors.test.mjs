@@ -147,6 +147,19 @@ describe('upload bad input', () => {
     assert.equal(closed.code, 1009);
   });
 
+  test('a client still sending a too-large message sees 1009, not a reset (1006)', async () => {
+    // The server stops reading at the frame header; closing then with the rest of the message
+    // unread would make the kernel send RST, which drops the close frame in the client's
+    // receive buffer. The server lingers (write side shut, input discarded) instead.
+    for (const size of [1 << 20, 10 << 20, 64 << 20, 1 << 20, 10 << 20, 64 << 20]) {
+      const client = await openUpload(server, { user: 'linger' });
+      await start(client, { size: 1 << 20 });
+      client.ws.send(Buffer.alloc(size, 7), { binary: true }, () => {});
+      const closed = await client.waitClose();
+      assert.equal(closed.code, 1009, `a ${size}-byte message`);
+    }
+  });
+
   test('disk error at commit (a directory where the file goes): storage_error, upload failed, partial data removed', async () => {
     const token = tokenFor(server, { user: 'disk' });
     const client = await openUpload(server, { token });

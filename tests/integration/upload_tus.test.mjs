@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -89,8 +89,8 @@ async function offsetOf(server, token, url) {
   return Number(r.headers['upload-offset']);
 }
 
-function checksum(buf) {
-  return `sha256 ${crypto.createHash('sha256').update(buf).digest('base64')}`;
+function checksum(buf, algorithm = 'sha256') {
+  return `${algorithm} ${crypto.createHash(algorithm).update(buf).digest('base64')}`;
 }
 
 // tus-js-client's own Node HTTP stack, except that the first PATCH sends only `stallAt` bytes
@@ -180,7 +180,7 @@ describe('tus 1.0 endpoint', () => {
     const extensions = r.headers['tus-extension'].split(',').map((s) => s.trim());
     for (const e of ['creation', 'termination', 'expiration', 'checksum']) assert.ok(extensions.includes(e), e);
     assert.equal(r.headers['tus-max-size'], String(64 * 1024 * 1024));
-    assert.equal(r.headers['tus-checksum-algorithm'], 'sha256');
+    assert.deepEqual(r.headers['tus-checksum-algorithm'].split(','), ['sha1', 'md5', 'sha256']);
     assert.equal(r.headers['content-length'], undefined, 'no Content-Length on a 204');
   });
 
@@ -342,7 +342,7 @@ describe('tus 1.0 endpoint', () => {
     assert.equal(r.status, 460);
     assert.equal(r.json.error, 'checksum_mismatch');
     assert.equal(await offsetOf(server, token, url), first.length, 'offset unchanged after the mismatch');
-    r = await patch(server, token, url, first.length, rest, { 'upload-checksum': 'md5 1B2M2Y8AsgTpgAmY7PhCfg==' });
+    r = await patch(server, token, url, first.length, rest, { 'upload-checksum': 'crc32 AAAAAA==' });
     assert.equal(r.status, 400);
     assert.equal(r.json.error, 'unsupported_checksum_algorithm');
     r = await patch(server, token, url, first.length, rest, { 'upload-checksum': checksum(rest) });
@@ -350,6 +350,32 @@ describe('tus 1.0 endpoint', () => {
     assert.equal(r.headers['upload-offset'], String(data.length));
     assert.equal(sha256(readFileSync(path.join(dir, idOf(url)))), sha256(data));
   });
+
+  for (const algorithm of ['sha1', 'md5', 'sha256']) {
+    test(`checksum ${algorithm}: a match is stored; a mismatch is 460 and stores nothing`, async () => {
+      const token = tokenFor(server, { user: unique(`sum-${algorithm}`) });
+      const data = crypto.randomBytes(700 * 1024);
+      const url = await create(server, token, data.length);
+      const first = data.subarray(0, 200 * 1024);
+      let r = await patch(server, token, url, 0, first, { 'upload-checksum': checksum(first, algorithm) });
+      assert.equal(r.status, 204, r.text);
+      assert.equal(r.headers['upload-offset'], String(first.length));
+      // Larger than one read piece: bytes reach the disk before the mismatch shows, and must
+      // be gone again once the 460 is answered.
+      const rest = data.subarray(first.length);
+      const wrong = Buffer.from(rest);
+      wrong[wrong.length - 1] ^= 1;
+      r = await patch(server, token, url, first.length, rest, { 'upload-checksum': checksum(wrong, algorithm) });
+      assert.equal(r.status, 460, r.text);
+      assert.equal(r.json.error, 'checksum_mismatch');
+      assert.equal(await offsetOf(server, token, url), first.length);
+      assert.equal(statSync(path.join(dir, '.partial', idOf(url))).size, first.length, 'nothing stored');
+      r = await patch(server, token, url, first.length, rest, { 'upload-checksum': checksum(rest, algorithm) });
+      assert.equal(r.status, 204, r.text);
+      assert.equal(r.headers['upload-offset'], String(data.length));
+      assert.equal(sha256(readFileSync(path.join(dir, idOf(url)))), sha256(data));
+    });
+  }
 
   test('checksum mismatch on the completing PATCH leaves the upload open, not committed', async () => {
     const token = tokenFor(server, { user: unique('sumend') });
@@ -390,6 +416,19 @@ describe('tus 1.0 endpoint', () => {
     assert.equal(r.status, 204);
     assert.equal((await request(server, 'HEAD', url, { headers: tusHeaders(token) })).status, 404);
     assert.equal((await patch(server, token, url, 40, Buffer.alloc(10))).status, 404);
+  });
+
+  test('termination of a complete upload deletes its file', async () => {
+    const token = tokenFor(server, { user: unique('deldone') });
+    const data = crypto.randomBytes(5000);
+    const url = await create(server, token, data.length);
+    assert.equal((await patch(server, token, url, 0, data)).status, 204);
+    const file = path.join(dir, idOf(url));
+    assert.equal(sha256(readFileSync(file)), sha256(data));
+    const r = await request(server, 'DELETE', url, { headers: tusHeaders(token) });
+    assert.equal(r.status, 204);
+    assert.equal(existsSync(file), false, 'the storage is freed');
+    assert.equal((await request(server, 'HEAD', url, { headers: tusHeaders(token) })).status, 404);
   });
 
   test('a client that disconnects mid-PATCH keeps the bytes that arrived', async () => {

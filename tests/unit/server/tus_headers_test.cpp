@@ -85,13 +85,40 @@ TEST(TusChecksum, ParsesSha256) {
   // sha256("") in base64.
   auto d = parse_checksum("sha256 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
   ASSERT_TRUE(d);
-  EXPECT_EQ((*d)[0], 0xe3);
-  EXPECT_EQ((*d)[31], 0x55);
+  EXPECT_EQ(d->algorithm, ChecksumAlgorithm::kSha256);
+  ASSERT_EQ(d->digest.size(), 32u);
+  EXPECT_EQ(static_cast<unsigned char>(d->digest[0]), 0xe3);
+  EXPECT_EQ(static_cast<unsigned char>(d->digest[31]), 0x55);
   EXPECT_TRUE(parse_checksum("SHA256 47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="));
 }
 
+TEST(TusChecksum, ParsesSha1AndMd5) {
+  // sha1("") and md5("") in base64; tus requires sha1.
+  auto sha1 = parse_checksum("sha1 2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
+  ASSERT_TRUE(sha1);
+  EXPECT_EQ(sha1->algorithm, ChecksumAlgorithm::kSha1);
+  ASSERT_EQ(sha1->digest.size(), 20u);
+  EXPECT_EQ(static_cast<unsigned char>(sha1->digest[0]), 0xda);
+  auto md5 = parse_checksum("MD5 1B2M2Y8AsgTpgAmY7PhCfg==");
+  ASSERT_TRUE(md5);
+  EXPECT_EQ(md5->algorithm, ChecksumAlgorithm::kMd5);
+  ASSERT_EQ(md5->digest.size(), 16u);
+  EXPECT_EQ(static_cast<unsigned char>(md5->digest[0]), 0xd4);
+  EXPECT_EQ(kChecksumAlgorithms, "sha1,md5,sha256");
+}
+
+TEST(TusChecksum, RejectsADigestOfAnotherAlgorithmsLength) {
+  // An md5-sized digest named sha1, a sha1-sized one named sha256.
+  for (std::string_view bad :
+       {"sha1 1B2M2Y8AsgTpgAmY7PhCfg==", "sha256 2jmj7l5rSw0yVb/vlWAYkK/YBwk="}) {
+    auto r = parse_checksum(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error(), TusError::kBadChecksum) << bad;
+  }
+}
+
 TEST(TusChecksum, NamesAnUnsupportedAlgorithm) {
-  auto r = parse_checksum("md5 1B2M2Y8AsgTpgAmY7PhCfg==");
+  auto r = parse_checksum("crc32 AAAAAA==");
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), TusError::kUnsupportedChecksum);
 }

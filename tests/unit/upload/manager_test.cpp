@@ -51,7 +51,7 @@ class ManagerTest : public ::testing::Test {
   }
 
   void start(ManagerOptions options = {}) {
-    auto storage = make_local_storage(dir_.string(), 1h);
+    auto storage = make_local_storage(dir_.string());
     ASSERT_TRUE(storage);
     manager_ = make_manager(options, std::move(*storage), [this](const UploadInfo& info) {
       std::lock_guard lock(mutex_);
@@ -323,44 +323,62 @@ class FullDiskStorage final : public Storage {
   FullDiskStorage(std::unique_ptr<Storage> inner, std::uint64_t capacity)
       : inner_(std::move(inner)), capacity_(capacity) {}
   Result<std::unique_ptr<StorageWriter>> begin(std::string_view id) override {
-    auto w = inner_->begin(id);
-    if (!w) return w.error();
-    return std::unique_ptr<StorageWriter>(new Writer(std::move(*w), capacity_));
+    return wrap(inner_->begin(id));
   }
-  Result<void> commit(std::string_view id, std::string_view name) override {
-    return inner_->commit(id, name);
+  Result<std::unique_ptr<StorageWriter>> open(std::string_view id) override {
+    return wrap(inner_->open(id));
+  }
+  Result<void> save_state(std::string_view id, std::string_view state) override {
+    return inner_->save_state(id, state);
+  }
+  Result<void> commit(std::string_view id, std::string_view name, std::string_view state) override {
+    return inner_->commit(id, name, state);
   }
   void remove(std::string_view id) override { inner_->remove(id); }
+  Result<void> remove_committed(std::string_view name) override {
+    return inner_->remove_committed(name);
+  }
+  void forget_committed(std::string_view name) override { inner_->forget_committed(name); }
+  std::vector<StoredUpload> load() override { return inner_->load(); }
+  std::vector<std::string> temporaries() override { return inner_->temporaries(); }
   std::string describe(std::string_view name) const override { return inner_->describe(name); }
 
  private:
+  Result<std::unique_ptr<StorageWriter>> wrap(Result<std::unique_ptr<StorageWriter>> w) {
+    if (!w) return w.error();
+    return std::unique_ptr<StorageWriter>(new Writer(std::move(*w), capacity_));
+  }
+
   struct Writer final : StorageWriter {
     Writer(std::unique_ptr<StorageWriter> w, std::uint64_t cap)
-        : inner(std::move(w)), capacity(cap) {}
+        : inner(std::move(w)), capacity(cap) {
+      if (auto n = inner->size()) used = *n;
+    }
     Result<void> append(std::string_view bytes) override {
-      if (size + bytes.size() > capacity)
+      if (used + bytes.size() > capacity)
         return ErrorCode(ENOSPC, boost::system::generic_category());
-      size += bytes.size();
+      used += bytes.size();
       return inner->append(bytes);
     }
     Result<void> truncate(std::uint64_t n) override {
-      size = n;
+      used = n;
       return inner->truncate(n);
     }
     Result<std::size_t> read(std::uint64_t offset, std::span<char> out) override {
       return inner->read(offset, out);
     }
+    Result<std::uint64_t> size() override { return inner->size(); }
     Result<void> sync() override { return inner->sync(); }
     std::unique_ptr<StorageWriter> inner;
     std::uint64_t capacity;
-    std::uint64_t size = 0;
+    std::uint64_t used = 0;
   };
   std::unique_ptr<Storage> inner_;
   std::uint64_t capacity_;
 };
 
 TEST_F(ManagerTest, DiskFullMidUploadFailsItRemovesItsDataAndLeavesOthersAlone) {
-  auto local = make_local_storage(dir_.string(), 1h);
+  auto local = make_local_storage(dir_.string());
   ASSERT_TRUE(local);
   manager_ = make_manager({}, std::make_unique<FullDiskStorage>(std::move(*local), 6), {});
   auto up = create(alice_, 10);
@@ -420,7 +438,7 @@ TEST_F(ManagerTest, ExpirySweepRemovesUntouchedUploads) {
   EXPECT_TRUE(create(alice_, 1));  // the limit was released
 }
 
-TEST_F(ManagerTest, RemoveDeletesPartialDataButKeepsCompleteFiles) {
+TEST_F(ManagerTest, RemoveDeletesPartialDataAndCompleteFiles) {
   start();
   auto a = create(alice_, 10);
   auto b = create(alice_, 1);
@@ -430,8 +448,9 @@ TEST_F(ManagerTest, RemoveDeletesPartialDataButKeepsCompleteFiles) {
   ASSERT_TRUE(remove(alice_, a->id));
   ASSERT_TRUE(remove(alice_, b->id));
   EXPECT_FALSE(fs::exists(partial(a->id)));
-  EXPECT_TRUE(fs::exists(dir_ / b->id));
+  EXPECT_FALSE(fs::exists(dir_ / b->id));
   EXPECT_EQ(find(alice_, a->id).error(), UploadError::kNotFound);
+  EXPECT_EQ(find(alice_, b->id).error(), UploadError::kNotFound);
 }
 
 TEST_F(ManagerTest, AfterStopEveryCallAnswersShuttingDown) {
@@ -442,6 +461,151 @@ TEST_F(ManagerTest, AfterStopEveryCallAnswersShuttingDown) {
   manager_->stop();
   EXPECT_EQ(find(alice_, up->id).error(), UploadError::kShuttingDown);
   EXPECT_EQ(create(alice_, 1).error(), UploadError::kShuttingDown);
+  EXPECT_TRUE(fs::exists(partial(up->id)));  // resumable by the next process
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+TEST_F(ManagerTest, RestartResumesFromTheLastCheckpointWithTheRightSha256) {
+  start();
+  const std::string data = "0123456789abcdefghijklmnopqrstuvwxyz";
+  auto up = create(alice_, data.size(), sha_hex(data));
+  ASSERT_TRUE(up);
+  ASSERT_TRUE(append(alice_, up->id, 0, data.substr(0, 10)));
+  auto cp = wait<UploadInfo>([&](auto cb) { manager_->checkpoint(alice_, up->id, cb); });
+  ASSERT_TRUE(cp);
+  EXPECT_EQ(cp->received, 10u);
+  // Stored but never acknowledged: a restart must not claim these.
+  ASSERT_TRUE(append(alice_, up->id, 10, data.substr(10, 5)));
+  manager_.reset();
+  EXPECT_EQ(fs::file_size(partial(up->id)), 15u);
+
+  start();
+  EXPECT_EQ(fs::file_size(partial(up->id)), 10u);  // cut back to the record
+  auto f = find(alice_, up->id);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->received, 10u);
+  EXPECT_EQ(f->size, data.size());
+  EXPECT_EQ(f->filename, "invoice.pdf");
+  EXPECT_EQ(f->status, Status::kUploading);
+  EXPECT_EQ(find(bob_, up->id).error(), UploadError::kNotFound);  // the owner survived too
+  EXPECT_EQ(append(alice_, up->id, 15, "x").error(), UploadError::kOffsetMismatch);
+  auto r = append(alice_, up->id, 10, data.substr(10));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->status, Status::kComplete);
+  EXPECT_EQ(r->sha256, sha_hex(data));  // the running hash was rebuilt from the file
+  EXPECT_EQ(read_file(dir_ / up->id), data);
+
+  // A complete upload survives a restart too, and terminating it frees its file.
+  manager_.reset();
+  start();
+  f = find(alice_, up->id);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->status, Status::kComplete);
+  EXPECT_EQ(f->sha256, sha_hex(data));
+  ASSERT_TRUE(remove(alice_, up->id));
+  EXPECT_FALSE(fs::exists(dir_ / up->id));
+  EXPECT_FALSE(fs::exists(dir_ / (up->id + ".info")));
+}
+
+TEST_F(ManagerTest, LimitsCountReloadedUploads) {
+  ManagerOptions o;
+  o.max_per_user = 2;
+  start(o);
+  ASSERT_TRUE(create(alice_, 10));
+  ASSERT_TRUE(create(alice_, 10));
+  manager_.reset();
+  start(o);
+  EXPECT_EQ(create(alice_, 10).error(), UploadError::kTooManyUploads);
+}
+
+TEST_F(ManagerTest, ClaimMakesTheOffsetItGivesDurable) {
+  start();
+  auto up = create(alice_, 10);
+  ASSERT_TRUE(up);
+  ASSERT_TRUE(append(alice_, up->id, 0, "abcd"));
+  auto c = claim(alice_, up->id);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->received, 4u);
+  manager_.reset();
+  start();
+  auto f = find(alice_, up->id);
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->received, 4u);
+}
+
+TEST_F(ManagerTest, IdleUploadsHoldNoFileDescriptor) {
+  ManagerOptions o;
+  o.max_per_user = 0;
+  o.idle_close = 50ms;
+  start(o);
+  const std::size_t baseline = open_fds();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 60; ++i) {
+    auto up = create(alice_, 100);
+    ASSERT_TRUE(up);
+    ids.push_back(up->id);
+  }
+  EXPECT_LE(open_fds(), baseline + 2) << "created uploads keep no file open";
+  for (const auto& id : ids) {
+    ASSERT_TRUE(append(alice_, id, 0, "12345"));
+    ASSERT_TRUE(wait<UploadInfo>([&](auto cb) { manager_->checkpoint(alice_, id, cb); }));
+  }
+  EXPECT_LE(open_fds(), baseline + 2) << "a checkpoint closes the file";
+  // Bytes without a checkpoint (a PATCH still streaming) keep the file open until it idles.
+  for (const auto& id : ids) ASSERT_TRUE(append(alice_, id, 5, "678"));
+  for (int i = 0; i < 500 && open_fds() > baseline + 2; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_LE(open_fds(), baseline + 2) << "and are closed once idle";
+  auto r = append(alice_, ids[0], 8, "9");  // reopened on demand
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->received, 9u);
+}
+
+TEST_F(ManagerTest, SweepRemovesOrphanedFilesPeriodically) {
+  fs::create_directories(dir_ / ".partial");
+  std::ofstream(dir_ / ".partial" / "0badc0de") << "left by a crash";
+  ManagerOptions o;
+  o.sweep_interval = 20ms;
+  start(o);
+  EXPECT_FALSE(fs::exists(dir_ / ".partial" / "0badc0de")) << "swept at start";
+  auto up = create(alice_, 10);
+  ASSERT_TRUE(up);
+  std::ofstream(dir_ / ".partial" / "5eed") << "appeared later";
+  std::ofstream(dir_ / ".partial" / "5eed.info.tmp") << "half a record";
+  for (int i = 0; i < 500 && fs::exists(dir_ / ".partial" / "5eed"); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(fs::exists(dir_ / ".partial" / "5eed"));
+  EXPECT_FALSE(fs::exists(dir_ / ".partial" / "5eed.info.tmp"));
+  EXPECT_TRUE(fs::exists(partial(up->id))) << "a live upload is no orphan";
+}
+
+TEST_F(ManagerTest, UploadsThatExpiredWhileDownAreRemovedAtStart) {
+  ManagerOptions o;
+  o.expiry = 1s;
+  start(o);
+  auto up = create(alice_, 10);
+  ASSERT_TRUE(up);
+  manager_.reset();
+  std::this_thread::sleep_for(1100ms);
+  start(o);
+  EXPECT_EQ(find(alice_, up->id).error(), UploadError::kNotFound);
+  EXPECT_FALSE(fs::exists(partial(up->id)));
+  EXPECT_FALSE(fs::exists(dir_ / ".partial" / (up->id + ".info")));
+}
+
+TEST_F(ManagerTest, AnUnreadableRecordIsDroppedWithItsData) {
+  start();
+  auto up = create(alice_, 10);
+  ASSERT_TRUE(up);
+  manager_.reset();
+  std::ofstream(dir_ / ".partial" / (up->id + ".info"), std::ios::trunc) << "garbage";
+  start();
+  EXPECT_EQ(find(alice_, up->id).error(), UploadError::kNotFound);
   EXPECT_FALSE(fs::exists(partial(up->id)));
 }
 
