@@ -76,6 +76,24 @@ block=$out/results.md
       echo "| $p | $(num "$n") | $(num "$r") | $(num "$d") | $(num "$l") | $(num "$p50" 1) | $(num "$p99" 1) | $(num "$mx" 1) | $(num "$(awk -v v="$sc" 'BEGIN{print v*100}')") % | $(num "$(awk -v v="$gc" 'BEGIN{print v*100}')") % | $ok |"
     done
   echo
+  echo "### Fan-out capacity, one event per publish request (nats: one PUB per event)"
+  echo
+  echo "| server | subscribers | events/s | requests/s | deliveries/s | lost | p50 ms | p99 ms | max ms | server CPU | pass |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  q ".[] | select(.bench == \"streamgate-bench\" and (.label | startswith(\"fanout1-\"))) | [.peer, .connections, .rate, (.publish_requests / .duration), .deliveries_per_s, .lost, .p50_ms, .p99_ms, .max_ms, .server_cpu, (if $pass then \"yes\" else \"no\" end)] | @tsv" |
+    while IFS=$'\t' read -r p n r rq d l p50 p99 mx sc ok; do
+      echo "| $p | $(num "$n") | $(num "$r") | $(num "$rq") | $(num "$d") | $(num "$l") | $(num "$p50" 1) | $(num "$p99" 1) | $(num "$mx" 1) | $(num "$(awk -v v="$sc" 'BEGIN{print v*100}')") % | $ok |"
+    done
+  echo
+  echo "### Publish API (64 keep-alive producers, one event per request, as fast as answered)"
+  echo
+  echo "| server | subscribers | requests/s | p50 ms | p99 ms | max ms | errors | lost | server CPU |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  q '.[] | select(.bench == "streamgate-bench" and .scenario == "publish") | [.peer, .connections, .requests_per_s, .p50_ms, .p99_ms, .max_ms, .publish_errors, .lost, .server_cpu] | @tsv' |
+    while IFS=$'\t' read -r p n r a b m e l sc; do
+      echo "| $p | $(num "$n") | $(num "$r") | $(num "$a" 2) | $(num "$b" 2) | $(num "$m" 1) | $(num "$e") | $(num "$l") | $(num "$(awk -v v="$sc" 'BEGIN{print v*100}')") % |"
+    done
+  echo
   echo "### Latency (1,000 subscribers, one event per publish request)"
   echo
   echo "| server | events/s | delivered | lost | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |"
@@ -113,6 +131,9 @@ block=$out/results.md
   cps_peer=$(q 'map(select(.bench == "idle-combined" and .peer != "streamgate")) | max_by(.connects_per_s) | "\(.connects_per_s) \(.peer)" // empty')
   fan_sg=$(q "map(select(.peer == \"streamgate\" and .label == \"fanout-10000\" and $pass)) | map(.deliveries_per_s) | max // empty")
   fan_peer=$(q "map(select(.peer != \"streamgate\" and .label == \"fanout-10000\" and $pass)) | max_by(.deliveries_per_s) | \"\\(.deliveries_per_s) \\(.peer)\" // empty")
+  fan1_sg=$(q "map(select(.peer == \"streamgate\" and .label == \"fanout1-10000\" and $pass)) | map(.deliveries_per_s) | max // empty")
+  fan1_peer=$(q "map(select(.peer != \"streamgate\" and .label == \"fanout1-10000\" and $pass)) | max_by(.deliveries_per_s) | \"\\(.deliveries_per_s) \\(.peer)\" // empty")
+  pub_sg=$(q 'map(select(.peer == "streamgate" and .scenario == "publish" and .connections == 0)) | .[0] | "\(.requests_per_s) \(.p99_ms)" // empty')
   l20=$(q 'map(select(.peer == "streamgate" and .label == "latency" and .step == 0)) | .[0].p99_ms // empty')
   l100=$(q 'map(select(.peer == "streamgate" and .label == "latency" and .step == 1)) | .[0] | "\(.p99_ms) \(.lost)" // empty')
   l20p=$(q 'map(select(.peer != "streamgate" and .label == "latency" and .step == 0)) | min_by(.p99_ms) | "\(.p99_ms) \(.peer)" // empty')
@@ -125,6 +146,8 @@ block=$out/results.md
   echo "| 19,000 connections per process | $(num "$conn_sg") | | | $(ok "$conn_sg" 19000 ge) |"
   echo "| ≥ 10,000 connects/s | $(num "$cps_sg") | $(num "${cps_peer%% *}") (${cps_peer##* }) | $(ratio "$cps_sg" "${cps_peer%% *}") | $(ok "$cps_sg" 10000 ge) |"
   echo "| ≥ 1,000,000 deliveries/s at 10,000 subscribers | $(num "$fan_sg") | $(num "${fan_peer%% *}") (${fan_peer##* }) | $(ratio "$fan_sg" "${fan_peer%% *}") | $(ok "$fan_sg" 1000000 ge) |"
+  echo "| ≥ 1,000,000 deliveries/s at 10,000 subscribers, one event per request | $(num "$fan1_sg") | $(num "${fan1_peer%% *}") (${fan1_peer##* }) | $(ratio "$fan1_sg" "${fan1_peer%% *}") | $(ok "$fan1_sg" 1000000 ge) |"
+  echo "| publish API ≥ 100,000 requests/s (64 producers, no subscribers), p99 ≤ 5 ms | $(num "${pub_sg%% *}") /s, p99 $(num "${pub_sg##* }" 2) ms | | | $(ok "${pub_sg%% *}" 100000 ge) |"
   echo "| p99 ≤ 8 ms, 1,000 subscribers at 20 events/s | $(num "$l20" 2) ms | $(num "${l20p%% *}" 2) ms (${l20p##* }) | $(ratio "${l20p%% *}" "$l20") lower | $(ok "$l20" 8 le) |"
   echo "| p99 ≤ 15 ms and no loss, 1,000 subscribers at 100 events/s | $(num "${l100%% *}" 2) ms, lost $(num "${l100##* }") | $(num "${l100p%% *}" 2) ms (${l100p##* }) | $(ratio "${l100p%% *}" "${l100%% *}") lower | $(ok "${l100%% *}" 15 le) |"
   echo

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the benchmark of docs/benchmarks.md: streamgate, a Node.js `ws` server and nats-server's
 # WebSocket listener, each pinned to CPU 0 and driven by streamgate-bench on CPU 1, through the
-# scenarios idle (memory, connects/s), fanout (capacity), latency, tenants and churn, then the
+# scenarios idle (memory, connects/s), fanout (capacity, batched and one event per request),
+# publish (the publish API's requests/s), latency, tenants and churn, then the
 # seed's artillery scenario against streamgate. Writes raw JSON lines to bench/results/<time>/,
 # the plots to docs/bench-*.png and the results block of docs/benchmarks.md.
 #
@@ -185,6 +186,26 @@ for s in $servers; do
       --duration "$dur" --warmup 1 --drain 5
     stop_server
   done
+
+  # The way most producers publish: one event per request (nats: one PUB per event, each in its
+  # own write). Same ramp of offered deliveries/s, on the largest size.
+  n=${fan_sizes##* }
+  say "$s: fan-out capacity at $n subscribers, one event per publish request"
+  rates=$(for d in 100000 200000 300000 500000 750000 1000000 1500000; do awk -v d=$d -v n=$n 'BEGIN{printf "%g,", d/n}'; done)
+  start_server "$s"
+  bench "$s" "fanout1-$n" fanout --connections "$n" --rates "${rates%,}" --batch 1 \
+    --duration "$dur" --warmup 1 --drain 5
+  stop_server
+
+  if [ "$s" != nats ]; then
+    say "$s: publish API (64 keep-alive producers, one event per request; 0 and 100 subscribers)"
+    for subs in 0 100; do
+      start_server "$s"
+      bench "$s" "publish-$subs" publish --producers 64 --connections "$subs" --duration "$dur" \
+        --warmup 1 --drain 5
+      stop_server
+    done
+  fi
 
   say "$s: latency (1,000 subscribers, 20 and 100 events/s, one event per publish)"
   start_server "$s"

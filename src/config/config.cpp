@@ -1,5 +1,6 @@
 #include "config/config.hpp"
 
+#include <sched.h>
 #include <sys/random.h>
 #include <CLI/CLI.hpp>
 
@@ -7,12 +8,15 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <optional>
 #include <string_view>
+#include <thread>
 
 #include "core/core.hpp"
 
@@ -85,7 +89,9 @@ std::function<void(Settings&, std::uint64_t)> setter(T Settings::*field) {
 
 const std::vector<NumericSpec>& numeric_specs() {
   static const std::vector<NumericSpec> specs = {
-      {"workers", "N", 0, 256, "", "I/O threads; 0 = one per core. At most 256.",
+      {"workers", "N", 0, 256, "",
+       "I/O threads; 0 = one per CPU this process may use (CPU affinity, cgroup cpu.max). At "
+       "most 256.",
        SG_NUMERIC_FIELD(workers)},
       {"jwt-leeway", "SECONDS", 0, 3600, "",
        "Clock skew tolerated on a token's exp and nbf. At most 3600.",
@@ -733,6 +739,95 @@ std::string help_text() {
   } catch (const std::exception& e) {
     return failure(e.what());
   }
+}
+
+std::optional<double> parse_cpu_max(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  const auto space = text.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  const std::string_view max = text.substr(0, space);
+  const std::string_view period = text.substr(space + 1);
+  std::uint64_t p = 0;
+  auto [pend, perr] = std::from_chars(period.data(), period.data() + period.size(), p);
+  if (perr != std::errc{} || pend != period.data() + period.size() || p == 0) return std::nullopt;
+  if (max == "max") return std::nullopt;
+  std::uint64_t m = 0;
+  auto [mend, merr] = std::from_chars(max.data(), max.data() + max.size(), m);
+  if (merr != std::errc{} || mend != max.data() + max.size() || m == 0) return std::nullopt;
+  return static_cast<double>(m) / static_cast<double>(p);
+}
+
+std::optional<std::string> cgroup_v2_path(std::string_view proc_self_cgroup) {
+  while (!proc_self_cgroup.empty()) {
+    const auto eol = proc_self_cgroup.find('\n');
+    const std::string_view line = proc_self_cgroup.substr(0, eol);
+    if (line.starts_with("0::/")) return std::string(line.substr(3));
+    if (eol == std::string_view::npos) break;
+    proc_self_cgroup.remove_prefix(eol + 1);
+  }
+  return std::nullopt;
+}
+
+unsigned workers_for(unsigned cpus, std::optional<double> quota) {
+  unsigned n = cpus;
+  if (quota) {
+    const double whole = std::max(1.0, std::floor(*quota));
+    if (n == 0 || whole < n) n = static_cast<unsigned>(std::min(whole, 256.0));
+  }
+  return std::clamp(n, 1u, 256u);
+}
+
+namespace {
+std::optional<std::string> read_small_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string text(4096, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+}  // namespace
+
+WorkerDefault default_workers() {
+  unsigned cpus = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = static_cast<unsigned>(CPU_COUNT(&set));
+  std::string reason = cpus != 0 ? std::to_string(cpus) + (cpus == 1 ? " CPU" : " CPUs") +
+                                       " in this process's affinity mask"
+                                 : "CPU affinity unknown";
+  // Limits nest: the lowest quota on the way from this cgroup up to the root applies.
+  std::optional<double> quota;
+  std::string quota_at;
+  if (const auto self = read_small_file("/proc/self/cgroup")) {
+    if (auto path = cgroup_v2_path(*self)) {
+      for (;;) {
+        const std::string dir = "/sys/fs/cgroup" + (*path == "/" ? std::string() : *path);
+        if (const auto text = read_small_file(dir + "/cpu.max")) {
+          const auto q = parse_cpu_max(*text);
+          if (q && (!quota || *q < *quota)) {
+            quota = q;
+            quota_at = dir + "/cpu.max";
+          }
+        }
+        if (*path == "/" || path->empty()) break;
+        const auto slash = path->rfind('/');
+        path->resize(slash == 0 ? 1 : slash);
+      }
+    }
+  }
+  if (cpus == 0 && !quota) {
+    cpus = std::thread::hardware_concurrency();
+    reason = std::to_string(cpus) + " CPUs on this machine (affinity unknown)";
+  }
+  const unsigned count = workers_for(cpus, quota);
+  if (quota && count < std::max(cpus, 1u)) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", *quota);
+    reason =
+        "cgroup CPU quota of " + std::string(buf) + " CPUs (" + quota_at + "), below " + reason;
+  }
+  return {count, reason};
 }
 
 }  // namespace sg::config

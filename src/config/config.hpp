@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sg::config {
@@ -37,7 +39,7 @@ struct Settings {
   std::int64_t presence_ttl_ms = 15000;
   std::vector<std::string> allowed_origins;  // --allowed-origins: empty = any Origin
 
-  unsigned workers = 0;            // --workers: I/O threads; 0 = one per core
+  unsigned workers = 0;            // --workers: I/O threads; 0 = default_workers()
   std::string log_level = "info";  // --log-level: debug|info|warn|error
   bool io_uring = true;            // --io-uring: auto (true) | off
 
@@ -99,5 +101,24 @@ ParseOutcome parse(int argc, const char* const* argv);
 
 // The --help text (for the docs test and for main).
 std::string help_text();
+
+// --workers 0: one worker per CPU this process may run on, which under taskset or a container
+// is not the machine's core count. Reads sched_getaffinity and the cgroup v2 cpu.max of this
+// process's cgroup and its ancestors; `reason` says which bound decided, for the start-up log.
+struct WorkerDefault {
+  unsigned count = 1;
+  std::string reason;
+};
+WorkerDefault default_workers();
+
+// The pure parts of default_workers(), for tests.
+// cpu.max ("$MAX $PERIOD", or "max $PERIOD" for no limit) → CPUs of quota; nullopt for no limit
+// or text that is not a cpu.max.
+std::optional<double> parse_cpu_max(std::string_view text);
+// /proc/self/cgroup → this process's cgroup v2 path ("0::/a/b" → "/a/b"); nullopt without one.
+std::optional<std::string> cgroup_v2_path(std::string_view proc_self_cgroup);
+// Workers for `cpus` usable CPUs (0 = unknown) under a quota of `quota` CPUs: whole CPUs of
+// quota (a worker per fraction would be throttled for part of every period), at least 1.
+unsigned workers_for(unsigned cpus, std::optional<double> quota);
 
 }  // namespace sg::config

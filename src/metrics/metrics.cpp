@@ -166,6 +166,17 @@ void Histogram::observe(double v) noexcept {
   }
 }
 
+void Histogram::add(std::span<const std::uint64_t> buckets, double sum) noexcept {
+  require(buckets.size() == bounds_.size() + 1, "histogram add needs one count per bucket", "");
+  if (std::isnan(sum)) return;
+  for (std::size_t i = 0; i < buckets.size(); ++i) {
+    if (buckets[i] != 0) buckets_[i].fetch_add(buckets[i], std::memory_order_relaxed);
+  }
+  double expected = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(expected, expected + sum, std::memory_order_relaxed)) {
+  }
+}
+
 Histogram::Snapshot Histogram::snapshot() const {
   Snapshot snap;
   snap.bounds = bounds_;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +54,10 @@ class Histogram {
   explicit Histogram(std::vector<double> bounds);
   // A value equal to a bound counts in that bound's bucket (Prometheus "le"). NaN is ignored.
   void observe(double v) noexcept;
+  // Adds observations tallied elsewhere against the same bounds: `buckets` holds a count per
+  // bound then +Inf (not cumulative), `sum` their total. For a hot path that tallies locally
+  // and publishes now and then. A size other than bounds + 1 is a programming error (aborts).
+  void add(std::span<const std::uint64_t> buckets, double sum) noexcept;
 
   struct Snapshot {
     std::vector<double> bounds;

@@ -15,7 +15,7 @@ struct SendRing::Impl {
   // Per entry: the msghdr and buffers a sendmsg points at, or the bytes of a copied send; both
   // must outlive the submission.
   std::array<msghdr, kEntries> msgs{};
-  std::array<std::array<iovec, kMaxIov>, kEntries> iovs{};
+  std::array<iovec, kIovPool> iovs{};
   std::array<std::array<char, kCopyBytes>, kEntries> copies{};
 
   bool ready = false;  // ring set up: only then is there anything to tear down
@@ -63,8 +63,13 @@ SendRing::SendRing(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
 
 SendRing::~SendRing() = default;
 
+std::size_t SendRing::iov_room() const {
+  if (full()) return 0;
+  return std::min(kMaxIov, kIovPool - iov_used_);
+}
+
 bool SendRing::add(int fd, std::span<const iovec> iov, std::uint32_t tag) {
-  if (full() || iov.size() > kMaxIov) return false;
+  if (iov.size() > iov_room()) return false;
   const std::size_t slot = queued_;
   io_uring_sqe* sqe = io_uring_get_sqe(&impl_->ring);
   if (sqe == nullptr) return false;
@@ -79,11 +84,12 @@ bool SendRing::add(int fd, std::span<const iovec> iov, std::uint32_t tag) {
     }
     io_uring_prep_send(sqe, fd, impl_->copies[slot].data(), total, kFlags);
   } else {
-    auto& stored = impl_->iovs[slot];
-    std::copy(iov.begin(), iov.end(), stored.begin());
+    iovec* stored = impl_->iovs.data() + iov_used_;
+    std::copy(iov.begin(), iov.end(), stored);
+    iov_used_ += iov.size();
     msghdr& msg = impl_->msgs[slot];
     msg = {};
-    msg.msg_iov = stored.data();
+    msg.msg_iov = stored;
     msg.msg_iovlen = iov.size();
     io_uring_prep_sendmsg(sqe, fd, &msg, kFlags);
   }
@@ -122,6 +128,7 @@ std::span<const SendRing::Completion> SendRing::submit() {
     io_uring_cq_advance(&impl_->ring, seen);
   }
   queued_ = 0;
+  iov_used_ = 0;
   return done_;
 }
 
@@ -133,6 +140,7 @@ std::span<const SendRing::Completion> SendRing::fail_rest() {
     if (!completed_[slot]) done_.push_back({tags_[slot], -EIO});
   }
   queued_ = 0;
+  iov_used_ = 0;
   broken_ = true;
   return done_;
 }

@@ -20,9 +20,12 @@ namespace sg::server {
 class SendRing {
  public:
   static constexpr std::size_t kEntries = 128;
-  // Buffers per send; a connection with more queued writes through sendmsg, where one syscall
-  // is spread over many frames anyway.
-  static constexpr std::size_t kMaxIov = 16;
+  // Buffers per send (two per frame): when a worker falls behind, a connection's queue holds
+  // every event fanned out since its last write, and all of it should go in one entry.
+  static constexpr std::size_t kMaxIov = 256;
+  // Buffers of one submission, shared by its entries: a turn of one-frame sends uses a few, a
+  // turn of long queues many (64 KiB per worker rather than kEntries * kMaxIov of them).
+  static constexpr std::size_t kIovPool = 4096;
   // A send of at most this many bytes is copied into one buffer and sent as one piece: the
   // kernel's plain send path is cheaper than sendmsg's for the one-event case.
   static constexpr std::size_t kCopyBytes = 512;
@@ -40,8 +43,11 @@ class SendRing {
 
   bool full() const { return queued_ == kEntries; }
   bool empty() const { return queued_ == 0; }
+  // Buffers the next add() may take: kMaxIov, or fewer once the submission's pool runs low
+  // (0 when full).
+  std::size_t iov_room() const;
   // Queues a send of `iov` on `fd` (MSG_DONTWAIT); the buffers must stay valid until submit()
-  // returns. False, queuing nothing, when full or given more than kMaxIov buffers.
+  // returns. False, queuing nothing, when full or given more than iov_room() buffers.
   bool add(int fd, std::span<const iovec> iov, std::uint32_t tag);
   // Submits what is queued and waits for every completion. If the ring itself fails (not
   // expected once open), sends whose outcome is unknown complete with -EIO, and broken() turns
@@ -56,6 +62,7 @@ class SendRing {
 
   std::unique_ptr<Impl> impl_;
   std::size_t queued_ = 0;
+  std::size_t iov_used_ = 0;  // of Impl's pool, by this submission's gathered sends
   std::array<std::uint32_t, kEntries> tags_{};
   std::array<bool, kEntries> completed_{};
   std::vector<Completion> done_;

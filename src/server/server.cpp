@@ -76,8 +76,14 @@ class Server::Impl {
                            (settings.services.size() == 1 && settings.services.front() == "*");
     uploads_ = make_uploads(settings, broker, registry_);
     context_.uploads = uploads_.get();
-    unsigned n = settings.workers != 0 ? settings.workers : std::thread::hardware_concurrency();
-    if (n == 0) n = 1;
+    unsigned n = settings.workers;
+    if (n == 0) {
+      const auto d = config::default_workers();
+      n = d.count;
+      log::info("server", "workers", {{"workers", n}, {"reason", d.reason}});
+    } else {
+      log::info("server", "workers", {{"workers", n}, {"reason", "--workers"}});
+    }
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, context_));
     std::vector<hub::Post> posts;
     for (auto& w : workers_) {

@@ -2,17 +2,26 @@
 
 #include "hub/hub.hpp"
 #include "log/log.hpp"
+#include "metrics/metrics.hpp"
 #include "server/context.hpp"
 #include "server/send_ring.hpp"
 #include "server/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+
 namespace sg::server {
 
 namespace {
 constexpr std::size_t kScratchBytes = 64 * 1024;
 constexpr auto kTick = std::chrono::milliseconds(100);
+// Sessions flushed by one handler before the flush yields: the rest waits behind whatever input
+// became ready meanwhile (its epoll poll, publish requests, broker deliveries), so events that
+// arrive during a long flush join the queues of connections not yet written instead of
+// waiting for a flush of their own. Two ring submissions' worth: yielding costs a post and
+// an epoll_wait(0), well under 1 % of that many writes.
+constexpr std::size_t kFlushBatch = 2 * 128;
 }  // namespace
 
 Worker::Worker(std::size_t index, Context& context)
@@ -20,7 +29,12 @@ Worker::Worker(std::size_t index, Context& context)
       context_(context),
       guard_(boost::asio::make_work_guard(io_)),
       tick_(io_),
-      scratch_(kScratchBytes) {}
+      scratch_(kScratchBytes),
+      write_frames_(context.registry.histogram(
+          "streamgate_write_frames",
+          "Frames completed per WebSocket write (one send or io_uring entry); more than one "
+          "when events queued for a connection faster than it was written",
+          std::vector<double>(kWriteFrameBounds.begin(), kWriteFrameBounds.end()))) {}
 
 Worker::~Worker() {
   join();
@@ -66,9 +80,26 @@ void Worker::remove(WsSession& session) {
 
 void Worker::mark_dirty(WsSession& session) {
   dirty_.push_back(session.shared_from_this());
-  if (flush_scheduled_) return;
+  if (!flush_scheduled_) post_flush();
+}
+
+void Worker::post_flush() {
   flush_scheduled_ = true;
   boost::asio::post(io_, [this] { flush_dirty(); });
+}
+
+void Worker::count_write(std::size_t frames) {
+  const auto it = std::lower_bound(kWriteFrameBounds.begin(), kWriteFrameBounds.end(),
+                                   static_cast<double>(frames));
+  ++write_counts_[static_cast<std::size_t>(it - kWriteFrameBounds.begin())];
+  write_frames_sum_ += frames;
+}
+
+void Worker::publish_write_counts() {
+  if (write_frames_sum_ == 0) return;
+  write_frames_.add(write_counts_, static_cast<double>(write_frames_sum_));
+  write_counts_.fill(0);
+  write_frames_sum_ = 0;
 }
 
 void Worker::open_send_ring() {
@@ -85,12 +116,23 @@ void Worker::open_send_ring() {
 
 void Worker::flush_dirty() {
   flush_scheduled_ = false;
-  // Sessions may mark themselves dirty again while flushing; those wait for the next turn.
-  flushing_.swap(dirty_);
+  // The oldest requests first. Sessions marked dirty while this batch runs (a write finished
+  // and more was queued) join the back of the queue.
+  const std::size_t end = std::min(dirty_.size(), dirty_head_ + kFlushBatch);
+  for (std::size_t i = dirty_head_; i < end; ++i) flushing_.push_back(std::move(dirty_[i]));
+  dirty_head_ = end;
+  if (dirty_head_ == dirty_.size()) {
+    dirty_.clear();
+    dirty_head_ = 0;
+  } else if (dirty_head_ > 4 * kFlushBatch && dirty_head_ * 2 > dirty_.size()) {
+    dirty_.erase(dirty_.begin(), dirty_.begin() + static_cast<std::ptrdiff_t>(dirty_head_));
+    dirty_head_ = 0;
+  }
   std::size_t next = 0;
   while (ring_ && next < flushing_.size()) {
-    for (; next < flushing_.size() && !ring_->full(); ++next) {
-      flushing_[next]->flush_into(*ring_, static_cast<std::uint32_t>(next));
+    while (next < flushing_.size() &&
+           flushing_[next]->flush_into(*ring_, static_cast<std::uint32_t>(next))) {
+      ++next;
     }
     for (const auto& sent : ring_->submit()) flushing_[sent.tag]->on_sent(sent.result);
     if (ring_->broken()) {
@@ -101,6 +143,9 @@ void Worker::flush_dirty() {
   }
   for (; next < flushing_.size(); ++next) flushing_[next]->flush();
   flushing_.clear();
+  publish_write_counts();
+  // Yield: the rest runs after what became ready meanwhile, which may add to their queues.
+  if (dirty_head_ < dirty_.size() && !flush_scheduled_) post_flush();
 }
 
 void Worker::close_all(std::uint16_t code) {
@@ -122,6 +167,7 @@ void Worker::schedule_tick() {
 }
 
 void Worker::on_tick() {
+  publish_write_counts();  // writes finished outside a flush (the socket became writable)
   const auto now = std::chrono::steady_clock::now();
   const auto wall = std::chrono::system_clock::now();
   for (std::size_t i = sessions_.size(); i-- > 0;) {

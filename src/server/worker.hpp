@@ -1,14 +1,16 @@
 // Worker: one thread running one io_context, owning the WebSocket sessions accepted onto it
 // and its hub shard. Nothing here is touched from another thread except through post().
 // Also the per-worker machinery that keeps sessions cheap: one scratch read buffer shared by
-// all of them, one timer that ticks every session's deadlines, and one end-of-turn flush that
-// coalesces everything queued for a connection into one gather write, and hands the writes of
-// that turn to the kernel in one io_uring submission.
+// all of them, one timer that ticks every session's deadlines, and the flush that writes what
+// sessions queued: one gather write per connection, handed to the kernel in io_uring batches,
+// taking turns with new input so a worker that falls behind sends more frames per write
+// instead of more writes.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <memory>
@@ -19,6 +21,9 @@
 
 namespace sg::hub {
 class Shard;
+}
+namespace sg::metrics {
+class Histogram;
 }
 
 namespace sg::server {
@@ -48,8 +53,11 @@ class Worker {
 
   void add(std::shared_ptr<WsSession> session);
   void remove(WsSession& session);
-  // Schedules session.flush() once at the end of this loop turn.
+  // Queues session.flush() (once until it runs). Flushes run in the order asked, behind the
+  // input already waiting on this worker, a batch at a time (see flush_dirty).
   void mark_dirty(WsSession& session);
+  // Counts one write that completed `frames` frames (streamgate_write_frames).
+  void count_write(std::size_t frames);
   // Closes every session with `code` (server shutdown). On this worker's thread.
   void close_all(std::uint16_t code);
   std::size_t sessions() const { return session_count_.load(std::memory_order_relaxed); }
@@ -58,7 +66,13 @@ class Worker {
   void schedule_tick();
   void on_tick();
   void flush_dirty();
+  void post_flush();
+  void publish_write_counts();
   void open_send_ring();
+
+  // Bounds of streamgate_write_frames; counts are kept here and added to the shared histogram
+  // once per flush batch rather than once per write.
+  static constexpr std::array<double, 9> kWriteFrameBounds = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 
   std::size_t index_;
   Context& context_;
@@ -73,10 +87,16 @@ class Worker {
   std::vector<char> scratch_;
   std::vector<std::shared_ptr<WsSession>> sessions_;
   std::atomic<std::size_t> session_count_{0};
+  // Sessions waiting for their flush, oldest first from dirty_head_; each at most once (its own
+  // dirty flag), so a session fanned out to again before its turn sends everything in one write.
   std::vector<std::shared_ptr<WsSession>> dirty_;
-  std::vector<std::shared_ptr<WsSession>> flushing_;  // dirty_'s spare, so neither regrows
+  std::size_t dirty_head_ = 0;
+  std::vector<std::shared_ptr<WsSession>> flushing_;  // the batch being flushed
   std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
   bool flush_scheduled_ = false;
+  metrics::Histogram& write_frames_;
+  std::array<std::uint64_t, kWriteFrameBounds.size() + 1> write_counts_{};
+  std::uint64_t write_frames_sum_ = 0;
 };
 
 }  // namespace sg::server

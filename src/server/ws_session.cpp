@@ -497,17 +497,22 @@ void WsSession::flush() {
   if (begin_flush()) write_now();
 }
 
-void WsSession::flush_into(SendRing& ring, std::uint32_t tag) {
-  if (!begin_flush()) return;
-  // Nothing to send (only the close bookkeeping to do), or more frames than a ring entry
-  // takes: one sendmsg here carries them all.
-  if (outbox_.empty() || 2 * outbox_.frames() > SendRing::kMaxIov) {
+bool WsSession::flush_into(SendRing& ring, std::uint32_t tag) {
+  // Everything queued in one entry, so a connection that fell behind still costs one send: if
+  // the ring has less room than that left, it is submitted first (an empty ring takes what fits
+  // and the rest follows by sendmsg once that send completes).
+  const std::size_t wanted = std::min(2 * outbox_.frames(), SendRing::kMaxIov);
+  if (!ring.empty() && ring.iov_room() < wanted) return false;
+  if (!begin_flush()) return true;
+  // Nothing to send: only the close bookkeeping to do.
+  if (outbox_.empty()) {
     write_now();
-    return;
+    return true;
   }
   std::array<iovec, SendRing::kMaxIov> iov;
-  const std::size_t count = gather(iov);
+  const std::size_t count = gather(std::span(iov).first(std::min(iov.size(), ring.iov_room())));
   if (!ring.add(socket_.native_handle(), {iov.data(), count}, tag)) write_now();
+  return true;
 }
 
 void WsSession::on_sent(int result) {
@@ -559,6 +564,7 @@ bool WsSession::apply_write(long result) {
   }
   outbox_.pop(done);
   write_offset_ = written;
+  if (done > 0) worker_.count_write(done);
   if (replays_ && done > 0) pump_replay();  // a replay refills the outbox as it drains
   return true;
 }

@@ -47,9 +47,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   // `discard_queued`), then wait briefly for the peer's close frame.
   void close(std::uint16_t code, std::string_view reason, bool discard_queued = false);
   void flush();
-  // flush() for the worker's batched flush: a small send goes into `ring` under `tag`, and its
-  // result comes back through on_sent().
-  void flush_into(SendRing& ring, std::uint32_t tag);
+  // flush() for the worker's batched flush: the queue's send goes into `ring` under `tag`, and
+  // its result comes back through on_sent(). False, doing nothing, when the ring (not empty)
+  // lacks room for the whole queue: submit it and call again.
+  bool flush_into(SendRing& ring, std::uint32_t tag);
   void on_sent(int result);
   void on_tick(std::chrono::steady_clock::time_point now,
                std::chrono::system_clock::time_point wall);

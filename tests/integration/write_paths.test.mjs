@@ -1,5 +1,5 @@
-// The two ways a worker writes (--io-uring auto: one io_uring submission per loop turn, a small
-// send copied into one piece, a larger one gathered, more than eight frames through sendmsg;
+// The two ways a worker writes (--io-uring auto: one io_uring submission per flush batch, a small
+// send copied into one piece, a larger one gathered, a connection's whole queue in one entry;
 // --io-uring off: sendmsg only) must put the same bytes on every socket: every event, in order,
 // byte for byte, also when a client stops reading and its socket fills mid-write.
 
@@ -88,7 +88,7 @@ for (const mode of ['auto', 'off']) {
       for (let k = 0; k < 60; k++) batches.push([next([1, 40, 300, 480, 700, 2000][k % 6])]);
       // Two to six frames per turn: one ring entry with several buffers.
       for (let k = 0; k < 20; k++) batches.push(Array.from({ length: 2 + (k % 5) }, () => next(50 + ((k * 97) % 900))));
-      // Twenty frames per turn: more than a ring entry takes, so sendmsg.
+      // Twenty frames per turn: forty buffers in one ring entry.
       for (let k = 0; k < 5; k++) batches.push(Array.from({ length: 20 }, () => next(120)));
       // Frames far larger than a socket's first write.
       for (let k = 0; k < 3; k++) batches.push([next(300 * 1024)]);

@@ -188,6 +188,7 @@ double ms(std::uint64_t ns) {
 Bench::Bench(Options options) : opts_(std::move(options)), pace_(io_), scratch_(256 * 1024) {
   switch (opts_.scenario) {
     case Scenario::kFanout:
+    case Scenario::kPublish:
       users_per_org_ = opts_.users_per_org ? opts_.users_per_org : opts_.connections;
       break;
     case Scenario::kTenants:
@@ -342,6 +343,7 @@ int Bench::run() {
   for (std::size_t i = 0; i < opts_.connections; ++i) {
     conns_.push_back(std::make_unique<WsConn>(*this, i));
   }
+  if (opts_.scenario == Scenario::kPublish) return run_publish();
   const double gen_cpu0 = self_cpu_seconds();
   const double srv_cpu0 = cpu_seconds(opts_.server_pid);
   const std::uint64_t t0 = now_ns();
@@ -431,6 +433,92 @@ int Bench::run() {
   }
   for (auto& c : conns_) c->drop();
   return rc;
+}
+
+int Bench::run_publish() {
+  if (opts_.connections > 0) connect_phase(opts_.connections);
+  read_metrics(active_, subscriptions_);
+  step_rate_ = 0;
+  base_expected_ = expected();
+  base_unique_ = unique_received();
+  base_closed_ = stats_.closed_by_server;
+  const std::uint64_t start = now_ns() + 50'000'000ULL;
+  const std::uint64_t end = start + static_cast<std::uint64_t>(opts_.duration * 1e9);
+  measure_from_ns_ = start + static_cast<std::uint64_t>(opts_.warmup * 1e9);
+  for (std::size_t i = 0; i < opts_.producers; ++i) {
+    producers_.push_back(std::make_unique<Producer>(*this, i));
+  }
+  run_until(start, [] { return false; });
+  const double g0 = self_cpu_seconds();
+  const double s0 = cpu_seconds(opts_.server_pid);
+  const std::uint64_t w0 = now_ns();
+  for (auto& p : producers_) p->start(end);
+  run_until(end, [] { return false; });
+  const double window = static_cast<double>(now_ns() - w0) / 1e9;
+  gen_cpu_ = (self_cpu_seconds() - g0) / window;
+  server_cpu_ = opts_.server_pid > 0 ? (cpu_seconds(opts_.server_pid) - s0) / window : -1;
+  const auto all_done = [&] {
+    return std::all_of(producers_.begin(), producers_.end(), [](auto& p) { return p->done(); });
+  };
+  run_until(end + static_cast<std::uint64_t>(opts_.drain * 1e9), [&] {
+    return all_done() && unique_received() - base_unique_ >= expected() - base_expected_;
+  });
+  const std::uint64_t expect = expected() - base_expected_;
+  const std::uint64_t unique = unique_received() - base_unique_;
+  const int rc = report_publish(static_cast<double>(end - measure_from_ns_) / 1e9,
+                                expect > unique ? expect - unique : 0);
+  for (auto& c : conns_) c->drop();
+  return rc;
+}
+
+int Bench::report_publish(double window_s, std::uint64_t lost) {
+  const auto& st = stats_;
+  const auto& o = opts_;
+  const auto& lat = st.request_latency;
+  const double rps = window_s > 0 ? static_cast<double>(st.measured_requests) / window_s : 0;
+  const auto& dl = st.latency;
+  std::cout << "streamgate-bench publish against " << to_string(o.peer)
+            << (o.label.empty() ? "" : " (" + o.label + ")") << "\n"
+            << "  producers                   " << o.producers
+            << " keep-alive connections, one event per request\n"
+            << "  subscribers                 " << st.acked << " of " << o.connections << "\n"
+            << "  requests/s                  " << fixed(rps, 0) << " (" << st.measured_requests
+            << " answered after warm-up, " << st.publish_errors << " errors)\n"
+            << "  request p50/p99/max         " << fixed(ms(lat.percentile(0.5)), 2) << " / "
+            << fixed(ms(lat.percentile(0.99)), 2) << " / " << fixed(ms(lat.max()), 2) << " ms\n"
+            << "  delivery p50/p99, lost      " << fixed(ms(dl.percentile(0.5)), 2) << " / "
+            << fixed(ms(dl.percentile(0.99)), 2) << " ms, " << lost << "\n";
+  if (server_cpu_ >= 0) {
+    std::cout << "  server / generator CPU      " << fixed(server_cpu_ * 100, 0) << " % / "
+              << fixed(gen_cpu_ * 100, 0) << " %\n";
+  }
+  if (!st.first_publish_error.empty()) {
+    std::cout << "  first publish error         " << st.first_publish_error << "\n";
+  }
+  std::cout << "{\"bench\":\"streamgate-bench\",\"scenario\":\"publish\",\"peer\":\""
+            << to_string(o.peer) << "\",\"label\":" << json_string(o.label)
+            << ",\"producers\":" << o.producers << ",\"connections\":" << o.connections
+            << ",\"acked\":" << st.acked << ",\"payload\":" << o.payload
+            << ",\"duration\":" << fixed(o.duration, 2) << ",\"window_s\":" << fixed(window_s, 3)
+            << ",\"requests\":" << st.publish_requests
+            << ",\"measured_requests\":" << st.measured_requests
+            << ",\"requests_per_s\":" << fixed(rps, 1)
+            << ",\"publish_errors\":" << st.publish_errors
+            << ",\"p50_ms\":" << fixed(ms(lat.percentile(0.5)), 3)
+            << ",\"p99_ms\":" << fixed(ms(lat.percentile(0.99)), 3)
+            << ",\"max_ms\":" << fixed(ms(lat.max()), 3) << ",\"delivered\":" << unique_received()
+            << ",\"lost\":" << lost << ",\"duplicates\":" << st.duplicates
+            << ",\"seq_gaps\":" << st.seq_gaps
+            << ",\"delivery_p99_ms\":" << fixed(ms(dl.percentile(0.99)), 3)
+            << ",\"closed_by_server\":" << st.closed_by_server
+            << ",\"server_cpu\":" << fixed(server_cpu_, 3) << ",\"gen_cpu\":" << fixed(gen_cpu_, 3)
+            << ",\"first_publish_error\":" << json_string(st.first_publish_error.substr(0, 200))
+            << "}" << std::endl;
+  if (!o.strict) return 0;
+  return st.publish_errors == 0 && lost == 0 && st.duplicates == 0 && st.seq_gaps == 0 &&
+                 st.acked == o.connections && st.measured_requests > 0
+             ? 0
+             : 1;
 }
 
 int Bench::report_delivery() {

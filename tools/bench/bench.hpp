@@ -63,7 +63,7 @@ class Histogram {
 };
 
 enum class Peer { kStreamgate, kNodeWs, kNats };
-enum class Scenario { kIdle, kFanout, kTenants, kChurn };
+enum class Scenario { kIdle, kFanout, kTenants, kChurn, kPublish };
 
 struct Options {
   Scenario scenario = Scenario::kFanout;
@@ -83,7 +83,8 @@ struct Options {
   // Several rates: publish phases one after another on the same connections, one report each;
   // stops after the first phase that loses events or has p99 over a second.
   std::vector<double> rates;
-  std::size_t batch = 100;        // most events in one publish request
+  std::size_t batch = 100;        // most events in one publish request (1 = one per request)
+  std::size_t producers = 64;     // publish: keep-alive connections, one request in flight each
   std::size_t payload = 128;      // bytes of each event's data object
   double duration = 10;           // seconds of publishing (churn: of cycling)
   double warmup = 1;              // seconds of publishing left out of the latency figures
@@ -133,6 +134,8 @@ struct Stats {
   std::string first_publish_error;
   std::uint64_t first_send_ns = 0;
   std::uint64_t last_send_ns = 0;
+  Histogram request_latency;            // publish: request sent → answer, after warm-up
+  std::uint64_t measured_requests = 0;  // publish: answered requests sent after warm-up
 
   // Clears what one publishing phase counts, so the next phase reports on its own.
   void reset_delivery() {
@@ -247,6 +250,32 @@ class Publisher {
   std::uint64_t total_ = 0;  // events due over the whole run
 };
 
+// The publish scenario's client: one keep-alive connection, one event per request, the next
+// request as soon as the answer arrives, until end_ns.
+class Producer {
+ public:
+  Producer(Bench& bench, std::size_t index);
+  void start(std::uint64_t end_ns);
+  bool done() const { return done_; }
+
+ private:
+  void send_next();
+  void do_read();
+  void on_read(const boost::system::error_code& ec, std::size_t n);
+  void on_response(int status);
+  void fail(const std::string& why);
+
+  Bench& bench_;
+  std::size_t index_;
+  tcp::socket socket_;
+  std::array<char, 4096> buf_;
+  std::string rx_;
+  std::string request_;
+  std::uint64_t end_ns_ = 0;
+  std::uint64_t sent_ns_ = 0;
+  bool done_ = false;
+};
+
 class Bench {
  public:
   explicit Bench(Options options);
@@ -266,6 +295,7 @@ class Bench {
   tcp::endpoint source(std::size_t conn) const;
   const std::string& resume_id() const { return resume_id_; }
   std::uint64_t measure_from_ns() const { return measure_from_ns_; }
+  bool stopping() const { return stop_; }
   // Shared by every connection's reads: valid until the reading handler returns.
   char* scratch() { return scratch_.data(); }
   std::size_t scratch_size() const { return scratch_.size(); }
@@ -286,6 +316,9 @@ class Bench {
   void read_metrics(std::int64_t& active, std::int64_t& subscriptions);
   void fetch_resume_id();
   int report();
+  // publish: requests/s and latency of the producers, deliveries to the subscribers; one JSON line.
+  int run_publish();
+  int report_publish(double window_s, std::uint64_t lost);
   // idle with --expect-events: connections that got every event, loss, latency; one JSON line.
   int report_delivery();
   bool step_failed() const;
@@ -309,6 +342,7 @@ class Bench {
   std::vector<std::uint64_t> accepted_;
   std::string resume_id_;
   std::vector<std::unique_ptr<Publisher>> publishers_;  // kept: their handlers may be queued
+  std::vector<std::unique_ptr<Producer>> producers_;
   Publisher* publisher_ = nullptr;
   double step_rate_ = 0;
   std::size_t step_ = 0;

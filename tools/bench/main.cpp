@@ -16,7 +16,11 @@ Scenarios:
            with --expect-events N the hold ends once every connection has N events on each
            service (published by someone else), and a second JSON line reports the delivery
   fanout   --connections subscribers on one (org, service) channel; publish --rate events/s for
-           --duration s in batches of up to --batch; deliveries/s, loss, latency percentiles
+           --duration s in batches of up to --batch (1 = one event per request, as most
+           producers publish); deliveries/s, loss, latency percentiles
+  publish  --producers (64) keep-alive connections, each publishing one event per request and
+           the next as soon as it is answered, for --duration s (5) to one channel with
+           --connections (0) subscribers; requests/s and request latency percentiles
   tenants  orgs of --users-per-org (10) users, each on all --services (10) of its org;
            --connections 10000 = 1,000 orgs x 10 services x 10 users; events round robin
   churn    --concurrency clients each looping connect, handshake with resume, ack, close,
@@ -34,7 +38,7 @@ Target:
 Shape:
   --connections N --users-per-org N --services N --org-base N
   --rate EV_PER_S --rates R1,R2,...  (phases on the same connections; stop at the first failing)
-  --batch N --payload BYTES --duration S --warmup S --drain S
+  --batch N --payload BYTES --duration S --warmup S --drain S --producers N
   --concurrency N --connect-rate PER_S --settle S --hold S --expect-events N
   --proc-index N   this generator among several (distinct users and source addresses)
   --label TEXT     copied into the JSON line
@@ -67,6 +71,8 @@ std::string_view to_string(Scenario s) {
       return "tenants";
     case Scenario::kChurn:
       return "churn";
+    case Scenario::kPublish:
+      return "publish";
   }
   return "?";
 }
@@ -86,6 +92,10 @@ bool parse_options(int argc, char** argv, Options& o, std::string& error) {
     o.services = 10;
     o.connections = 10000;
     o.rate = 1000;
+  } else if (scenario == "publish") {
+    o.scenario = Scenario::kPublish;
+    o.connections = 0;
+    o.duration = 5;
   } else if (scenario == "churn") {
     o.scenario = Scenario::kChurn;
     o.concurrency = 64;
@@ -154,6 +164,8 @@ bool parse_options(int argc, char** argv, Options& o, std::string& error) {
           if (o.rates.back() <= 0) throw std::invalid_argument("rate");
           pos = comma + 1;
         }
+      } else if (key == "--producers") {
+        o.producers = std::stoul(v);
       } else if (key == "--batch") {
         o.batch = std::stoul(v);
       } else if (key == "--payload") {
@@ -189,8 +201,12 @@ bool parse_options(int argc, char** argv, Options& o, std::string& error) {
       return false;
     }
   }
-  if (o.connections == 0 || o.services == 0 || o.services > 64 || o.batch == 0 || o.rate <= 0 ||
-      o.concurrency == 0) {
+  if (o.scenario == Scenario::kPublish && (o.producers == 0 || o.peer == Peer::kNats)) {
+    error = "publish needs --producers > 0 and an HTTP publish endpoint (streamgate, node-ws)";
+    return false;
+  }
+  if ((o.connections == 0 && o.scenario != Scenario::kPublish) || o.services == 0 ||
+      o.services > 64 || o.batch == 0 || o.rate <= 0 || o.concurrency == 0) {
     error = "--connections, --services (1..64), --batch, --rate and --concurrency must be positive";
     return false;
   }

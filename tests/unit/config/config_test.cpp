@@ -634,5 +634,47 @@ TEST(Config, ErrorMessagesNeverEchoTheSecret) {
   EXPECT_EQ(o.message.find("hunter2"), std::string::npos) << o.message;
 }
 
+TEST(CpuMax, ReadsAQuotaAsCpus) {
+  EXPECT_DOUBLE_EQ(*parse_cpu_max("100000 100000\n"), 1.0);
+  EXPECT_DOUBLE_EQ(*parse_cpu_max("150000 100000"), 1.5);
+  EXPECT_DOUBLE_EQ(*parse_cpu_max("50000 100000\n"), 0.5);
+}
+
+TEST(CpuMax, NoLimitOrGarbageIsNoQuota) {
+  EXPECT_FALSE(parse_cpu_max("max 100000\n"));
+  EXPECT_FALSE(parse_cpu_max(""));
+  EXPECT_FALSE(parse_cpu_max("100000"));
+  EXPECT_FALSE(parse_cpu_max("abc 100000"));
+  EXPECT_FALSE(parse_cpu_max("100000 0"));
+  EXPECT_FALSE(parse_cpu_max("0 100000"));
+  EXPECT_FALSE(parse_cpu_max("-5 100000"));
+  EXPECT_FALSE(parse_cpu_max("100000 100000 7"));
+}
+
+TEST(CpuMax, FindsTheCgroupV2PathAmongV1Lines) {
+  EXPECT_EQ(*cgroup_v2_path("0::/system.slice/app.service\n"), "/system.slice/app.service");
+  EXPECT_EQ(*cgroup_v2_path("12:cpu,cpuacct:/x\n1:name=systemd:/\n0::/\n"), "/");
+  EXPECT_FALSE(cgroup_v2_path("4:memory:/a\n1:cpu:/\n"));
+  EXPECT_FALSE(cgroup_v2_path(""));
+}
+
+TEST(CpuMax, WorkersAreTheAffinityOrTheWholeQuotaIfLower) {
+  EXPECT_EQ(workers_for(8, std::nullopt), 8u);
+  EXPECT_EQ(workers_for(1, std::nullopt), 1u);  // taskset -c 0 on a bigger machine
+  EXPECT_EQ(workers_for(8, 2.0), 2u);
+  EXPECT_EQ(workers_for(8, 2.5), 2u);
+  EXPECT_EQ(workers_for(8, 0.5), 1u);
+  EXPECT_EQ(workers_for(2, 6.0), 2u);
+  EXPECT_EQ(workers_for(0, 3.0), 3u);
+  EXPECT_EQ(workers_for(0, std::nullopt), 1u);
+  EXPECT_EQ(workers_for(1000, std::nullopt), 256u);
+}
+
+TEST(CpuMax, TheDefaultIsAtLeastOneAndSaysWhy) {
+  const WorkerDefault d = default_workers();
+  EXPECT_GE(d.count, 1u);
+  EXPECT_FALSE(d.reason.empty());
+}
+
 }  // namespace
 }  // namespace sg::config

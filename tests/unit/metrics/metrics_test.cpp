@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include <cmath>
 #include <limits>
 #include <string>
@@ -59,6 +61,23 @@ TEST(Histogram, CountsEachValueInTheFirstBucketItFits) {
   EXPECT_EQ(s.cumulative, (std::vector<std::uint64_t>{3, 5, 7, 9}));
   EXPECT_EQ(s.count, 9u);
   EXPECT_DOUBLE_EQ(s.sum, 0.5 + 1.0 + 1.5 + 2.0 + 4.9 + 5.0 + 5.1 + 100.0 - 3.0);
+}
+
+TEST(Histogram, AddsCountsTalliedElsewhere) {
+  Histogram h({1, 2, 5});
+  h.observe(1.5);
+  const std::array<std::uint64_t, 4> tally = {3, 0, 2, 1};  // per bucket, +Inf last
+  h.add(tally, 3 * 1.0 + 2 * 4.0 + 9.0);
+  const Histogram::Snapshot s = h.snapshot();
+  EXPECT_EQ(s.cumulative, (std::vector<std::uint64_t>{3, 4, 6, 7}));
+  EXPECT_EQ(s.count, 7u);
+  EXPECT_DOUBLE_EQ(s.sum, 1.5 + 20.0);
+}
+
+TEST(HistogramDeathTest, RejectsATallyOfTheWrongSize) {
+  Histogram h({1, 2});
+  const std::array<std::uint64_t, 2> tally = {1, 1};
+  EXPECT_DEATH(h.add(tally, 2.0), "one count per bucket");
 }
 
 TEST(Histogram, IgnoresNaN) {

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cerrno>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -124,6 +125,46 @@ TEST(SendRing, RefusesWhenFullOrGivenTooManyBuffers) {
   // Emptied by submit: usable again.
   EXPECT_TRUE(ring->add(p.writer, one, 0));
   EXPECT_EQ(ring->submit().size(), 1u);
+}
+
+TEST(SendRing, ManyFramesOfOneConnectionGoInOneEntry) {
+  OPEN_RING_OR_SKIP(ring);
+  Pair p;
+  // A connection that fell behind: 100 frames (head + body each) in one send.
+  std::vector<std::string> parts;
+  for (int i = 0; i < 200; ++i) parts.push_back(std::to_string(i) + (i % 2 ? "body;" : ":"));
+  std::vector<iovec> iov;
+  std::string expected;
+  for (const auto& part : parts) {
+    iov.push_back(view(part));
+    expected += part;
+  }
+  ASSERT_LE(iov.size(), ring->iov_room());
+  ASSERT_TRUE(ring->add(p.writer, iov, 5));
+  const auto done = ring->submit();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].result, static_cast<int>(expected.size()));
+  EXPECT_EQ(p.drain(), expected);
+}
+
+TEST(SendRing, EntriesShareTheBufferPoolOfASubmission) {
+  OPEN_RING_OR_SKIP(ring);
+  const std::string text(SendRing::kCopyBytes, 'y');  // two of them are too big to copy
+  const std::vector<iovec> full(SendRing::kMaxIov, view(text));
+  std::vector<std::unique_ptr<Pair>> pairs;
+  std::size_t added = 0;
+  while (ring->iov_room() == SendRing::kMaxIov) {
+    pairs.push_back(std::make_unique<Pair>());
+    ASSERT_TRUE(ring->add(pairs.back()->writer, full, static_cast<std::uint32_t>(added)));
+    ++added;
+  }
+  EXPECT_EQ(added, SendRing::kIovPool / SendRing::kMaxIov);
+  EXPECT_EQ(ring->iov_room(), 0u);
+  EXPECT_FALSE(ring->full());
+  EXPECT_FALSE(ring->add(pairs.front()->writer, full, 999));
+  EXPECT_EQ(ring->submit().size(), added);
+  // The pool is free again after the submission.
+  EXPECT_EQ(ring->iov_room(), SendRing::kMaxIov);
 }
 
 TEST(SendRing, SubmitWithNothingQueuedIsANoOp) {
