@@ -80,6 +80,10 @@ describe('HS256 server', () => {
     ['no exp', 'missing_claim', () => mintHS256(good({ exp: undefined }), secret())],
     ['org_id an object', 'bad_claim', () => mintHS256(good({ org_id: { id: 456 } }), secret())],
     ['org_id a boolean', 'bad_claim', () => mintHS256(good({ org_id: true }), secret())],
+    // Org ids that a publish's orgId could never address (one rule for both).
+    ['org_id a negative number', 'bad_claim', () => mintHS256(good({ org_id: -7 }), secret())],
+    ['org_id with a control character', 'bad_claim', () => mintHS256(good({ org_id: 'acme\u0007' }), secret())],
+    ['org_id with a newline', 'bad_claim', () => mintHS256(good({ org_id: 'acme\nevil' }), secret())],
     ['exp a string', 'bad_claim', () => mintHS256(good({ exp: 'tomorrow' }), secret())],
     ['services a string', 'bad_claim', () => mintHS256(good({ services: 'finance' }), secret())],
     ['services holding numbers', 'bad_claim', () => mintHS256(good({ services: [1, 2] }), secret())],
