@@ -22,7 +22,7 @@ enum class AuthError {
   kExpired,       // exp in the past (beyond leeway)
   kNotYetValid,   // nbf in the future (beyond leeway)
   kMissingClaim,  // sub, org_id or exp absent
-  kBadClaim,      // a claim of the wrong type or out of range
+  kBadClaim,      // a claim of the wrong type or out of range (an org id publish can't name)
   kBadKey,        // configuration: the secret or PEM key is unusable
 };
 std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
@@ -32,7 +32,9 @@ constexpr const char* error_domain(AuthError) {
 SG_DECLARE_ERROR_ENUM(AuthError)
 
 struct Principal {
-  std::string org;   // org_id claim: number or string, integers in decimal
+  // org_id claim under core's org id rule (what publish's orgId accepts): a non-negative
+  // integer in decimal, or a string of 1..128 bytes without control characters.
+  std::string org;
   std::string user;  // sub claim
   // services claim: the services this user may subscribe to; nullopt = no restriction.
   std::optional<std::vector<std::string>> services;

@@ -46,7 +46,6 @@ using TimePoint = std::chrono::system_clock::time_point;
 
 constexpr std::size_t kMaxTokenBytes = 8 * 1024;
 constexpr std::size_t kMaxSubBytes = 256;
-constexpr std::size_t kMaxOrgBytes = 128;
 // Later dates are clamped: libstdc++'s system_clock counts int64 nanoseconds, which run out
 // in 2262, and a token that outlives 2200 is as good as eternal anyway.
 constexpr std::int64_t kMaxEpochSeconds = 7'258'118'400;  // 2200-01-01T00:00:00Z
@@ -108,6 +107,23 @@ Result<std::string> id_claim(const json::object& claims, std::string_view name,
   const json::string* s = v->if_string();
   if (s == nullptr || s->empty() || s->size() > max_bytes) return AuthError::kBadClaim;
   return std::string(view(*s));
+}
+
+// The org_id claim, by core's org id rule, so that a token never names an org that a publish
+// could not address (a negative number, a string with control characters): kBadClaim.
+Result<std::string> org_claim(const json::object& claims) {
+  const json::value* v = claims.if_contains("org_id");
+  if (v == nullptr) return AuthError::kMissingClaim;
+  std::optional<std::string> org;
+  if (v->is_uint64()) {
+    org = core::org_id_from_integer(v->get_uint64());
+  } else if (v->is_int64()) {
+    org = core::org_id_from_integer(v->get_int64());
+  } else if (const json::string* s = v->if_string()) {
+    org = core::org_id_from_text(view(*s));
+  }
+  if (!org) return AuthError::kBadClaim;
+  return std::move(*org);
 }
 
 // An optional array of strings; nullopt when absent. `null` is a wrong type, not absence:
@@ -225,7 +241,7 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
   if (!user) return user.error();
   principal.user = std::move(*user);
 
-  Result<std::string> org = id_claim(claims, "org_id", kMaxOrgBytes);
+  Result<std::string> org = org_claim(claims);
   if (!org) return org.error();
   principal.org = std::move(*org);
 

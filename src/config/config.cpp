@@ -519,28 +519,6 @@ std::optional<std::string> read_pem_file(const std::string& path, std::string_vi
   return std::nullopt;
 }
 
-// Secrets need a real random source, not core::random_hex's seeded engine.
-bool secure_random_hex(std::size_t bytes, std::string& out) {
-  std::vector<unsigned char> buf(bytes);
-  std::size_t filled = 0;
-  while (filled < bytes) {
-    const ssize_t n = getrandom(buf.data() + filled, bytes - filled, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    filled += static_cast<std::size_t>(n);
-  }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  out.clear();
-  out.reserve(bytes * 2);
-  for (unsigned char b : buf) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 0xf]);
-  }
-  return true;
-}
-
 ParseOutcome exit_with(int code, std::string message) {
   ParseOutcome outcome;
   outcome.kind = ParseOutcome::Kind::kExit;
@@ -676,16 +654,9 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   s.upload_dir = std::string(trim(raw.upload_dir));
 
   if (s.dev) {
-    if (s.jwt_secret.empty() && !secure_random_hex(kMinSecretBytes, s.jwt_secret)) {
-      return usage_error(failure("--dev: no random bytes available to generate a secret"));
-    }
-    if (s.api_keys.empty()) {
-      std::string key;
-      if (!secure_random_hex(kMinSecretBytes, key)) {
-        return usage_error(failure("--dev: no random bytes available to generate an API key"));
-      }
-      s.api_keys.push_back(std::move(key));
-    }
+    // core::random_hex is the kernel's CSPRNG, as a secret needs.
+    if (s.jwt_secret.empty()) s.jwt_secret = core::random_hex(kMinSecretBytes);
+    if (s.api_keys.empty()) s.api_keys.push_back(core::random_hex(kMinSecretBytes));
   }
 
   if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {

@@ -1,6 +1,6 @@
 // core: the small vocabulary every module shares — Result and per-module error enums,
-// wall-clock formatting, random ids and base64. Pure functions and value types; no I/O,
-// safe from any thread.
+// wall-clock formatting, random ids, the org id rule and base64. Pure functions and value types; no
+// I/O, safe from any thread.
 #pragma once
 
 #include <boost/system/error_code.hpp>
@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -56,9 +57,26 @@ std::string format_rfc3339(WallClock::time_point t);
 // Milliseconds since the Unix epoch.
 std::int64_t unix_millis(WallClock::time_point t);
 
-// `bytes` random bytes as lowercase hex (2 * bytes characters). Not for secrets: seeded
-// from std::random_device once per thread.
+// Fills `out` from the kernel's CSPRNG (getrandom(2)), through a small per-thread buffer of
+// bytes fetched ahead (each byte handed out once; emptied in a forked child): every id a client
+// sees (connection and upload ids, epochs) and every generated secret comes from here, so one
+// id tells nothing about another. Blocks only until the kernel's pool is first seeded, early in
+// boot. Ends the process with a message if the kernel refuses (no getrandom, or a seccomp
+// filter denying it): there is no safe fallback, and the first call happens at start-up.
+void random_bytes(std::span<unsigned char> out);
+
+// `bytes` random bytes (random_bytes) as lowercase hex: 2 * bytes characters.
 std::string random_hex(std::size_t bytes);
+
+// Org ids, one rule wherever one enters the server (publish's "orgId", the token's "org_id"):
+// a non-negative integer, named by its decimal form, or a string of 1..kMaxOrgIdBytes bytes
+// without control characters (C0 or DEL; they would reach logs and broker keys). 456 and "456"
+// name the same org. Each returns the org's text, or nothing when the rule refuses the value,
+// so that no side accepts an org the other could never address.
+inline constexpr std::size_t kMaxOrgIdBytes = 128;
+std::optional<std::string> org_id_from_text(std::string_view text);
+std::optional<std::string> org_id_from_integer(std::int64_t value);
+std::string org_id_from_integer(std::uint64_t value);
 
 // Standard base64 (RFC 4648 §4) with padding.
 std::string base64_encode(std::span<const unsigned char> data);

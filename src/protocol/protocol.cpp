@@ -22,6 +22,10 @@ std::string_view to_string(ProtocolError e) {
       return "too_many_items";
     case ProtocolError::kBadEventId:
       return "bad_event_id";
+    case ProtocolError::kUnknownField:
+      return "unknown_field";
+    case ProtocolError::kEmptyBatch:
+      return "empty_batch";
   }
   return "unknown_protocol_error";
 }

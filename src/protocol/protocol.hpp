@@ -24,6 +24,8 @@ enum class ProtocolError {
   kBadVersion,         // handshake "version" is not one we speak
   kTooManyItems,       // more services/resume entries/batch items than allowed
   kBadEventId,         // an event id that doesn't parse as "<epoch>-<offset>"
+  kUnknownField,       // a publish item has a field the protocol doesn't define
+  kEmptyBatch,         // a publish batch with no items
 };
 std::string_view to_string(ProtocolError e);
 constexpr const char* error_domain(ProtocolError) {
@@ -126,16 +128,31 @@ struct PublishRequest {
   std::string event_key;  // optional "eventId": idempotency key for retried publishes
 };
 
-// Parses a single object, or an array of them (the batch form) with 1..`max_batch` items.
-// `batch` is set when the body was an array. One bad item fails the whole body. An empty
-// "userId" is kBadField (not "everyone"); null optional fields are absent. "data" is the
-// value's source text with the whitespace between tokens removed: strings (escapes included)
-// and numbers (of any size, 1e400 too) stay byte for byte as the producer sent them.
+// Parses a single object, or an array of them (the batch form) with 1..`max_batch` items
+// (an empty array is kEmptyBatch, a longer one kTooManyItems). `batch` is set when the body was
+// an array. One bad item fails the whole body. An item with a field not in PublishRequest is
+// kUnknownField, even when its value is null. An empty "userId" is kBadField (not
+// "everyone"); null optional fields are absent. "orgId" follows core's org id rule
+// (core::org_id_from_text/_integer). "data" is the value's source text with the whitespace
+// between tokens removed: strings (escapes included) and numbers (of any size, 1e400 too) stay
+// byte for byte as the producer sent them.
 struct PublishBody {
   std::vector<PublishRequest> items;
   bool batch = false;
 };
-Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch = 1000);
+// Where a rejected body broke a rule, for the producer's error answer.
+struct PublishErrorDetail {
+  // The item's field at fault ("orgId"; for kUnknownField the unknown name as sent, after JSON
+  // unescaping); empty when the error is about the body or the item as a whole.
+  std::string field;
+  // In a batch, the 0-based position of the failing item; unset for the body as a whole.
+  std::optional<std::size_t> index;
+  // For kUnknownField: the defined field it probably meant ("userId" for "user_id"), or empty.
+  std::string_view suggestion;
+};
+// On failure, fills `detail` when given (it is reset first).
+Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch = 1000,
+                                  PublishErrorDetail* detail = nullptr);
 
 // ---- server → client ----
 

@@ -1,6 +1,7 @@
 #include "server/api.hpp"
 
 #include "auth/auth.hpp"
+#include "chat/chat.hpp"
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "protocol/protocol.hpp"
@@ -33,6 +34,72 @@ HttpResponse unauthorized(Context& ctx) {
   auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
   r.headers.emplace_back("WWW-Authenticate", "Bearer");
   return r;
+}
+
+// Services only the server writes to: upload progress (targeted at the uploader, so a forged
+// upload.completed could fool any user of the org) and chat rooms (written through join and
+// message, which check the rooms claim). Refused whatever --services lists.
+bool reserved_service(std::string_view service) {
+  return service == kUploadsService || chat::is_room_topic(service);
+}
+
+// Not a std::optional: GCC 12 at -O2 wrongly finds one "maybe uninitialized" through here.
+constexpr std::size_t kNoIndex = static_cast<std::size_t>(-1);
+
+// A refused publish: {"error","message"} plus, when the failure is about one item, "field"
+// (the item's own field name) and, in a batch, "index" (the item's 0-based position).
+HttpResponse publish_rejected(std::string_view code, std::string_view message,
+                              std::string_view field, std::size_t index) {
+  std::string text(message);
+  if (index != kNoIndex) {
+    text += " (item ";
+    core::append_decimal(text, index);
+    text += ')';
+  }
+  HttpResponse r;
+  r.status = 400;
+  r.body = "{\"error\":";
+  protocol::append_json_string(r.body, code);
+  r.body += ",\"message\":";
+  protocol::append_json_string(r.body, text);
+  if (!field.empty()) {
+    r.body += ",\"field\":";
+    protocol::append_json_string(r.body, field);
+  }
+  if (index != kNoIndex) {
+    r.body += ",\"index\":";
+    core::append_decimal(r.body, index);
+  }
+  r.body += '}';
+  return r;
+}
+
+HttpResponse bad_publish_body(const ErrorCode& error, const protocol::PublishErrorDetail& where) {
+  const std::string reason = core::reason(error);
+  std::string message;
+  if (error == protocol::ProtocolError::kUnknownField) {
+    message = "unknown field ";
+    protocol::append_json_string(message, where.field);
+    if (!where.suggestion.empty()) {
+      message += " (did you mean ";
+      protocol::append_json_string(message, where.suggestion);
+      message += "?)";
+    }
+  } else if (error == protocol::ProtocolError::kMissingField) {
+    message = "missing field ";
+    protocol::append_json_string(message, where.field);
+  } else if (error == protocol::ProtocolError::kBadField) {
+    message = "bad value for ";
+    protocol::append_json_string(message, where.field);
+    message += " (see docs/protocol.md#publishing)";
+  } else if (error == protocol::ProtocolError::kEmptyBatch) {
+    message = "a batch needs at least one event";
+  } else if (error == protocol::ProtocolError::kTooManyItems) {
+    message = "a batch holds at most --max-batch events";
+  } else {
+    message = "the publish body was rejected: " + reason;
+  }
+  return publish_rejected(reason, message, where.field, where.index.value_or(kNoIndex));
 }
 
 // Collects the answers of one publish request's events; the last one replies.
@@ -80,17 +147,24 @@ void publish(Context& ctx, const HttpRequest& req, Reply reply) {
     reply(unauthorized(ctx));
     return;
   }
-  auto parsed = protocol::parse_publish(req.body, ctx.settings.max_batch);
+  protocol::PublishErrorDetail where;
+  auto parsed = protocol::parse_publish(req.body, ctx.settings.max_batch, &where);
   if (!parsed) {
     ctx.metrics->publish_errors.inc();
-    const std::string reason = core::reason(parsed.error());
-    reply(json_error(400, reason, "the publish body was rejected: " + reason));
+    reply(bad_publish_body(parsed.error(), where));
     return;
   }
-  for (const auto& item : parsed->items) {
-    if (!ctx.service_allowed(item.service)) {
+  for (std::size_t i = 0; i < parsed->items.size(); ++i) {
+    const std::string& service = parsed->items[i].service;
+    const std::size_t index = parsed->batch ? i : kNoIndex;
+    // Reserved first: whether --services lists the name must not matter.
+    const bool reserved = reserved_service(service);
+    if (reserved || !ctx.service_allowed(service)) {
       ctx.metrics->publish_errors.inc();
-      reply(json_error(400, "unknown_service", "no such service: " + item.service));
+      reply(reserved ? publish_rejected("reserved_service",
+                                        "only the server publishes to " + service, "service", index)
+                     : publish_rejected("unknown_service", "no such service: " + service, "service",
+                                        index));
       return;
     }
   }

@@ -6,6 +6,15 @@
 
 namespace sg::server {
 
+std::string request_token(const HttpRequest& req) {
+  // The header wins: a client that can set it chose it on purpose (browsers can't set headers
+  // on a WebSocket, the only reason for the query form), and a token left in a URL is the one
+  // more likely stale.
+  const std::string_view bearer = auth::bearer_token(req.authorization);
+  if (!bearer.empty()) return std::string(bearer);
+  return query_token(req.query);
+}
+
 UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
   UserAuth result;
   auto fail = [&](std::string_view code, std::string message) {
@@ -14,8 +23,7 @@ UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
     result.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
     return result;
   };
-  std::string token(auth::bearer_token(req.authorization));
-  if (token.empty()) token = query_token(req.query);
+  const std::string token = request_token(req);
   if (token.empty()) {
     return fail("missing_token",
                 "send the token as an Authorization: Bearer header or the access_token query "

@@ -1,12 +1,14 @@
 // Who is asking, for HTTP endpoints that users call with their own token (presence, and what
-// later modules add): the JWT from `Authorization: Bearer` or the access_token query parameter,
-// checked by the same verifier as the stream. Failures are the stream's 401 JSON answers.
+// later modules add): the JWT from `Authorization: Bearer` or the access_token query parameter
+// (request_token, which the stream's upgrade uses too), checked by the same verifier as the
+// stream. Failures are the stream's 401 JSON answers.
 #pragma once
 
 #include "auth/auth.hpp"
 #include "server/http_types.hpp"
 
 #include <optional>
+#include <string>
 
 namespace sg::server {
 
@@ -18,5 +20,10 @@ struct UserAuth {
 };
 
 UserAuth authenticate_user(Context& ctx, const HttpRequest& req);
+
+// The user's token, with one precedence for every endpoint (stream and upload upgrades, REST):
+// the `Authorization: Bearer` header when it carries a token, else the access_token query
+// parameter. A header that is not Bearer is no token. Empty when neither has one.
+std::string request_token(const HttpRequest& req);
 
 }  // namespace sg::server

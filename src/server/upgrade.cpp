@@ -3,6 +3,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "server/context.hpp"
+#include "server/request_auth.hpp"
 #include "server/ws_codec.hpp"
 
 #include <algorithm>
@@ -62,12 +63,11 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
     return d;
   };
 
-  std::string token = query_token(req.query);
-  if (token.empty()) token = std::string(auth::bearer_token(req.authorization));
+  const std::string token = request_token(req);
   if (token.empty()) {
     return fail(401, "missing_token",
-                "send the token as the access_token query parameter or an Authorization: Bearer "
-                "header");
+                "send the token as an Authorization: Bearer header or the access_token query "
+                "parameter");
   }
   auto principal = ctx.verifier->verify(token, core::WallClock::now());
   if (!principal) {

@@ -80,6 +80,10 @@ describe('HS256 server', () => {
     ['no exp', 'missing_claim', () => mintHS256(good({ exp: undefined }), secret())],
     ['org_id an object', 'bad_claim', () => mintHS256(good({ org_id: { id: 456 } }), secret())],
     ['org_id a boolean', 'bad_claim', () => mintHS256(good({ org_id: true }), secret())],
+    // Org ids that a publish's orgId could never address (one rule for both).
+    ['org_id a negative number', 'bad_claim', () => mintHS256(good({ org_id: -7 }), secret())],
+    ['org_id with a control character', 'bad_claim', () => mintHS256(good({ org_id: 'acme\u0007' }), secret())],
+    ['org_id with a newline', 'bad_claim', () => mintHS256(good({ org_id: 'acme\nevil' }), secret())],
     ['exp a string', 'bad_claim', () => mintHS256(good({ exp: 'tomorrow' }), secret())],
     ['services a string', 'bad_claim', () => mintHS256(good({ services: 'finance' }), secret())],
     ['services holding numbers', 'bad_claim', () => mintHS256(good({ services: [1, 2] }), secret())],
@@ -128,6 +132,47 @@ describe('HS256 server', () => {
     const { client, ack } = await openStream(server, { org: 456, user: 'alice', via: 'header' });
     assert.equal(ack.type, 'ack');
     await client.close();
+  });
+
+  // One precedence everywhere: the Authorization header when present, then access_token.
+  // Regression: the upgrade read the query first while the REST endpoints read the header first.
+  test('upgrade: the Authorization header wins over the access_token query parameter', async () => {
+    const valid = mintHS256(good(), secret());
+    const forged = mintHS256(good(), 'another-secret-0123456789abcdefghijklmnop');
+    const headerBad = await rawUpgrade(server, queryPath(valid), { headers: { authorization: `Bearer ${forged}` } });
+    assertRefused(headerBad, 401, 'bad_signature');
+    const headerGood = await rawUpgrade(server, queryPath(forged), { headers: { authorization: `Bearer ${valid}` } });
+    assert.equal(headerGood.status, 101, headerGood.body);
+    // A header with another scheme is no token: the query parameter still counts.
+    const basic = await rawUpgrade(server, queryPath(valid), { headers: { authorization: 'Basic dXNlcjpwYXNz' } });
+    assert.equal(basic.status, 101, basic.body);
+  });
+
+  test('upgrade: the header token decides who connects when both are sent', async () => {
+    const org = unique('hdr');
+    const queryOrg = unique('qry');
+    const client = await connect(server, {
+      token: mintHS256(claims({ org: queryOrg, user: 'q' }), secret()),
+      headers: { authorization: `Bearer ${mintHS256(claims({ org, user: 'h' }), secret())}` },
+    });
+    client.send({ services: ['finance'], version: 1 });
+    await client.next((m) => m.type === 'ack');
+    const id = await publishOk(server, { orgId: org, service: 'finance', event: 'for.header.org', data: {} });
+    const ev = await client.nextEvent();
+    assert.equal(ev.id, id, 'the connection belongs to the header token\'s org');
+    await client.close();
+  });
+
+  test('REST (presence): the Authorization header wins over the access_token query parameter', async () => {
+    const org = unique('rest');
+    const valid = mintHS256(claims({ org, user: 'alice' }), secret());
+    const forged = mintHS256(claims({ org, user: 'alice' }), 'another-secret-0123456789abcdefghijklmnop');
+    const url = (token) => `${server.httpUrl}/v2/realtime/presence?access_token=${encodeURIComponent(token)}`;
+    const headerBad = await fetch(url(valid), { headers: { authorization: `Bearer ${forged}` } });
+    assert.equal(headerBad.status, 401);
+    assert.equal((await headerBad.json()).error, 'bad_signature');
+    const headerGood = await fetch(url(forged), { headers: { authorization: `Bearer ${valid}` } });
+    assert.equal(headerGood.status, 200, await headerGood.text());
   });
 
   test('a string org_id is accepted and receives its org events', async () => {

@@ -371,7 +371,7 @@ describe('chat rooms', () => {
     await nextRoomEvent(alice, 'general', 'chat.message');
     const published = await publish(server, { orgId: org, service: 'room:general', event: 'chat.message', data: {} });
     assert.equal(published.status, 400);
-    assert.equal(published.json.error, 'unknown_service');
+    assert.equal(published.json.error, 'reserved_service');
     const spy = await openStream(server, { org, user: 'spy', services: [] });
     spy.client.send({ type: 'subscribe', services: ['room:general'] });
     const err = await spy.client.next((m) => m.type === 'error');

@@ -239,6 +239,70 @@ describe('publish', () => {
     });
   }
 
+  // Regression: unknown fields were ignored, so `user_id` (for `userId`) sent a private event
+  // to every user of the org.
+  test('400 unknown_field naming the field; the misspelt private event reaches nobody', async () => {
+    const org = unique('o');
+    const bystander = await openStream(server, { org, user: 'u2' });
+    const r = await publish(server, { orgId: org, service: 'finance', event: 'private', user_id: 'u1', data: { secret: 1 } });
+    const json = assertJsonError(r, 400);
+    assert.equal(json.error, 'unknown_field');
+    assert.equal(json.field, 'user_id');
+    assert.match(json.message, /user_id/);
+    assert.match(json.message, /userId/, 'suggests the field it probably meant');
+    assert.equal(json.index, undefined, 'no index for a single event');
+    const sentinel = await publishOk(server, { orgId: org, service: 'finance', event: 'sentinel', data: {} });
+    const ev = await bystander.client.nextEvent();
+    assert.equal(ev.id, sentinel, `first event the bystander saw: ${JSON.stringify(ev)}`);
+    assert.equal(parseEventId(sentinel).offset, 1, 'the refused event consumed no offset');
+    await bystander.client.close();
+  });
+
+  test('400 unknown_field also for a null value and for any name outside the documented six', async () => {
+    for (const extra of [{ user_id: null }, { type: 'event' }, { timestamp: 'x' }, { Data: {} }]) {
+      const r = await publish(server, { ...body(), ...extra });
+      const json = assertJsonError(r, 400);
+      assert.equal(json.error, 'unknown_field', JSON.stringify(extra));
+      assert.equal(json.field, Object.keys(extra)[0]);
+    }
+    // Every documented field together is accepted.
+    const ok = await publish(server, { ...body(), userId: 'u', eventId: unique('k') });
+    assert.equal(ok.status, 200, ok.text);
+  });
+
+  test('missing_field and bad_field carry "field"; in a batch also the failing item\'s "index"', async () => {
+    const cases = [
+      [{ service: 'finance', event: 'e' }, 'missing_field', 'orgId'],
+      [{ orgId: 456, event: 'e' }, 'missing_field', 'service'],
+      [{ orgId: 456, service: 'finance' }, 'missing_field', 'event'],
+      [{ orgId: -1, service: 'finance', event: 'e' }, 'bad_field', 'orgId'],
+      [{ orgId: 'a\u0001b', service: 'finance', event: 'e' }, 'bad_field', 'orgId'],
+      [{ orgId: 456, service: 'fin ance', event: 'e' }, 'bad_field', 'service'],
+      [{ orgId: 456, service: 'finance', event: '' }, 'bad_field', 'event'],
+      [{ orgId: 456, service: 'finance', event: 'e', userId: '' }, 'bad_field', 'userId'],
+      [{ orgId: 456, service: 'finance', event: 'e', eventId: 7 }, 'bad_field', 'eventId'],
+    ];
+    for (const [item, error, field] of cases) {
+      const single = assertJsonError(await publish(server, item), 400);
+      assert.deepEqual([single.error, single.field, single.index], [error, field, undefined], JSON.stringify(item));
+      assert.match(single.message, new RegExp(field));
+      const batch = assertJsonError(await publish(server, [body(), body(), item, body()]), 400);
+      assert.deepEqual([batch.error, batch.field, batch.index], [error, field, 2], `in a batch: ${JSON.stringify(item)}`);
+    }
+    const first = assertJsonError(await publish(server, [{ orgId: 456, service: 'finance' }, body()]), 400);
+    assert.deepEqual([first.error, first.field, first.index], ['missing_field', 'event', 0]);
+    const notObject = assertJsonError(await publish(server, [body(), 7]), 400);
+    assert.deepEqual([notObject.error, notObject.index], ['not_an_object', 1]);
+  });
+
+  test('400 empty_batch for [] (not too_many_items)', async () => {
+    const r = await publish(server, '[]');
+    const json = assertJsonError(r, 400);
+    assert.equal(json.error, 'empty_batch');
+    assert.equal(json.field, undefined);
+    assert.equal(json.index, undefined);
+  });
+
   test('a rejected batch publishes nothing', async () => {
     const org = unique('o');
     const { client } = await openStream(server, { org });
@@ -342,5 +406,46 @@ describe('publish', () => {
       req.end(payload.slice(10));
     });
     assert.ok([200, 411].includes(res.status), `status ${res.status} ${res.text}`);
+  });
+});
+
+// Reserved services are the server's own channels: producers must never forge upload progress or
+// chat messages, whatever --services lists.
+describe('publish to reserved services', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ flags: { services: 'finance,uploads,room:x,room:general' } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  for (const service of ['uploads', 'room:x', 'room:general', 'room:other']) {
+    test(`400 reserved_service for ${service} although --services lists it (or not)`, async () => {
+      const item = { orgId: 456, service, event: 'upload.completed', userId: 'victim', data: {} };
+      const single = assertJsonError(await publish(server, item), 400);
+      assert.deepEqual([single.error, single.field, single.index], ['reserved_service', 'service', undefined], single.message);
+      assert.match(single.message, new RegExp(service));
+      const batch = assertJsonError(await publish(server, [{ orgId: 456, service: 'finance', event: 'e' }, item]), 400);
+      assert.deepEqual([batch.error, batch.field, batch.index], ['reserved_service', 'service', 1]);
+    });
+  }
+
+  test('reserved_service is checked before unknown_service; an unlisted service is still unknown_service', async () => {
+    const unknown = assertJsonError(await publish(server, { orgId: 456, service: 'ops', event: 'e' }), 400);
+    assert.deepEqual([unknown.error, unknown.field], ['unknown_service', 'service']);
+    const ok = await publish(server, { orgId: 456, service: 'finance', event: 'e' });
+    assert.equal(ok.status, 200, ok.text);
+  });
+
+  test('a forged upload event never reaches the user it targets', async () => {
+    const org = unique('o');
+    const victim = await openStream(server, { org, user: 'victim', services: ['finance', 'uploads'] });
+    const forged = await publish(server, { orgId: org, service: 'uploads', event: 'upload.completed', userId: 'victim', data: { status: 'complete' } });
+    assert.equal(forged.status, 400, forged.text);
+    const sentinel = await publishOk(server, { orgId: org, service: 'finance', event: 'sentinel', data: {} });
+    const ev = await victim.client.nextEvent();
+    assert.equal(ev.id, sentinel, `first event: ${JSON.stringify(ev)}`);
+    await victim.client.close();
   });
 });

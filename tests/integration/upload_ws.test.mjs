@@ -189,7 +189,7 @@ describe('upload over WebSocket', () => {
   test("progress events reach the uploader's other connection on the uploads service, and nobody else's", async () => {
     const user = 'tabs';
     const tab = await openStream(server, { user, services: ['uploads'] });
-    const colleague = await openStream(server, { user: 'colleague', services: ['uploads'] });
+    const colleague = await openStream(server, { user: 'colleague', services: ['uploads', 'finance'] });
     const size = 3 * MiB;
     const seed = 'tabs';
     const sha = pseudoRandomSha256(size, seed);
@@ -214,7 +214,8 @@ describe('upload over WebSocket', () => {
     assert.equal(done.data.percent, 100);
     assert.equal(done.data.sha256, sha);
     // A sentinel for the whole org shows the colleague's stream is caught up: no upload events.
-    await publishOk(server, { orgId: 456, service: 'uploads', event: 'sentinel', data: {} });
+    // (On another service: producers can't publish to `uploads`.)
+    await publishOk(server, { orgId: 456, service: 'finance', event: 'sentinel', data: {} });
     const seen = await colleague.client.eventsUntil((m) => m.event === 'sentinel');
     assert.deepEqual(
       seen.map((m) => m.event),

@@ -509,9 +509,38 @@ TEST(TokenClaims, PrintsIntegerOrgIdInDecimal) {
       verify_claims(R"({"sub":"u","org_id":18446744073709551615,)" + exp_claim() + "}");
   ASSERT_TRUE(big.has_value());
   EXPECT_EQ(big->org, "18446744073709551615");
-  const auto negative = verify_claims(R"({"sub":"u","org_id":-7,)" + exp_claim() + "}");
-  ASSERT_TRUE(negative.has_value());
-  EXPECT_EQ(negative->org, "-7");
+  const auto zero = verify_claims(R"({"sub":"u","org_id":0,)" + exp_claim() + "}");
+  ASSERT_TRUE(zero.has_value());
+  EXPECT_EQ(zero->org, "0");
+}
+
+// Regression: the token accepted org ids that publish's orgId refuses, so such a user could
+// connect to an org no producer could ever address. Both now follow core's org id rule.
+TEST(TokenClaims, RejectsOrgIdsThatPublishCouldNeverAddress) {
+  for (std::string org :
+       {std::string("-7"), std::string("-1"), std::string("-9223372036854775808"),
+        std::string(R"("a\nb")"), std::string(R"("\u0000")"), std::string(R"("tab\there")"),
+        std::string(R"("del\u007f")"), std::string(R"("esc\u001b[31m")")}) {
+    EXPECT_EQ(error_of(verify_claims(R"({"sub":"u","org_id":)" + org + "," + exp_claim() + "}")),
+              AuthError::kBadClaim)
+        << org;
+  }
+  // The string form of a negative number is an ordinary string id, for both sides.
+  const auto text = verify_claims(R"({"sub":"u","org_id":"-7",)" + exp_claim() + "}");
+  ASSERT_TRUE(text.has_value());
+  EXPECT_EQ(text->org, "-7");
+}
+
+TEST(TokenClaims, NamesAnOrgExactlyAsCoresOrgIdRuleDoes) {
+  for (const std::string_view org : {"456", "acme-eu", "caf\xc3\xa9", "a b"}) {
+    const auto r =
+        verify_claims(R"({"sub":"u","org_id":")" + std::string(org) + "\"," + exp_claim() + "}");
+    ASSERT_TRUE(r.has_value()) << org;
+    EXPECT_EQ(r->org, core::org_id_from_text(org));
+  }
+  const auto number = verify_claims(R"({"sub":"u","org_id":456,)" + exp_claim() + "}");
+  ASSERT_TRUE(number.has_value());
+  EXPECT_EQ(number->org, core::org_id_from_integer(std::int64_t{456}));
 }
 
 TEST(TokenClaims, PrintsIntegerSubInDecimal) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace sg::protocol {
@@ -142,18 +144,23 @@ TEST(Publish, RemovesWhitespaceOutsideDataStringsOnly) {
 }
 
 TEST(Publish, TakesDataFromTheItemsTopLevelOnly) {
-  EXPECT_EQ(single(R"({"meta":{"data":1},"orgId":1,"service":"a","event":"e","data":2,)"
-                   R"("more":[{"data":3}]})")
-                .data,
-            "2");
-  EXPECT_EQ(single(R"({"orgId":1,"service":"a","event":"e","meta":{"data":1}})").data, "null");
-  EXPECT_EQ(single(R"({"orgId":1,"service":"a","event":"e","note":"\"data\":1","data":"x"})").data,
-            R"("x")");
+  EXPECT_EQ(
+      single(R"({"data":{"data":1,"x":[{"data":3}]},"orgId":1,"service":"a","event":"e"})").data,
+      R"({"data":1,"x":[{"data":3}]})");
+  EXPECT_EQ(single(R"({"orgId":1,"service":"a","event":"\"data\":1"})").data, "null");
+  EXPECT_EQ(
+      single(R"({"orgId":1,"service":"a","event":"e","eventId":"\"data\":1","data":"x"})").data,
+      R"("x")");
+  // Other top-level members, where a nested "data" used to hide, are now refused outright.
+  EXPECT_EQ(publish_error(R"({"meta":{"data":1},"orgId":1,"service":"a","event":"e","data":2})"),
+            ProtocolError::kUnknownField);
 }
 
 TEST(Publish, FindsDataUnderAnEscapedKey) {
   EXPECT_EQ(single(R"({"orgId":1,"service":"a","event":"e","d\u0061ta":1.5})").data, "1.5");
-  EXPECT_EQ(single(R"({"orgId":1,"service":"a","event":"e","data\u0000":1,"data":2})").data, "2");
+  // "data\u0000" is another key, not "data": an unknown field.
+  EXPECT_EQ(publish_error(R"({"orgId":1,"service":"a","event":"e","data\u0000":1,"data":2})"),
+            ProtocolError::kUnknownField);
 }
 
 TEST(Publish, UsesTheLastOfDuplicateDataKeysLikeTheRestOfTheParse) {
@@ -182,8 +189,99 @@ TEST(Publish, AcceptsDataNestedSixtyLevelsDeep) {
   EXPECT_EQ(single(item_with("data", deep)).data, deep);
 }
 
-TEST(Publish, IgnoresUnknownFields) {
-  EXPECT_EQ(single(item_with("priority", R"("high")")).service, "finance");
+// Where parse_publish says the body failed.
+PublishErrorDetail detail_of(std::string_view body, std::size_t max_batch = 1000) {
+  PublishErrorDetail detail;
+  EXPECT_FALSE(parse_publish(body, max_batch, &detail)) << body;
+  return detail;
+}
+
+// Regression: unknown fields were ignored, so a producer that wrote "user_id" for "userId"
+// delivered a private event to the whole org.
+TEST(Publish, RefusesUnknownFieldsNamingThem) {
+  const std::string body = item_with("user_id", R"("u-17")");
+  EXPECT_EQ(publish_error(body), ProtocolError::kUnknownField);
+  const PublishErrorDetail d = detail_of(body);
+  EXPECT_EQ(d.field, "user_id");
+  EXPECT_EQ(d.index, std::nullopt);
+  EXPECT_EQ(d.suggestion, "userId");
+  EXPECT_EQ(publish_error(item_with("priority", R"("high")")), ProtocolError::kUnknownField);
+  EXPECT_EQ(detail_of(item_with("priority", R"("high")")).suggestion, "");
+}
+
+TEST(Publish, RefusesUnknownFieldsEvenWhenNull) {
+  EXPECT_EQ(publish_error(item_with("user_id", "null")), ProtocolError::kUnknownField);
+}
+
+TEST(Publish, NamesUnknownFieldsAfterUnescapingAndByCase) {
+  EXPECT_EQ(detail_of(item_with("user\\u005fid", R"("u")")).field, "user_id");
+  EXPECT_EQ(detail_of(item_with("userid", R"("u")")).suggestion, "userId");
+  EXPECT_EQ(detail_of(item_with("OrgID", "1")).suggestion, "orgId");
+  EXPECT_EQ(detail_of(item_with("event_id", R"("k")")).suggestion, "eventId");
+  // Keys are exact: a different case is another field.
+  EXPECT_EQ(publish_error(item_with("Data", "1")), ProtocolError::kUnknownField);
+}
+
+TEST(Publish, ReportsAnUnknownFieldBeforeTheMissingOneItMisspells) {
+  const std::string body = R"({"org_id":456,"service":"finance","event":"e"})";
+  EXPECT_EQ(publish_error(body), ProtocolError::kUnknownField);
+  EXPECT_EQ(detail_of(body).field, "org_id");
+  EXPECT_EQ(detail_of(body).suggestion, "orgId");
+}
+
+TEST(Publish, AcceptsEveryDefinedField) {
+  const PublishRequest r =
+      single(R"({"orgId":1,"service":"a","event":"e","data":null,"userId":"u","eventId":"k"})");
+  EXPECT_EQ(r.user, "u");
+}
+
+TEST(Publish, NamesTheFieldOfAMissingOrBadValue) {
+  EXPECT_EQ(detail_of(item_with("orgId", "")).field, "orgId");
+  EXPECT_EQ(detail_of(item_with("orgId", "-1")).field, "orgId");
+  EXPECT_EQ(detail_of(item_with("service", "")).field, "service");
+  EXPECT_EQ(detail_of(item_with("service", "7")).field, "service");
+  EXPECT_EQ(detail_of(item_with("event", "")).field, "event");
+  EXPECT_EQ(detail_of(item_with("event", R"("")")).field, "event");
+  EXPECT_EQ(detail_of(item_with("userId", R"("")")).field, "userId");
+  EXPECT_EQ(detail_of(item_with("eventId", "12")).field, "eventId");
+  const PublishErrorDetail single_item = detail_of(item_with("event", ""));
+  EXPECT_EQ(single_item.index, std::nullopt);
+}
+
+TEST(Publish, GivesTheIndexOfTheFailingBatchItem) {
+  const std::string ok = item_with("", "");
+  const std::string body = "[" + ok + "," + ok + "," + item_with("event", "") + "," + ok + "]";
+  EXPECT_EQ(publish_error(body), ProtocolError::kMissingField);
+  const PublishErrorDetail d = detail_of(body);
+  EXPECT_EQ(d.field, "event");
+  EXPECT_EQ(d.index, 2u);
+  const PublishErrorDetail first = detail_of("[" + item_with("orgId", "true") + "," + ok + "]");
+  EXPECT_EQ(first.field, "orgId");
+  EXPECT_EQ(first.index, 0u);
+  const PublishErrorDetail unknown = detail_of("[" + ok + "," + item_with("user_id", "1") + "]");
+  EXPECT_EQ(unknown.field, "user_id");
+  EXPECT_EQ(unknown.index, 1u);
+  const PublishErrorDetail scalar = detail_of("[" + ok + ",7]");
+  EXPECT_EQ(scalar.field, "");
+  EXPECT_EQ(scalar.index, 1u);
+}
+
+TEST(Publish, GivesNoFieldOrIndexForTheBodyAsAWhole) {
+  for (const std::string& body : {std::string("{"), std::string("7"), std::string("[]"),
+                                  "[" + item_with("", "") + "," + item_with("", "") + "]"}) {
+    const PublishErrorDetail d = detail_of(body, 1);
+    EXPECT_EQ(d.field, "") << body;
+    EXPECT_EQ(d.index, std::nullopt) << body;
+  }
+}
+
+TEST(Publish, ResetsTheDetailOnEachCall) {
+  PublishErrorDetail d;
+  EXPECT_FALSE(parse_publish("[" + item_with("user_id", "1") + "]", 10, &d));
+  EXPECT_FALSE(parse_publish("7", 10, &d));
+  EXPECT_EQ(d.field, "");
+  EXPECT_EQ(d.index, std::nullopt);
+  EXPECT_EQ(d.suggestion, "");
 }
 
 TEST(Publish, ParsesABatchInOrder) {
@@ -207,9 +305,14 @@ TEST(Publish, MarksASingleItemArrayAsABatch) {
   EXPECT_EQ(parsed->items.size(), 1u);
 }
 
+// Regression: an empty batch was answered too_many_items.
+TEST(Publish, RefusesAnEmptyBatchWithItsOwnCode) {
+  EXPECT_EQ(publish_error("[]"), ProtocolError::kEmptyBatch);
+  EXPECT_EQ(publish_error(" [ ] ", 0), ProtocolError::kEmptyBatch);
+}
+
 TEST(Publish, LimitsTheBatchSize) {
   const std::string item = item_with("", "");
-  EXPECT_EQ(publish_error("[]"), ProtocolError::kTooManyItems);
   EXPECT_EQ(publish_error("[" + item + "," + item + "," + item + "]", 2),
             ProtocolError::kTooManyItems);
   auto parsed = parse_publish("[" + item + "," + item + "]", 2);
@@ -246,8 +349,21 @@ TEST(Publish, RequiresOrgServiceAndEvent) {
   EXPECT_EQ(publish_error(item_with("event", "")), ProtocolError::kMissingField);
 }
 
+TEST(Publish, FollowsCoresOrgIdRule) {
+  for (const std::string_view org : {"456", "acme-eu", "-7", "caf\xc3\xa9"}) {
+    EXPECT_EQ(single(item_with("orgId", "\"" + std::string(org) + "\"")).org,
+              core::org_id_from_text(org));
+  }
+  EXPECT_EQ(single(item_with("orgId", "456")).org, core::org_id_from_integer(std::int64_t{456}));
+  EXPECT_EQ(core::org_id_from_integer(std::int64_t{-1}), std::nullopt);
+  EXPECT_EQ(publish_error(item_with("orgId", "-1")), ProtocolError::kBadField);
+  EXPECT_EQ(core::org_id_from_text("a\x1b"), std::nullopt);
+  EXPECT_EQ(publish_error(item_with("orgId", R"("a\u001b")")), ProtocolError::kBadField);
+}
+
 TEST(Publish, RejectsBadOrg) {
   EXPECT_EQ(publish_error(item_with("orgId", "-1")), ProtocolError::kBadField);
+  EXPECT_EQ(publish_error(item_with("orgId", "-9223372036854775808")), ProtocolError::kBadField);
   EXPECT_EQ(publish_error(item_with("orgId", "4.5")), ProtocolError::kBadField);
   EXPECT_EQ(publish_error(item_with("orgId", "1e3")), ProtocolError::kBadField);
   EXPECT_EQ(publish_error(item_with("orgId", R"("")")), ProtocolError::kBadField);
