@@ -1,7 +1,6 @@
 #include "config/config.hpp"
 
 #include <sched.h>
-#include <sys/random.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>

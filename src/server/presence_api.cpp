@@ -14,10 +14,15 @@ void handle_presence(Context& ctx, const HttpRequest& req, Reply reply) {
   // An API key names the org; a user token only ever shows the user's own org.
   const std::string_view bearer = auth::bearer_token(req.authorization);
   if (!bearer.empty() && auth::api_key_matches(bearer, ctx.settings.api_keys)) {
-    org = query_param(req.query, "orgId");
-    if (org.empty()) {
+    const std::string named = query_param(req.query, "orgId");
+    if (named.empty()) {
       return reply(json_error(400, "missing_org", "with an API key, name the org as ?orgId="));
     }
+    auto checked = core::org_id_from_text(named);
+    if (!checked) {
+      return reply(json_error(400, "bad_org", "orgId is not an org id the server accepts"));
+    }
+    org = std::move(*checked);
   } else {
     UserAuth who = authenticate_user(ctx, req);
     if (who.reject) return reply(std::move(*who.reject));

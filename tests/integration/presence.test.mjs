@@ -85,6 +85,12 @@ describe('presence and cluster metrics on one node', () => {
     const noOrg = await presence(server, { apiKey: server.apiKey });
     assert.equal(noOrg.status, 400);
     assert.equal(noOrg.json.error, 'missing_org');
+    // The org id rule of publish and the token applies here too.
+    for (const org of ['a%01b', 'x'.repeat(129)]) {
+      const badOrg = await presence(server, { apiKey: server.apiKey, query: `?orgId=${org}` });
+      assert.equal(badOrg.status, 400, org);
+      assert.equal(badOrg.json.error, 'bad_org', org);
+    }
     const post = await fetch(`${server.httpUrl}/v2/realtime/presence`, { method: 'POST' });
     assert.equal(post.status, 405);
   });
