@@ -4,6 +4,7 @@
 #include "server/api.hpp"
 #include "server/body_sink.hpp"
 #include "server/context.hpp"
+#include "server/http_framing.hpp"
 #include "server/tus.hpp"
 #include "server/upgrade.hpp"
 #include "server/upload_session.hpp"
@@ -13,10 +14,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -38,6 +41,8 @@ constexpr auto kIdleTimeout = std::chrono::seconds(30);
 // (a hop to the upload thread, one write) vanishes against the bytes, small enough to keep a
 // connection's memory flat.
 constexpr std::size_t kPieceBytes = 256 * 1024;
+// A request head is read in pieces of up to this size, as Beast's own header read does.
+constexpr std::size_t kHeadReadBytes = 64 * 1024;
 // Lingering close (RFC 9112 §9.6): after an answer that closes a connection whose request was
 // not read to the end, the server stops sending and reads and discards what the client is
 // still sending. Closing with unread input makes the kernel send a reset, and a client that
@@ -62,17 +67,59 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
  private:
   // The header is read on its own first: the route decides how the body is read (as one
-  // string with a small limit, or streamed piece by piece for tus PATCH).
+  // string with a small limit, or streamed piece by piece for tus PATCH). The raw head is
+  // collected before Beast parses it, because Beast unfolds, merges and tolerates framing
+  // that RFC 9112 says to refuse (http_framing.hpp).
   void do_read() {
     stream_parser_.reset();
     header_parser_.emplace();
     header_parser_->header_limit(static_cast<std::uint32_t>(ctx_.settings.max_http_header_bytes));
     header_parser_->body_limit(boost::none);
     request_done_ = false;
+    head_ = false;
+    head_searched_ = 0;
     stream_.expires_after(kIdleTimeout);
-    http::async_read_header(
-        stream_, buffer_, *header_parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+    read_head();
+  }
+
+  void read_head() {
+    const std::string_view bytes = buffered();
+    const std::optional<std::size_t> end = find_head_end(bytes, head_searched_);
+    head_searched_ = bytes.size();
+    const std::size_t limit = ctx_.settings.max_http_header_bytes;
+    if (end && *end <= limit) return parse_head(*end);
+    if (end || bytes.size() >= limit) return parse_head(std::nullopt);
+    stream_.async_read_some(buffer_.prepare(beast::read_size(buffer_, kHeadReadBytes)),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec == boost::asio::error::eof) {
+                                // As Beast reports it: a clean close between requests, or a head
+                                // cut short.
+                                ec = self->buffer_.size() == 0 ? http::error::end_of_stream
+                                                               : http::error::partial_message;
+                              }
+                              if (ec) return self->on_read_error(ec);
+                              self->read_head();
+                            });
+  }
+
+  // `head_size`: the whole head is buffered and within --max-http-header-bytes; nullopt: it
+  // is over that limit, and Beast is handed what there is to answer header_limit (431).
+  void parse_head(std::optional<std::size_t> head_size) {
+    if (head_size) {
+      if (const auto refused = check_framing(buffered().substr(0, *head_size))) {
+        return send(json_error(400, to_string(*refused), describe(*refused)), true);
+      }
+    }
+    beast::error_code ec;
+    buffer_.consume(header_parser_->put(buffer_.data(), ec));
+    if (!ec && !header_parser_->is_header_done()) ec = http::error::header_limit;
+    if (ec == http::error::need_more) ec = http::error::header_limit;
+    on_header(ec);
+  }
+
+  std::string_view buffered() const {
+    return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
   }
 
   void on_header(beast::error_code ec) {
@@ -365,6 +412,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool close_after_write_ = false;
   bool linger_after_write_ = false;
   bool request_done_ = false;       // the current request has been read to its end
+  std::size_t head_searched_ = 0;   // bytes of buffer_ already searched for the head's end
   std::size_t lingered_bytes_ = 0;  // discarded while lingering
 };
 
