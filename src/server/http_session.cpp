@@ -4,6 +4,7 @@
 #include "server/api.hpp"
 #include "server/body_sink.hpp"
 #include "server/context.hpp"
+#include "server/http_framing.hpp"
 #include "server/tus.hpp"
 #include "server/upgrade.hpp"
 #include "server/upload_session.hpp"
@@ -13,10 +14,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -38,10 +41,22 @@ constexpr auto kIdleTimeout = std::chrono::seconds(30);
 // (a hop to the upload thread, one write) vanishes against the bytes, small enough to keep a
 // connection's memory flat.
 constexpr std::size_t kPieceBytes = 256 * 1024;
-// After answering a streamed request without reading its body: how long, and with what buffer,
-// the rest of the body is read and thrown away before the connection closes.
-constexpr auto kDrainTimeout = std::chrono::seconds(5);
-constexpr std::size_t kDrainBytes = 16 * 1024;
+// A request head is read in pieces of up to this size, as Beast's own header read does.
+constexpr std::size_t kHeadReadBytes = 64 * 1024;
+// Lingering close (RFC 9112 §9.6): after an answer that closes a connection whose request was
+// not read to the end, the server stops sending and reads and discards what the client is
+// still sending. Closing with unread input makes the kernel send a reset, and a client that
+// gets the reset while it is still writing loses the answer it hasn't read yet.
+// The time bound is what a client needs to see the answer and stop (as Apache's 2 s). The byte
+// bound must be above what a client pushes before it first reads: most clients write the whole
+// body and read afterwards, and on a fast link the kernel takes it all in one write (measured
+// on loopback: a client writing 8 MiB had sent all of it before it read the 413, so a 1 MiB
+// bound lost the answer). 64 MiB covers such bodies up to the size where the 2 s bound takes
+// over on an ordinary link, and only costs the discarding (one small buffer, no memory growth).
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
+// The buffer the discarded bytes are read into.
+constexpr std::size_t kLingerReadBytes = 16 * 1024;
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -52,16 +67,59 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
  private:
   // The header is read on its own first: the route decides how the body is read (as one
-  // string with a small limit, or streamed piece by piece for tus PATCH).
+  // string with a small limit, or streamed piece by piece for tus PATCH). The raw head is
+  // collected before Beast parses it, because Beast unfolds, merges and tolerates framing
+  // that RFC 9112 says to refuse (http_framing.hpp).
   void do_read() {
     stream_parser_.reset();
     header_parser_.emplace();
     header_parser_->header_limit(static_cast<std::uint32_t>(ctx_.settings.max_http_header_bytes));
     header_parser_->body_limit(boost::none);
+    request_done_ = false;
+    head_ = false;
+    head_searched_ = 0;
     stream_.expires_after(kIdleTimeout);
-    http::async_read_header(
-        stream_, buffer_, *header_parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+    read_head();
+  }
+
+  void read_head() {
+    const std::string_view bytes = buffered();
+    const std::optional<std::size_t> end = find_head_end(bytes, head_searched_);
+    head_searched_ = bytes.size();
+    const std::size_t limit = ctx_.settings.max_http_header_bytes;
+    if (end && *end <= limit) return parse_head(*end);
+    if (end || bytes.size() >= limit) return parse_head(std::nullopt);
+    stream_.async_read_some(buffer_.prepare(beast::read_size(buffer_, kHeadReadBytes)),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec == boost::asio::error::eof) {
+                                // As Beast reports it: a clean close between requests, or a head
+                                // cut short.
+                                ec = self->buffer_.size() == 0 ? http::error::end_of_stream
+                                                               : http::error::partial_message;
+                              }
+                              if (ec) return self->on_read_error(ec);
+                              self->read_head();
+                            });
+  }
+
+  // `head_size`: the whole head is buffered and within --max-http-header-bytes; nullopt: it
+  // is over that limit, and Beast is handed what there is to answer header_limit (431).
+  void parse_head(std::optional<std::size_t> head_size) {
+    if (head_size) {
+      if (const auto refused = check_framing(buffered().substr(0, *head_size))) {
+        return send(json_error(400, to_string(*refused), describe(*refused)), true);
+      }
+    }
+    beast::error_code ec;
+    buffer_.consume(header_parser_->put(buffer_.data(), ec));
+    if (!ec && !header_parser_->is_header_done()) ec = http::error::header_limit;
+    if (ec == http::error::need_more) ec = http::error::header_limit;
+    on_header(ec);
+  }
+
+  std::string_view buffered() const {
+    return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
   }
 
   void on_header(beast::error_code ec) {
@@ -137,6 +195,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_read(beast::error_code ec) {
     if (ec) return on_read_error(ec);
+    request_done_ = true;
     const auto& msg = parser_->get();
     HttpRequest req = request_of(msg);
     req.body = msg.body();
@@ -176,11 +235,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_decision(BodyDecision d) {
     if (d.response) {
-      // The body was never read, so the connection can't carry another request; it is drained
-      // for a while so that closing with unread bytes (a TCP reset) can't destroy the answer
-      // before the client has read it.
-      drain_after_write_ = !header_parser_->is_done();
-      return send(std::move(*d.response), drain_after_write_);
+      // An unread body means the connection can't carry another request.
+      request_done_ = header_parser_->is_done();
+      return send(std::move(*d.response), !request_done_);
     }
     sink_ = std::move(d.sink);
     const bool expects_continue =
@@ -250,6 +307,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void finish_stream() {
+    request_done_ = true;
     piece_.reset();
     std::exchange(sink_, nullptr)->on_end([self = shared_from_this()](HttpResponse r) {
       boost::asio::post(self->stream_.get_executor(),
@@ -290,6 +348,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     // RFC 9110 §8.6: no Content-Length on a 204, which Beast would set to 0.
     if (r.status == 204) res.content_length(boost::none);
     close_after_write_ = close;
+    // Input still unread (a body, the rest of a refused head, a pipelined request) would make
+    // the close a reset that can destroy this answer: linger instead.
+    linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
     http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
     });
@@ -297,30 +358,37 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_write(beast::error_code ec) {
     response_.reset();
-    if (!ec && drain_after_write_) return drain();
+    if (!ec && linger_after_write_) return linger();
     if (ec || close_after_write_) return shutdown();
     do_read();
   }
 
-  // Lingering close: FIN after the answer, then read and discard until the client closes too
-  // or kDrainTimeout passes, whichever is first.
-  void drain() {
-    drain_after_write_ = false;
+  // Lingering close: FIN after the answer, then read and discard until the client closes too,
+  // kLingerTimeout passes or kLingerBytes have been thrown away, whichever is first.
+  void linger() {
+    linger_after_write_ = false;
     beast::error_code ec;
     stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
     buffer_.consume(buffer_.size());
-    piece_ = std::make_unique<char[]>(kDrainBytes);
-    stream_.expires_after(kDrainTimeout);
-    do_drain();
+    buffer_.shrink_to_fit();
+    piece_ = std::make_unique<char[]>(kLingerReadBytes);
+    lingered_bytes_ = 0;
+    stream_.expires_after(kLingerTimeout);
+    do_linger();
   }
 
-  void do_drain() {
-    stream_.async_read_some(boost::asio::buffer(piece_.get(), kDrainBytes),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              if (!ec) return self->do_drain();
-                              self->piece_.reset();
-                              self->stream_.close();
+  void do_linger() {
+    stream_.async_read_some(boost::asio::buffer(piece_.get(), kLingerReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->on_linger(ec, n);
                             });
+  }
+
+  void on_linger(beast::error_code ec, std::size_t n) {
+    lingered_bytes_ += n;
+    if (!ec && lingered_bytes_ < kLingerBytes) return do_linger();
+    piece_.reset();
+    stream_.close();
   }
 
   void shutdown() {
@@ -337,12 +405,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::request_parser<http::buffer_body>> stream_parser_;
   std::shared_ptr<BodySink> sink_;  // while a streamed body is read
-  std::unique_ptr<char[]> piece_;   // kPieceBytes, while a streamed body is read
+  std::unique_ptr<char[]> piece_;   // while a streamed body is read, or while lingering
   std::optional<http::response<http::string_body>> response_;
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;
-  bool drain_after_write_ = false;  // an early answer left a body unread
+  bool linger_after_write_ = false;
+  bool request_done_ = false;       // the current request has been read to its end
+  std::size_t head_searched_ = 0;   // bytes of buffer_ already searched for the head's end
+  std::size_t lingered_bytes_ = 0;  // discarded while lingering
 };
 
 }  // namespace
