@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -52,11 +53,16 @@ class Worker {
   void mark_dirty(WsSession& session);
   // Closes every session with `code` (server shutdown). On this worker's thread.
   void close_all(std::uint16_t code);
+  // Starts the drain: from the next tick on, closes the open sessions with 1001 a share at a
+  // time, evenly until `deadline`, the last share on the last tick before it. On this
+  // worker's thread.
+  void drain_until(std::chrono::steady_clock::time_point deadline);
   std::size_t sessions() const { return session_count_.load(std::memory_order_relaxed); }
 
  private:
   void schedule_tick();
   void on_tick();
+  void drain_step(std::chrono::steady_clock::time_point now);
   void flush_dirty();
   void open_send_ring();
 
@@ -77,6 +83,11 @@ class Worker {
   std::vector<std::shared_ptr<WsSession>> flushing_;  // dirty_'s spare, so neither regrows
   std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
   bool flush_scheduled_ = false;
+  // The drain (drain_until): its deadline (set: draining), when the last step ran, and the
+  // fraction of a close owed but not yet made.
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
+  std::chrono::steady_clock::time_point drain_last_step_;
+  double drain_credit_ = 0;
 };
 
 }  // namespace sg::server
