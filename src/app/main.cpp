@@ -7,6 +7,7 @@
 #include "server/server.hpp"
 
 #include <pthread.h>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -93,14 +94,28 @@ int main(int argc, char** argv) {
     sg::server::Server server(settings, *broker);
     if (settings.dev) print_dev_hints(settings, server.port());
 
-    std::thread signal_thread([&server, signals] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      sg::log::info("app", "signal received", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
-      server.stop();
+    // The first signal starts the drain (--drain-period); another one, say an impatient
+    // operator's second Ctrl-C, ends it at once.
+    std::atomic<bool> finished{false};
+    std::thread signal_thread([&server, &finished, signals] {
+      for (bool first = true;; first = false) {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (finished.load()) return;
+        sg::log::info("app", "signal received",
+                      {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+                       {"action", first ? "drain" : "stop now"}});
+        if (first) {
+          server.drain();
+        } else {
+          server.stop();
+        }
+      }
     });
     server.run();
-    // run() returned: the server is drained. Wake the signal thread if no signal came.
+    // run() returned: the server is drained. Wake the signal thread, which waits for a next
+    // signal either way.
+    finished.store(true);
     pthread_kill(signal_thread.native_handle(), SIGTERM);
     signal_thread.join();
     // The broker outlives the server (declared first), but its callbacks post to the server's

@@ -139,9 +139,14 @@ const std::vector<NumericSpec>& numeric_specs() {
        "Silence after a ping before the connection is closed, in milliseconds.",
        SG_NUMERIC_FIELD(pong_timeout_ms)},
       {"shutdown-grace", "MS", 0, kMaxDurationMs, "",
-       "On SIGTERM, time given to connections to close (1001) before exit, in milliseconds; "
-       "0 = close at once.",
+       "After the drain period, time given to open connections to close (1001) and to requests "
+       "already read to be answered before exit, in milliseconds; 0 = exit at once.",
        SG_NUMERIC_FIELD(shutdown_grace_ms)},
+      {"drain-period", "SECONDS", 0, 3600, "",
+       "On SIGTERM, seconds during which the node keeps serving HTTP, answers /readyz and new "
+       "WebSocket upgrades with 503, and closes its WebSockets (1001) a few at a time, spread "
+       "evenly; then --shutdown-grace applies. 0 = close them all at once. At most 3600.",
+       SG_NUMERIC_FIELD(drain_period_seconds)},
       {"chat-max-bytes", "BYTES", 1, 1024 * 1024, "a chat message holds at least one byte",
        "Largest chat message text in UTF-8 bytes; longer gets an error frame.",
        SG_NUMERIC_FIELD(chat_max_bytes)},

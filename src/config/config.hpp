@@ -55,8 +55,13 @@ struct Settings {
   std::size_t max_connections = 0;               // --max-connections: per node; 0 = unlimited
   std::int64_t handshake_timeout_ms = 10000;     // --handshake-timeout: upgrade + first message
   std::int64_t ping_interval_ms = 25000;         // --ping-interval: server pings when idle
-  std::int64_t pong_timeout_ms = 20000;      // --pong-timeout: no traffic after a ping → close
-  std::int64_t shutdown_grace_ms = 4000;     // --shutdown-grace: SIGTERM drain before exit
+  std::int64_t pong_timeout_ms = 20000;   // --pong-timeout: no traffic after a ping → close
+  std::int64_t shutdown_grace_ms = 4000;  // --shutdown-grace: SIGTERM drain before exit
+  // --drain-period: on SIGTERM, seconds over which WebSockets are closed a few at a time while
+  // the node keeps serving HTTP and /readyz says "draining", so a balancer can move traffic
+  // away and clients reconnect elsewhere at a steady rate instead of all at once; 0 = close
+  // everything at once (the --shutdown-grace part only).
+  std::int64_t drain_period_seconds = 10;
   std::size_t max_http_header_bytes = 8192;  // --max-http-header-bytes
 
   // Chat rooms (docs/protocol.md#chat-rooms).

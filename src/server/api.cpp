@@ -224,8 +224,10 @@ void handle_http(Context& ctx, const HttpRequest& req, Reply reply) {
     if (only("GET")) reply(json_ok("{\"status\":\"ok\"}"));
   } else if (req.path == "/readyz") {
     if (!only("GET")) return;
-    if (ctx.shutting_down.load()) {
-      reply(json_error(503, "shutting_down", "this node is draining"));
+    if (ctx.draining.load()) {
+      HttpResponse r = json_ok("{\"status\":\"draining\"}");
+      r.status = 503;
+      reply(std::move(r));
     } else if (!ctx.broker.stats().healthy) {
       reply(json_error(503, "broker_unavailable", "the broker is not reachable"));
     } else {

@@ -52,7 +52,15 @@ struct Context {
   // Document uploads; null = disabled. Thread-safe; callbacks run on its own thread.
   upload::Manager* uploads = nullptr;
   bool any_service = true;  // --services is "*"
+  // Set on SIGTERM: /readyz and new WebSocket upgrades answer 503 while the drain period closes
+  // the open WebSockets a few at a time; other HTTP is still served.
+  std::atomic<bool> draining{false};
+  // Set when the drain period ends (or at once with --drain-period 0, or on a second signal):
+  // the listener closes and whatever is still open is closed now.
   std::atomic<bool> shutting_down{false};
+  // HTTP requests read but not yet answered (a publish waiting on Redis, say): the shutdown
+  // waits for them, within --shutdown-grace, so they get their answer before the workers stop.
+  std::atomic<std::size_t> http_in_flight{0};
   std::atomic<std::size_t> upload_sessions{0};  // open upload WebSockets, for the shutdown drain
   std::string node_name = {};  // host:port, how this node names itself in the cluster view
 

@@ -24,6 +24,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <atomic>
 #include <charconv>
 #include <optional>
 #include <utility>
@@ -57,6 +58,19 @@ constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
 // The buffer the discarded bytes are read into.
 constexpr std::size_t kLingerReadBytes = 16 * 1024;
+
+// Counts one request in Context::http_in_flight until its answer is written or the session is
+// gone, so that the shutdown can wait for answers still owed (a publish waiting on Redis).
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<std::size_t>& count) : count_(count) { count_.fetch_add(1); }
+  ~InFlight() { count_.fetch_sub(1); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<std::size_t>& count_;
+};
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -201,21 +215,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     req.body = msg.body();
 
     if (req.path == "/v2/realtime/stream") {
-      if (ctx_.shutting_down.load()) {
-        return send(json_error(503, "shutting_down", "this node is draining"), true);
-      }
       UpgradeDecision decision = decide_upgrade(ctx_, req);
       if (decision.reject) return send(std::move(*decision.reject), false);
       return upgrade(std::move(decision));
     }
     if (req.path == "/v2/realtime/upload" && ctx_.uploads) {
-      if (ctx_.shutting_down.load()) {
-        return send(json_error(503, "shutting_down", "this node is draining"), true);
-      }
       UpgradeDecision decision = decide_upgrade(ctx_, req);
       if (decision.reject) return send(std::move(*decision.reject), false);
       return upgrade(std::move(decision), true);
     }
+    in_flight_.emplace(ctx_.http_in_flight);
     handle_http(ctx_, req, [self = shared_from_this()](HttpResponse r) {
       // A broker may answer from its own thread.
       boost::asio::post(self->stream_.get_executor(),
@@ -227,6 +236,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // only once the sink has taken the previous one, so memory doesn't grow with the body.
   void begin_stream(const HttpRequest& req) {
     ctx_.metrics->http_requests.inc();
+    in_flight_.emplace(ctx_.http_in_flight);
     tus::begin_patch(ctx_, req, [self = shared_from_this()](BodyDecision d) {
       boost::asio::post(self->stream_.get_executor(),
                         [self, d = std::move(d)]() mutable { self->on_decision(std::move(d)); });
@@ -339,7 +349,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.set(http::field::content_type, r.content_type);
     res.set(http::field::cache_control, "no-store");
     for (auto& [name, value] : r.headers) res.set(name, value);
-    close = close || r.close || !keep_alive_;
+    // A draining node sends keep-alive clients (and balancers) to open a new connection, which
+    // the balancer no longer routes here.
+    close = close || r.close || !keep_alive_ || ctx_.draining.load();
     res.keep_alive(!close);
     const std::size_t size = r.body.size();
     res.body() = head_ ? std::string() : std::move(r.body);
@@ -358,6 +370,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_write(beast::error_code ec) {
     response_.reset();
+    in_flight_.reset();
     if (!ec && linger_after_write_) return linger();
     if (ec || close_after_write_) return shutdown();
     do_read();
@@ -414,6 +427,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool request_done_ = false;       // the current request has been read to its end
   std::size_t head_searched_ = 0;   // bytes of buffer_ already searched for the head's end
   std::size_t lingered_bytes_ = 0;  // discarded while lingering
+  std::optional<InFlight> in_flight_;  // from reading a request to writing its answer
 };
 
 }  // namespace

@@ -71,6 +71,7 @@ class Server::Impl {
                  make_server_metrics(registry_)},
         acceptor_(io_),
         retry_(io_),
+        period_(io_),
         drain_(io_) {
     context_.any_service = settings.services.empty() ||
                            (settings.services.size() == 1 && settings.services.front() == "*");
@@ -126,20 +127,27 @@ class Server::Impl {
     log::info("server", "stopped");
   }
 
-  void stop() {
+  void drain() {
     asio::post(io_, [this] {
-      if (context_.shutting_down.exchange(true)) return;
-      log::info("server", "shutting down", {{"grace_ms", context_.settings.shutdown_grace_ms}});
-      boost::system::error_code ec;
-      acceptor_.close(ec);
-      retry_.cancel();
+      if (context_.draining.load() || context_.shutting_down.load()) return;
+      const std::chrono::seconds period(context_.settings.drain_period_seconds);
+      if (period.count() == 0) return shut_down();
+      context_.draining.store(true);
+      log::info("server", "draining",
+                {{"drain_period_s", period.count()}, {"open_connections", open_connections()}});
+      const auto deadline = std::chrono::steady_clock::now() + period;
       for (auto& w : workers_) {
-        asio::post(w->io(), [w = w.get()] { w->close_all(ws::close_code::kGoingAway); });
+        asio::post(w->io(), [w = w.get(), deadline] { w->drain_until(deadline); });
       }
-      drain_deadline_ = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(context_.settings.shutdown_grace_ms);
-      wait_drained();
+      period_.expires_at(deadline);
+      period_.async_wait([this](boost::system::error_code ec) {
+        if (!ec) shut_down();
+      });
     });
+  }
+
+  void stop() {
+    asio::post(io_, [this] { shut_down(); });
   }
 
  private:
@@ -214,12 +222,39 @@ class Server::Impl {
         });
   }
 
-  void wait_drained() {
+  // On io_.
+  void shut_down() {
+    if (context_.shutting_down.exchange(true)) return;
+    context_.draining.store(true);
+    period_.cancel();
+    log::info("server", "shutting down",
+              {{"grace_ms", context_.settings.shutdown_grace_ms},
+               {"open_connections", open_connections()}});
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    retry_.cancel();
+    for (auto& w : workers_) {
+      asio::post(w->io(), [w = w.get()] { w->close_all(ws::close_code::kGoingAway); });
+    }
+    drain_deadline_ = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(context_.settings.shutdown_grace_ms);
+    wait_drained();
+  }
+
+  std::size_t open_connections() const {
     std::size_t open = 0;
-    for (auto& w : workers_) open += w->sessions();
-    open += context_.upload_sessions.load();
-    if (open == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
-      if (open != 0) log::warn("server", "drain timed out", {{"open_connections", open}});
+    for (const auto& w : workers_) open += w->sessions();
+    return open + context_.upload_sessions.load();
+  }
+
+  void wait_drained() {
+    const std::size_t open = open_connections();
+    const std::size_t unanswered = context_.http_in_flight.load();
+    if ((open == 0 && unanswered == 0) || std::chrono::steady_clock::now() >= drain_deadline_) {
+      if (open != 0 || unanswered != 0) {
+        log::warn("server", "drain timed out",
+                  {{"open_connections", open}, {"unanswered_requests", unanswered}});
+      }
       io_.stop();
       return;
     }
@@ -241,6 +276,7 @@ class Server::Impl {
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
+  asio::steady_timer period_;  // the end of --drain-period
   asio::steady_timer drain_;
   std::chrono::steady_clock::time_point drain_deadline_;
   std::size_t next_worker_ = 0;
@@ -257,6 +293,10 @@ std::uint16_t Server::port() const {
 
 void Server::run() {
   impl_->run();
+}
+
+void Server::drain() {
+  impl_->drain();
 }
 
 void Server::stop() {

@@ -1,7 +1,7 @@
 // server: the network edge. Accepts TCP on the configured address, serves the HTTP API
 // (publish, metrics, health) and upgrades /v2/realtime/stream to WebSocket sessions that live
 // on one worker thread each. Owns the workers; main constructs one Server, calls run() from the
-// main thread, and stop() (from any thread) on SIGTERM.
+// main thread, and drain() (from any thread) on SIGTERM, stop() on a second signal.
 #pragma once
 
 #include "config/config.hpp"
@@ -30,8 +30,13 @@ class Server {
 
   // Starts the workers and blocks until stop() has drained them.
   void run();
-  // Stops accepting, closes every WebSocket with 1001, and lets run() return once they are
-  // closed or shutdown_grace has passed. Safe from any thread, idempotent.
+  // Begins the drain period (--drain-period): /readyz and new WebSocket upgrades answer 503,
+  // HTTP is still served, open WebSockets are closed with 1001 spread evenly over the period;
+  // at its end, stop(). With a period of 0, stop() at once. Safe from any thread, idempotent.
+  void drain();
+  // Ends a drain at once, or shuts down without one: stops accepting, closes every WebSocket
+  // with 1001, and lets run() return once they are closed and every HTTP request read has been
+  // answered, or shutdown_grace has passed. Safe from any thread, idempotent.
   void stop();
 
  private:

@@ -13,6 +13,10 @@ namespace sg::server {
 
 namespace {
 
+// What a refused upgrade on a draining node tells the client to wait: long enough for the
+// balancer to have seen /readyz turn 503, short enough that the client is back before long.
+constexpr int kDrainingRetryAfterSeconds = 1;
+
 // True when the comma-separated header value lists `token` (case-insensitive).
 bool has_token(std::string_view value, std::string_view token) {
   while (!value.empty()) {
@@ -62,6 +66,15 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
     d.reject = json_error(status, code, message);
     return d;
   };
+
+  if (ctx.draining.load()) {
+    // Checked before the token: a draining node has nothing to offer, whoever asks. The
+    // connection closes after the answer so the client's retry goes through the balancer.
+    d.reject = json_error(503, "shutting_down", "this node is draining; connect to another node");
+    d.reject->headers.emplace_back("Retry-After", std::to_string(kDrainingRetryAfterSeconds));
+    d.reject->close = true;
+    return d;
+  }
 
   const std::string token = request_token(req);
   if (token.empty()) {

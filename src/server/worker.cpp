@@ -5,11 +5,13 @@
 #include "metrics/metrics.hpp"
 #include "server/context.hpp"
 #include "server/send_ring.hpp"
+#include "server/ws_codec.hpp"
 #include "server/ws_session.hpp"
 
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 namespace sg::server {
 
@@ -157,6 +159,40 @@ void Worker::close_all(std::uint16_t code) {
   }
 }
 
+void Worker::drain_until(std::chrono::steady_clock::time_point deadline) {
+  drain_deadline_ = deadline;
+  drain_last_step_ = std::chrono::steady_clock::now();
+  drain_credit_ = 0;
+}
+
+void Worker::drain_step(std::chrono::steady_clock::time_point now) {
+  // Each step closes the share of the still-open sessions that the time since the last step is
+  // of the time that was left then: at most ceil(n_at_start * tick / period) per tick while ticks
+  // come on time. The fraction of a close a step can't make is carried over, so a few connections
+  // over a long period close at the right times rather than one per tick from the start. A
+  // late tick closes proportionally more instead of leaving a burst for the deadline, and
+  // clients that leave by themselves slow the pace down.
+  const auto span = std::chrono::duration<double>(*drain_deadline_ - drain_last_step_);
+  const auto elapsed = std::chrono::duration<double>(now - drain_last_step_);
+  drain_last_step_ = now;
+  std::size_t open = 0;
+  for (const auto& session : sessions_) open += session->open() ? 1 : 0;
+  if (open == 0) return;
+  std::size_t share = open;
+  if (elapsed < span) {
+    drain_credit_ += static_cast<double>(open) * (elapsed / span);
+    share = std::min(open, static_cast<std::size_t>(std::floor(drain_credit_ + 1e-9)));
+  }
+  drain_credit_ = std::max(0.0, drain_credit_ - static_cast<double>(share));
+  for (std::size_t i = sessions_.size(); i-- > 0 && share > 0;) {
+    if (i >= sessions_.size()) continue;
+    auto session = sessions_[i];
+    if (!session->open()) continue;
+    session->close(ws::close_code::kGoingAway, "server shutting down");
+    --share;
+  }
+}
+
 void Worker::schedule_tick() {
   tick_.expires_after(kTick);
   tick_.async_wait([this](const boost::system::error_code& ec) {
@@ -175,6 +211,7 @@ void Worker::on_tick() {
     auto session = sessions_[i];
     session->on_tick(now, wall);
   }
+  if (drain_deadline_) drain_step(now);
 }
 
 }  // namespace sg::server

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -60,11 +61,16 @@ class Worker {
   void count_write(std::size_t frames);
   // Closes every session with `code` (server shutdown). On this worker's thread.
   void close_all(std::uint16_t code);
+  // Starts the drain: from the next tick on, closes the open sessions with 1001 a share at a
+  // time, evenly until `deadline`, the last share on the last tick before it. On this
+  // worker's thread.
+  void drain_until(std::chrono::steady_clock::time_point deadline);
   std::size_t sessions() const { return session_count_.load(std::memory_order_relaxed); }
 
  private:
   void schedule_tick();
   void on_tick();
+  void drain_step(std::chrono::steady_clock::time_point now);
   void flush_dirty();
   void post_flush();
   void publish_write_counts();
@@ -97,6 +103,11 @@ class Worker {
   metrics::Histogram& write_frames_;
   std::array<std::uint64_t, kWriteFrameBounds.size() + 1> write_counts_{};
   std::uint64_t write_frames_sum_ = 0;
+  // The drain (drain_until): its deadline (set: draining), when the last step ran, and the
+  // fraction of a close owed but not yet made.
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
+  std::chrono::steady_clock::time_point drain_last_step_;
+  double drain_credit_ = 0;
 };
 
 }  // namespace sg::server

@@ -55,6 +55,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void on_tick(std::chrono::steady_clock::time_point now,
                std::chrono::system_clock::time_point wall);
 
+  // False from close() on: what a drain still has to close.
+  bool open() const { return state_ == State::kAwaitingHandshake || state_ == State::kActive; }
+
   std::size_t worker_slot() const { return worker_slot_; }
   void set_worker_slot(std::size_t slot) { worker_slot_ = slot; }
 

@@ -160,6 +160,9 @@ export async function startServer({ flags = {}, env = {}, timeout = ms(10000) } 
     'api-key': DEFAULT_API_KEY,
     workers: 2,
     'log-level': 'info',
+    // The old immediate shutdown, so that stop() in every file's teardown doesn't wait out the
+    // 10 s default drain; drain.test.mjs sets a period.
+    'drain-period': 0,
     ...flags,
   };
   const args = toArgs(merged);

@@ -296,8 +296,8 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 41 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 44u);
+  // 43 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 45u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
@@ -674,6 +674,19 @@ TEST(CpuMax, TheDefaultIsAtLeastOneAndSaysWhy) {
   const WorkerDefault d = default_workers();
   EXPECT_GE(d.count, 1u);
   EXPECT_FALSE(d.reason.empty());
+}
+
+TEST(Config, DrainPeriodDefaultsToTenSecondsAndComesFromFlagOrEnvironment) {
+  EXPECT_EQ(run({"--dev"}).settings.drain_period_seconds, 10);
+  EXPECT_EQ(run({"--dev", "--drain-period", "0"}).settings.drain_period_seconds, 0);
+  {
+    const ScopedEnv env("STREAMGATE_DRAIN_PERIOD", "6");
+    EXPECT_EQ(run({"--dev"}).settings.drain_period_seconds, 6);
+    // A flag wins over the environment.
+    EXPECT_EQ(run({"--dev", "--drain-period", "2"}).settings.drain_period_seconds, 2);
+  }
+  expect_error(run_valid({"--drain-period", "3601"}),
+               "streamgate: --drain-period must be at most 3600, got 3601");
 }
 
 }  // namespace
