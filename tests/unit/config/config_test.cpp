@@ -125,6 +125,7 @@ TEST(Config, DefaultsMatchTheSettingsStruct) {
   EXPECT_EQ(s.max_batch, 1000u);
   EXPECT_EQ(s.max_message_bytes, 64u * 1024);
   EXPECT_EQ(s.outbox_bytes, 4u << 20);
+  EXPECT_EQ(s.slow_consumer_grace_ms, 5000);
   EXPECT_EQ(s.max_services, 64u);
   EXPECT_EQ(s.max_connections_per_user, 10000u);
   EXPECT_EQ(s.max_connections, 0u);
@@ -296,8 +297,8 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 41 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 44u);
+  // 43 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 45u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
