@@ -29,6 +29,20 @@ namespace cc = ws::close_code;
 // How long a closing connection waits for the peer's close frame (or for its unread data to
 // drain) before the socket is dropped.
 constexpr auto kCloseWait = std::chrono::seconds(2);
+// Lingering close (RFC 6455 §7.1.1, RFC 9112 §9.6). After the close frame for a protocol error
+// the client may still be sending, typically the rest of the message that was too big. Closing
+// the socket with its bytes unread makes the kernel answer with RST, and the RST discards our
+// close frame from the client's receive buffer: the client sees a dropped connection (1006), not
+// the reason, and retries. So we send FIN and read and drop its input until it is done.
+// kLingerBytes: a few times what a fast path holds in flight when the client learns of the close
+// (Linux autotunes socket buffers up to 4 MiB for sending and 6 MiB for receiving), so a client
+// that was mid-message usually finishes and ends cleanly. It costs recv() into the worker's
+// scratch buffer, no memory. Past it reading stops, but the socket stays open until kLingerTime,
+// so the client still has that long to read the close frame before an RST can destroy it.
+constexpr std::size_t kLingerBytes = 16 << 20;
+// Apache lingers as long: enough for a client on a slow link to read the close frame, short
+// enough that one that keeps sending holds a descriptor only briefly.
+constexpr auto kLingerTime = std::chrono::seconds(2);
 // Frames gathered into one sendmsg(); IOV_MAX is 1024 on Linux.
 constexpr std::size_t kMaxIov = 256;
 // Reads per readiness event before yielding to other connections on the worker.
@@ -126,8 +140,13 @@ void WsSession::on_readable(const boost::system::error_code& ec) {
     finalize(cc::kNoStatus);
     return;
   }
+  if (lingering_) {
+    discard_input();
+    return;
+  }
   auto scratch = worker_.scratch();
-  for (int i = 0; i < kMaxReadsPerTurn && !paused_ && !throttled_ && state_ != State::kClosed;
+  for (int i = 0;
+       i < kMaxReadsPerTurn && !paused_ && !throttled_ && !lingering_ && state_ != State::kClosed;
        ++i) {
     const ssize_t n = ::recv(socket_.native_handle(), scratch.data(), scratch.size(), 0);
     if (n > 0) {
@@ -184,14 +203,17 @@ void WsSession::process(std::span<char> data) {
         log::info("stream", "protocol error",
                   {{"conn", id_}, {"org", principal_.org}, {"error", d.error}});
         close(d.close_code, d.error);
-        // Nothing after a protocol error can be trusted; stop reading.
+        // Nothing after a protocol error can be trusted; stop decoding.
         failed_ = true;
         paused_ = true;
         stop = true;
+        // Already closing for another reason, with our close frame out: linger from here.
+        if (close_sent_ && !peer_closed_) start_linger();
         break;
     }
   }
-  if (state_ == State::kClosed) return;
+  // Lingering dropped in_ (which `input` may point into): nothing more to keep.
+  if (state_ == State::kClosed || lingering_) return;
   if (input.data() == in_.data() && !in_.empty()) {
     in_.erase(0, std::min(offset, in_.size()));
   } else {
@@ -520,8 +542,10 @@ void WsSession::write_now() {
   }
   if (close_queued_ && !close_sent_) {
     close_sent_ = true;
-    if (peer_closed_ || failed_) {
+    if (peer_closed_) {
       finalize(close_code_);
+    } else if (failed_) {
+      start_linger();
     } else {
       // The client answers with its own close frame; reading goes on until then.
       paused_ = false;
@@ -569,6 +593,35 @@ void WsSession::close_slow(std::string_view cause) {
              {"queued_bytes", outbox_.bytes()},
              {"limit_bytes", ctx_.settings.outbox_bytes}});
   close(cc::kSlowConsumer, "slow consumer: outbound queue over limit", true);
+}
+
+void WsSession::start_linger() {
+  lingering_ = true;
+  close_deadline_ = Clock::now() + kLingerTime;
+  boost::system::error_code ec;
+  socket_.shutdown(Socket::shutdown_send, ec);
+  std::string().swap(in_);
+  paused_ = false;
+  do_read();
+}
+
+void WsSession::discard_input() {
+  auto scratch = worker_.scratch();
+  for (int i = 0; i < kMaxReadsPerTurn; ++i) {
+    const ssize_t n = ::recv(socket_.native_handle(), scratch.data(), scratch.size(), 0);
+    if (n > 0) {
+      lingered_bytes_ += static_cast<std::size_t>(n);
+      // Enough read: no more reading, but the socket stays until the deadline (kLingerBytes).
+      if (lingered_bytes_ >= kLingerBytes) return;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // EOF: the client is done sending and has had everything we sent; or it reset.
+    finalize(close_code_);
+    return;
+  }
+  do_read();
 }
 
 void WsSession::handle_peer_close(std::uint16_t code) {

@@ -85,6 +85,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   // The queue drained back within the limit: read the client's requests again.
   void on_drained();
   void close_slow(std::string_view cause);
+  // After our close frame for a protocol error: FIN, then read and discard until EOF.
+  void start_linger();
+  void discard_input();
   void schedule_flush();
   bool begin_flush();  // false: nothing to write now (closed, closing as slow, or blocked)
   std::size_t gather(std::span<iovec> iov) const;  // queued frames as buffers, in order
@@ -128,8 +131,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   bool ping_outstanding_ = false;
   // Replies took the outbox over its limit: no reading until it drains, 4008 if it doesn't.
   bool throttled_ = false;
+  bool lingering_ = false;  // our close frame and FIN are out; input is read and dropped
   std::uint16_t close_code_ = 0;
   std::size_t worker_slot_ = 0;
+  std::size_t lingered_bytes_ = 0;
   std::vector<std::string> services_;
 
   // An in-flight handshake or subscribe: answered once every channel has attached.
