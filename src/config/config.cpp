@@ -118,6 +118,11 @@ const std::vector<NumericSpec>& numeric_specs() {
        "smaller would cut off healthy clients on a single event",
        "Outbound bytes queued per connection before it is closed as a slow consumer (4008).",
        SG_NUMERIC_FIELD(outbox_bytes)},
+      {"slow-consumer-grace", "MS", 0, kMaxDurationMs, "",
+       "Time a connection's queue may stay over --outbox-bytes with replies to its own requests "
+       "(reading from it stops meanwhile) before it is closed as a slow consumer (4008), in "
+       "milliseconds; 0 = at the next check (every 100 ms).",
+       SG_NUMERIC_FIELD(slow_consumer_grace_ms)},
       {"max-services", "N", 1, 10000, "a connection subscribes to at least one service",
        "Services one connection may subscribe to.", SG_NUMERIC_FIELD(max_services)},
       {"max-connections-per-user", "N", 0, kMaxSize, "",

@@ -50,6 +50,8 @@ struct Settings {
   std::size_t max_message_bytes = 64 * 1024;
   // --outbox-bytes: queued outbound bytes before slow-consumer close
   std::size_t outbox_bytes = 4 << 20;
+  // --slow-consumer-grace: how long replies may keep a queue over --outbox-bytes before 4008
+  std::int64_t slow_consumer_grace_ms = 5000;
   std::size_t max_services = 64;                 // --max-services: services per connection
   std::size_t max_connections_per_user = 10000;  // --max-connections-per-user: 0 = unlimited
   std::size_t max_connections = 0;               // --max-connections: per node; 0 = unlimited

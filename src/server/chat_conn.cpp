@@ -252,6 +252,10 @@ void ChatConn::send(const protocol::ChatSend& m) {
                              chat::message_data(user, m.text, m.client_message_id),
                              {},
                              chat::message_key(user, m.client_message_id)};
+  // Later messages wait for the answer, as for a join: with one request in flight at a time,
+  // the session can stop taking requests once replies fill its outbox, and replies beyond it
+  // can't pile up meanwhile.
+  ws_.paused_ = true;
   ws_.ctx_.broker.publish(
       room->channel, std::move(input),
       on_worker<Result<broker::PublishResult>>(
@@ -261,10 +265,11 @@ void ChatConn::send(const protocol::ChatSend& m) {
               self.refuse(chat::ChatError::kUnavailable,
                           "the message could not be stored; retry with the same clientMessageId",
                           room_name, cmid);
-              return;
+            } else {
+              if (!r->duplicate) self.ws_.ctx_.chat->count_message();
+              self.ws_.queue_text(protocol::serialize_sent(room_name, cmid, r->id, r->duplicate));
             }
-            if (!r->duplicate) self.ws_.ctx_.chat->count_message();
-            self.ws_.queue_text(protocol::serialize_sent(room_name, cmid, r->id, r->duplicate));
+            self.ws_.resume_reading();
           }));
 }
 
@@ -296,12 +301,16 @@ void ChatConn::history(const protocol::HistoryRequest& m) {
   }
   std::optional<std::string> epoch;
   if (m.before) epoch = m.before->epoch;
+  // One page in flight at a time (see send()): a page can be large, and a client that asks for
+  // many without reading must not get them all queued.
+  ws_.paused_ = true;
   ws_.ctx_.broker.history_before(
       room->channel, m.before ? m.before->offset : 0, limit,
       on_worker<Result<broker::History>>([room_name = m.room, epoch](ChatConn& self,
                                                                      Result<broker::History> r) {
         if (!r) {
           self.refuse(chat::ChatError::kUnavailable, "history could not be read; retry", room_name);
+          self.ws_.resume_reading();
           return;
         }
         std::vector<std::string_view> bodies;
@@ -312,6 +321,7 @@ void ChatConn::history(const protocol::HistoryRequest& m) {
         }
         const bool more = !bodies.empty() && r->events.front()->offset > 1;
         self.ws_.queue_text(protocol::serialize_history_page(room_name, bodies, more));
+        self.ws_.resume_reading();
       }));
 }
 

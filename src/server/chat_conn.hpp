@@ -23,8 +23,9 @@ class ChatConn {
   ChatConn(const ChatConn&) = delete;
   ChatConn& operator=(const ChatConn&) = delete;
 
-  // One parsed chat message (Join, Leave, ChatSend, Typing or HistoryRequest). A join stops the
-  // session's reading until it is answered, so later messages see the room joined.
+  // One parsed chat message (Join, Leave, ChatSend, Typing or HistoryRequest). A join, a message
+  // and a history request stop the session's reading until they are answered: later messages see
+  // the room joined, and at most one reply is owed at any time (docs/protocol.md#flow-control).
   void handle(protocol::ClientMessage& message);
   // The connection is closing: give up every room (presence, chat.left). The session detaches
   // the hub memberships itself. Idempotent.

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,18 +23,33 @@ struct OutFrame {
   std::size_t size() const { return head_len + body.size(); }
 };
 
+// Every queued byte counts against one limit, but frames meet it in two ways. An event can't
+// wait for the client (holding it would take memory, dropping it a gap), so one that would pass
+// the limit is refused and the caller closes the connection. A reply answers a request the
+// client sent: it is always queued, and the caller stops reading requests while the queue is
+// over the limit, so replies pass it by at most the one frame that crossed it.
 class Outbox {
  public:
   enum class Push { kQueued, kOverLimit };
 
   explicit Outbox(std::size_t limit_bytes) : limit_bytes_(limit_bytes) {}
 
-  // Queues unless that would pass the byte limit (then the caller closes the connection).
-  // `force` queues regardless (close frames, handshake replies).
-  Push push(OutFrame&& frame, bool force = false);
+  // An event: queued unless that would pass the limit (kOverLimit: not queued).
+  Push push(OutFrame&& frame);
+  // A reply, or a frame outside the bound (the 101 response, the close frame): always queued.
+  // kOverLimit: queued, and the queue is now over the limit.
+  Push push_reply(OutFrame&& frame);
+  // A pong: replaces the pong queued by an earlier call if that one has not started going out
+  // (RFC 6455 §5.5.3 lets a server answer only the latest of several pings), so a ping flood
+  // costs one frame. `front_started`: the front frame is partly written and must stay as is.
+  // Returns as push_reply() does.
+  Push push_pong(OutFrame&& frame, bool front_started);
+
   bool empty() const { return head_ == frames_.size(); }
   std::size_t bytes() const { return bytes_; }
   std::size_t frames() const { return frames_.size() - head_; }
+  std::size_t limit() const { return limit_bytes_; }
+  bool over_limit() const { return bytes_ > limit_bytes_; }
 
   const OutFrame& at(std::size_t i) const { return frames_[head_ + i]; }
   // Drops `n` frames from the front.
@@ -44,9 +60,12 @@ class Outbox {
   void release_memory();
 
  private:
+  static constexpr std::size_t kNoPong = std::numeric_limits<std::size_t>::max();
+
   std::size_t limit_bytes_;
   std::size_t bytes_ = 0;
   std::size_t head_ = 0;
+  std::size_t pong_ = kNoPong;  // index in frames_ of the pong push_pong() may replace
   std::vector<OutFrame> frames_;
 };
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -28,6 +29,20 @@ namespace cc = ws::close_code;
 // How long a closing connection waits for the peer's close frame (or for its unread data to
 // drain) before the socket is dropped.
 constexpr auto kCloseWait = std::chrono::seconds(2);
+// Lingering close (RFC 6455 §7.1.1, RFC 9112 §9.6). After the close frame for a protocol error
+// the client may still be sending, typically the rest of the message that was too big. Closing
+// the socket with its bytes unread makes the kernel answer with RST, and the RST discards our
+// close frame from the client's receive buffer: the client sees a dropped connection (1006), not
+// the reason, and retries. So we send FIN and read and drop its input until it is done.
+// kLingerBytes: a few times what a fast path holds in flight when the client learns of the close
+// (Linux autotunes socket buffers up to 4 MiB for sending and 6 MiB for receiving), so a client
+// that was mid-message usually finishes and ends cleanly. It costs recv() into the worker's
+// scratch buffer, no memory. Past it reading stops, but the socket stays open until kLingerTime,
+// so the client still has that long to read the close frame before an RST can destroy it.
+constexpr std::size_t kLingerBytes = 16 << 20;
+// Apache lingers as long: enough for a client on a slow link to read the close frame, short
+// enough that one that keeps sending holds a descriptor only briefly.
+constexpr auto kLingerTime = std::chrono::seconds(2);
 // Frames gathered into one sendmsg(); IOV_MAX is 1024 on Linux.
 constexpr std::size_t kMaxIov = 256;
 // Reads per readiness event before yielding to other connections on the worker.
@@ -111,7 +126,7 @@ void WsSession::start(std::string upgrade_response) {
 // ---- reading ----
 
 void WsSession::do_read() {
-  if (reading_ || paused_ || state_ == State::kClosed) return;
+  if (reading_ || paused_ || throttled_ || state_ == State::kClosed) return;
   reading_ = true;
   socket_.async_wait(
       Socket::wait_read,
@@ -128,8 +143,14 @@ void WsSession::on_readable(const boost::system::error_code& ec) {
     finalize(cc::kNoStatus);
     return;
   }
+  if (lingering_) {
+    discard_input();
+    return;
+  }
   auto scratch = worker_.scratch();
-  for (int i = 0; i < kMaxReadsPerTurn && !paused_ && state_ != State::kClosed; ++i) {
+  for (int i = 0;
+       i < kMaxReadsPerTurn && !paused_ && !throttled_ && !lingering_ && state_ != State::kClosed;
+       ++i) {
     const ssize_t n = ::recv(socket_.native_handle(), scratch.data(), scratch.size(), 0);
     if (n > 0) {
       last_rx_ = Clock::now();
@@ -155,7 +176,8 @@ void WsSession::process(std::span<char> data) {
   }
   std::size_t offset = 0;
   bool stop = false;
-  while (!stop && !paused_ && state_ != State::kClosed && offset < input.size()) {
+  // Stops where a reply took the outbox over its limit: the rest waits in in_ until it drains.
+  while (!stop && !paused_ && !throttled_ && state_ != State::kClosed && offset < input.size()) {
     const ws::Decoded d = decoder_.decode(input.subspan(offset));
     offset += d.consumed;
     switch (d.kind) {
@@ -172,7 +194,7 @@ void WsSession::process(std::span<char> data) {
         }
         break;
       case ws::Decoded::Kind::kPing:
-        queue_control(ws::control_frame(ws::Opcode::kPong, d.payload));
+        queue_pong(d.payload);
         break;
       case ws::Decoded::Kind::kPong:
         break;
@@ -184,14 +206,17 @@ void WsSession::process(std::span<char> data) {
         log::info("stream", "protocol error",
                   {{"conn", id_}, {"org", principal_.org}, {"error", d.error}});
         close(d.close_code, d.error);
-        // Nothing after a protocol error can be trusted; stop reading.
+        // Nothing after a protocol error can be trusted; stop decoding.
         failed_ = true;
         paused_ = true;
         stop = true;
+        // Already closing for another reason, with our close frame out: linger from here.
+        if (close_sent_ && !peer_closed_) start_linger();
         break;
     }
   }
-  if (state_ == State::kClosed) return;
+  // Lingering dropped in_ (which `input` may point into): nothing more to keep.
+  if (state_ == State::kClosed || lingering_) return;
   if (input.data() == in_.data() && !in_.empty()) {
     in_.erase(0, std::min(offset, in_.size()));
   } else {
@@ -454,20 +479,52 @@ void WsSession::hold_overflowed() {
 
 void WsSession::queue_text(std::string text) {
   if (state_ == State::kClosed || close_queued_) return;
-  outbox_.push(make_frame(ws::Opcode::kText, std::make_shared<const std::string>(std::move(text))),
-               true);
-  schedule_flush();
+  after_reply(outbox_.push_reply(
+      make_frame(ws::Opcode::kText, std::make_shared<const std::string>(std::move(text)))));
 }
 
 void WsSession::queue_raw(std::string bytes) {
-  outbox_.push(raw_frame(std::make_shared<const std::string>(std::move(bytes))), true);
-  schedule_flush();
+  after_reply(outbox_.push_reply(raw_frame(std::make_shared<const std::string>(std::move(bytes)))));
 }
 
 void WsSession::queue_control(std::string frame) {
   if (state_ == State::kClosed || close_queued_) return;
-  outbox_.push(raw_frame(std::make_shared<const std::string>(std::move(frame))), true);
+  after_reply(outbox_.push_reply(raw_frame(std::make_shared<const std::string>(std::move(frame)))));
+}
+
+void WsSession::queue_pong(std::string_view payload) {
+  if (state_ == State::kClosed || close_queued_) return;
+  auto frame =
+      raw_frame(std::make_shared<const std::string>(ws::control_frame(ws::Opcode::kPong, payload)));
+  after_reply(outbox_.push_pong(std::move(frame), write_offset_ > 0));
+}
+
+void WsSession::after_reply(Outbox::Push pushed) {
+  if (pushed == Outbox::Push::kOverLimit && !throttled_ &&
+      (state_ == State::kActive || state_ == State::kAwaitingHandshake)) {
+    // Reading stops (process() and do_read() check this), so the client's requests stop
+    // costing memory; on_tick() closes with 4008 if the queue stays over the limit.
+    throttled_ = true;
+    throttled_since_ = Clock::now();
+    log::debug("stream", "reading paused: replies over the outbox limit",
+               {{"conn", id_}, {"queued_bytes", outbox_.bytes()}});
+  }
   schedule_flush();
+}
+
+void WsSession::on_drained() {
+  throttled_ = false;
+  log::debug("stream", "reading resumed", {{"conn", id_}});
+  // Not from inside the write that drained the queue: reading queues replies and may close.
+  boost::asio::post(worker_.io(), [self = shared_from_this()] {
+    if (self->state_ == State::kClosing || self->state_ == State::kClosed || self->throttled_) {
+      return;
+    }
+    // The pong wait restarts: while we did not read, the client's pong could not count.
+    if (self->ping_outstanding_) self->ping_sent_at_ = Clock::now();
+    if (!self->in_.empty()) self->process({});
+    self->do_read();
+  });
 }
 
 void WsSession::schedule_flush() {
@@ -480,14 +537,7 @@ bool WsSession::begin_flush() {
   dirty_ = false;
   if (state_ == State::kClosed) return false;
   if (slow_ && state_ == State::kActive) {
-    ctx_.metrics->slow_consumer_closes.inc();
-    log::warn("stream", "slow consumer closed",
-              {{"conn", id_},
-               {"org", principal_.org},
-               {"user", principal_.user},
-               {"queued_bytes", outbox_.bytes()},
-               {"limit_bytes", ctx_.settings.outbox_bytes}});
-    close(cc::kSlowConsumer, "slow consumer: outbound queue over limit", true);
+    close_slow("an event would pass the limit");
     return false;
   }
   return !writing_;
@@ -566,6 +616,7 @@ bool WsSession::apply_write(long result) {
   write_offset_ = written;
   if (done > 0) worker_.count_write(done);
   if (replays_ && done > 0) pump_replay();  // a replay refills the outbox as it drains
+  if (throttled_ && !outbox_.over_limit()) on_drained();
   return true;
 }
 
@@ -581,8 +632,10 @@ void WsSession::write_now() {
   }
   if (close_queued_ && !close_sent_) {
     close_sent_ = true;
-    if (peer_closed_ || failed_) {
+    if (peer_closed_) {
       finalize(close_code_);
+    } else if (failed_) {
+      start_linger();
     } else {
       // The client answers with its own close frame; reading goes on until then.
       paused_ = false;
@@ -613,9 +666,52 @@ void WsSession::close(std::uint16_t code, std::string_view reason, bool discard_
   request_.reset();
   // A frame half written must be finished first; the rest goes unless the queue is the problem.
   if (discard_queued) outbox_.truncate(write_offset_ > 0 ? 1 : 0);
-  outbox_.push(raw_frame(std::make_shared<const std::string>(ws::close_frame(code, reason))), true);
+  // Outside the limit (one per connection), and reading goes on for the peer's close frame.
+  outbox_.push_reply(raw_frame(std::make_shared<const std::string>(ws::close_frame(code, reason))));
   close_queued_ = true;
+  throttled_ = false;
   schedule_flush();
+}
+
+void WsSession::close_slow(std::string_view cause) {
+  ctx_.metrics->slow_consumer_closes.inc();
+  log::warn("stream", "slow consumer closed",
+            {{"conn", id_},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"cause", cause},
+             {"queued_bytes", outbox_.bytes()},
+             {"limit_bytes", ctx_.settings.outbox_bytes}});
+  close(cc::kSlowConsumer, "slow consumer: outbound queue over limit", true);
+}
+
+void WsSession::start_linger() {
+  lingering_ = true;
+  close_deadline_ = Clock::now() + kLingerTime;
+  boost::system::error_code ec;
+  socket_.shutdown(Socket::shutdown_send, ec);
+  std::string().swap(in_);
+  paused_ = false;
+  do_read();
+}
+
+void WsSession::discard_input() {
+  auto scratch = worker_.scratch();
+  for (int i = 0; i < kMaxReadsPerTurn; ++i) {
+    const ssize_t n = ::recv(socket_.native_handle(), scratch.data(), scratch.size(), 0);
+    if (n > 0) {
+      lingered_bytes_ += static_cast<std::size_t>(n);
+      // Enough read: no more reading, but the socket stays until the deadline (kLingerBytes).
+      if (lingered_bytes_ >= kLingerBytes) return;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // EOF: the client is done sending and has had everything we sent; or it reset.
+    finalize(close_code_);
+    return;
+  }
+  do_read();
 }
 
 void WsSession::handle_peer_close(std::uint16_t code) {
@@ -677,6 +773,14 @@ void WsSession::on_tick(Clock::time_point now, std::chrono::system_clock::time_p
   if (wall >= principal_.expiry + std::chrono::seconds(s.jwt_leeway_seconds)) {
     reject("token_expired", "the access token expired; reconnect with a fresh one",
            cc::kTokenExpired);
+    return;
+  }
+  if (throttled_) {
+    // Not reading, so no pings and no pong deadline (on_drained() restarts it): the grace
+    // decides, counted from when replies first took the queue over the limit.
+    if (now - throttled_since_ >= ms(s.slow_consumer_grace_ms)) {
+      close_slow("replies kept the queue over the limit for --slow-consumer-grace");
+    }
     return;
   }
   if (ping_outstanding_) {

@@ -85,9 +85,19 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   void on_replay_page(const std::string& service, hub::ReplayPage page);
   void unsubscribe(const std::vector<std::string>& services);
 
+  // Replies (and the 101 response): queued past --outbox-bytes if need be, which stops reading
+  // until the queue drains (docs/protocol.md#flow-control).
   void queue_text(std::string text);
   void queue_raw(std::string bytes);
   void queue_control(std::string frame);
+  void queue_pong(std::string_view payload);
+  void after_reply(Outbox::Push pushed);
+  // The queue drained back within the limit: read the client's requests again.
+  void on_drained();
+  void close_slow(std::string_view cause);
+  // After our close frame for a protocol error: FIN, then read and discard until EOF.
+  void start_linger();
+  void discard_input();
   void schedule_flush();
   bool begin_flush();  // false: nothing to write now (closed, closing as slow, or blocked)
   std::size_t gather(std::span<iovec> iov) const;  // queued frames as buffers, in order
@@ -129,8 +139,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   bool peer_closed_ = false;
   bool failed_ = false;  // a protocol error: drop the socket once our close frame is out
   bool ping_outstanding_ = false;
+  // Replies took the outbox over its limit: no reading until it drains, 4008 if it doesn't.
+  bool throttled_ = false;
+  bool lingering_ = false;  // our close frame and FIN are out; input is read and dropped
   std::uint16_t close_code_ = 0;
   std::size_t worker_slot_ = 0;
+  std::size_t lingered_bytes_ = 0;
   std::vector<std::string> services_;
 
   // An in-flight handshake or subscribe: answered once every channel has attached.
@@ -159,6 +173,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public h
   std::chrono::steady_clock::time_point last_rx_;
   std::chrono::steady_clock::time_point ping_sent_at_;
   std::chrono::steady_clock::time_point close_deadline_;
+  std::chrono::steady_clock::time_point throttled_since_;
 };
 
 }  // namespace sg::server

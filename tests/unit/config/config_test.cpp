@@ -125,6 +125,7 @@ TEST(Config, DefaultsMatchTheSettingsStruct) {
   EXPECT_EQ(s.max_batch, 1000u);
   EXPECT_EQ(s.max_message_bytes, 64u * 1024);
   EXPECT_EQ(s.outbox_bytes, 4u << 20);
+  EXPECT_EQ(s.slow_consumer_grace_ms, 5000);
   EXPECT_EQ(s.max_services, 64u);
   EXPECT_EQ(s.max_connections_per_user, 10000u);
   EXPECT_EQ(s.max_connections, 0u);
