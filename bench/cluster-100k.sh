@@ -83,7 +83,7 @@ say "$nodes streamgate nodes with --broker redis://127.0.0.1:$redis_port"
 for k in $(seq 0 $((nodes - 1))); do
   port=$(free_port)
   "${srv[@]}" "$sg_bin" --listen "127.0.0.1:$port" --broker "redis://127.0.0.1:$redis_port" \
-    --jwt-secret "$secret" --api-key "$key" --log-level warn --workers 1 2>"$out/node-$k.log" &
+    --jwt-secret "$secret" --api-key "$key" --log-level warn --workers 1 --drain-period 0 2>"$out/node-$k.log" &
   node_pids+=($!) node_ports+=("$port")
 done
 for port in "${node_ports[@]}"; do wait_port "$port"; done

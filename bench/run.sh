@@ -90,7 +90,7 @@ start_server() {  # peer
       # "listening" line is not printed either, and the port is chosen here.
       port=$(free_port); pubport=$port
       "${srv[@]}" "$sg_bin" --listen "127.0.0.1:$port" --jwt-secret "$secret" --api-key "$key" \
-        --log-level warn --workers 1 2>"$log" &
+        --log-level warn --workers 1 --drain-period 0 2>"$log" &
       spid=$!; wait_port "$port" ;;
     node-ws)
       "${srv[@]}" node "$root/bench/peers/node-ws-server.mjs" --port 0 --secret "$secret" \
