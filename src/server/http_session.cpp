@@ -424,9 +424,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool head_ = false;
   bool close_after_write_ = false;
   bool linger_after_write_ = false;
-  bool request_done_ = false;       // the current request has been read to its end
-  std::size_t head_searched_ = 0;   // bytes of buffer_ already searched for the head's end
-  std::size_t lingered_bytes_ = 0;  // discarded while lingering
+  bool request_done_ = false;          // the current request has been read to its end
+  std::size_t head_searched_ = 0;      // bytes of buffer_ already searched for the head's end
+  std::size_t lingered_bytes_ = 0;     // discarded while lingering
   std::optional<InFlight> in_flight_;  // from reading a request to writing its answer
 };
 
