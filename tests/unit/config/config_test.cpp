@@ -297,8 +297,8 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 43 settings (listen_host and listen_port derive from --listen) + --help + --version.
-  EXPECT_EQ(flags_in(help).size(), 45u);
+  // 44 settings (listen_host and listen_port derive from --listen) + --help + --version.
+  EXPECT_EQ(flags_in(help).size(), 46u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
