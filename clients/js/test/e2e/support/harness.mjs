@@ -78,6 +78,10 @@ export class Streamgate {
         '0',
         '--workers',
         '2',
+        // A restart here stands for a crash or a deploy without a balancer: exit at once on
+        // SIGTERM rather than draining (the drain has its own tests in tests/integration).
+        '--drain-period',
+        '0',
         ...args,
       ],
       { env, stdio: ['ignore', 'ignore', 'pipe'] },
