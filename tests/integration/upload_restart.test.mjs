@@ -15,6 +15,7 @@ import { after, describe, test } from 'node:test';
 import { ms, waitFor, withTimeout } from './support/env.mjs';
 import { startServer } from './support/server.mjs';
 import { claims, mintHS256 } from './support/tokens.mjs';
+import { create, offsetOf, patch, request, tusHeaders } from './support/tus.mjs';
 import { openUpload, resume, sendChunk, start, uploadStatus } from './support/upload.mjs';
 
 const KiB = 1024;
@@ -46,50 +47,6 @@ async function kill(server) {
 
 function tokenFor(server, user) {
   return mintHS256(claims({ org: 456, user }), server.secret);
-}
-
-function tusHeaders(token, extra = {}) {
-  return { 'tus-resumable': '1.0.0', authorization: `Bearer ${token}`, ...extra };
-}
-
-// One raw HTTP request: {status, headers, text}.
-function request(server, method, target, { headers = {}, body } = {}) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const req = http.request(
-        { host: '127.0.0.1', port: server.port, method, path: target, headers, agent: false },
-        (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString() }));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    }),
-    ms(10000),
-    `${method} ${target}`,
-  );
-}
-
-async function create(server, token, length) {
-  const r = await request(server, 'POST', '/v2/uploads/', { headers: tusHeaders(token, { 'upload-length': String(length) }) });
-  assert.equal(r.status, 201, r.text);
-  return r.headers.location;
-}
-
-function patch(server, token, url, offset, body) {
-  return request(server, 'PATCH', url, {
-    headers: tusHeaders(token, { 'content-type': 'application/offset+octet-stream', 'upload-offset': String(offset) }),
-    body,
-  });
-}
-
-async function head(server, token, url) {
-  const r = await request(server, 'HEAD', url, { headers: tusHeaders(token) });
-  assert.equal(r.status, 200, `HEAD → ${r.status}`);
-  return Number(r.headers['upload-offset']);
 }
 
 const idOf = (url) => url.split('/').pop();
@@ -135,7 +92,7 @@ describe('uploads survive a restart', () => {
     assert.ok(statSync(partial).size > acked, 'unacknowledged bytes were on disk');
 
     server = await launch(dir);
-    assert.equal(await head(server, token, url), acked, 'HEAD = the last acknowledged PATCH');
+    assert.equal(await offsetOf(server, token, url), acked, 'HEAD = the last acknowledged PATCH');
     assert.equal(statSync(partial).size, acked, 'the data is cut back to it');
     // Another user still can't see it: the owner survived the restart too.
     const other = tokenFor(server, 'someone-else');
@@ -151,7 +108,7 @@ describe('uploads survive a restart', () => {
     // A complete upload is known after a restart too, and terminating it frees the file.
     await kill(server);
     server = await launch(dir);
-    assert.equal(await head(server, token, url), data.length);
+    assert.equal(await offsetOf(server, token, url), data.length);
     assert.equal((await request(server, 'DELETE', url, { headers: tusHeaders(token) })).status, 204);
     assert.equal(existsSync(path.join(dir, id)), false);
     await server.stop();

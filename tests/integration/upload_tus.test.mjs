@@ -15,6 +15,7 @@ import * as tus from 'tus-js-client';
 import { SANITIZED, ms, unique, waitFor, withTimeout } from './support/env.mjs';
 import { startServer } from './support/server.mjs';
 import { claims, mintHS256 } from './support/tokens.mjs';
+import { create, offsetOf, patch, request, tusHeaders } from './support/tus.mjs';
 import { openStream } from './support/ws.mjs';
 
 const ORIGIN = 'https://app.example.com';
@@ -25,68 +26,6 @@ function tokenFor(server, { org = 456, user = 'user-1' } = {}) {
 
 function sha256(buf) {
   return crypto.createHash('sha256').update(buf).digest('hex');
-}
-
-// One raw HTTP request with node:http (no client library in between): {status, headers, text, json}.
-function request(server, method, target, { headers = {}, body } = {}) {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const req = http.request(
-        { host: '127.0.0.1', port: server.port, method, path: target, headers, agent: false },
-        (res) => {
-          const chunks = [];
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            let json;
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            resolve({ status: res.statusCode, headers: res.headers, text, json });
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    }),
-    ms(10000),
-    `${method} ${target}`,
-  );
-}
-
-function tusHeaders(token, extra = {}) {
-  const h = { 'tus-resumable': '1.0.0', ...extra };
-  if (token) h.authorization = `Bearer ${token}`;
-  return h;
-}
-
-async function create(server, token, length, extra = {}) {
-  const r = await request(server, 'POST', '/v2/uploads/', {
-    headers: tusHeaders(token, { 'upload-length': String(length), ...extra }),
-  });
-  assert.equal(r.status, 201, `create → ${r.status} ${r.text}`);
-  assert.match(r.headers.location, /^\/v2\/uploads\/[0-9a-f]{32}$/);
-  return r.headers.location;
-}
-
-function patch(server, token, url, offset, body, extra = {}) {
-  return request(server, 'PATCH', url, {
-    headers: tusHeaders(token, {
-      'content-type': 'application/offset+octet-stream',
-      'upload-offset': String(offset),
-      ...extra,
-    }),
-    body,
-  });
-}
-
-async function offsetOf(server, token, url) {
-  const r = await request(server, 'HEAD', url, { headers: tusHeaders(token) });
-  assert.equal(r.status, 200, `HEAD ${url} → ${r.status}`);
-  return Number(r.headers['upload-offset']);
 }
 
 function checksum(buf, algorithm = 'sha256') {
