@@ -8,14 +8,13 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ms, waitFor, withTimeout } from './support/env.mjs';
 import { startServer } from './support/server.mjs';
 import { claims, mintHS256 } from './support/tokens.mjs';
-import { create, offsetOf, patch, request, tusHeaders } from './support/tus.mjs';
+import { create, offsetOf, openPatch, patch, request, tusHeaders } from './support/tus.mjs';
 import { openUpload, resume, sendChunk, start, uploadStatus } from './support/upload.mjs';
 
 const KiB = 1024;
@@ -71,18 +70,7 @@ describe('uploads survive a restart', () => {
     }
     // A third PATCH announces the rest but sends only part of it; the kill cuts it off after
     // the server has stored those bytes, before any answer.
-    const cut = http.request({
-      host: '127.0.0.1',
-      port: server.port,
-      method: 'PATCH',
-      path: url,
-      agent: false,
-      headers: tusHeaders(token, {
-        'content-type': 'application/offset+octet-stream',
-        'upload-offset': String(acked),
-        'content-length': String(data.length - acked),
-      }),
-    });
+    const cut = openPatch(server, token, url, acked, data.length - acked);
     cut.on('error', () => {});
     cut.on('response', () => assert.fail('no answer expected for a PATCH cut by the kill'));
     cut.write(data.subarray(acked, acked + 300 * KiB));

@@ -15,7 +15,7 @@ import * as tus from 'tus-js-client';
 import { SANITIZED, ms, unique, waitFor, withTimeout } from './support/env.mjs';
 import { startServer } from './support/server.mjs';
 import { claims, mintHS256 } from './support/tokens.mjs';
-import { create, offsetOf, patch, request, tusHeaders } from './support/tus.mjs';
+import { create, offsetOf, openPatch, patch, request, tusHeaders } from './support/tus.mjs';
 import { openStream } from './support/ws.mjs';
 
 const ORIGIN = 'https://app.example.com';
@@ -67,19 +67,7 @@ async function fileSha256(file) {
 // (FIN after every written byte, so the server reads all of them).
 function cutPatch(server, token, url, sent, length, extra = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: '127.0.0.1',
-      port: server.port,
-      method: 'PATCH',
-      path: url,
-      agent: false,
-      headers: tusHeaders(token, {
-        'content-type': 'application/offset+octet-stream',
-        'upload-offset': '0',
-        'content-length': String(length),
-        ...extra,
-      }),
-    });
+    const req = openPatch(server, token, url, 0, length, extra);
     req.on('error', () => resolve());
     req.on('response', (res) => reject(new Error(`no answer expected for a cut body, got ${res.statusCode}`)));
     req.write(sent, () => {

@@ -68,3 +68,21 @@ export async function offsetOf(server, token, url) {
   assert.equal(r.status, 200, `HEAD ${url} → ${r.status}`);
   return Number(r.headers['upload-offset']);
 }
+
+// A PATCH whose body is written by the caller (the returned ClientRequest), for bodies that are
+// cut off: Content-Length announces `length` bytes from `offset`.
+export function openPatch(server, token, url, offset, length, extra = {}) {
+  return http.request({
+    host: '127.0.0.1',
+    port: server.port,
+    method: 'PATCH',
+    path: url,
+    agent: false,
+    headers: tusHeaders(token, {
+      'content-type': 'application/offset+octet-stream',
+      'upload-offset': String(offset),
+      'content-length': String(length),
+      ...extra,
+    }),
+  });
+}
