@@ -15,6 +15,15 @@
 
 namespace sg::protocol {
 
+// The WebSocket close codes of streamgate's own (RFC 6455 §7.4.2 leaves 4000-4999 to
+// applications); docs/protocol.md says what a client does on each.
+namespace close_code {
+inline constexpr std::uint16_t kTokenExpired = 4001;      // refresh the token and reconnect
+inline constexpr std::uint16_t kHandshakeTimeout = 4002;  // no handshake message in time
+inline constexpr std::uint16_t kPingTimeout = 4003;       // no traffic after a ping
+inline constexpr std::uint16_t kSlowConsumer = 4008;      // fell behind; reconnect and resume
+}  // namespace close_code
+
 enum class ProtocolError {
   kMalformedJson = 1,  // not JSON at all → close 1007
   kNotAnObject,        // JSON, but not the expected object/array shape → 1008

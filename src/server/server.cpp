@@ -1,17 +1,19 @@
 #include "server/server.hpp"
 
+#include "api/cluster_api.hpp"
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
 #include "chat/chat.hpp"
 #include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
-#include "server/cluster_api.hpp"
-#include "server/context.hpp"
-#include "server/http_session.hpp"
-#include "server/upload_events.hpp"
-#include "server/worker.hpp"
-#include "server/ws_codec.hpp"
+#include "net/http_session.hpp"
+#include "net/worker.hpp"
+#include "net/ws_codec.hpp"
+#include "node/context.hpp"
+#include "protocol/protocol.hpp"
+#include "server/routes.hpp"
+#include "uploads/upload_events.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -27,6 +29,8 @@ namespace sg::server {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+using net::Worker;
+using node::Context;
 
 namespace {
 // "redis://:secret@host:6379/0" → "redis://[redacted]@host:6379/0", for logs.
@@ -51,6 +55,18 @@ chat::ChatOptions chat_options(const config::Settings& s) {
   return o;
 }
 
+net::WsOptions websocket_options(const config::Settings& s) {
+  net::WsOptions o;
+  o.max_message_bytes = s.max_message_bytes;
+  o.outbox_bytes = s.outbox_bytes;
+  o.ping_interval = std::chrono::milliseconds(s.ping_interval_ms);
+  o.pong_timeout = std::chrono::milliseconds(s.pong_timeout_ms);
+  o.slow_consumer_grace = std::chrono::milliseconds(s.slow_consumer_grace_ms);
+  o.ping_timeout_code = protocol::close_code::kPingTimeout;
+  o.slow_consumer_code = protocol::close_code::kSlowConsumer;
+  return o;
+}
+
 std::string node_name(std::uint16_t port) {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
@@ -68,13 +84,14 @@ class Server::Impl {
                  broker,
                  registry_,
                  nullptr,
-                 make_server_metrics(registry_)},
+                 node::make_server_metrics(registry_)},
         acceptor_(io_),
         retry_(io_),
         period_(io_),
         drain_(io_) {
     context_.any_service = settings.services.empty() ||
                            (settings.services.size() == 1 && settings.services.front() == "*");
+    context_.websocket = websocket_options(settings);
     uploads_ = make_uploads(settings, broker, registry_);
     context_.uploads = uploads_.get();
     unsigned n = settings.workers;
@@ -85,7 +102,8 @@ class Server::Impl {
     } else {
       log::info("server", "workers", {{"workers", n}, {"reason", "--workers"}});
     }
-    for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(i, context_));
+    for (unsigned i = 0; i < n; ++i)
+      workers_.push_back(std::make_unique<Worker>(i, settings.io_uring, registry_));
     std::vector<hub::Post> posts;
     for (auto& w : workers_) {
       posts.push_back([io = &w->io()](std::function<void()> f) { asio::post(*io, std::move(f)); });
@@ -98,7 +116,8 @@ class Server::Impl {
     context_.chat = chat_.get();
     bind(settings);
     context_.node_name = node_name(port());
-    broker.set_node_stats_source([this] { return node_metrics_json(context_); });
+    routes_ = build_routes(context_);
+    broker.set_node_stats_source([this] { return api::node_metrics_json(context_); });
   }
 
   ~Impl() {
@@ -182,7 +201,7 @@ class Server::Impl {
     options.expiry = expiry;
     log::info("upload", "upload storage ready", {{"dir", dir}});
     return upload::make_manager(options, std::move(*storage),
-                                make_upload_publisher(broker, registry));
+                                uploads::make_upload_publisher(broker, registry));
   }
 
   void bind(const config::Settings& s) {
@@ -213,10 +232,10 @@ class Server::Impl {
             });
             return;
           }
-          asio::post(worker.io(), [&worker, s = std::move(socket)]() mutable {
+          asio::post(worker.io(), [this, &worker, s = std::move(socket)]() mutable {
             boost::system::error_code e;
             s.set_option(tcp::no_delay(true), e);
-            serve_http(worker, std::move(s));
+            net::serve_http(worker, std::move(s), routes_);
           });
           do_accept();
         });
@@ -234,7 +253,7 @@ class Server::Impl {
     acceptor_.close(ec);
     retry_.cancel();
     for (auto& w : workers_) {
-      asio::post(w->io(), [w = w.get()] { w->close_all(ws::close_code::kGoingAway); });
+      asio::post(w->io(), [w = w.get()] { w->close_all(net::ws::close_code::kGoingAway); });
     }
     drain_deadline_ = std::chrono::steady_clock::now() +
                       std::chrono::milliseconds(context_.settings.shutdown_grace_ms);
@@ -243,8 +262,8 @@ class Server::Impl {
 
   std::size_t open_connections() const {
     std::size_t open = 0;
-    for (const auto& w : workers_) open += w->sessions();
-    return open + context_.upload_sessions.load();
+    for (const auto& w : workers_) open += w->connections();
+    return open;
   }
 
   void wait_drained() {
@@ -266,6 +285,8 @@ class Server::Impl {
 
   metrics::Registry registry_;
   Context context_;
+  // Read by every HTTP session; outlives them (the workers are declared, so destroyed, later).
+  net::HttpRoutes routes_;
   // Outlives the workers (declared before them): their sessions call into it.
   std::unique_ptr<upload::Manager> uploads_;
   // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a

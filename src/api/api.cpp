@@ -1,0 +1,233 @@
+#include "api/api.hpp"
+
+#include "api/chat_api.hpp"
+#include "api/cluster_api.hpp"
+#include "auth/auth.hpp"
+#include "chat/chat.hpp"
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "node/context.hpp"
+#include "protocol/protocol.hpp"
+
+#include <boost/json.hpp>
+
+#include <atomic>
+
+namespace sg::api {
+
+namespace {
+
+bool authorized_producer(Context& ctx, const HttpRequest& req) {
+  return auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys);
+}
+
+HttpResponse unauthorized(Context& ctx) {
+  ctx.metrics->count_auth_failure("invalid_api_key");
+  auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+// Services only the server writes to: upload progress (targeted at the uploader, so a forged
+// upload.completed could fool any user of the org) and chat rooms (written through join and
+// message, which check the rooms claim). Refused whatever --services lists.
+bool reserved_service(std::string_view service) {
+  return service == node::kUploadsService || chat::is_room_topic(service);
+}
+
+// Not a std::optional: GCC 12 at -O2 wrongly finds one "maybe uninitialized" through here.
+constexpr std::size_t kNoIndex = static_cast<std::size_t>(-1);
+
+// A refused publish: {"error","message"} plus, when the failure is about one item, "field"
+// (the item's own field name) and, in a batch, "index" (the item's 0-based position).
+HttpResponse publish_rejected(std::string_view code, std::string_view message,
+                              std::string_view field, std::size_t index) {
+  std::string text(message);
+  if (index != kNoIndex) {
+    text += " (item ";
+    core::append_decimal(text, index);
+    text += ')';
+  }
+  HttpResponse r;
+  r.status = 400;
+  r.body = "{\"error\":";
+  protocol::append_json_string(r.body, code);
+  r.body += ",\"message\":";
+  protocol::append_json_string(r.body, text);
+  if (!field.empty()) {
+    r.body += ",\"field\":";
+    protocol::append_json_string(r.body, field);
+  }
+  if (index != kNoIndex) {
+    r.body += ",\"index\":";
+    core::append_decimal(r.body, index);
+  }
+  r.body += '}';
+  return r;
+}
+
+HttpResponse bad_publish_body(const ErrorCode& error, const protocol::PublishErrorDetail& where) {
+  const std::string reason = core::reason(error);
+  std::string message;
+  if (error == protocol::ProtocolError::kUnknownField) {
+    message = "unknown field ";
+    protocol::append_json_string(message, where.field);
+    if (!where.suggestion.empty()) {
+      message += " (did you mean ";
+      protocol::append_json_string(message, where.suggestion);
+      message += "?)";
+    }
+  } else if (error == protocol::ProtocolError::kMissingField) {
+    message = "missing field ";
+    protocol::append_json_string(message, where.field);
+  } else if (error == protocol::ProtocolError::kBadField) {
+    message = "bad value for ";
+    protocol::append_json_string(message, where.field);
+    message += " (see docs/protocol.md#publishing)";
+  } else if (error == protocol::ProtocolError::kEmptyBatch) {
+    message = "a batch needs at least one event";
+  } else if (error == protocol::ProtocolError::kTooManyItems) {
+    message = "a batch holds at most --max-batch events";
+  } else {
+    message = "the publish body was rejected: " + reason;
+  }
+  return publish_rejected(reason, message, where.field, where.index.value_or(kNoIndex));
+}
+
+// Collects the answers of one publish request's events; the last one replies.
+struct PublishBatch {
+  std::vector<std::string> ids;
+  std::atomic<std::size_t> waiting{0};
+  std::atomic<bool> failed{false};
+  std::atomic<std::uint64_t> fresh{0};
+  bool batch = false;
+  std::string org, service;  // of the first item, for the error log
+  Reply reply;
+  Context* ctx = nullptr;
+
+  void finish() {
+    if (failed.load()) {
+      ctx->metrics->publish_errors.inc();
+      log::warn("publish", "broker rejected a publish",
+                {{"org", org}, {"service", service}, {"events", ids.size()}});
+      reply(json_error(503, "broker_unavailable",
+                       "the broker could not store the event; retry with the same eventId"));
+      return;
+    }
+    ctx->metrics->events_published.inc(fresh.load());
+    std::string body;
+    if (batch) {
+      body = "{\"ids\":[";
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (i > 0) body += ',';
+        protocol::append_json_string(body, ids[i]);
+      }
+      body += "]}";
+    } else {
+      body = "{\"id\":";
+      protocol::append_json_string(body, ids.front());
+      body += "}";
+    }
+    reply(json_ok(std::move(body)));
+  }
+};
+
+void publish(Context& ctx, const HttpRequest& req, Reply reply) {
+  ctx.metrics->publish_requests.inc();
+  if (!authorized_producer(ctx, req)) {
+    ctx.metrics->publish_errors.inc();
+    reply(unauthorized(ctx));
+    return;
+  }
+  protocol::PublishErrorDetail where;
+  auto parsed = protocol::parse_publish(req.body, ctx.settings.max_batch, &where);
+  if (!parsed) {
+    ctx.metrics->publish_errors.inc();
+    reply(bad_publish_body(parsed.error(), where));
+    return;
+  }
+  for (std::size_t i = 0; i < parsed->items.size(); ++i) {
+    const std::string& service = parsed->items[i].service;
+    const std::size_t index = parsed->batch ? i : kNoIndex;
+    // Reserved first: whether --services lists the name must not matter.
+    const bool reserved = reserved_service(service);
+    if (reserved || !ctx.service_allowed(service)) {
+      ctx.metrics->publish_errors.inc();
+      reply(reserved ? publish_rejected("reserved_service",
+                                        "only the server publishes to " + service, "service", index)
+                     : publish_rejected("unknown_service", "no such service: " + service, "service",
+                                        index));
+      return;
+    }
+  }
+  auto batch = std::make_shared<PublishBatch>();
+  batch->ids.resize(parsed->items.size());
+  batch->waiting = parsed->items.size();
+  batch->batch = parsed->batch;
+  batch->org = parsed->items.front().org;
+  batch->service = parsed->items.front().service;
+  batch->reply = std::move(reply);
+  batch->ctx = &ctx;
+  for (std::size_t i = 0; i < parsed->items.size(); ++i) {
+    auto& item = parsed->items[i];
+    broker::PublishInput input{std::move(item.event), std::move(item.data), std::move(item.user),
+                               std::move(item.event_key)};
+    ctx.broker.publish(broker::Channel{std::move(item.org), std::move(item.service)},
+                       std::move(input), [batch, i](Result<broker::PublishResult> result) {
+                         if (result) {
+                           batch->ids[i] = result->id;
+                           if (!result->duplicate) batch->fresh.fetch_add(1);
+                         } else {
+                           batch->failed = true;
+                         }
+                         if (batch->waiting.fetch_sub(1) == 1) batch->finish();
+                       });
+  }
+}
+
+}  // namespace
+
+void add_routes(net::HttpRoutes& routes, Context& ctx) {
+  // Each path answers one method (GET also answers HEAD); any other gets 405 with Allow.
+  auto add = [&routes](std::function<bool(std::string_view)> matches, std::string_view method,
+                       std::function<void(const HttpRequest&, Reply)> handler) {
+    routes.add(std::move(matches)).handle = [method, handler = std::move(handler)](
+                                                const HttpRequest& req, Reply reply) {
+      if (req.method == method || (method == "GET" && req.method == "HEAD")) {
+        return handler(req, std::move(reply));
+      }
+      auto r = json_error(405, "method_not_allowed", "use " + std::string(method));
+      r.headers.emplace_back("Allow", std::string(method));
+      reply(std::move(r));
+    };
+  };
+  add(net::path_is("/v2/realtime/publish"), "POST",
+      [&ctx](const HttpRequest& req, Reply reply) { publish(ctx, req, std::move(reply)); });
+  add(net::path_is("/v2/realtime/metrics"), "GET",
+      [&ctx](const HttpRequest& req, Reply reply) { handle_metrics(ctx, req, std::move(reply)); });
+  add(net::path_is("/v2/realtime/presence"), "GET",
+      [&ctx](const HttpRequest& req, Reply reply) { handle_presence(ctx, req, std::move(reply)); });
+  add(is_chat_api_path, "GET",
+      [&ctx](const HttpRequest& req, Reply reply) { handle_chat_api(ctx, req, std::move(reply)); });
+  add(net::path_is("/metrics"), "GET", [&ctx](const HttpRequest&, Reply reply) {
+    HttpResponse r;
+    r.body = ctx.registry.prometheus_text();
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    reply(std::move(r));
+  });
+  add(net::path_is("/healthz"), "GET",
+      [](const HttpRequest&, Reply reply) { reply(json_ok("{\"status\":\"ok\"}")); });
+  add(net::path_is("/readyz"), "GET", [&ctx](const HttpRequest&, Reply reply) {
+    if (ctx.draining.load()) {
+      HttpResponse r = json_ok("{\"status\":\"draining\"}");
+      r.status = 503;
+      reply(std::move(r));
+    } else if (!ctx.broker.stats().healthy) {
+      reply(json_error(503, "broker_unavailable", "the broker is not reachable"));
+    } else {
+      reply(json_ok("{\"status\":\"ready\"}"));
+    }
+  });
+}
+
+}  // namespace sg::api

@@ -1,0 +1,70 @@
+// HttpRoutes: what the node's endpoints are to an HTTP connection. The server fills the table
+// (each endpoint module adds its own routes); an HttpSession looks a request's path up once
+// its head is read and hands the request to what it finds: a handler that answers it, a
+// streamed-body handler (tus PATCH), or a WebSocket endpoint that takes over the socket. The
+// table is built before the workers start and read-only afterwards, so every worker reads it
+// without locks.
+#pragma once
+
+#include "net/body_sink.hpp"
+#include "net/http_types.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sg::metrics {
+class Counter;
+}
+
+namespace sg::net {
+
+class Worker;
+
+// A WebSocket endpoint's answer to an upgrade request.
+struct Upgrade {
+  std::optional<HttpResponse> reject;  // set: answer this and don't upgrade
+  // Else: takes over the connection on `worker` (the socket, and what the client sent after the
+  // request), starting with the "101 Switching Protocols" response the endpoint prepared.
+  std::function<void(Worker& worker, boost::asio::ip::tcp::socket socket, std::string leftover)>
+      accept;
+};
+
+struct HttpRoute {
+  // Whether this route serves `path` (routes are tried in the order they were added).
+  std::function<bool(std::string_view path)> matches;
+  // Exactly one of `handle` and `upgrade` is set.
+  std::function<void(const HttpRequest&, Reply)> handle;
+  std::function<Upgrade(const HttpRequest&)> upgrade;
+  // Optional, with `handle`: requests whose body is streamed into a sink instead of read whole
+  // (decided from the head alone), and the handler that decides on them.
+  std::function<bool(const HttpRequest&)> streams_body;
+  std::function<void(const HttpRequest&, Decide)> begin_body;
+};
+
+struct HttpRoutes {
+  std::vector<HttpRoute> routes;
+  // Answers a request no route matches.
+  std::function<void(const HttpRequest&, Reply)> not_found;
+  std::size_t max_header_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 64 * 1024;  // for bodies read whole
+  // Node state the sessions read and count (owned by the server, which outlives the sessions).
+  const std::atomic<bool>* draining = nullptr;  // set: answers close their connection
+  // Requests read but not yet answered: a shutdown waits for their answers.
+  std::atomic<std::size_t>* in_flight = nullptr;
+  metrics::Counter* requests = nullptr;  // every request that is not an upgrade
+
+  // Adds a route; fill it in before adding the next (the reference is to the table's storage).
+  HttpRoute& add(std::function<bool(std::string_view path)> matches);
+  const HttpRoute* find(std::string_view path) const;
+};
+
+// Matchers: the path itself; every path that starts with `prefix`.
+std::function<bool(std::string_view)> path_is(std::string path);
+std::function<bool(std::string_view)> path_under(std::string prefix);
+
+}  // namespace sg::net

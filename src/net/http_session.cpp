@@ -1,0 +1,432 @@
+#include "net/http_session.hpp"
+
+#include "metrics/metrics.hpp"
+#include "net/body_sink.hpp"
+#include "net/http_framing.hpp"
+#include "net/http_routes.hpp"
+#include "net/worker.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <optional>
+#include <utility>
+
+namespace sg::net {
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+// An idle keep-alive connection is closed after this long.
+constexpr auto kIdleTimeout = std::chrono::seconds(30);
+// A streamed body is read in pieces of up to this size: big enough that per-piece overhead
+// (a hop to the upload thread, one write) vanishes against the bytes, small enough to keep a
+// connection's memory flat.
+constexpr std::size_t kPieceBytes = 256 * 1024;
+// A request head is read in pieces of up to this size, as Beast's own header read does.
+constexpr std::size_t kHeadReadBytes = 64 * 1024;
+// Lingering close (RFC 9112 §9.6): after an answer that closes a connection whose request was
+// not read to the end, the server stops sending and reads and discards what the client is
+// still sending. Closing with unread input makes the kernel send a reset, and a client that
+// gets the reset while it is still writing loses the answer it hasn't read yet.
+// The time bound is what a client needs to see the answer and stop (as Apache's 2 s). The byte
+// bound must be above what a client pushes before it first reads: most clients write the whole
+// body and read afterwards, and on a fast link the kernel takes it all in one write (measured
+// on loopback: a client writing 8 MiB had sent all of it before it read the 413, so a 1 MiB
+// bound lost the answer). 64 MiB covers such bodies up to the size where the 2 s bound takes
+// over on an ordinary link, and only costs the discarding (one small buffer, no memory growth).
+constexpr auto kLingerTimeout = std::chrono::seconds(2);
+constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
+// The buffer the discarded bytes are read into.
+constexpr std::size_t kLingerReadBytes = 16 * 1024;
+
+// Counts one request in HttpRoutes::in_flight until its answer is written or the session is
+// gone, so that the shutdown can wait for answers still owed (a publish waiting on Redis).
+class InFlight {
+ public:
+  explicit InFlight(std::atomic<std::size_t>& count) : count_(count) { count_.fetch_add(1); }
+  ~InFlight() { count_.fetch_sub(1); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  std::atomic<std::size_t>& count_;
+};
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(Worker& worker, boost::asio::ip::tcp::socket socket, const HttpRoutes& routes)
+      : worker_(worker), routes_(routes), stream_(std::move(socket)) {}
+
+  void start() { do_read(); }
+
+ private:
+  // The header is read on its own first: the route decides how the body is read (as one
+  // string with a small limit, or streamed piece by piece into a sink). The raw head is
+  // collected before Beast parses it, because Beast unfolds, merges and tolerates framing
+  // that RFC 9112 says to refuse (http_framing.hpp).
+  void do_read() {
+    stream_parser_.reset();
+    header_parser_.emplace();
+    header_parser_->header_limit(static_cast<std::uint32_t>(routes_.max_header_bytes));
+    header_parser_->body_limit(boost::none);
+    request_done_ = false;
+    head_ = false;
+    head_searched_ = 0;
+    stream_.expires_after(kIdleTimeout);
+    read_head();
+  }
+
+  void read_head() {
+    const std::string_view bytes = buffered();
+    const std::optional<std::size_t> end = find_head_end(bytes, head_searched_);
+    head_searched_ = bytes.size();
+    const std::size_t limit = routes_.max_header_bytes;
+    if (end && *end <= limit) return parse_head(*end);
+    if (end || bytes.size() >= limit) return parse_head(std::nullopt);
+    stream_.async_read_some(buffer_.prepare(beast::read_size(buffer_, kHeadReadBytes)),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->buffer_.commit(n);
+                              if (ec == boost::asio::error::eof) {
+                                // As Beast reports it: a clean close between requests, or a head
+                                // cut short.
+                                ec = self->buffer_.size() == 0 ? http::error::end_of_stream
+                                                               : http::error::partial_message;
+                              }
+                              if (ec) return self->on_read_error(ec);
+                              self->read_head();
+                            });
+  }
+
+  // `head_size`: the whole head is buffered and within --max-http-header-bytes; nullopt: it
+  // is over that limit, and Beast is handed what there is to answer header_limit (431).
+  void parse_head(std::optional<std::size_t> head_size) {
+    if (head_size) {
+      if (const auto refused = check_framing(buffered().substr(0, *head_size))) {
+        return send(json_error(400, to_string(*refused), describe(*refused)), true);
+      }
+    }
+    beast::error_code ec;
+    buffer_.consume(header_parser_->put(buffer_.data(), ec));
+    if (!ec && !header_parser_->is_header_done()) ec = http::error::header_limit;
+    if (ec == http::error::need_more) ec = http::error::header_limit;
+    on_header(ec);
+  }
+
+  std::string_view buffered() const {
+    return {static_cast<const char*>(buffer_.data().data()), buffer_.size()};
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    const auto& msg = header_parser_->get();
+    keep_alive_ = msg.keep_alive();
+    head_ = msg.method() == http::verb::head;
+    {
+      HttpRequest req = request_of(msg);
+      const HttpRoute* route = routes_.find(req.path);
+      if (route && route->streams_body && route->streams_body(req)) {
+        return begin_stream(*route, req);
+      }
+    }
+    if (const auto length = header_parser_->content_length();
+        length && *length > routes_.max_body_bytes) {
+      return on_read_error(http::error::body_limit);
+    }
+    parser_.emplace(std::move(*header_parser_));
+    header_parser_.reset();
+    parser_->body_limit(routes_.max_body_bytes);
+    if (parser_->is_done()) return on_read({});
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_read(e); });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == boost::asio::error::operation_aborted) {
+      return shutdown();
+    }
+    if (ec == http::error::body_limit) {
+      return send(json_error(413, "payload_too_large",
+                             "the body is over --max-publish-bytes (" +
+                                 std::to_string(routes_.max_body_bytes) + " bytes)"),
+                  true);
+    }
+    if (ec == http::error::header_limit) {
+      return send(json_error(431, "headers_too_large", "request headers are too large"), true);
+    }
+    if (ec.category() == make_error_code(http::error::bad_target).category()) {
+      return send(json_error(400, "bad_request", "malformed HTTP request"), true);
+    }
+    shutdown();
+  }
+
+  template <class Message>
+  static HttpRequest request_of(const Message& msg) {
+    HttpRequest req;
+    req.method = msg.method_string();
+    req.target = msg.target();
+    const auto q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
+    req.authorization = msg[http::field::authorization];
+    if (auto it = msg.find(http::field::origin); it != msg.end()) {
+      req.origin = it->value();
+      req.has_origin = true;
+    }
+    req.upgrade = msg[http::field::upgrade];
+    req.connection = msg[http::field::connection];
+    req.ws_key = msg[http::field::sec_websocket_key];
+    req.ws_version = msg[http::field::sec_websocket_version];
+    req.header = [&msg](std::string_view name) { return msg[name]; };
+    if (!msg.chunked()) {
+      if (auto it = msg.find(http::field::content_length); it != msg.end()) {
+        std::uint64_t n = 0;
+        const auto v = it->value();
+        const auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (err == std::errc() && end == v.data() + v.size()) req.content_length = n;
+      }
+    }
+    return req;
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    request_done_ = true;
+    const auto& msg = parser_->get();
+    HttpRequest req = request_of(msg);
+    req.body = msg.body();
+
+    const HttpRoute* route = routes_.find(req.path);
+    if (route && route->upgrade) {
+      Upgrade decision = route->upgrade(req);
+      if (decision.reject) return send(std::move(*decision.reject), false);
+      return upgrade(std::move(decision));
+    }
+    count_request();
+    auto reply = [self = shared_from_this()](HttpResponse r) {
+      // A broker may answer from its own thread.
+      boost::asio::post(self->stream_.get_executor(),
+                        [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
+    };
+    if (route) return route->handle(req, std::move(reply));
+    routes_.not_found(req, std::move(reply));
+  }
+
+  void count_request() {
+    if (routes_.requests) routes_.requests->inc();
+    if (routes_.in_flight) in_flight_.emplace(*routes_.in_flight);
+  }
+
+  // A body streamed into a sink: one piece buffer per connection, and the next piece is read
+  // only once the sink has taken the previous one, so memory doesn't grow with the body.
+  void begin_stream(const HttpRoute& route, const HttpRequest& req) {
+    count_request();
+    route.begin_body(req, [self = shared_from_this()](BodyDecision d) {
+      boost::asio::post(self->stream_.get_executor(),
+                        [self, d = std::move(d)]() mutable { self->on_decision(std::move(d)); });
+    });
+  }
+
+  void on_decision(BodyDecision d) {
+    if (d.response) {
+      // An unread body means the connection can't carry another request.
+      request_done_ = header_parser_->is_done();
+      return send(std::move(*d.response), !request_done_);
+    }
+    sink_ = std::move(d.sink);
+    const bool expects_continue =
+        beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
+    stream_parser_.emplace(std::move(*header_parser_));
+    header_parser_.reset();
+    stream_parser_->body_limit(boost::none);
+    piece_ = std::make_unique<char[]>(kPieceBytes);
+    if (stream_parser_->is_done()) return finish_stream();
+    if (!expects_continue) return read_piece();
+    // The client (curl, for one) waits for this before sending a large body.
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                               if (ec) return self->abort_stream(ec);
+                               self->read_piece();
+                             });
+  }
+
+  void read_piece() {
+    auto& body = stream_parser_->get().body();
+    body.data = piece_.get();
+    body.size = kPieceBytes;
+    body.more = true;
+    stream_.expires_after(kIdleTimeout);
+    http::async_read(
+        stream_, buffer_, *stream_parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_piece(ec); });
+  }
+
+  void on_piece(beast::error_code ec) {
+    if (ec == http::error::need_buffer) ec = {};
+    const std::size_t n = kPieceBytes - stream_parser_->get().body().size;
+    if (ec) {
+      // What arrived before the peer went away is still handed over: a resumable upload keeps it.
+      if (n == 0) return abort_stream(ec);
+      return sink_->on_data(std::string_view(piece_.get(), n), [self = shared_from_this(),
+                                                                ec](std::optional<HttpResponse>) {
+        boost::asio::post(self->stream_.get_executor(), [self, ec] { self->abort_stream(ec); });
+      });
+    }
+    if (n == 0) return on_piece_taken(std::nullopt);
+    sink_->on_data(std::string_view(piece_.get(), n), [self = shared_from_this()](
+                                                          std::optional<HttpResponse> stop) {
+      boost::asio::post(self->stream_.get_executor(), [self, stop = std::move(stop)]() mutable {
+        self->on_piece_taken(std::move(stop));
+      });
+    });
+  }
+
+  void abort_stream(beast::error_code ec) {
+    piece_.reset();
+    std::exchange(sink_, nullptr)->on_abort();
+    // A body cut short by the peer is a disconnect, not a malformed request.
+    if (ec == http::error::partial_message) return shutdown();
+    on_read_error(ec);
+  }
+
+  void on_piece_taken(std::optional<HttpResponse> stop) {
+    if (stop) {
+      piece_.reset();
+      sink_.reset();
+      return send(std::move(*stop), true);
+    }
+    if (stream_parser_->is_done()) return finish_stream();
+    read_piece();
+  }
+
+  void finish_stream() {
+    request_done_ = true;
+    piece_.reset();
+    std::exchange(sink_, nullptr)->on_end([self = shared_from_this()](HttpResponse r) {
+      boost::asio::post(self->stream_.get_executor(),
+                        [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
+    });
+  }
+
+  void upgrade(Upgrade decision) {
+    // Bytes the client sent after the request (a first frame) belong to the WebSocket.
+    std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    stream_.expires_never();
+    decision.accept(worker_, stream_.release_socket(), std::move(leftover));
+  }
+
+  void send(HttpResponse r, bool close) {
+    response_.emplace();
+    auto& res = *response_;
+    res.version(11);
+    res.result(r.status);
+    if (!r.reason.empty()) res.reason(r.reason);
+    res.set(http::field::server, "streamgate");
+    res.set(http::field::content_type, r.content_type);
+    res.set(http::field::cache_control, "no-store");
+    for (auto& [name, value] : r.headers) res.set(name, value);
+    // A draining node sends keep-alive clients (and balancers) to open a new connection, which
+    // the balancer no longer routes here.
+    close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
+    res.keep_alive(!close);
+    const std::size_t size = r.body.size();
+    res.body() = head_ ? std::string() : std::move(r.body);
+    res.prepare_payload();
+    if (head_) res.content_length(size);
+    // RFC 9110 §8.6: no Content-Length on a 204, which Beast would set to 0.
+    if (r.status == 204) res.content_length(boost::none);
+    close_after_write_ = close;
+    // Input still unread (a body, the rest of a refused head, a pipelined request) would make
+    // the close a reset that can destroy this answer: linger instead.
+    linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
+    http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_write(ec);
+    });
+  }
+
+  void on_write(beast::error_code ec) {
+    response_.reset();
+    in_flight_.reset();
+    if (!ec && linger_after_write_) return linger();
+    if (ec || close_after_write_) return shutdown();
+    do_read();
+  }
+
+  // Lingering close: FIN after the answer, then read and discard until the client closes too,
+  // kLingerTimeout passes or kLingerBytes have been thrown away, whichever is first.
+  void linger() {
+    linger_after_write_ = false;
+    beast::error_code ec;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    buffer_.consume(buffer_.size());
+    buffer_.shrink_to_fit();
+    piece_ = std::make_unique<char[]>(kLingerReadBytes);
+    lingered_bytes_ = 0;
+    stream_.expires_after(kLingerTimeout);
+    do_linger();
+  }
+
+  void do_linger() {
+    stream_.async_read_some(boost::asio::buffer(piece_.get(), kLingerReadBytes),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->on_linger(ec, n);
+                            });
+  }
+
+  void on_linger(beast::error_code ec, std::size_t n) {
+    lingered_bytes_ += n;
+    if (!ec && lingered_bytes_ < kLingerBytes) return do_linger();
+    piece_.reset();
+    stream_.close();
+  }
+
+  void shutdown() {
+    beast::error_code ec;
+    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  Worker& worker_;
+  const HttpRoutes& routes_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> header_parser_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<http::buffer_body>> stream_parser_;
+  std::shared_ptr<BodySink> sink_;  // while a streamed body is read
+  std::unique_ptr<char[]> piece_;   // while a streamed body is read, or while lingering
+  std::optional<http::response<http::string_body>> response_;
+  bool keep_alive_ = true;
+  bool head_ = false;
+  bool close_after_write_ = false;
+  bool linger_after_write_ = false;
+  bool request_done_ = false;          // the current request has been read to its end
+  std::size_t head_searched_ = 0;      // bytes of buffer_ already searched for the head's end
+  std::size_t lingered_bytes_ = 0;     // discarded while lingering
+  std::optional<InFlight> in_flight_;  // from reading a request to writing its answer
+};
+
+}  // namespace
+
+void serve_http(Worker& worker, boost::asio::ip::tcp::socket socket, const HttpRoutes& routes) {
+  std::make_shared<HttpSession>(worker, std::move(socket), routes)->start();
+}
+
+}  // namespace sg::net

@@ -1,0 +1,211 @@
+#include "net/worker.hpp"
+
+#include "log/log.hpp"
+#include "metrics/metrics.hpp"
+#include "net/send_ring.hpp"
+#include "net/ws_codec.hpp"
+#include "net/ws_connection.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace sg::net {
+
+namespace {
+constexpr std::size_t kScratchBytes = 64 * 1024;
+constexpr auto kTick = std::chrono::milliseconds(100);
+// Connections flushed by one handler before the flush yields: the rest waits behind whatever input
+// became ready meanwhile (its epoll poll, publish requests, broker deliveries), so events that
+// arrive during a long flush join the queues of connections not yet written instead of
+// waiting for a flush of their own. Two ring submissions' worth: yielding costs a post and
+// an epoll_wait(0), well under 1 % of that many writes.
+constexpr std::size_t kFlushBatch = 2 * 128;
+}  // namespace
+
+Worker::Worker(std::size_t index, bool io_uring, metrics::Registry& registry)
+    : index_(index),
+      io_uring_(io_uring),
+      guard_(boost::asio::make_work_guard(io_)),
+      tick_(io_),
+      scratch_(kScratchBytes),
+      write_frames_(registry.histogram(
+          "streamgate_write_frames",
+          "Frames completed per WebSocket write (one send or io_uring entry); more than one "
+          "when events queued for a connection faster than it was written",
+          std::vector<double>(kWriteFrameBounds.begin(), kWriteFrameBounds.end()))) {}
+
+Worker::~Worker() {
+  join();
+}
+
+void Worker::start() {
+  schedule_tick();
+  thread_ = std::thread([this] {
+    open_send_ring();  // on this thread: the ring is set up for a single submitting thread
+    io_.run();
+  });
+}
+
+void Worker::stop() {
+  guard_.reset();
+  io_.stop();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::add(std::shared_ptr<WsConnection> connection) {
+  connection->set_worker_slot(connections_.size());
+  connections_.push_back(std::move(connection));
+  connection_count_.store(connections_.size(), std::memory_order_relaxed);
+}
+
+void Worker::remove(WsConnection& connection) {
+  const std::size_t slot = connection.worker_slot();
+  if (slot >= connections_.size() || connections_[slot].get() != &connection) return;
+  if (slot + 1 != connections_.size()) {
+    connections_[slot] = std::move(connections_.back());
+    connections_[slot]->set_worker_slot(slot);
+  }
+  connections_.pop_back();
+  connection_count_.store(connections_.size(), std::memory_order_relaxed);
+}
+
+void Worker::mark_dirty(WsConnection& connection) {
+  dirty_.push_back(connection.shared_from_this());
+  if (!flush_scheduled_) post_flush();
+}
+
+void Worker::post_flush() {
+  flush_scheduled_ = true;
+  boost::asio::post(io_, [this] { flush_dirty(); });
+}
+
+void Worker::count_write(std::size_t frames) {
+  const auto it = std::lower_bound(kWriteFrameBounds.begin(), kWriteFrameBounds.end(),
+                                   static_cast<double>(frames));
+  ++write_counts_[static_cast<std::size_t>(it - kWriteFrameBounds.begin())];
+  write_frames_sum_ += frames;
+}
+
+void Worker::publish_write_counts() {
+  if (write_frames_sum_ == 0) return;
+  write_frames_.add(write_counts_, static_cast<double>(write_frames_sum_));
+  write_counts_.fill(0);
+  write_frames_sum_ = 0;
+}
+
+void Worker::open_send_ring() {
+  if (!io_uring_) return;
+  std::string error;
+  ring_ = SendRing::open(error);
+  if (index_ != 0) return;  // one line for the node, not one per worker
+  if (ring_) {
+    log::info("server", "writing with io_uring", {});
+  } else {
+    log::info("server", "io_uring unavailable; writing with sendmsg", {{"reason", error}});
+  }
+}
+
+void Worker::flush_dirty() {
+  flush_scheduled_ = false;
+  // The oldest requests first. Connections marked dirty while this batch runs (a write finished
+  // and more was queued) join the back of the queue.
+  const std::size_t end = std::min(dirty_.size(), dirty_head_ + kFlushBatch);
+  for (std::size_t i = dirty_head_; i < end; ++i) flushing_.push_back(std::move(dirty_[i]));
+  dirty_head_ = end;
+  if (dirty_head_ == dirty_.size()) {
+    dirty_.clear();
+    dirty_head_ = 0;
+  } else if (dirty_head_ > 4 * kFlushBatch && dirty_head_ * 2 > dirty_.size()) {
+    dirty_.erase(dirty_.begin(), dirty_.begin() + static_cast<std::ptrdiff_t>(dirty_head_));
+    dirty_head_ = 0;
+  }
+  std::size_t next = 0;
+  while (ring_ && next < flushing_.size()) {
+    while (next < flushing_.size() &&
+           flushing_[next]->flush_into(*ring_, static_cast<std::uint32_t>(next))) {
+      ++next;
+    }
+    for (const auto& sent : ring_->submit()) flushing_[sent.tag]->on_sent(sent.result);
+    if (ring_->broken()) {
+      log::error("server", "io_uring failed; writing with sendmsg from now on",
+                 {{"worker", index_}});
+      ring_.reset();
+    }
+  }
+  for (; next < flushing_.size(); ++next) flushing_[next]->flush();
+  flushing_.clear();
+  publish_write_counts();
+  // Yield: the rest runs after what became ready meanwhile, which may add to their queues.
+  if (dirty_head_ < dirty_.size() && !flush_scheduled_) post_flush();
+}
+
+void Worker::close_all(std::uint16_t code) {
+  // Backwards, because a connection may remove itself (swap-remove) during the call.
+  for (std::size_t i = connections_.size(); i-- > 0;) {
+    if (i >= connections_.size()) continue;
+    auto connection = connections_[i];
+    connection->shut_down(code);
+  }
+}
+
+void Worker::drain_until(std::chrono::steady_clock::time_point deadline) {
+  drain_deadline_ = deadline;
+  drain_last_step_ = std::chrono::steady_clock::now();
+  drain_credit_ = 0;
+}
+
+void Worker::drain_step(std::chrono::steady_clock::time_point now) {
+  // Each step closes the share of the still-open connections that the time since the last step is
+  // of the time that was left then: at most ceil(n_at_start * tick / period) per tick while ticks
+  // come on time. The fraction of a close a step can't make is carried over, so a few connections
+  // over a long period close at the right times rather than one per tick from the start. A
+  // late tick closes proportionally more instead of leaving a burst for the deadline, and
+  // clients that leave by themselves slow the pace down.
+  const auto span = std::chrono::duration<double>(*drain_deadline_ - drain_last_step_);
+  const auto elapsed = std::chrono::duration<double>(now - drain_last_step_);
+  drain_last_step_ = now;
+  std::size_t open = 0;
+  for (const auto& c : connections_) open += c->open() && c->leaves_on_drain() ? 1 : 0;
+  if (open == 0) return;
+  std::size_t share = open;
+  if (elapsed < span) {
+    drain_credit_ += static_cast<double>(open) * (elapsed / span);
+    share = std::min(open, static_cast<std::size_t>(std::floor(drain_credit_ + 1e-9)));
+  }
+  drain_credit_ = std::max(0.0, drain_credit_ - static_cast<double>(share));
+  for (std::size_t i = connections_.size(); i-- > 0 && share > 0;) {
+    if (i >= connections_.size()) continue;
+    auto connection = connections_[i];
+    if (!connection->open() || !connection->leaves_on_drain()) continue;
+    connection->close(ws::close_code::kGoingAway, "server shutting down");
+    --share;
+  }
+}
+
+void Worker::schedule_tick() {
+  tick_.expires_after(kTick);
+  tick_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    on_tick();
+    schedule_tick();
+  });
+}
+
+void Worker::on_tick() {
+  publish_write_counts();  // writes finished outside a flush (the socket became writable)
+  const auto now = std::chrono::steady_clock::now();
+  const auto wall = std::chrono::system_clock::now();
+  for (std::size_t i = connections_.size(); i-- > 0;) {
+    if (i >= connections_.size()) continue;
+    auto connection = connections_[i];
+    connection->tick(now, wall);
+  }
+  if (drain_deadline_) drain_step(now);
+}
+
+}  // namespace sg::net

@@ -1,0 +1,109 @@
+// Worker: one thread running one io_context, owning the WebSocket connections accepted onto
+// it, whatever their endpoint. Nothing here is touched from another thread except through
+// post(). Also the per-worker machinery that keeps connections cheap: one scratch read buffer
+// shared by all of them, one timer that ticks every connection's deadlines, and the flush that
+// writes what connections queued: one gather write per connection, handed to the kernel in
+// io_uring batches, taking turns with new input so a worker that falls behind sends more frames
+// per write instead of more writes. Endpoints find their own per-worker state by index().
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+namespace sg::metrics {
+class Histogram;
+class Registry;
+}  // namespace sg::metrics
+
+namespace sg::net {
+
+class SendRing;
+class WsConnection;
+
+class Worker {
+ public:
+  // `io_uring`: write with io_uring where the kernel allows (else sendmsg).
+  Worker(std::size_t index, bool io_uring, metrics::Registry& registry);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  boost::asio::io_context& io() { return io_; }
+  std::size_t index() const { return index_; }
+
+  void start();  // spawns the thread
+  void stop();   // stops the io_context; from any thread
+  void join();
+
+  // Valid until the calling handler returns; shared by every connection of this worker.
+  std::span<char> scratch() { return scratch_; }
+
+  void add(std::shared_ptr<WsConnection> connection);
+  void remove(WsConnection& connection);
+  // Queues connection.flush() (once until it runs). Flushes run in the order asked, behind the
+  // input already waiting on this worker, a batch at a time (see flush_dirty).
+  void mark_dirty(WsConnection& connection);
+  // Counts one write that completed `frames` frames (streamgate_write_frames).
+  void count_write(std::size_t frames);
+  // Shuts every connection down with `code` (server shutdown). On this worker's thread.
+  void close_all(std::uint16_t code);
+  // Starts the drain: from the next tick on, closes the open connections that leave on a drain
+  // with 1001 a share at a time, evenly until `deadline`, the last share on the last tick
+  // before it. On this worker's thread.
+  void drain_until(std::chrono::steady_clock::time_point deadline);
+  std::size_t connections() const { return connection_count_.load(std::memory_order_relaxed); }
+
+ private:
+  void schedule_tick();
+  void on_tick();
+  void drain_step(std::chrono::steady_clock::time_point now);
+  void flush_dirty();
+  void post_flush();
+  void publish_write_counts();
+  void open_send_ring();
+
+  // Bounds of streamgate_write_frames; counts are kept here and added to the shared histogram
+  // once per flush batch rather than once per write.
+  static constexpr std::array<double, 9> kWriteFrameBounds = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+
+  std::size_t index_;
+  bool io_uring_;
+  // No concurrency hint of 1: with it, Asio queues a post made from the worker's own thread in a
+  // thread-private queue that runs after posts other threads made later, and the hub relies on
+  // posts to a worker running in the order they were made (a channel's events arrive in offset
+  // order; an older one arriving late would be dropped as stale).
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  boost::asio::steady_timer tick_;
+  std::thread thread_;
+  std::vector<char> scratch_;
+  std::vector<std::shared_ptr<WsConnection>> connections_;
+  std::atomic<std::size_t> connection_count_{0};
+  // Connections waiting for their flush, oldest first from dirty_head_; each at most once (its
+  // own dirty flag), so one fanned out to again before its turn sends everything in one write.
+  std::vector<std::shared_ptr<WsConnection>> dirty_;
+  std::size_t dirty_head_ = 0;
+  std::vector<std::shared_ptr<WsConnection>> flushing_;  // the batch being flushed
+  std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
+  bool flush_scheduled_ = false;
+  metrics::Histogram& write_frames_;
+  std::array<std::uint64_t, kWriteFrameBounds.size() + 1> write_counts_{};
+  std::uint64_t write_frames_sum_ = 0;
+  // The drain (drain_until): its deadline (set: draining), when the last step ran, and the
+  // fraction of a close owed but not yet made.
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
+  std::chrono::steady_clock::time_point drain_last_step_;
+  double drain_credit_ = 0;
+};
+
+}  // namespace sg::net

@@ -1,0 +1,125 @@
+#include "node/upgrade.hpp"
+
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "net/ws_codec.hpp"
+#include "node/context.hpp"
+#include "node/request_auth.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace sg::node {
+
+namespace {
+
+// What a refused upgrade on a draining node tells the client to wait: long enough for the
+// balancer to have seen /readyz turn 503, short enough that the client is back before long.
+constexpr int kDrainingRetryAfterSeconds = 1;
+
+// True when the comma-separated header value lists `token` (case-insensitive).
+bool has_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (item.size() == token.size() &&
+        std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
+          return std::tolower(static_cast<unsigned char>(a)) ==
+                 std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return true;
+    }
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
+  UpgradeDecision d;
+  auto fail = [&](unsigned status, std::string_view code, std::string_view message) {
+    ctx.metrics->count_auth_failure(code);
+    d.reject = json_error(status, code, message);
+    return d;
+  };
+
+  if (ctx.draining.load()) {
+    // Checked before the token: a draining node has nothing to offer, whoever asks. The
+    // connection closes after the answer so the client's retry goes through the balancer.
+    d.reject = json_error(503, "shutting_down", "this node is draining; connect to another node");
+    d.reject->headers.emplace_back("Retry-After", std::to_string(kDrainingRetryAfterSeconds));
+    d.reject->close = true;
+    return d;
+  }
+
+  const std::string token = request_token(req);
+  if (token.empty()) {
+    return fail(401, "missing_token",
+                "send the token as an Authorization: Bearer header or the access_token query "
+                "parameter");
+  }
+  auto principal = ctx.verifier->verify(token, core::WallClock::now());
+  if (!principal) {
+    const std::string reason = core::reason(principal.error());
+    log::info("auth", "connection rejected", {{"reason", reason}, {"path", req.path}});
+    return fail(401, reason, "the access token was rejected: " + reason);
+  }
+  if (!ctx.origins.allows(req.has_origin ? std::optional(req.origin) : std::nullopt)) {
+    log::info("auth", "origin rejected", {{"origin", req.origin}, {"org", principal->org}});
+    return fail(403, "origin_not_allowed", "this Origin may not connect");
+  }
+
+  if (!has_token(req.upgrade, "websocket") || !has_token(req.connection, "upgrade") ||
+      req.method != "GET") {
+    d.reject = json_error(426, "upgrade_required", "this endpoint is a WebSocket");
+    d.reject->headers.emplace_back("Upgrade", "websocket");
+    return d;
+  }
+  if (req.ws_version != "13") {
+    d.reject = json_error(426, "unsupported_websocket_version", "use WebSocket version 13");
+    d.reject->headers.emplace_back("Sec-WebSocket-Version", "13");
+    return d;
+  }
+  std::string key_bytes;
+  {
+    // The key must be 16 random bytes in base64 (RFC 6455 §4.1): 24 characters.
+    std::string_view key = req.ws_key;
+    std::string url_form(key);
+    std::replace(url_form.begin(), url_form.end(), '+', '-');
+    std::replace(url_form.begin(), url_form.end(), '/', '_');
+    if (url_form.size() == 24 && url_form.ends_with("==")) url_form.resize(22);
+    if (!core::base64url_decode(url_form, key_bytes) || key_bytes.size() != 16) {
+      d.reject = json_error(400, "bad_websocket_key", "Sec-WebSocket-Key must be 16 bytes base64");
+      return d;
+    }
+  }
+
+  switch (ctx.hub->admit(principal->org, principal->user)) {
+    case hub::Hub::Admission::kAdmitted:
+      break;
+    case hub::Hub::Admission::kUserLimit:
+      log::warn("stream", "connection limit hit",
+                {{"org", principal->org},
+                 {"user", principal->user},
+                 {"limit", ctx.settings.max_connections_per_user}});
+      return fail(429, "too_many_connections",
+                  "this user has too many open connections (--max-connections-per-user)");
+    case hub::Hub::Admission::kNodeLimit:
+      log::warn("stream", "node connection limit hit", {{"limit", ctx.settings.max_connections}});
+      d.reject = json_error(503, "server_full", "this node is at --max-connections");
+      return d;
+  }
+
+  d.principal = std::move(*principal);
+  d.response =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      net::ws::accept_key(req.ws_key) + "\r\n\r\n";
+  return d;
+}
+
+}  // namespace sg::node

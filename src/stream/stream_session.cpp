@@ -1,0 +1,365 @@
+#include "stream/stream_session.hpp"
+
+#include "chat/chat.hpp"
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "net/worker.hpp"
+#include "node/context.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sg::stream {
+
+namespace {
+namespace cc = net::ws::close_code;
+namespace sgc = protocol::close_code;
+
+// Events a resume reads from history at a time. A page is what a replay holds beyond the
+// outbox (shared with the memory broker's history, copies with Redis's), so it stays small.
+constexpr std::size_t kReplayPageEvents = 64;
+}  // namespace
+
+StreamSession::StreamSession(net::Worker& worker, boost::asio::ip::tcp::socket socket,
+                             const net::WsOptions& options, node::Context& ctx,
+                             auth::Principal principal, std::string leftover)
+    : WsConnection(worker, std::move(socket), std::move(leftover), options),
+      ctx_(ctx),
+      principal_(std::move(principal)) {
+  const std::string hex = core::random_hex(id_.hex.size() / 2);
+  std::copy_n(hex.begin(), id_.hex.size(), id_.hex.begin());
+}
+
+StreamSession::~StreamSession() = default;
+
+void StreamSession::begin(std::string upgrade_response) {
+  ctx_.metrics->connections_total.inc();
+  log::info("stream", "connection opened",
+            {{"conn", id_},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"worker", worker().index()}});
+  start(std::move(upgrade_response));
+}
+
+std::shared_ptr<StreamSession> StreamSession::self() {
+  return std::static_pointer_cast<StreamSession>(shared_from_this());
+}
+
+hub::Shard& StreamSession::shard() {
+  return ctx_.hub->shard(worker().index());
+}
+
+boost::asio::io_context& StreamSession::io() {
+  return worker().io();
+}
+
+// ---- messages ----
+
+void StreamSession::on_message(net::ws::Opcode opcode, std::string_view payload) {
+  if (opcode == net::ws::Opcode::kBinary) {
+    reject("binary_not_supported", "this endpoint speaks JSON text messages only",
+           cc::kUnsupportedData);
+    return;
+  }
+  handle_text(payload);
+}
+
+void StreamSession::reject(std::string_view code, std::string_view message,
+                           std::uint16_t close_code, std::string_view service) {
+  if (closing()) return;
+  send_text(protocol::serialize_error(code, message, service));
+  close(close_code, code);
+}
+
+void StreamSession::handle_text(std::string_view text) {
+  auto parsed = protocol::parse_client_message(text, !active_,
+                                               protocol::ParseLimits{ctx_.settings.max_services});
+  if (!parsed) {
+    const auto& ec = parsed.error();
+    const bool not_json = ec == protocol::ProtocolError::kMalformedJson;
+    reject(core::reason(ec), not_json ? "message is not valid JSON" : "message not understood",
+           not_json ? cc::kInvalidPayload : cc::kPolicyViolation);
+    return;
+  }
+  auto& message = *parsed;
+  if (auto* handshake = std::get_if<protocol::Handshake>(&message)) {
+    start_subscribe(std::move(handshake->services), handshake->resume, true);
+  } else if (auto* subscribe = std::get_if<protocol::Subscribe>(&message)) {
+    start_subscribe(std::move(subscribe->services), subscribe->resume, false);
+  } else if (auto* unsub = std::get_if<protocol::Unsubscribe>(&message)) {
+    unsubscribe(unsub->services);
+  } else if (std::holds_alternative<protocol::Ping>(message)) {
+    send_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+  } else {
+    if (!chat_) chat_ = std::make_unique<ChatConn>(static_cast<ChatHost&>(*this), ctx_);
+    chat_->handle(message);
+  }
+}
+
+void StreamSession::start_subscribe(std::vector<std::string> services,
+                                    const protocol::ResumeMap& resume, bool is_handshake) {
+  for (const auto& service : services) {
+    if (!ctx_.service_allowed(service)) {
+      reject("unknown_service", "no such service: " + service, cc::kPolicyViolation, service);
+      return;
+    }
+    // A user's own upload progress is theirs to see, whatever else the token restricts.
+    const bool own_uploads = ctx_.uploads && service == node::kUploadsService;
+    if (principal_.services && !own_uploads &&
+        std::find(principal_.services->begin(), principal_.services->end(), service) ==
+            principal_.services->end()) {
+      reject("forbidden_service", "the token does not allow service " + service,
+             cc::kPolicyViolation, service);
+      return;
+    }
+  }
+  std::size_t total = services_.size();
+  for (const auto& service : services) {
+    if (std::find(services_.begin(), services_.end(), service) == services_.end()) ++total;
+  }
+  if (total > ctx_.settings.max_services) {
+    reject("too_many_services",
+           "a connection may subscribe to at most " + std::to_string(ctx_.settings.max_services) +
+               " services",
+           cc::kPolicyViolation);
+    return;
+  }
+  std::vector<std::optional<broker::Position>> positions(services.size());
+  for (const auto& [service, raw_id] : resume) {
+    auto it = std::find(services.begin(), services.end(), service);
+    if (it == services.end()) continue;
+    auto id = protocol::parse_event_id(raw_id);
+    if (!id) {
+      reject("bad_event_id", "resume id for " + service + " is not an event id",
+             cc::kPolicyViolation);
+      return;
+    }
+    positions[static_cast<std::size_t>(it - services.begin())] =
+        broker::Position{id->epoch, id->offset};
+  }
+
+  if (is_handshake) active_ = true;
+  auto request = std::make_unique<Request>();
+  request->services = services;
+  request->is_handshake = is_handshake;
+  request->waiting = services.size();
+  const std::size_t request_id = ++request_id_;
+  request_ = std::move(request);
+  pause_reading();  // later messages wait until this one is answered
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    if (std::find(services_.begin(), services_.end(), services[i]) == services_.end()) {
+      services_.push_back(services[i]);
+    }
+    if (positions[i]) request_->resume.push_back({services[i], true, {}});
+    shard().attach(
+        *this, principal_.user, broker::Channel{principal_.org, services[i]}, positions[i],
+        [self = self(), request_id, service = services[i]](hub::AttachResult r) {
+          self->on_attached(request_id, service, std::move(r));
+        },
+        kReplayPageEvents);
+  }
+  if (services.empty()) on_attached(request_id, {}, {});
+}
+
+void StreamSession::on_attached(std::size_t request_id, std::string service,
+                                hub::AttachResult result) {
+  if (!active() || !request_ || request_id != request_id_) return;
+  Request& request = *request_;
+  if (!service.empty()) {
+    for (auto& status : request.resume) {
+      if (status.service == service) {
+        status.recovered = result.recovered;
+        status.reason = result.reason;
+      }
+    }
+    request.results.emplace_back(std::move(service), std::move(result));
+    if (--request.waiting > 0) return;
+  }
+  const std::string now = core::format_rfc3339(core::WallClock::now());
+  if (request.is_handshake) {
+    protocol::Ack ack;
+    ack.connection_id = id_;
+    ack.services = request.services;
+    ack.resume = request.resume;
+    ack.timestamp = now;
+    send_text(protocol::serialize_ack(ack));
+  } else {
+    send_text(protocol::serialize_subscribed(request.services, request.resume, now));
+  }
+  auto done = std::move(request_);
+  for (auto& [svc, res] : done->results) {
+    const auto& name = svc;
+    // Subscribing again to a service still replaying attached nothing: its replay goes on.
+    if (replays_ && std::any_of(replays_->begin(), replays_->end(),
+                                [&](const Replay& r) { return r.service == name; })) {
+      continue;
+    }
+    if (res.replay.empty() && !res.more) {
+      if (!shard().go_live(*this, broker::Channel{principal_.org, svc})) mark_slow();
+      continue;
+    }
+    if (!replays_) replays_ = std::make_unique<std::vector<Replay>>();
+    replays_->push_back(Replay{svc, {res.replay.begin(), res.replay.end()}, res.more, false});
+  }
+  pump_replay();
+  resume_reading();
+}
+
+void StreamSession::pump_replay() {
+  if (!replays_) return;
+  auto& replays = *replays_;
+  const std::size_t limit = ctx_.settings.outbox_bytes;
+  // Half the outbox stays for live events of the connection's other channels.
+  const std::size_t low_water = limit / 2;
+  for (std::size_t i = 0; i < replays.size();) {
+    if (!active() || lost()) return;
+    Replay& replay = replays[i];
+    while (!replay.queued.empty()) {
+      const std::size_t size = net::OutFrame::kHeadBytes + replay.queued.front()->body.size();
+      const std::size_t queued = queued_bytes();
+      // An event too big for even an empty outbox goes anyway, and fails as a live one would.
+      if (queued > 0 && (queued >= low_water || queued + size > limit)) break;
+      deliver(replay.queued.front());
+      replay.queued.pop_front();
+    }
+    if (!replay.queued.empty() || replay.reading) {
+      ++i;
+      continue;
+    }
+    if (replay.more) {
+      replay.reading = true;
+      shard().next_page(*this, broker::Channel{principal_.org, replay.service},
+                        [self = self(), service = replay.service](hub::ReplayPage page) {
+                          self->on_replay_page(service, std::move(page));
+                        });
+      ++i;
+      continue;
+    }
+    // Everything up to where history was read is queued: the held live events follow.
+    const broker::Channel channel{principal_.org, std::move(replay.service)};
+    replays.erase(replays.begin() + static_cast<std::ptrdiff_t>(i));
+    if (!shard().go_live(*this, channel)) mark_slow();
+  }
+  if (replays_->empty()) replays_.reset();
+}
+
+void StreamSession::on_replay_page(const std::string& service, hub::ReplayPage page) {
+  if (!active() || !replays_) return;
+  auto it = std::find_if(replays_->begin(), replays_->end(),
+                         [&](const Replay& r) { return r.service == service; });
+  if (it == replays_->end() || !it->reading) return;
+  if (!page.failure.empty()) {
+    log::warn(
+        "stream", "replay interrupted",
+        {{"conn", id_}, {"org", principal_.org}, {"service", service}, {"reason", page.failure}});
+    // What was sent stays good: the client resumes from the last event it got.
+    reject("replay_interrupted",
+           "the replay of " + service + " could not go on; resume from the last event received",
+           cc::kInternalError, service);
+    return;
+  }
+  it->reading = false;
+  it->more = page.more;
+  it->queued.insert(it->queued.end(), page.events.begin(), page.events.end());
+  pump_replay();
+}
+
+void StreamSession::unsubscribe(const std::vector<std::string>& services) {
+  for (const auto& service : services) {
+    if (chat::is_room_topic(service)) continue;  // rooms are left with "leave"
+    shard().detach(*this, broker::Channel{principal_.org, service});
+    services_.erase(std::remove(services_.begin(), services_.end(), service), services_.end());
+    if (replays_) {
+      std::erase_if(*replays_, [&](const Replay& r) { return r.service == service; });
+    }
+  }
+  send_text(protocol::serialize_unsubscribed(services));
+}
+
+// ---- events ----
+
+void StreamSession::deliver(const broker::EventPtr& event) {
+  if (!active() || lost()) return;
+  net::OutFrame frame;
+  // Payload = per-recipient prefix + shared body; the WebSocket header precedes both, and its
+  // length depends on the prefix's, so the prefix is written first, behind the longest header.
+  char prefix[protocol::kMaxEventFramePrefix];
+  const std::size_t prefix_len = protocol::write_event_frame_prefix(prefix, ++seq_);
+  std::array<char, 10> header;
+  const std::size_t n =
+      net::ws::frame_header(net::ws::Opcode::kText, prefix_len + event->body.size(), header);
+  std::memcpy(frame.head.data(), header.data(), n);
+  std::memcpy(frame.head.data() + n, prefix, prefix_len);
+  frame.head_len = static_cast<std::uint8_t>(n + prefix_len);
+  frame.body = event->body;
+  frame.keep = event;
+  send_event(std::move(frame));
+}
+
+void StreamSession::hold_overflowed() {
+  if (active()) mark_slow();
+}
+
+void StreamSession::on_written() {
+  if (replays_) pump_replay();  // a replay refills the outbox as it drains
+}
+
+// ---- closing ----
+
+void StreamSession::on_slow_consumer(std::string_view cause) {
+  ctx_.metrics->slow_consumer_closes.inc();
+  log::warn("stream", "slow consumer closed",
+            {{"conn", id_},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"cause", cause},
+             {"queued_bytes", queued_bytes()},
+             {"limit_bytes", options().outbox_bytes}});
+}
+
+void StreamSession::on_throttled(bool throttled) {
+  if (throttled) {
+    log::debug("stream", "reading paused: replies over the outbox limit",
+               {{"conn", id_}, {"queued_bytes", queued_bytes()}});
+  } else {
+    log::debug("stream", "reading resumed", {{"conn", id_}});
+  }
+}
+
+void StreamSession::on_protocol_error(std::string_view error) {
+  log::info("stream", "protocol error", {{"conn", id_}, {"org", principal_.org}, {"error", error}});
+}
+
+void StreamSession::on_closing() {
+  shard().detach_all(*this);
+  if (chat_) chat_->on_close();
+  request_.reset();
+}
+
+void StreamSession::on_closed(std::uint16_t code) {
+  ctx_.hub->release(principal_.org, principal_.user);
+  ctx_.metrics->count_close(code);
+  const auto duration =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - opened_at());
+  log::info("stream", "connection closed",
+            {{"conn", id_},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"code", code},
+             {"duration_ms", duration.count()}});
+}
+
+void StreamSession::on_tick(Clock::time_point now, std::chrono::system_clock::time_point wall) {
+  const auto& s = ctx_.settings;
+  if (!active_ && now - opened_at() >= std::chrono::milliseconds(s.handshake_timeout_ms)) {
+    reject("handshake_timeout", "no handshake message in time", sgc::kHandshakeTimeout);
+    return;
+  }
+  if (wall >= principal_.expiry + std::chrono::seconds(s.jwt_leeway_seconds)) {
+    reject("token_expired", "the access token expired; reconnect with a fresh one",
+           sgc::kTokenExpired);
+  }
+}
+
+}  // namespace sg::stream

@@ -1,0 +1,379 @@
+#include "uploads/upload_session.hpp"
+
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "net/worker.hpp"
+#include "net/ws_connection.hpp"
+#include "node/context.hpp"
+#include "protocol/protocol.hpp"
+#include "upload/upload.hpp"
+#include "uploads/upload_events.hpp"
+#include "uploads/upload_message.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace sg::uploads {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace cc = net::ws::close_code;
+namespace sgc = protocol::close_code;
+using Clock = std::chrono::steady_clock;
+
+// Progress cadence on the socket: at least every this many bytes or kProgressEvery, whichever
+// first.
+constexpr auto kProgressEvery = std::chrono::milliseconds(250);
+constexpr std::uint64_t kProgressBytes = 1 << 20;
+
+std::uint16_t close_code_for(upload::UploadError e) {
+  switch (e) {
+    case upload::UploadError::kStorage:
+      return cc::kInternalError;
+    case upload::UploadError::kShuttingDown:
+      return cc::kGoingAway;
+    default:
+      return cc::kPolicyViolation;
+  }
+}
+
+// One browser's upload socket: the upload protocol on a net::WsConnection. A JSON "start" or
+// "resume" message names the upload, binary messages carry its bytes, which go to the manager
+// one message at a time: reading pauses while a call is in flight, which is backpressure to
+// the client through TCP.
+class UploadSession final : public net::WsConnection {
+ public:
+  UploadSession(net::Worker& worker, asio::ip::tcp::socket socket, Context& ctx,
+                auth::Principal principal, std::string leftover)
+      : WsConnection(worker, std::move(socket), std::move(leftover), ctx.websocket),
+        ctx_(ctx),
+        manager_(*ctx.uploads),
+        owner_{principal.org, principal.user},
+        principal_(std::move(principal)),
+        id_(core::random_hex(8)) {}
+
+  void begin(std::string upgrade_response) {
+    ctx_.metrics->connections_total.inc();
+    log::info("upload", "upload connection opened",
+              {{"conn", id_}, {"org", owner_.org}, {"user", owner_.user}});
+    start(std::move(upgrade_response));
+  }
+
+  // An upload socket is not closed by the drain period (its upload resumes anywhere, but it
+  // may be near its end): only the final shutdown closes it, saying why.
+  bool leaves_on_drain() const override { return false; }
+  void shut_down(std::uint16_t code) override {
+    fail_with("shutting_down", "the server is shutting down; resume on reconnect", code);
+  }
+
+ private:
+  enum class Phase { kAwaitingStart, kUploading, kIdle };
+
+  void on_message(net::ws::Opcode opcode, std::string_view payload) override {
+    if (opcode == net::ws::Opcode::kBinary) {
+      on_bytes(std::string(payload));
+    } else {
+      on_text(payload);
+    }
+  }
+
+  void on_protocol_error(std::string_view error) override {
+    log::info("upload", "protocol error", {{"conn", id_}, {"org", owner_.org}, {"error", error}});
+  }
+
+  void on_slow_consumer(std::string_view cause) override {
+    ctx_.metrics->slow_consumer_closes.inc();
+    log::warn("upload", "slow consumer closed",
+              {{"conn", id_}, {"org", owner_.org}, {"cause", cause}});
+  }
+
+  void on_closed(std::uint16_t code) override {
+    ctx_.hub->release(owner_.org, owner_.user);
+    ctx_.metrics->count_close(code);
+    log::info("upload", "upload connection closed",
+              {{"conn", id_},
+               {"org", owner_.org},
+               {"user", owner_.user},
+               {"upload_id", upload_id_},
+               {"received", received_},
+               {"code", code}});
+  }
+
+  void on_tick(Clock::time_point now, std::chrono::system_clock::time_point wall) override {
+    const auto& s = ctx_.settings;
+    if (wall >= principal_.expiry + std::chrono::seconds(s.jwt_leeway_seconds)) {
+      return fail_with("token_expired", "the access token expired; reconnect and resume",
+                       sgc::kTokenExpired);
+    }
+    if (phase_ == Phase::kAwaitingStart && !busy_ &&
+        now - opened_at() >= std::chrono::milliseconds(s.handshake_timeout_ms)) {
+      return fail_with("handshake_timeout", "no start or resume message in time",
+                       sgc::kHandshakeTimeout);
+    }
+    if (busy_) return;
+    if (phase_ == Phase::kUploading && received_ > last_progress_bytes_ &&
+        now - last_progress_at_ >= kProgressEvery) {
+      checkpoint();
+    }
+  }
+
+  // ---- messages ----
+
+  void on_text(std::string_view text) {
+    UploadMessage m = parse_upload_message(text);
+    switch (m.kind) {
+      case UploadMessage::Kind::kInvalid:
+        return fail_with(m.error, m.message,
+                         m.error == "malformed_json" ? cc::kInvalidPayload : cc::kPolicyViolation);
+      case UploadMessage::Kind::kPing:
+        return send_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+      case UploadMessage::Kind::kStart:
+      case UploadMessage::Kind::kResume:
+        break;
+    }
+    if (phase_ == Phase::kUploading) {
+      return fail_with("upload_in_progress",
+                       "this connection is already uploading; open another for a second upload",
+                       cc::kPolicyViolation);
+    }
+    wait_for_manager();
+    if (m.kind == UploadMessage::Kind::kResume) {
+      // Claimed, not just found: bytes of a dropped connection still in flight can't append
+      // behind this one's back and invalidate the offset it is about to be given.
+      manager_.claim(owner_, std::move(m.upload_id),
+                     post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                       s.on_resumed(std::move(r));
+                     }));
+      return;
+    }
+    manager_.create(owner_, std::move(m.start),
+                    post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                      s.on_created(std::move(r));
+                    }));
+  }
+
+  void on_bytes(std::string bytes) {
+    if (phase_ == Phase::kAwaitingStart) {
+      return fail_with("not_started", "send a start or resume message before the bytes",
+                       cc::kPolicyViolation);
+    }
+    wait_for_manager();
+    const std::uint64_t offset = received_;
+    manager_.append_leased(owner_, upload_id_, lease_, offset, std::move(bytes),
+                           post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                             s.on_appended(std::move(r));
+                           }));
+  }
+
+  void on_created(Result<upload::UploadInfo> r) {
+    if (!r) return fail_upload(r.error(), "");
+    log::info("upload", "upload started",
+              {{"conn", id_}, {"org", owner_.org}, {"upload_id", r->id}, {"size", r->size}});
+    begin(*r);
+  }
+
+  void on_resumed(Result<upload::UploadInfo> r) {
+    if (!r) return fail_upload(r.error(), "");
+    switch (r->status) {
+      case upload::Status::kUploading:
+        return begin(*r);
+      case upload::Status::kComplete:
+        upload_id_ = r->id;
+        phase_ = Phase::kIdle;
+        send_text(ready_json(*r));
+        send_text(complete_json(*r));
+        return;
+      case upload::Status::kFailed:
+        return fail_upload(
+            r->error == "expired" ? upload::UploadError::kExpired : upload::UploadError::kFailed,
+            r->error_message);
+    }
+  }
+
+  void begin(const upload::UploadInfo& info) {
+    upload_id_ = info.id;
+    lease_ = info.lease;
+    total_ = info.size;
+    received_ = last_progress_bytes_ = info.received;
+    last_progress_at_ = Clock::now();
+    phase_ = info.status == upload::Status::kComplete ? Phase::kIdle : Phase::kUploading;
+    send_text(ready_json(info));
+    if (info.status == upload::Status::kComplete) send_text(complete_json(info));
+  }
+
+  void on_appended(Result<upload::UploadInfo> r) {
+    if (!r) return fail_upload(r.error(), "");
+    received_ = r->received;
+    const auto now = Clock::now();
+    if (r->status == upload::Status::kComplete) {
+      send_progress(now);
+      send_text(complete_json(*r));
+      phase_ = Phase::kIdle;
+      return;
+    }
+    if (received_ - last_progress_bytes_ >= kProgressBytes ||
+        now - last_progress_at_ >= kProgressEvery) {
+      checkpoint();
+    }
+  }
+
+  // A progress message acknowledges bytes: it goes out only once they would survive a crash.
+  void checkpoint() {
+    wait_for_manager();
+    manager_.checkpoint(owner_, upload_id_,
+                        post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                          s.on_checkpointed(std::move(r));
+                        }));
+  }
+
+  void on_checkpointed(Result<upload::UploadInfo> r) {
+    if (!r) return fail_upload(r.error(), "");
+    if (phase_ != Phase::kUploading) return;
+    send_progress(Clock::now());
+  }
+
+  void fail_upload(const ErrorCode& ec, std::string detail) {
+    const auto e = static_cast<upload::UploadError>(ec.value());
+    std::string message;
+    const auto& s = ctx_.settings;
+    switch (e) {
+      case upload::UploadError::kNotFound:
+        message = "no such upload";
+        break;
+      case upload::UploadError::kTooLarge:
+        message =
+            phase_ == Phase::kUploading
+                ? "more bytes than the declared size; the upload was discarded"
+                : "size is over --upload-max-bytes (" + std::to_string(s.upload_max_bytes) + ")";
+        break;
+      case upload::UploadError::kOffsetMismatch:
+        message = "the upload moved on elsewhere; resume it to learn its offset";
+        break;
+      case upload::UploadError::kChecksumMismatch:
+        message = "the file's SHA-256 differs from the declared one; the upload was discarded";
+        break;
+      case upload::UploadError::kStorage:
+        message = "the server could not store the upload; it was discarded";
+        break;
+      case upload::UploadError::kTooManyUploads:
+        message = "this user has --upload-max-per-user (" + std::to_string(s.upload_max_per_user) +
+                  ") unfinished uploads";
+        break;
+      case upload::UploadError::kOrgQuota:
+        message = "the org's unfinished uploads would pass --upload-max-org-bytes (" +
+                  std::to_string(s.upload_max_org_bytes) + ")";
+        break;
+      case upload::UploadError::kAlreadyComplete:
+        message = "the upload is already complete";
+        break;
+      case upload::UploadError::kFailed:
+        message = "the upload failed earlier; start a new one";
+        break;
+      case upload::UploadError::kExpired:
+        message = "the upload expired (--upload-expiry); start a new one";
+        break;
+      case upload::UploadError::kBadRequest:
+        message = "the start message was refused (filename or contentType too long)";
+        break;
+      case upload::UploadError::kShuttingDown:
+        message = "the server is shutting down";
+        break;
+    }
+    if (!detail.empty()) message += ": " + detail;
+    fail_with(core::reason(ec), message, close_code_for(e));
+  }
+
+  // ---- output ----
+
+  std::string ready_json(const upload::UploadInfo& info) const {
+    std::string out = "{\"type\":\"ready\",\"uploadId\":";
+    protocol::append_json_string(out, info.id);
+    out += ",\"offset\":";
+    core::append_decimal(out, info.received);
+    out += ",\"size\":";
+    core::append_decimal(out, info.size);
+    out += "}";
+    return out;
+  }
+
+  std::string complete_json(const upload::UploadInfo& info) const {
+    std::string out = "{\"type\":\"complete\",\"uploadId\":";
+    protocol::append_json_string(out, info.id);
+    out += ",\"size\":";
+    core::append_decimal(out, info.size);
+    out += ",\"sha256\":";
+    protocol::append_json_string(out, info.sha256);
+    out += "}";
+    return out;
+  }
+
+  void send_progress(Clock::time_point now) {
+    last_progress_bytes_ = received_;
+    last_progress_at_ = now;
+    std::string out = "{\"type\":\"progress\",\"uploadId\":";
+    protocol::append_json_string(out, upload_id_);
+    out += ",\"received\":";
+    core::append_decimal(out, received_);
+    out += ",\"total\":";
+    core::append_decimal(out, total_);
+    out += ",\"percent\":";
+    append_percent(out, received_, total_, received_ == total_);
+    out += "}";
+    send_latest_text(out, net::Outbox::Latest::kStatus);
+  }
+
+  void fail_with(std::string_view code, std::string_view message, std::uint16_t close_code) {
+    if (closing()) return;
+    send_text(protocol::serialize_error(code, message));
+    close(close_code, code);
+  }
+
+  // No reading until the manager answers.
+  void wait_for_manager() {
+    busy_ = true;
+    pause_reading();
+  }
+
+  // Wraps a handler so it runs on this session's worker, with the session kept alive.
+  template <class F>
+  upload::Callback<upload::UploadInfo> post_back(F f) {
+    auto self = std::static_pointer_cast<UploadSession>(shared_from_this());
+    return [self = std::move(self), f](Result<upload::UploadInfo> r) mutable {
+      auto& io = self->worker().io();
+      asio::post(io, [self = std::move(self), f, r = std::move(r)]() mutable {
+        self->busy_ = false;
+        if (self->closed()) return;
+        // Closing: the answer no longer matters, but the client's close frame still does.
+        if (!self->closing()) f(*self, std::move(r));
+        if (!self->busy_) self->resume_reading();
+      });
+    };
+  }
+
+  Context& ctx_;
+  upload::Manager& manager_;
+  upload::Owner owner_;
+  auth::Principal principal_;
+  std::string id_;
+  Phase phase_ = Phase::kAwaitingStart;
+  bool busy_ = false;  // a manager call is in flight: no reading, no decoding
+
+  std::string upload_id_;
+  std::uint64_t lease_ = 0;  // from create or claim; appends with it
+  std::uint64_t total_ = 0;
+  std::uint64_t received_ = 0;
+  std::uint64_t last_progress_bytes_ = 0;
+  Clock::time_point last_progress_at_;
+};
+
+}  // namespace
+
+void start_upload_session(net::Worker& worker, asio::ip::tcp::socket socket, Context& ctx,
+                          auth::Principal principal, std::string upgrade_response,
+                          std::string leftover) {
+  auto session = std::make_shared<UploadSession>(worker, std::move(socket), ctx,
+                                                 std::move(principal), std::move(leftover));
+  session->begin(std::move(upgrade_response));
+}
+
+}  // namespace sg::uploads
