@@ -66,6 +66,7 @@ export class Server {
     this.port = undefined;
     this.address = undefined;
     this.exitInfo = undefined;
+    this.killed = false;
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
         live.delete(child);
@@ -116,7 +117,10 @@ export class Server {
     return text.slice(Math.max(0, at - 200), at + 8000);
   }
 
+  // Sends `sig`. After SIGKILL the server is `killed`: its exit is the test's doing, so a
+  // teardown need not stop it (see stopCluster).
   signal(sig) {
+    if (sig === 'SIGKILL') this.killed = true;
     this.child.kill(sig);
   }
 
