@@ -5,9 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { startCluster, stopCluster } from './support/cluster.mjs';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { startRedis } from './support/redis.mjs';
-import { startServer } from './support/server.mjs';
 import { chatClient, join, nextRoomEvent, roomEventsUntil, roomGetOk, say } from './support/chat.mjs';
 import { closeAll } from './support/ws.mjs';
 
@@ -15,16 +14,9 @@ describe('chat rooms on two nodes with redis', () => {
   let redis;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    nodes = await Promise.all([0, 1].map(() => startServer({ flags: { broker: redis.url, 'chat-history': 10 } })));
+    ({ redis, nodes } = await startCluster(2, { 'chat-history': 10 }));
   });
-  after(async () => {
-    try {
-      for (const node of nodes) await node.stop();
-    } finally {
-      await redis?.cleanup();
-    }
-  });
+  after(() => stopCluster({ redis, nodes }));
 
   test('two users on two nodes chat in one order and see each other online', async () => {
     const org = unique('o');

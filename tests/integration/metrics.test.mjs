@@ -4,26 +4,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from './support/env.mjs';
-import { get, metricsJson, prometheus, publishOk, rawUpgrade, sampleKey } from './support/http.mjs';
+import { get, metricsJson, metricsUntil, prometheus, publishOk, rawUpgrade, sampleKey } from './support/http.mjs';
 import { startServer } from './support/server.mjs';
 import { claims, mintHS256, nowSeconds } from './support/tokens.mjs';
 import { connect, openStream, tokenFor } from './support/ws.mjs';
 
 function byOrg(list) {
   return [...list].sort((a, b) => String(a.orgId).localeCompare(String(b.orgId)));
-}
-
-// Polls the JSON metrics until `check` accepts them; returns the last snapshot.
-async function metricsUntil(server, check, what) {
-  let last;
-  await waitFor(
-    async () => {
-      last = await metricsJson(server);
-      return check(last);
-    },
-    { what, describe: async () => JSON.stringify(last) },
-  );
-  return last;
 }
 
 describe('metrics', () => {

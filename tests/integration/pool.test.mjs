@@ -4,26 +4,14 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { inBatches, loops, ms, waitFor } from './support/env.mjs';
-import { metricsJson, promValue, publishOk } from './support/http.mjs';
+import { inBatches, loops, ms } from './support/env.mjs';
+import { metricsJson, metricsUntil, promValue, publishOk } from './support/http.mjs';
 import { startServer } from './support/server.mjs';
 import { closeAll, openStream } from './support/ws.mjs';
 
 const ORG = 777;
 const USERS = 1000;
 const SERVICES = Array.from({ length: 10 }, (_, i) => `svc${i}`);
-
-async function metricsUntil(server, check, what) {
-  let last;
-  await waitFor(
-    async () => {
-      last = await metricsJson(server);
-      return check(last);
-    },
-    { what, timeout: ms(15000), describe: async () => JSON.stringify(last) },
-  );
-  return last;
-}
 
 describe('connection pool with 1000 connections', () => {
   let server;

@@ -5,9 +5,9 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { startCluster, stopCluster } from './support/cluster.mjs';
 import { ms, unique, waitFor } from './support/env.mjs';
 import { get } from './support/http.mjs';
-import { startRedis } from './support/redis.mjs';
 import { startServer } from './support/server.mjs';
 import { closeAll, openStream, tokenFor } from './support/ws.mjs';
 
@@ -119,16 +119,9 @@ describe('presence and cluster metrics on three nodes sharing redis', () => {
   let redis;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    nodes = await Promise.all([0, 1, 2].map(() => startServer({ flags: { broker: redis.url, 'presence-ttl': 1500 } })));
+    ({ redis, nodes } = await startCluster(3, { 'presence-ttl': 1500 }));
   });
-  after(async () => {
-    try {
-      for (const node of nodes) if (!node.exitInfo) await node.stop();
-    } finally {
-      await redis?.cleanup();
-    }
-  });
+  after(() => stopCluster({ redis, nodes }));
 
   test('a user connected to two nodes counts once, seen from any node', async () => {
     const org = unique('c');

@@ -11,6 +11,34 @@ import { assertEventFrame, openStream, tokenFor } from './support/ws.mjs';
 
 const MAX_PUBLISH = 4096;
 
+// POST /v2/realtime/publish over node:http with the server's API key, for what fetch doesn't
+// show (which socket a request went on, a chunked body): `send(req)` writes the body.
+// Resolves {status, text}.
+function rawPublish(server, { agent = false, headers = {} }, send) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: server.port,
+        path: '/v2/realtime/publish',
+        method: 'POST',
+        agent,
+        headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', ...headers },
+      },
+      (r) => {
+        let text = '';
+        r.setEncoding('utf8');
+        r.on('data', (d) => {
+          text += d;
+        });
+        r.on('end', () => resolve({ status: r.statusCode, text }));
+      },
+    );
+    req.on('error', reject);
+    send(req);
+  });
+}
+
 function assertJsonError(r, status) {
   assert.equal(r.status, status, `status (body ${r.text})`);
   assert.match(String(r.headers.get('content-type') ?? ''), /^application\/json/);
@@ -340,30 +368,7 @@ describe('publish', () => {
     try {
       for (let i = 0; i < 5; i++) {
         const payload = JSON.stringify({ orgId: 456, service: 'finance', event: 'ka', data: { i } });
-        const res = await new Promise((resolve, reject) => {
-          const req = http.request(
-            {
-              host: '127.0.0.1',
-              port: server.port,
-              path: '/v2/realtime/publish',
-              method: 'POST',
-              agent,
-              headers: {
-                authorization: `Bearer ${server.apiKey}`,
-                'content-type': 'application/json',
-                'content-length': Buffer.byteLength(payload),
-              },
-            },
-            (r) => {
-              let text = '';
-              r.setEncoding('utf8');
-              r.on('data', (d) => {
-                text += d;
-              });
-              r.on('end', () => resolve({ status: r.statusCode, text, socket: req.socket }));
-            },
-          );
-          req.on('error', reject);
+        const res = await rawPublish(server, { agent, headers: { 'content-length': Buffer.byteLength(payload) } }, (req) => {
           req.end(payload);
           req.on('socket', (s) => sockets.add(s));
           reused.push(() => req.reusedSocket);
@@ -382,26 +387,7 @@ describe('publish', () => {
 
   test('a chunked request body is accepted (or refused with 411, never hung)', async () => {
     const payload = JSON.stringify({ orgId: 456, service: 'finance', event: 'chunked', data: { ok: true } });
-    const res = await new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          host: '127.0.0.1',
-          port: server.port,
-          path: '/v2/realtime/publish',
-          method: 'POST',
-          agent: false,
-          headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
-        },
-        (r) => {
-          let text = '';
-          r.setEncoding('utf8');
-          r.on('data', (d) => {
-            text += d;
-          });
-          r.on('end', () => resolve({ status: r.statusCode, text }));
-        },
-      );
-      req.on('error', reject);
+    const res = await rawPublish(server, { headers: { 'transfer-encoding': 'chunked' } }, (req) => {
       req.write(payload.slice(0, 10));
       req.end(payload.slice(10));
     });

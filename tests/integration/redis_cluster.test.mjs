@@ -5,10 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { startCluster, stopCluster } from './support/cluster.mjs';
 import { inBatches, loops, ms, parseEventId, unique, waitFor } from './support/env.mjs';
-import { metricsJson, publish, publishOk } from './support/http.mjs';
-import { channelName, startRedis } from './support/redis.mjs';
-import { startServer } from './support/server.mjs';
+import { metricsJson, metricsUntil, publish, publishOk } from './support/http.mjs';
+import { channelName } from './support/redis.mjs';
 import { assertEventFrame, closeAll, openStream } from './support/ws.mjs';
 
 const SERVICES = Array.from({ length: 10 }, (_, i) => `svc${i}`);
@@ -18,32 +18,13 @@ async function numsub(redis, org, service) {
   return reply[1];
 }
 
-async function metricsUntil(server, check, what) {
-  let last;
-  await waitFor(
-    async () => {
-      last = await metricsJson(server);
-      return check(last);
-    },
-    { what, timeout: ms(15000), describe: async () => JSON.stringify(last) },
-  );
-  return last;
-}
-
 describe('three nodes on one redis', () => {
   let redis;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    nodes = await Promise.all([0, 1, 2].map(() => startServer({ flags: { broker: redis.url, history: 5000 } })));
+    ({ redis, nodes } = await startCluster(3, { history: 5000 }));
   });
-  after(async () => {
-    try {
-      for (const node of nodes) await node.stop();
-    } finally {
-      await redis?.cleanup();
-    }
-  });
+  after(() => stopCluster({ redis, nodes }));
 
   test('every node is ready', async () => {
     for (const node of nodes) {

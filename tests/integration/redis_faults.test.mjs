@@ -7,10 +7,9 @@
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { startCluster, stopCluster } from './support/cluster.mjs';
 import { loops, ms, unique, waitFor } from './support/env.mjs';
 import { publish, publishOk } from './support/http.mjs';
-import { startRedis } from './support/redis.mjs';
-import { startServer } from './support/server.mjs';
 import { openStream } from './support/ws.mjs';
 
 async function readyz(node) {
@@ -36,16 +35,9 @@ describe('faults with three nodes on one redis', () => {
   let redis;
   let nodes = [];
   before(async () => {
-    redis = await startRedis();
-    nodes = await Promise.all([0, 1, 2].map(() => startServer({ flags: { broker: redis.url, history: 5000 } })));
+    ({ redis, nodes } = await startCluster(3, { history: 5000 }));
   });
-  after(async () => {
-    try {
-      for (const node of nodes) if (!node.exitInfo) await node.stop();
-    } finally {
-      await redis?.cleanup();
-    }
-  });
+  after(() => stopCluster({ redis, nodes }));
 
   test('SIGKILL of a node mid-stream: its client resumes on another node with no gap; the others never notice', { timeout: ms(50000) }, async () => {
     const [victim, producer, other] = nodes;

@@ -7,14 +7,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startCluster, stopCluster } from './support/cluster.mjs';
 import { inBatches, ms, unique, waitFor, withTimeout } from './support/env.mjs';
 import { metricsJson, publishOk } from './support/http.mjs';
-import { startRedis } from './support/redis.mjs';
-import { startServer } from './support/server.mjs';
+import { freePort } from './support/redis.mjs';
 import { openStream } from './support/ws.mjs';
 
 function findNginx() {
@@ -28,17 +27,6 @@ function findNginx() {
 }
 
 const NGINX = findNginx();
-
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 // docs/scaling.md's configuration, with the test's ports, no TLS, and every path in `dir`.
 function nginxConfig(dir, port, upstreams) {
@@ -138,8 +126,7 @@ describe('nginx in front of two nodes on one redis', { skip: NGINX ? false : 'ng
   // Looks like a Server to the helpers: WebSockets and HTTP go to nginx.
   let front;
   before(async () => {
-    redis = await startRedis();
-    nodes = await Promise.all([0, 1].map(() => startServer({ flags: { broker: redis.url, history: 5000 } })));
+    ({ redis, nodes } = await startCluster(2, { history: 5000 }));
     nginx = await startNginx(nodes.map((n) => n.port));
     front = {
       port: nginx.port,
@@ -152,9 +139,8 @@ describe('nginx in front of two nodes on one redis', { skip: NGINX ? false : 'ng
   after(async () => {
     try {
       await nginx?.stop();
-      for (const node of nodes) if (!node.exitInfo) await node.stop();
     } finally {
-      await redis?.cleanup();
+      await stopCluster({ redis, nodes });
     }
   });
 

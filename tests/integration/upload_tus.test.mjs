@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -14,15 +13,10 @@ import { after, before, describe, test } from 'node:test';
 import * as tus from 'tus-js-client';
 import { SANITIZED, ms, unique, waitFor, withTimeout } from './support/env.mjs';
 import { startServer } from './support/server.mjs';
-import { claims, mintHS256 } from './support/tokens.mjs';
 import { create, offsetOf, openPatch, patch, request, tusHeaders } from './support/tus.mjs';
-import { openStream } from './support/ws.mjs';
+import { openStream, tokenFor } from './support/ws.mjs';
 
 const ORIGIN = 'https://app.example.com';
-
-function tokenFor(server, { org = 456, user = 'user-1' } = {}) {
-  return mintHS256(claims({ org, user }), server.secret);
-}
 
 function sha256(buf) {
   return crypto.createHash('sha256').update(buf).digest('hex');
@@ -382,19 +376,7 @@ describe('tus 1.0 endpoint', () => {
     const url = await create(server, token, data.length);
     const r = await withTimeout(
       new Promise((resolve, reject) => {
-        const req = http.request({
-          host: '127.0.0.1',
-          port: server.port,
-          method: 'PATCH',
-          path: url,
-          agent: false,
-          headers: tusHeaders(token, {
-            'content-type': 'application/offset+octet-stream',
-            'upload-offset': '0',
-            'content-length': String(data.length),
-            expect: '100-continue',
-          }),
-        });
+        const req = openPatch(server, token, url, 0, data.length, { expect: '100-continue' });
         // The body goes only after the server's 100: without it this request never completes.
         req.on('continue', () => req.end(data));
         req.on('response', (res) => {
@@ -648,24 +630,11 @@ describe('a streamed PATCH keeps memory flat', () => {
       },
     });
     const answer = await new Promise((resolve, reject) => {
-      const req = http.request(
-        {
-          host: '127.0.0.1',
-          port: server.port,
-          method: 'PATCH',
-          path: url,
-          agent: false,
-          headers: tusHeaders(token, {
-            'content-type': 'application/offset+octet-stream',
-            'upload-offset': '0',
-            'content-length': String(size),
-          }),
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers }));
-        },
-      );
+      const req = openPatch(server, token, url, 0, size);
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers }));
+      });
       req.on('error', reject);
       body.pipe(req);
     });

@@ -1,9 +1,9 @@
-// HTTP helpers: publish, the JSON metrics endpoint, Prometheus text, and raw WebSocket
+// HTTP helpers: publish, the JSON metrics endpoint (read once or polled), Prometheus text, and raw WebSocket
 // upgrade requests that show exactly what the server answered when it refused one.
 
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { ms, withTimeout } from './env.mjs';
+import { ms, waitFor, withTimeout } from './env.mjs';
 
 async function readResponse(res) {
   const text = await res.text();
@@ -64,6 +64,20 @@ export async function metricsJson(server) {
   const r = await get(server, '/v2/realtime/metrics', { apiKey: server.apiKey });
   if (r.status !== 200 || !r.json) throw new Error(`metrics → ${r.status} ${r.text.slice(0, 300)}`);
   return r.json;
+}
+
+// Polls the JSON metrics until `check` accepts them; returns that snapshot. On timeout the
+// error shows the last one.
+export async function metricsUntil(server, check, what, { timeout = ms(15000) } = {}) {
+  let last;
+  await waitFor(
+    async () => {
+      last = await metricsJson(server);
+      return check(last);
+    },
+    { what, timeout, describe: async () => JSON.stringify(last) },
+  );
+  return last;
 }
 
 // Parses Prometheus text exposition into {samples: Map("name{a="x",b="y"}" → number), types: Map(name → type)}.

@@ -31,6 +31,7 @@ process.on('exit', () => {
   }
 });
 
+// A loopback TCP port free at the time of asking (for a server that can't be given port 0).
 export async function freePort() {
   const server = net.createServer();
   await new Promise((resolve, reject) => {

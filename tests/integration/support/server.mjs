@@ -4,10 +4,14 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ms, withTimeout } from './env.mjs';
 import { DEFAULT_API_KEY, DEFAULT_SECRET } from './tokens.mjs';
 
-export const BIN = process.env.STREAMGATE_BIN || '/work/main/build/streamgate';
+// Default: this checkout's build (the browser client's tests import this module too).
+export const BIN =
+  process.env.STREAMGATE_BIN || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../build/streamgate');
 
 // Servers still running when this process ends are killed, so an interrupted or timed-out
 // run (ctest's TIMEOUT, Ctrl-C) leaves no orphaned streamgate behind.
@@ -66,6 +70,7 @@ export class Server {
     this.port = undefined;
     this.address = undefined;
     this.exitInfo = undefined;
+    this.killed = false;
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
         live.delete(child);
@@ -116,7 +121,10 @@ export class Server {
     return text.slice(Math.max(0, at - 200), at + 8000);
   }
 
+  // Sends `sig`. After SIGKILL the server is `killed`: its exit is the test's doing, so a
+  // teardown need not stop it (see stopCluster).
   signal(sig) {
+    if (sig === 'SIGKILL') this.killed = true;
     this.child.kill(sig);
   }
 

@@ -68,9 +68,10 @@ export class Client {
     this.ws.send(typeof message === 'string' || Buffer.isBuffer(message) ? message : JSON.stringify(message));
   }
 
-  // Resolves with (and removes from the inbox) the first buffered or future message matching
-  // `pred`. Rejects on timeout, or at once if the connection closes without one.
-  next(pred = () => true, { timeout = ms(5000), what = 'a matching message' } = {}) {
+  // Resolves with the first value other than undefined that `take()` returns, tried now and
+  // after every message, ping and close. Rejects with `closedError()` once the connection is
+  // closed without one, or with `timeoutError()` after `timeout` ms.
+  until(take, timeout, closedError, timeoutError) {
     return new Promise((resolve, reject) => {
       let timer;
       const finish = () => {
@@ -78,28 +79,40 @@ export class Client {
         this.waiters.delete(check);
       };
       const check = () => {
-        const i = this.inbox.findIndex((m) => pred(m));
-        if (i >= 0) {
-          const [m] = this.inbox.splice(i, 1);
+        const value = take();
+        if (value !== undefined) {
           finish();
-          resolve(m);
+          resolve(value);
         } else if (this.closeInfo) {
           finish();
-          reject(
-            new Error(
-              `connection closed (code ${this.closeInfo.code} "${this.closeInfo.reason}") before ${what}; ` +
-                `received ${summarize(this.received)}`,
-            ),
-          );
+          reject(closedError());
         }
       };
       timer = setTimeout(() => {
         finish();
-        reject(new Error(`timed out after ${timeout} ms waiting for ${what}; received ${summarize(this.received)}`));
+        reject(timeoutError());
       }, timeout);
       this.waiters.add(check);
       check();
     });
+  }
+
+  // Resolves with (and removes from the inbox) the first buffered or future message matching
+  // `pred`. Rejects on timeout, or at once if the connection closes without one.
+  next(pred = () => true, { timeout = ms(5000), what = 'a matching message' } = {}) {
+    return this.until(
+      () => {
+        const i = this.inbox.findIndex((m) => pred(m));
+        return i >= 0 ? this.inbox.splice(i, 1)[0] : undefined;
+      },
+      timeout,
+      () =>
+        new Error(
+          `connection closed (code ${this.closeInfo.code} "${this.closeInfo.reason}") before ${what}; ` +
+            `received ${summarize(this.received)}`,
+        ),
+      () => new Error(`timed out after ${timeout} ms waiting for ${what}; received ${summarize(this.received)}`),
+    );
   }
 
   nextEvent(opts = {}) {
@@ -137,29 +150,13 @@ export class Client {
     return withTimeout(this.closed, timeout, `close (received ${summarize(this.received)})`);
   }
 
-  async waitPings(n, timeout = ms(5000)) {
-    return new Promise((resolve, reject) => {
-      let timer;
-      const finish = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      const check = () => {
-        if (this.pings >= n) {
-          finish();
-          resolve(this.pings);
-        } else if (this.closeInfo) {
-          finish();
-          reject(new Error(`closed (${this.closeInfo.code}) after ${this.pings} ping(s), waiting for ${n}`));
-        }
-      };
-      timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out waiting for ${n} pings, got ${this.pings}`));
-      }, timeout);
-      this.waiters.add(check);
-      check();
-    });
+  waitPings(n, timeout = ms(5000)) {
+    return this.until(
+      () => (this.pings >= n ? this.pings : undefined),
+      timeout,
+      () => new Error(`closed (${this.closeInfo.code}) after ${this.pings} ping(s), waiting for ${n}`),
+      () => new Error(`timed out waiting for ${n} pings, got ${this.pings}`),
+    );
   }
 
   // Orderly client close; resolves with the close info.

@@ -4,7 +4,8 @@
 #include "broker/broker.hpp"
 
 #include "protocol/protocol.hpp"
-#include "redis_test_env.hpp"
+#include "support/broker_calls.hpp"
+#include "support/redis_broker.hpp"
 
 #include <gtest/gtest.h>
 
@@ -20,8 +21,6 @@ namespace sg::broker {
 namespace {
 
 using namespace std::chrono_literals;
-
-constexpr auto kWait = 10s;
 
 // What a contract test may ask of the broker it gets; each implementation maps it onto its own
 // options.
@@ -55,57 +54,10 @@ std::vector<BrokerFactory> factories() {
   };
 }
 
-// A fresh org per call, so a broker with state outside the process starts every test empty.
-Channel fresh_channel(std::string topic = "finance") {
-  return Channel{"org" + core::random_hex(6), std::move(topic)};
-}
-
-PublishInput input(std::string event, std::string data = "{}") {
-  PublishInput in;
-  in.event = std::move(event);
-  in.data = std::move(data);
-  return in;
-}
-
 PublishInput keyed_input(std::string event, std::string key) {
   PublishInput in = input(std::move(event));
   in.event_key = std::move(key);
   return in;
-}
-
-template <class T>
-Result<T> wait_result(const std::shared_ptr<std::promise<Result<T>>>& promise) {
-  auto future = promise->get_future();
-  if (future.wait_for(kWait) != std::future_status::ready) {
-    ADD_FAILURE() << "callback never ran";
-    return make_error_code(BrokerError::kUnavailable);
-  }
-  return future.get();
-}
-
-Result<PublishResult> publish(Broker& broker, const Channel& channel, PublishInput in) {
-  auto promise = std::make_shared<std::promise<Result<PublishResult>>>();
-  broker.publish(channel, std::move(in),
-                 [promise](Result<PublishResult> r) { promise->set_value(std::move(r)); });
-  return wait_result(promise);
-}
-
-// Publishes and returns the id, failing the test when the publish fails.
-std::string publish_id(Broker& broker, const Channel& channel, PublishInput in) {
-  const auto result = publish(broker, channel, std::move(in));
-  if (!result) {
-    ADD_FAILURE() << "publish failed: " << result.error().message();
-    return {};
-  }
-  EXPECT_FALSE(result->duplicate);
-  return result->id;
-}
-
-Result<History> history(Broker& broker, const Channel& channel, std::optional<Position> after) {
-  auto promise = std::make_shared<std::promise<Result<History>>>();
-  broker.history(channel, std::move(after),
-                 [promise](Result<History> r) { promise->set_value(std::move(r)); });
-  return wait_result(promise);
 }
 
 Result<History> history_page(Broker& broker, const Channel& channel, Position after,
@@ -121,13 +73,6 @@ Result<History> history_before(Broker& broker, const Channel& channel, std::uint
   auto promise = std::make_shared<std::promise<Result<History>>>();
   broker.history_before(channel, before, limit,
                         [promise](Result<History> r) { promise->set_value(std::move(r)); });
-  return wait_result(promise);
-}
-
-Result<std::vector<PresenceEntry>> presence(Broker& broker, const Channel& scope) {
-  auto promise = std::make_shared<std::promise<Result<std::vector<PresenceEntry>>>>();
-  broker.presence(
-      scope, [promise](Result<std::vector<PresenceEntry>> r) { promise->set_value(std::move(r)); });
   return wait_result(promise);
 }
 
@@ -155,63 +100,6 @@ std::vector<std::string> users_of(const std::vector<PresenceEntry>& entries) {
   return out;
 }
 
-std::uint64_t offset_of(const std::string& id) {
-  const auto parsed = protocol::parse_event_id(id);
-  return parsed ? parsed->offset : 0;
-}
-
-std::string epoch_of(const std::string& id) {
-  const auto parsed = protocol::parse_event_id(id);
-  return parsed ? parsed->epoch : std::string();
-}
-
-std::vector<std::uint64_t> offsets(const std::vector<EventPtr>& events) {
-  std::vector<std::uint64_t> out;
-  for (const auto& e : events) out.push_back(e->offset);
-  return out;
-}
-
-std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
-  std::vector<std::uint64_t> out;
-  for (auto i = first; i <= last; ++i) out.push_back(i);
-  return out;
-}
-
-// Records what a sink receives and notices if it is ever entered twice at once.
-class Collector {
- public:
-  Sink sink() {
-    return [this](const EventPtr& event) {
-      if (inside_.exchange(true)) overlapped_ = true;
-      {
-        std::lock_guard lock(mutex_);
-        events_.push_back(event);
-      }
-      inside_ = false;
-      cv_.notify_all();
-    };
-  }
-
-  bool wait_for(std::size_t count) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, kWait, [&] { return events_.size() >= count; });
-  }
-
-  std::vector<EventPtr> events() const {
-    std::lock_guard lock(mutex_);
-    return events_;
-  }
-  std::vector<std::uint64_t> offsets() const { return broker::offsets(events()); }
-  bool overlapped() const { return overlapped_; }
-
- private:
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::vector<EventPtr> events_;
-  std::atomic<bool> inside_{false};
-  std::atomic<bool> overlapped_{false};
-};
-
 // Counts done callbacks of publishes that were not waited for one by one.
 class Countdown : public std::enable_shared_from_this<Countdown> {
  public:
@@ -238,16 +126,6 @@ class Countdown : public std::enable_shared_from_this<Countdown> {
   std::uint64_t left_;
   std::uint64_t failures_ = 0;
 };
-
-// Subscribes and waits for on_ready, so everything published afterwards must arrive.
-std::unique_ptr<Subscription> subscribe(Broker& broker, const Channel& channel,
-                                        Collector& collector) {
-  auto ready = std::make_shared<std::promise<void>>();
-  auto subscription = broker.subscribe(channel, collector.sink(), [ready] { ready->set_value(); });
-  EXPECT_NE(subscription, nullptr);
-  EXPECT_EQ(ready->get_future().wait_for(kWait), std::future_status::ready);
-  return subscription;
-}
 
 class BrokerContract : public ::testing::TestWithParam<BrokerFactory> {
  protected:

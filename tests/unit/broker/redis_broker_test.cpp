@@ -4,7 +4,8 @@
 #include "broker/broker.hpp"
 
 #include "protocol/protocol.hpp"
-#include "redis_test_env.hpp"
+#include "support/broker_calls.hpp"
+#include "support/redis_broker.hpp"
 #include "support/redis_server.hpp"
 
 #include <gtest/gtest.h>
@@ -20,68 +21,6 @@ namespace {
 using namespace std::chrono_literals;
 using sg::test::RedisServer;
 
-constexpr auto kWait = 15s;
-
-Channel fresh_channel(std::string topic = "finance") {
-  return Channel{"org" + core::random_hex(6), std::move(topic)};
-}
-
-PublishInput input(std::string event, std::string data = "{}") {
-  PublishInput in;
-  in.event = std::move(event);
-  in.data = std::move(data);
-  return in;
-}
-
-Result<PublishResult> publish(Broker& broker, const Channel& channel, PublishInput in) {
-  auto promise = std::make_shared<std::promise<Result<PublishResult>>>();
-  broker.publish(channel, std::move(in),
-                 [promise](Result<PublishResult> r) { promise->set_value(std::move(r)); });
-  auto future = promise->get_future();
-  if (future.wait_for(kWait) != std::future_status::ready) {
-    ADD_FAILURE() << "publish never answered";
-    return make_error_code(BrokerError::kShuttingDown);
-  }
-  return future.get();
-}
-
-std::string publish_id(Broker& broker, const Channel& channel, PublishInput in) {
-  const auto result = publish(broker, channel, std::move(in));
-  if (!result) {
-    ADD_FAILURE() << "publish failed: " << result.error().message();
-    return {};
-  }
-  return result->id;
-}
-
-Result<History> history(Broker& broker, const Channel& channel, std::optional<Position> after) {
-  auto promise = std::make_shared<std::promise<Result<History>>>();
-  broker.history(channel, std::move(after),
-                 [promise](Result<History> r) { promise->set_value(std::move(r)); });
-  auto future = promise->get_future();
-  if (future.wait_for(kWait) != std::future_status::ready) {
-    ADD_FAILURE() << "history never answered";
-    return make_error_code(BrokerError::kShuttingDown);
-  }
-  return future.get();
-}
-
-std::uint64_t offset_of(const std::string& id) {
-  const auto parsed = protocol::parse_event_id(id);
-  return parsed ? parsed->offset : 0;
-}
-
-std::string epoch_of(const std::string& id) {
-  const auto parsed = protocol::parse_event_id(id);
-  return parsed ? parsed->epoch : std::string();
-}
-
-std::vector<std::uint64_t> range(std::uint64_t first, std::uint64_t last) {
-  std::vector<std::uint64_t> out;
-  for (auto i = first; i <= last; ++i) out.push_back(i);
-  return out;
-}
-
 // Polls `condition` until it holds or `timeout` passes.
 template <class F>
 bool eventually(F condition, std::chrono::milliseconds timeout = kWait) {
@@ -91,49 +30,6 @@ bool eventually(F condition, std::chrono::milliseconds timeout = kWait) {
     std::this_thread::sleep_for(10ms);
   }
   return true;
-}
-
-class Collector {
- public:
-  Sink sink() {
-    return [this](const EventPtr& event) {
-      {
-        std::lock_guard lock(mutex_);
-        events_.push_back(event);
-      }
-      cv_.notify_all();
-    };
-  }
-
-  bool wait_for(std::size_t count, std::chrono::milliseconds timeout = kWait) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, timeout, [&] { return events_.size() >= count; });
-  }
-
-  std::vector<EventPtr> events() const {
-    std::lock_guard lock(mutex_);
-    return events_;
-  }
-
-  std::vector<std::uint64_t> offsets() const {
-    std::vector<std::uint64_t> out;
-    for (const auto& e : events()) out.push_back(e->offset);
-    return out;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::vector<EventPtr> events_;
-};
-
-std::unique_ptr<Subscription> subscribe(Broker& broker, const Channel& channel,
-                                        Collector& collector) {
-  auto ready = std::make_shared<std::promise<void>>();
-  auto subscription = broker.subscribe(channel, collector.sink(), [ready] { ready->set_value(); });
-  EXPECT_NE(subscription, nullptr);
-  EXPECT_EQ(ready->get_future().wait_for(kWait), std::future_status::ready);
-  return subscription;
 }
 
 // The Pub/Sub channel name the broker uses: key prefix, then the length-prefixed channel.
@@ -158,13 +54,6 @@ RedisBrokerOptions fast_options(const RedisServer& server) {
   options.reconnect_min = 50ms;
   options.reconnect_max = 300ms;
   return options;
-}
-
-std::unique_ptr<Broker> make(const RedisBrokerOptions& options) {
-  quiet_broker_logs();
-  auto broker = make_redis_broker(options);
-  if (!broker) throw std::runtime_error("make_redis_broker: " + broker.error().message());
-  return std::move(*broker);
 }
 
 TEST(RedisBroker, RefusesUrlsItCannotUse) {
@@ -279,8 +168,8 @@ TEST(RedisBroker, ChannelNothingWasPublishedToHasNoUsableEpoch) {
 
 TEST(RedisBroker, HoldsOneRedisSubscriptionPerChannelPerNode) {
   auto server = RedisServer::start();
-  auto a = make(fast_options(*server));
-  auto b = make(fast_options(*server));
+  auto a = make_redis_broker_or_throw(fast_options(*server));
+  auto b = make_redis_broker_or_throw(fast_options(*server));
   const Channel channel = fresh_channel();
   Collector c1, c2, c3;
   auto s1 = subscribe(*a, channel, c1);
@@ -302,7 +191,7 @@ TEST(RedisBroker, UsesTheKeyPrefix) {
   auto server = RedisServer::start();
   RedisBrokerOptions options = fast_options(*server);
   options.key_prefix = "tenant7:";
-  auto broker = make(options);
+  auto broker = make_redis_broker_or_throw(options);
   const Channel channel = fresh_channel();
   publish_id(*broker, channel, input("e"));
   EXPECT_EQ(server->command({"GET", pubsub_name(channel, "tenant7:") + ":seq"}), "$1\r\n1\r\n");
@@ -320,7 +209,7 @@ TEST(RedisBroker, AuthenticatesAndSelectsTheDatabaseFromTheUrl) {
   RedisBrokerOptions refused = fast_options(*server);
   refused.url = "redis://:wrong@" + address;
   refused.connect_timeout = 300ms;
-  auto wrong = make(refused);
+  auto wrong = make_redis_broker_or_throw(refused);
   EXPECT_FALSE(wrong->stats().healthy);
   const auto failed = publish(*wrong, channel, input("e"));
   ASSERT_FALSE(failed);
@@ -330,8 +219,8 @@ TEST(RedisBroker, AuthenticatesAndSelectsTheDatabaseFromTheUrl) {
   db1.url = "redis://:default-pw@" + address + "/1";
   RedisBrokerOptions db2 = fast_options(*server);
   db2.url = "redis://app:app-pw@" + address + "/2";
-  auto in_db1 = make(db1);
-  auto in_db2 = make(db2);
+  auto in_db1 = make_redis_broker_or_throw(db1);
+  auto in_db2 = make_redis_broker_or_throw(db2);
   EXPECT_TRUE(in_db1->stats().healthy);
   EXPECT_TRUE(in_db2->stats().healthy);
   // Separate databases, separate channels: each starts at offset 1.
@@ -342,11 +231,11 @@ TEST(RedisBroker, AuthenticatesAndSelectsTheDatabaseFromTheUrl) {
 
 TEST(RedisBroker, SubscriberCatchesUpWhenItsPubSubConnectionIsCut) {
   auto server = RedisServer::start();
-  auto publisher = make(fast_options(*server));
+  auto publisher = make_redis_broker_or_throw(fast_options(*server));
   RedisBrokerOptions slow_redial = fast_options(*server);
   slow_redial.reconnect_min = 400ms;  // long enough for the publishes below to fall in the gap
   slow_redial.reconnect_max = 400ms;
-  auto subscriber = make(slow_redial);
+  auto subscriber = make_redis_broker_or_throw(slow_redial);
   const Channel channel = fresh_channel();
   Collector collector;
   auto subscription = subscribe(*subscriber, channel, collector);
@@ -364,7 +253,7 @@ TEST(RedisBroker, SubscriberCatchesUpWhenItsPubSubConnectionIsCut) {
 
 TEST(RedisBroker, OffsetSkippedOnALiveConnectionIsReadFromTheStream) {
   auto server = RedisServer::start();
-  auto broker = make(fast_options(*server));
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
   const Channel channel = fresh_channel();
   Collector collector;
   auto subscription = subscribe(*broker, channel, collector);
@@ -387,7 +276,7 @@ TEST(RedisBroker, OffsetSkippedOnALiveConnectionIsReadFromTheStream) {
 
 TEST(RedisBroker, RedisDownMeansUnhealthyAndUnavailableThenRecoversWithItsData) {
   auto server = RedisServer::start();
-  auto broker = make(fast_options(*server));
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
   const Channel channel = fresh_channel();
   Collector collector;
   auto subscription = subscribe(*broker, channel, collector);
@@ -415,11 +304,11 @@ TEST(RedisBroker, RedisDownMeansUnhealthyAndUnavailableThenRecoversWithItsData) 
 
 TEST(RedisBroker, EventsPublishedBeforeTheSubscriberReconnectsAreCaughtUp) {
   auto server = RedisServer::start();
-  auto publisher = make(fast_options(*server));
+  auto publisher = make_redis_broker_or_throw(fast_options(*server));
   RedisBrokerOptions slow_redial = fast_options(*server);
   slow_redial.reconnect_min = 1000ms;
   slow_redial.reconnect_max = 1000ms;
-  auto subscriber = make(slow_redial);
+  auto subscriber = make_redis_broker_or_throw(slow_redial);
   std::vector<Channel> channels = {fresh_channel("a"), fresh_channel("b"), fresh_channel("c")};
   std::vector<Collector> collectors(channels.size());
   std::vector<std::unique_ptr<Subscription>> subscriptions;
@@ -447,7 +336,7 @@ TEST(RedisBroker, EventsPublishedBeforeTheSubscriberReconnectsAreCaughtUp) {
 
 TEST(RedisBroker, SubscribingWhileRedisIsDownBecomesReadyWhenItReturns) {
   auto server = RedisServer::start();
-  auto broker = make(fast_options(*server));
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
   server->stop();
   ASSERT_TRUE(eventually([&] { return !broker->stats().healthy; }, 3s));
   const Channel channel = fresh_channel();
@@ -469,7 +358,7 @@ TEST(RedisBroker, SubscribingWhileRedisIsDownBecomesReadyWhenItReturns) {
 
 TEST(RedisBroker, HungRedisFailsPublishesWithinTheTimeoutAndShowsUnhealthy) {
   auto server = RedisServer::start();
-  auto broker = make(fast_options(*server));
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
   const Channel channel = fresh_channel();
   publish_id(*broker, channel, input("e"));
   server->pause();
@@ -491,7 +380,7 @@ TEST(RedisBroker, HungRedisFailsPublishesWithinTheTimeoutAndShowsUnhealthy) {
 
 TEST(RedisBroker, ShutdownFailsCommandsStillWaiting) {
   auto server = RedisServer::start();
-  auto broker = make(fast_options(*server));
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
   const Channel channel = fresh_channel();
   server->pause();
   auto promise = std::make_shared<std::promise<Result<PublishResult>>>();
@@ -504,18 +393,6 @@ TEST(RedisBroker, ShutdownFailsCommandsStillWaiting) {
   ASSERT_FALSE(result);
   EXPECT_EQ(result.error(), make_error_code(BrokerError::kShuttingDown));
   server->resume();
-}
-
-Result<std::vector<PresenceEntry>> presence(Broker& broker, const Channel& scope) {
-  auto promise = std::make_shared<std::promise<Result<std::vector<PresenceEntry>>>>();
-  broker.presence(
-      scope, [promise](Result<std::vector<PresenceEntry>> r) { promise->set_value(std::move(r)); });
-  auto future = promise->get_future();
-  if (future.wait_for(kWait) != std::future_status::ready) {
-    ADD_FAILURE() << "presence never answered";
-    return make_error_code(BrokerError::kShuttingDown);
-  }
-  return future.get();
 }
 
 // The users present and their connection counts, as "user:n", or "error".
@@ -566,7 +443,7 @@ TEST(RedisBroker, PresenceIsRewrittenAfterRedisLosesItsData) {
   auto server = RedisServer::start();
   RedisBrokerOptions options = fast_options(*server);
   options.presence_ttl = 900ms;
-  auto broker = make(options);
+  auto broker = make_redis_broker_or_throw(options);
   const Channel scope = fresh_channel("online");
   broker->set_presence(scope, "alice", 1);
   const std::vector<std::string> alice{"alice:1"};

@@ -1,6 +1,6 @@
 #include "broker/redis_connection.hpp"
 
-#include "redis_test_env.hpp"
+#include "support/redis_broker.hpp"
 #include "support/redis_server.hpp"
 
 #include <gtest/gtest.h>

@@ -67,6 +67,28 @@ class HubTest : public ::testing::Test {
     return id;
   }
 
+  // Publishes `count` events to ("1", "finance"); returns the channel's epoch.
+  std::string publish_finance(int count) {
+    std::string epoch;
+    for (int i = 0; i < count; ++i) {
+      epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+    }
+    return epoch;
+  }
+
+  // Starts a resume read `page` events at a time, as a session paced by its socket does, for
+  // member "u"; returns what the attach answered once the loops ran.
+  std::optional<AttachResult> attach_paged(std::size_t worker, Recorder& m,
+                                           const broker::Channel& ch, broker::Position from,
+                                           std::size_t page) {
+    std::optional<AttachResult> got;
+    m.user = "u";
+    hub_->shard(worker).attach(
+        m, m.user, ch, std::move(from), [&](AttachResult r) { got = std::move(r); }, page);
+    drain();
+    return got;
+  }
+
   // Attaches and goes live as a session would; returns the attach result.
   AttachResult join(std::size_t worker, Recorder& m, const std::string& user,
                     const broker::Channel& ch, std::optional<broker::Position> resume = {}) {
@@ -154,11 +176,7 @@ TEST_F(HubTest, ResumeReplaysTheGapThenLiveWithoutDuplicates) {
   const broker::Channel ch{"1", "finance"};
   Recorder keeper;  // keeps the channel subscribed on worker 0
   join(0, keeper, "k", ch);
-  std::string epoch;
-  for (int i = 0; i < 10; ++i) {
-    auto id = protocol::parse_event_id(publish("1", "finance"));
-    epoch = id->epoch;
-  }
+  const std::string epoch = publish_finance(10);
   drain();
   // A resuming member attaches while more events are published before its history is read.
   Recorder m;
@@ -175,9 +193,7 @@ TEST_F(HubTest, ResumeReplaysTheGapThenLiveWithoutDuplicates) {
   EXPECT_TRUE(hub_->shard(0).go_live(m, ch));
   publish("1", "finance");  // 13
   drain();
-  std::vector<std::uint64_t> want;
-  for (std::uint64_t o = 5; o <= 13; ++o) want.push_back(o);
-  EXPECT_EQ(m.offsets, want);
+  EXPECT_EQ(m.offsets, range(5, 13));
   hub_->shard(0).detach_all(keeper);
   hub_->shard(0).detach_all(m);
 }
@@ -188,15 +204,10 @@ TEST_F(HubTest, PagedResumeReplaysPageByPageThenGoesLive) {
   const broker::Channel ch{"1", "finance"};
   Recorder keeper;
   join(0, keeper, "k", ch);
-  std::string epoch;
-  for (int i = 0; i < 10; ++i) epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+  const std::string epoch = publish_finance(10);
   drain();
   Recorder m;
-  m.user = "u";
-  std::optional<AttachResult> got;
-  hub_->shard(0).attach(
-      m, m.user, ch, broker::Position{epoch, 2}, [&](AttachResult r) { got = std::move(r); }, 3);
-  drain();
+  const auto got = attach_paged(0, m, ch, broker::Position{epoch, 2}, 3);
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(got->recovered);
   EXPECT_TRUE(got->more);
@@ -234,15 +245,10 @@ TEST_F(HubTest, PagedResumeThatStopsReadingOverflowsItsHold) {
   const broker::Channel ch{"1", "finance"};
   Recorder keeper;
   join(0, keeper, "k", ch);
-  std::string epoch;
-  for (int i = 0; i < 10; ++i) epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+  const std::string epoch = publish_finance(10);
   drain();
   Recorder m;
-  m.user = "u";
-  std::optional<AttachResult> got;
-  hub_->shard(0).attach(
-      m, m.user, ch, broker::Position{epoch, 0}, [&](AttachResult r) { got = std::move(r); }, 3);
-  drain();
+  const auto got = attach_paged(0, m, ch, broker::Position{epoch, 0}, 3);
   ASSERT_TRUE(got.has_value() && got->more);
   // The member asks for no further page: live events pile up in its hold until the bound.
   for (int i = 0; i < 10001; ++i) publish("1", "finance");
@@ -255,14 +261,9 @@ TEST_F(HubTest, PagedResumeThatStopsReadingOverflowsItsHold) {
 
 TEST_F(HubTest, PagedResumeLeavingMidReplayDropsThePage) {
   const broker::Channel ch{"1", "finance"};
-  std::string epoch;
-  for (int i = 0; i < 10; ++i) epoch = protocol::parse_event_id(publish("1", "finance"))->epoch;
+  const std::string epoch = publish_finance(10);
   Recorder m;
-  m.user = "u";
-  std::optional<AttachResult> got;
-  hub_->shard(1).attach(
-      m, m.user, ch, broker::Position{epoch, 0}, [&](AttachResult r) { got = std::move(r); }, 3);
-  drain();
+  const auto got = attach_paged(1, m, ch, broker::Position{epoch, 0}, 3);
   ASSERT_TRUE(got.has_value() && got->more);
   bool called = false;
   hub_->shard(1).next_page(m, ch, [&](ReplayPage) { called = true; });

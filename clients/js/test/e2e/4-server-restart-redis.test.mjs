@@ -4,8 +4,7 @@
 // another node on the same Redis) and after it — reaches every tab exactly once, in order.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Streamgate, WebServer, launchBrowser, publishMany, waitFor } from './support/harness.mjs';
-import { Redis } from './support/redis.mjs';
+import { Streamgate, WebServer, launchBrowser, publishMany, startRedis, waitFor } from './support/harness.mjs';
 
 let redis;
 let server;
@@ -13,9 +12,9 @@ let web;
 let browser;
 
 before(async () => {
-  redis = await Redis.start();
+  redis = await startRedis();
   [server, web, browser] = await Promise.all([
-    Streamgate.start({ args: ['--broker', redis.url] }),
+    Streamgate.start({ flags: { broker: redis.url } }),
     WebServer.start(),
     launchBrowser(),
   ]);
@@ -65,7 +64,7 @@ test('with Redis, a restart loses nothing and repeats nothing', async (t) => {
   });
 
   // Published while no server the tabs can reach is up: only resuming from Redis delivers these.
-  const other = await Streamgate.start({ args: ['--broker', redis.url] });
+  const other = await Streamgate.start({ flags: { broker: redis.url } });
   let duringIds;
   try {
     duringIds = await publishMany(other, 411, 'finance', 5, { from: 10 });
@@ -73,7 +72,7 @@ test('with Redis, a restart loses nothing and repeats nothing', async (t) => {
     assert.equal((await other.stop()).code, 0, 'the other node exits cleanly');
   }
 
-  server = await Streamgate.start({ port, args: ['--broker', redis.url] });
+  server = await Streamgate.start({ port, flags: { broker: redis.url } });
   await waitFor(async () => (await states()).every((s) => s === 'open'), { what: 'tabs open again', describe: states });
   const afterIds = await publishMany(server, 411, 'finance', 10, { from: 15 });
   const all = [...beforeIds, ...duringIds, ...afterIds];

@@ -1,19 +1,24 @@
 // Everything the browser tests share: the real streamgate binary on loopback, a tiny static web
 // server (test pages, the built package, a token endpoint), headless Chromium through
 // playwright-core, and publishing/metrics over HTTP. No fixed sleeps: tests wait on conditions.
+// Launching the binary, redis-server, minting tokens, polling and HTTP come from the server's
+// integration test helpers (tests/integration/support, plain node modules without packages), so
+// both suites start and stop the server the same way.
 
-import { spawn } from 'node:child_process';
-import crypto from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as delay } from 'node:timers/promises';
+import { waitFor as poll } from '../../../../../tests/integration/support/env.mjs';
+import { metricsJson, publishOk } from '../../../../../tests/integration/support/http.mjs';
+import { startServer } from '../../../../../tests/integration/support/server.mjs';
+import { claims, mintHS256 } from '../../../../../tests/integration/support/tokens.mjs';
+
+export { startRedis } from '../../../../../tests/integration/support/redis.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const PACKAGE_DIR = path.resolve(here, '../../..');
-export const BIN = process.env.STREAMGATE_BIN || path.resolve(PACKAGE_DIR, '../../build/streamgate');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 export const SECRET = 'e2e-secret-0123456789abcdefghijklmnopqrstuvwxyz';
 export const API_KEY = 'e2e-api-key-7f3k9q2m5x';
@@ -21,143 +26,66 @@ export const API_KEY = 'e2e-api-key-7f3k9q2m5x';
 // ---- waiting ----
 
 /** Polls `probe` until it returns something truthy; fails naming `what` and the last value seen. */
-export async function waitFor(probe, { timeout = 10000, interval = 25, what = 'condition', describe } = {}) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() >= deadline) {
-      let detail = '';
-      if (describe) {
-        try {
-          detail = `; last seen: ${JSON.stringify(await describe())}`;
-        } catch (e) {
-          detail = `; describe failed: ${e.message}`;
-        }
-      }
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}${detail}`);
-    }
-    await delay(interval);
-  }
+export function waitFor(probe, { timeout = 10000, interval = 25, describe, ...rest } = {}) {
+  return poll(probe, {
+    timeout,
+    interval,
+    ...rest,
+    describe: describe && (async () => JSON.stringify(await describe())),
+  });
 }
 
 // ---- tokens ----
 
 export function mintToken({ org = 456, user = 'user-1', ttl = 3600, secret = SECRET } = {}) {
-  const now = Math.floor(Date.now() / 1000);
-  const header = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
-  const payload = Buffer.from(JSON.stringify({ sub: user, org_id: org, iat: now, exp: now + Number(ttl) })).toString(
-    'base64url',
-  );
-  const sig = crypto.createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url');
-  return `${header}.${payload}.${sig}`;
+  return mintHS256(claims({ org, user, ttl: Number(ttl) }), secret);
 }
 
 // ---- the server ----
 
-const children = new Set();
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
-
 export class Streamgate {
-  /** Starts the binary and resolves once it logs "listening". `port` 0 picks a free one. */
-  static async start({ port = 0, args = [] } = {}) {
-    if (!existsSync(BIN)) throw new Error(`streamgate binary not found at ${BIN} (set STREAMGATE_BIN)`);
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('STREAMGATE_')));
-    const child = spawn(
-      BIN,
-      [
-        '--listen',
-        `127.0.0.1:${port}`,
-        '--jwt-secret',
-        SECRET,
-        '--api-key',
-        API_KEY,
-        '--jwt-leeway',
-        '0',
-        '--workers',
-        '2',
-        // A restart here stands for a crash or a deploy without a balancer: exit at once on
-        // SIGTERM rather than draining (the drain has its own tests in tests/integration).
-        '--drain-period',
-        '0',
-        ...args,
-      ],
-      { env, stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    children.add(child);
-    const server = new Streamgate(child);
-    await waitFor(() => server.port !== undefined || server.exit, { timeout: 10000, what: 'streamgate to listen' });
-    if (server.port === undefined) throw new Error(`streamgate exited at start-up: ${server.stderr}`);
-    return server;
+  /**
+   * Starts the binary ($STREAMGATE_BIN) with the browser tests' secret and API key, plus `flags`
+   * (e.g. `{ broker: url }`), and resolves once it listens. `port` 0 picks a free one.
+   */
+  static async start({ port = 0, flags = {} } = {}) {
+    const server = await startServer({
+      flags: { listen: `127.0.0.1:${port}`, 'jwt-secret': SECRET, 'api-key': API_KEY, 'jwt-leeway': 0, ...flags },
+    });
+    return new Streamgate(server);
   }
 
-  constructor(child) {
-    this.child = child;
-    this.stderr = '';
-    this.port = undefined;
-    this.exit = null;
-    this.exited = new Promise((resolve) =>
-      child.on('exit', (code, signal) => {
-        children.delete(child);
-        this.exit = { code, signal };
-        resolve(this.exit);
-      }),
-    );
-    child.stderr.setEncoding('utf8');
-    let partial = '';
-    child.stderr.on('data', (chunk) => {
-      this.stderr += chunk;
-      partial += chunk;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const line of lines) {
-        try {
-          const entry = JSON.parse(line);
-          if (entry.message === 'listening' && this.port === undefined) this.port = entry.port;
-        } catch {
-          // not a JSON log line
-        }
-      }
-    });
+  constructor(server) {
+    this.server = server;
+  }
+
+  get port() {
+    return this.server.port;
   }
 
   get wsUrl() {
-    return `ws://127.0.0.1:${this.port}/v2/realtime/stream`;
+    return this.server.wsUrl;
   }
 
   get httpUrl() {
-    return `http://127.0.0.1:${this.port}`;
+    return this.server.httpUrl;
   }
 
-  /** SIGTERM (clients get 1001) and wait for the process to exit. */
-  async stop() {
-    if (!this.exit) this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10000);
-    await this.exited;
-    clearTimeout(timer);
-    return this.exit;
-  }
-
-  async api(method, pathname, body) {
-    const res = await fetch(`${this.httpUrl}${pathname}`, {
-      method,
-      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${pathname} → ${res.status} ${text}`);
-    return JSON.parse(text);
+  /**
+   * SIGTERM (clients get 1001; the server drains for 0 s) and wait for the process to exit;
+   * throws unless it exits 0 without a sanitizer report. Resolves {code, signal}.
+   */
+  stop() {
+    return this.server.stop();
   }
 
   /** Publishes one event; returns its id. */
-  async publish(orgId, service, event, data) {
-    return (await this.api('POST', '/v2/realtime/publish', { orgId, service, event, data })).id;
+  publish(orgId, service, event, data) {
+    return publishOk(this.server, { orgId, service, event, data });
   }
 
   async connections() {
-    return (await this.api('GET', '/v2/realtime/metrics')).connectionPoolStats.totalConnections;
+    return (await metricsJson(this.server)).connectionPoolStats.totalConnections;
   }
 }
 

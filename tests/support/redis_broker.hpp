@@ -1,5 +1,5 @@
-// Redis brokers for the broker tests, on one private redis-server per test binary
-// (tests/support). Tests keep apart by using a fresh org each.
+// Redis brokers for tests: on the shared private redis-server of the test binary
+// (RedisServer::shared(), tests keep apart by using a fresh org each), or on any URL.
 #pragma once
 
 #include "broker/broker.hpp"
@@ -13,19 +13,25 @@
 
 namespace sg::broker {
 
-// Throws when redis-server can't be started or the URL is refused: gtest reports the message
-// as the test's failure.
 // "redis connected" per broker is noise in a test's output; losses and refusals still show.
 inline void quiet_broker_logs() {
   sg::log::set_level(sg::log::Level::kWarn);
 }
 
-inline std::unique_ptr<Broker> make_test_redis_broker(RedisBrokerOptions options) {
+// A Redis broker for `options` as given (e.g. a private RedisServer's URL). Throws when the
+// options are refused: gtest reports the message as the test's failure.
+inline std::unique_ptr<Broker> make_redis_broker_or_throw(const RedisBrokerOptions& options) {
   quiet_broker_logs();
-  options.url = sg::test::RedisServer::shared().url();
   auto broker = make_redis_broker(options);
   if (!broker) throw std::runtime_error("make_redis_broker: " + broker.error().message());
   return std::move(*broker);
+}
+
+// A Redis broker on the test binary's shared redis-server. Throws when redis-server can't be
+// started.
+inline std::unique_ptr<Broker> make_test_redis_broker(RedisBrokerOptions options) {
+  options.url = sg::test::RedisServer::shared().url();
+  return make_redis_broker_or_throw(options);
 }
 
 inline std::unique_ptr<Broker> make_test_redis_broker(std::size_t history,
