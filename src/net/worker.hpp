@@ -1,3 +1,8 @@
+// net: the connection core, which knows no endpoint. Workers (this file) run the connections;
+// an HttpSession (http_session.hpp) serves HTTP/1.1 through the route table the server fills
+// (http_routes.hpp); a WebSocket endpoint subclasses WsConnection (ws_connection.hpp), which
+// speaks RFC 6455 (ws_codec.hpp) and writes through the outbox and the worker's flush.
+//
 // Worker: one thread running one io_context, owning the WebSocket connections accepted onto
 // it, whatever their endpoint. Nothing here is touched from another thread except through
 // post(). Also the per-worker machinery that keeps connections cheap: one scratch read buffer

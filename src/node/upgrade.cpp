@@ -122,4 +122,24 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
   return d;
 }
 
+std::function<net::Upgrade(const net::HttpRequest&)> upgrade_route(Context& ctx,
+                                                                   OpenConnection open) {
+  return [&ctx, open = std::move(open)](const net::HttpRequest& req) {
+    UpgradeDecision decision = decide_upgrade(ctx, req);
+    net::Upgrade upgrade;
+    if (decision.reject) {
+      upgrade.reject = std::move(decision.reject);
+      return upgrade;
+    }
+    upgrade.accept = [open, principal = std::move(decision.principal),
+                      response = std::move(decision.response)](net::Worker& worker,
+                                                               boost::asio::ip::tcp::socket socket,
+                                                               std::string leftover) mutable {
+      open(worker, std::move(socket), std::move(principal), std::move(response),
+           std::move(leftover));
+    };
+    return upgrade;
+  };
+}
+
 }  // namespace sg::node

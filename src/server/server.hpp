@@ -1,7 +1,9 @@
-// server: the network edge. Accepts TCP on the configured address, serves the HTTP API
-// (publish, metrics, health) and upgrades /v2/realtime/stream to WebSocket sessions that live
-// on one worker thread each. Owns the workers; main constructs one Server, calls run() from the
-// main thread, and drain() (from any thread) on SIGTERM, stop() on a second signal.
+// server: the wiring. Builds the node's Context (verifier, hub, chat registry, upload manager)
+// and its route table (routes.hpp: the api, stream and uploads modules each add theirs), owns
+// the workers (net::Worker), accepts TCP on the configured address and hands each connection
+// to a worker's HTTP session, and runs the drain and the shutdown. main constructs one Server,
+// calls run() from the main thread, and drain() (from any thread) on SIGTERM, stop() on a
+// second signal.
 #pragma once
 
 #include "config/config.hpp"

@@ -1,7 +1,9 @@
-// The stream's place in the route table: GET /v2/realtime/stream upgrades, after the node's
-// upgrade decision (token, Origin, RFC 6455 handshake, connection limits), to a StreamSession
-// on the worker that accepted the connection. Called once by the server while it builds the
-// table; `ctx` outlives the table.
+// stream: the event stream a client keeps open — GET /v2/realtime/stream upgrades, after the
+// node's upgrade decision (token, Origin, RFC 6455 handshake, connection limits), to a
+// StreamSession (stream_session.hpp: subscriptions, events, resume, and chat through
+// chat_conn.hpp) on the worker that accepted the connection, where it lives until it closes.
+// add_routes() is called once by the server while it builds the route table; `ctx` outlives
+// the table.
 #pragma once
 
 #include "net/http_routes.hpp"

@@ -9,23 +9,12 @@
 namespace sg::uploads {
 
 void add_routes(net::HttpRoutes& routes, Context& ctx) {
-  routes.add(net::path_is(std::string(kUploadSocketPath))).upgrade = [&ctx](
-                                                                         const HttpRequest& req) {
-    node::UpgradeDecision decision = node::decide_upgrade(ctx, req);
-    net::Upgrade upgrade;
-    if (decision.reject) {
-      upgrade.reject = std::move(decision.reject);
-      return upgrade;
-    }
-    upgrade.accept = [&ctx, principal = std::move(decision.principal),
-                      response = std::move(decision.response)](net::Worker& worker,
-                                                               boost::asio::ip::tcp::socket socket,
-                                                               std::string leftover) mutable {
-      start_upload_session(worker, std::move(socket), ctx, std::move(principal),
-                           std::move(response), std::move(leftover));
-    };
-    return upgrade;
-  };
+  routes.add(net::path_is(std::string(kUploadSocketPath))).upgrade = node::upgrade_route(
+      ctx, [&ctx](net::Worker& worker, boost::asio::ip::tcp::socket socket,
+                  auth::Principal principal, std::string response, std::string leftover) {
+        start_upload_session(worker, std::move(socket), ctx, std::move(principal),
+                             std::move(response), std::move(leftover));
+      });
   routes.add(net::path_under(std::string(kUploadsPath))).handle = [&ctx](const HttpRequest& req,
                                                                          Reply reply) {
     handle_upload_status(ctx, req, std::move(reply));

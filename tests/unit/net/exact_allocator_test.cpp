@@ -119,7 +119,7 @@ Allocations record(F&& code) {
   return out;
 }
 
-// A wait's handler as WsSession::do_read binds it, named so the test can name Asio's operation.
+// A wait's handler as WsConnection::do_read binds it, named so the test can name Asio's operation.
 struct OnReadable {
   int* calls;
   void operator()(const boost::system::error_code&) const { ++*calls; }
@@ -161,7 +161,7 @@ TEST(ExactAllocator, AllocatesExactlyTheBytesAskedForAndFreesThem) {
   EXPECT_EQ(one.frees, 1u);
 }
 
-// The case WsSession::do_read is about: a wait started from a handler, on a thread whose
+// The case WsConnection::do_read is about: a wait started from a handler, on a thread whose
 // Asio cache holds a larger block freed a moment before. With std::allocator the wait takes
 // that block (nothing new is allocated); with ExactAllocator it allocates exactly its
 // operation's size, and gives it back when the wait completes.
