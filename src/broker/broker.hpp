@@ -190,7 +190,25 @@ struct MemoryBrokerOptions {
 // dropped; if it is used again it starts over at offset 1 under a new epoch.
 std::unique_ptr<Broker> make_memory_broker(const MemoryBrokerOptions& options);
 
-struct RedisBrokerOptions {
+// How each connection of a Redis broker times its work and bounds what it has in flight.
+struct RedisLinkOptions {
+  // Resolve + connect + AUTH/SELECT; also how long make_redis_broker waits for the first
+  // connection before returning a broker that is not yet healthy.
+  std::chrono::milliseconds connect_timeout{2000};
+  // A connection with a command outstanding and nothing read for this long is dropped and
+  // redialled; an idle one is PINGed every ping_interval, so a hung Redis shows within
+  // ping_interval + command_timeout.
+  std::chrono::milliseconds command_timeout{2000};
+  std::chrono::milliseconds ping_interval{500};
+  // Redial delay, doubling from min to max with ±20% jitter.
+  std::chrono::milliseconds reconnect_min{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  // Commands in flight on a connection; beyond it publish and history fail with kUnavailable
+  // instead of queueing without bound.
+  std::size_t max_pending = 200000;
+};
+
+struct RedisBrokerOptions : RedisLinkOptions {
   // redis://[[user]:password@]host[:port][/db]; port 6379 and db 0 by default. rediss:// is
   // the same over TLS (1.2 or newer): the server's certificate must chain to tls_ca_file (empty:
   // the system's CAs) and name the URL's host.
@@ -208,23 +226,9 @@ struct RedisBrokerOptions {
   std::chrono::seconds idempotency_ttl{86400};
   // Prepended to every key and Pub/Sub channel, so several deployments can share one Redis.
   std::string key_prefix = "sg:";
-  // Resolve + connect + AUTH/SELECT; also how long make_redis_broker waits for the first
-  // connection before returning a broker that is not yet healthy.
-  std::chrono::milliseconds connect_timeout{2000};
-  // A connection with a command outstanding and nothing read for this long is dropped and
-  // redialled; an idle one is PINGed every ping_interval, so a hung Redis shows within
-  // ping_interval + command_timeout.
-  std::chrono::milliseconds command_timeout{2000};
-  std::chrono::milliseconds ping_interval{500};
-  // Redial delay, doubling from min to max with ±20% jitter.
-  std::chrono::milliseconds reconnect_min{100};
-  std::chrono::milliseconds reconnect_max{5000};
   // A node's presence entries and metrics snapshot expire this long after its last heartbeat
   // (sent every third of it), so a node that dies stops counting within it.
   std::chrono::milliseconds presence_ttl{15000};
-  // Commands in flight on the node's command connection; beyond it publish and history fail
-  // with kUnavailable instead of queueing without bound.
-  std::size_t max_pending = 200000;
 };
 
 // Channels live in Redis (a Stream per channel for history, one Pub/Sub channel per channel

@@ -102,15 +102,20 @@ redis.call('PUBLISH', ARGV[6], string.format('%s %d %d %d %d ', epoch, offset, m
 return {1, epoch, offset, ms}
 )lua";
 
-// KEYS: offset counter, epoch, stream
-// ARGV: the reader's epoch ('' = head only), its offset, history, how many entries at most
-// Returns {epoch or '', last offset, now in ms, entries after the offset within history}.
-// Entries come only when the reader's epoch is the channel's.
-constexpr std::string_view kHistoryScript = R"lua(
+// The start of both read scripts: the channel's epoch ('' when none), its last offset, and
+// Redis's clock in ms (the scripts' answers carry it for the history TTL).
+constexpr std::string_view kReadPrelude = R"lua(
 local epoch = redis.call('GET', KEYS[2]) or ''
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+)lua";
+
+// KEYS: offset counter, epoch, stream
+// ARGV: the reader's epoch ('' = head only), its offset, history, how many entries at most
+// Returns {epoch or '', last offset, now in ms, entries after the offset within history}.
+// Entries come only when the reader's epoch is the channel's.
+const std::string kHistoryScript = std::string(kReadPrelude) + R"lua(
 if ARGV[1] == '' or ARGV[1] ~= epoch then return {epoch, last, now, {}} end
 local history = tonumber(ARGV[3])
 local start = tonumber(ARGV[2]) + 1
@@ -124,11 +129,7 @@ return {epoch, last, now,
 // ARGV: the exclusive upper offset (0 = from the newest), how many entries at most, history
 // Returns {epoch or '', last offset, now in ms, entries below the offset, newest first}; like
 // the history script, only the newest `history` offsets count (MAXLEN ~ may keep a few more).
-constexpr std::string_view kHistoryBeforeScript = R"lua(
-local epoch = redis.call('GET', KEYS[2]) or ''
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+const std::string kHistoryBeforeScript = std::string(kReadPrelude) + R"lua(
 local before = tonumber(ARGV[1])
 local top = '+'
 if before > 0 then
@@ -166,17 +167,7 @@ struct ChannelKeys {
 };
 
 ChannelKeys channel_keys(const std::string& prefix, const Channel& channel) {
-  // Length-prefixed, so org "a/b" + topic "c" and org "a" + topic "b/c" stay apart; in braces,
-  // so a channel's keys share one Redis Cluster hash slot (a '}' inside the org moves the tag
-  // but moves it for all of them alike).
-  std::string name = prefix;
-  name.push_back('{');
-  core::append_decimal(name, channel.org.size());
-  name.push_back(':');
-  name += channel.org;
-  name.push_back('/');
-  name += channel.topic;
-  name.push_back('}');
+  std::string name = redis::hash_tagged(prefix, channel);
   return {name, name + ":seq", name + ":epoch", name + ":stream"};
 }
 
@@ -567,12 +558,7 @@ class Impl {
     o.tls = {options_.tls_ca_file, options_.tls_cert_file, options_.tls_key_file};
     o.name = std::move(name);
     o.pubsub = pubsub;
-    o.connect_timeout = options_.connect_timeout;
-    o.command_timeout = options_.command_timeout;
-    o.ping_interval = options_.ping_interval;
-    o.reconnect_min = options_.reconnect_min;
-    o.reconnect_max = options_.reconnect_max;
-    o.max_pending = options_.max_pending;
+    static_cast<RedisLinkOptions&>(o) = options_;
     return o;
   }
 
@@ -660,16 +646,17 @@ class Impl {
     const std::string at = std::to_string(std::min(offset, kMaxLuaOffset));
     const std::string count =
         limit == 0 ? history_ : std::to_string(std::min(limit, options_.history));
-    std::array<std::string_view, 10> args{by_sha ? "EVALSHA" : "EVAL",
-                                          by_sha ? std::string_view(history_sha_) : kHistoryScript,
-                                          "3",
-                                          keys.seq,
-                                          keys.epoch,
-                                          keys.stream,
-                                          epoch,
-                                          at,
-                                          history_,
-                                          count};
+    std::array<std::string_view, 10> args{
+        by_sha ? "EVALSHA" : "EVAL",
+        by_sha ? std::string_view(history_sha_) : std::string_view(kHistoryScript),
+        "3",
+        keys.seq,
+        keys.epoch,
+        keys.stream,
+        epoch,
+        at,
+        history_,
+        count};
     cmd_->send(args, [this, channel, keys, epoch, offset, limit, by_sha, done = std::move(done)](
                          const ErrorCode& ec, const redisReply* reply) mutable {
       if (ec) {
@@ -696,7 +683,7 @@ class Impl {
     const std::string count = std::to_string(limit == 0 ? 0 : limit + 1);
     std::array<std::string_view, 9> args{
         by_sha ? "EVALSHA" : "EVAL",
-        by_sha ? std::string_view(history_before_sha_) : kHistoryBeforeScript,
+        by_sha ? std::string_view(history_before_sha_) : std::string_view(kHistoryBeforeScript),
         "3",
         keys.seq,
         keys.epoch,

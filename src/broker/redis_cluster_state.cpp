@@ -131,16 +131,20 @@ void ClusterState::heartbeat() {
   write_node_stats();
 }
 
+std::string hash_tagged(std::string_view prefix, const Channel& channel) {
+  std::string name(prefix);
+  name.push_back('{');
+  core::append_decimal(name, channel.org.size());
+  name.push_back(':');
+  name += channel.org;
+  name.push_back('/');
+  name += channel.topic;
+  name.push_back('}');
+  return name;
+}
+
 std::string ClusterState::presence_key(const Channel& scope) const {
-  // As the channel keys: length-prefixed org, braces for one Redis Cluster hash slot.
-  std::string key = prefix_ + "presence:{";
-  core::append_decimal(key, scope.org.size());
-  key.push_back(':');
-  key += scope.org;
-  key.push_back('/');
-  key += scope.topic;
-  key.push_back('}');
-  return key;
+  return hash_tagged(prefix_ + "presence:", scope);
 }
 
 void ClusterState::eval(const Script& script, std::vector<std::string> args, ReplyHandler handler,

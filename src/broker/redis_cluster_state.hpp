@@ -23,6 +23,12 @@
 
 namespace sg::broker::redis {
 
+// A channel's (or presence scope's) name in Redis keys: `prefix` + "{<org length>:<org>/<topic>}".
+// Length-prefixed, so org "a/b" + topic "c" and org "a" + topic "b/c" stay apart; in braces, so
+// every key of one channel shares one Redis Cluster hash slot (a '}' inside the org moves the
+// tag, but moves it for all of them alike).
+std::string hash_tagged(std::string_view prefix, const Channel& channel);
+
 class ClusterState {
  public:
   ClusterState(boost::asio::io_context& io, Connection& cmd, std::string key_prefix,

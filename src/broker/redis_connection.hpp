@@ -5,6 +5,7 @@
 // called on the io_context's thread.
 #pragma once
 
+#include "broker/broker.hpp"
 #include "broker/redis_url.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -46,17 +47,11 @@ struct TlsOptions {
   std::string key_file;
 };
 
-struct ConnectionOptions {
+struct ConnectionOptions : RedisLinkOptions {
   RedisUrl url;
   TlsOptions tls;       // used when url.tls
   std::string name;     // CLIENT SETNAME and the "connection" field of logs
   bool pubsub = false;  // take "message" pushes
-  std::chrono::milliseconds connect_timeout{2000};
-  std::chrono::milliseconds command_timeout{2000};
-  std::chrono::milliseconds ping_interval{500};
-  std::chrono::milliseconds reconnect_min{100};
-  std::chrono::milliseconds reconnect_max{5000};
-  std::size_t max_pending = 200000;
 };
 
 class Connection {
