@@ -11,7 +11,6 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -33,13 +32,6 @@ constexpr std::string_view kAllowedHeaders =
 constexpr std::string_view kMethods = "POST, HEAD, PATCH, DELETE, OPTIONS";
 // Upload ids are 32 hex characters; anything else can't name an upload and is 404 at once.
 constexpr std::size_t kMaxIdLength = 64;
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string_view header(const HttpRequest& req, std::string_view name) {
   return req.header ? req.header(name) : std::string_view();
@@ -527,7 +519,7 @@ void begin_patch(Context& ctx, const HttpRequest& req, net::Decide decide) {
   std::string_view type = header(req, "Content-Type");
   type = type.substr(0, type.find(';'));
   while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  if (!iequals(type, kOffsetContentType)) {
+  if (!core::iequals(type, kOffsetContentType)) {
     return answer(error(h, 415, "unsupported_media_type",
                         "PATCH bodies must be Content-Type: application/offset+octet-stream"));
   }

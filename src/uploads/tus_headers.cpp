@@ -1,7 +1,6 @@
 #include "uploads/tus_headers.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <limits>
@@ -10,11 +9,7 @@ namespace sg::uploads::tus {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
+using core::trim;
 
 int base64_value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -138,15 +133,13 @@ Result<Checksum> parse_checksum(std::string_view header) {
   header = trim(header);
   const auto space = header.find(' ');
   if (space == std::string_view::npos || space == 0) return TusError::kBadChecksum;
-  std::string name(header.substr(0, space));
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string_view name = header.substr(0, space);
   Checksum out;
-  if (name == "sha1") {
+  if (core::iequals(name, "sha1")) {
     out.algorithm = ChecksumAlgorithm::kSha1;
-  } else if (name == "md5") {
+  } else if (core::iequals(name, "md5")) {
     out.algorithm = ChecksumAlgorithm::kMd5;
-  } else if (name == "sha256") {
+  } else if (core::iequals(name, "sha256")) {
     out.algorithm = ChecksumAlgorithm::kSha256;
   } else {
     return TusError::kUnsupportedChecksum;
