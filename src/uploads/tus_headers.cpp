@@ -11,15 +11,6 @@ namespace {
 
 using core::trim;
 
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
 }  // namespace
 
 std::string_view to_string(TusError e) {
@@ -55,37 +46,6 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   return v;
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char c = text[i + static_cast<std::size_t>(j)];
-      // Padding only at the very end, and at most two characters of it.
-      if (c == '=' && i + 4 == text.size() && j >= 2) {
-        v[j] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;
-      v[j] = base64_value(c);
-      if (v[j] < 0) return std::nullopt;
-    }
-    // Bits below the last whole byte must be zero: one canonical text per value.
-    if ((pad == 1 && (v[2] & 0x3) != 0) || (pad == 2 && (v[1] & 0xF) != 0)) return std::nullopt;
-    const unsigned triple = (static_cast<unsigned>(v[0]) << 18) |
-                            (static_cast<unsigned>(v[1]) << 12) |
-                            (static_cast<unsigned>(v[2]) << 6) | static_cast<unsigned>(v[3]);
-    out.push_back(static_cast<char>((triple >> 16) & 0xFF));
-    if (pad < 2) out.push_back(static_cast<char>((triple >> 8) & 0xFF));
-    if (pad < 1) out.push_back(static_cast<char>(triple & 0xFF));
-  }
-  return out;
-}
-
 Result<Metadata> parse_metadata(std::string_view header) {
   Metadata out;
   header = trim(header);
@@ -106,9 +66,7 @@ Result<Metadata> parse_metadata(std::string_view header) {
     }
     std::string value;
     if (space != std::string_view::npos) {
-      auto decoded = base64_decode(trim(pair.substr(space + 1)));
-      if (!decoded) return TusError::kBadMetadata;
-      value = std::move(*decoded);
+      if (!core::base64_decode(trim(pair.substr(space + 1)), value)) return TusError::kBadMetadata;
     }
     out.emplace_back(std::string(key), std::move(value));
     if (comma == std::string_view::npos) break;
@@ -144,9 +102,10 @@ Result<Checksum> parse_checksum(std::string_view header) {
   } else {
     return TusError::kUnsupportedChecksum;
   }
-  auto decoded = base64_decode(trim(header.substr(space + 1)));
-  if (!decoded || decoded->size() != digest_size(out.algorithm)) return TusError::kBadChecksum;
-  out.digest = std::move(*decoded);
+  if (!core::base64_decode(trim(header.substr(space + 1)), out.digest) ||
+      out.digest.size() != digest_size(out.algorithm)) {
+    return TusError::kBadChecksum;
+  }
   return out;
 }
 

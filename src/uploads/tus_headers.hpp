@@ -58,10 +58,6 @@ Result<Checksum> parse_checksum(std::string_view header);
 // The digest length of `algorithm`, in bytes.
 std::size_t digest_size(ChecksumAlgorithm algorithm);
 
-// Standard base64 (RFC 4648 §4) with padding; nullopt on a character outside the alphabet or a
-// length that isn't a multiple of 4.
-std::optional<std::string> base64_decode(std::string_view text);
-
 // RFC 7231 IMF-fixdate, as Upload-Expires uses: "Sun, 06 Nov 1994 08:49:37 GMT".
 std::string format_http_date(core::WallClock::time_point t);
 
