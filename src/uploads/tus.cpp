@@ -8,8 +8,6 @@
 #include "upload/upload.hpp"
 #include "uploads/tus_headers.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
@@ -300,39 +298,6 @@ void terminate(Context& ctx, Caller caller, std::string id, Reply reply) {
                       });
 }
 
-// The Upload-Checksum digest over a PATCH body as it streams by (OpenSSL EVP).
-class Hasher {
- public:
-  explicit Hasher(ChecksumAlgorithm algorithm) : ctx_(EVP_MD_CTX_new()) {
-    // Out of memory or a broken OpenSSL: nothing sensible to continue with.
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), md(algorithm), nullptr) != 1) std::abort();
-  }
-  void update(std::string_view bytes) { EVP_DigestUpdate(ctx_.get(), bytes.data(), bytes.size()); }
-  std::string finish() {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_.get(), d, &n);
-    return std::string(reinterpret_cast<const char*>(d), n);
-  }
-
- private:
-  static const EVP_MD* md(ChecksumAlgorithm algorithm) {
-    switch (algorithm) {
-      case ChecksumAlgorithm::kSha1:
-        return EVP_sha1();
-      case ChecksumAlgorithm::kMd5:
-        return EVP_md5();
-      case ChecksumAlgorithm::kSha256:
-        break;
-    }
-    return EVP_sha256();
-  }
-  struct Free {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
-};
-
 // Appends one PATCH body to an upload. Its methods run one at a time, alternating between the
 // session's worker (on_data, on_end, on_abort) and the Manager's thread (its callbacks), each
 // step handing over to the next; so the state needs no lock.
@@ -461,7 +426,7 @@ class PatchSink final : public net::BodySink, public std::enable_shared_from_thi
   std::uint64_t offset_;  // what the Manager has stored
   std::uint64_t size_;    // Upload-Length
   std::optional<Checksum> checksum_;
-  std::optional<Hasher> hasher_;
+  std::optional<core::Digest> hasher_;  // the Upload-Checksum digest of the body so far
   std::string held_;  // with a checksum: the completing bytes, until the digest is known
   std::optional<upload::UploadInfo> info_;
 };

@@ -75,18 +75,6 @@ Result<Metadata> parse_metadata(std::string_view header) {
   return out;
 }
 
-std::size_t digest_size(ChecksumAlgorithm algorithm) {
-  switch (algorithm) {
-    case ChecksumAlgorithm::kSha1:
-      return 20;
-    case ChecksumAlgorithm::kMd5:
-      return 16;
-    case ChecksumAlgorithm::kSha256:
-      return 32;
-  }
-  return 0;
-}
-
 Result<Checksum> parse_checksum(std::string_view header) {
   header = trim(header);
   const auto space = header.find(' ');
@@ -103,7 +91,7 @@ Result<Checksum> parse_checksum(std::string_view header) {
     return TusError::kUnsupportedChecksum;
   }
   if (!core::base64_decode(trim(header.substr(space + 1)), out.digest) ||
-      out.digest.size() != digest_size(out.algorithm)) {
+      out.digest.size() != core::digest_size(out.algorithm)) {
     return TusError::kBadChecksum;
   }
   return out;
