@@ -23,72 +23,42 @@ bool iequals(std::string_view a, std::string_view b) {
 
 namespace {
 
-// UTF-8 validator states (RFC 3629 §4). A non-accepting state says how many continuation bytes
-// remain and the range the next one must fall in: the narrowed ranges after E0, ED, F0 and F4
-// are what exclude overlongs, surrogates and code points above U+10FFFF.
-constexpr std::uint32_t kUtf8Accept = 0;
-constexpr std::uint32_t kUtf8Need1 = 1;         // 80..BF
-constexpr std::uint32_t kUtf8Need2 = 2;         // 80..BF 80..BF
-constexpr std::uint32_t kUtf8Need2AfterE0 = 3;  // A0..BF 80..BF
-constexpr std::uint32_t kUtf8Need2AfterED = 4;  // 80..9F 80..BF
-constexpr std::uint32_t kUtf8Need3 = 5;         // 80..BF 80..BF 80..BF
-constexpr std::uint32_t kUtf8Need3AfterF0 = 6;  // 90..BF 80..BF 80..BF
-constexpr std::uint32_t kUtf8Need3AfterF4 = 7;  // 80..8F 80..BF 80..BF
-constexpr std::uint32_t kUtf8Reject = 8;        // sticky
+// What a lead byte asks of the bytes after it (RFC 3629 §4, Unicode Table 3-7): how many
+// continuation bytes, and the range of the first one. The narrowed ranges after E0, ED, F0 and
+// F4 are what exclude overlongs, surrogates and code points above U+10FFFF; every later
+// continuation byte is 80..BF. For a byte of 80..FF only; trail 0: it can't start a character.
+struct LeadRule {
+  unsigned char trail;
+  unsigned char lo;
+  unsigned char hi;
+};
 
-std::uint32_t utf8_lead(unsigned char c) {
-  if (c < 0x80) return kUtf8Accept;
-  if (c < 0xC2) return kUtf8Reject;  // stray continuation byte, or overlong C0/C1 lead
-  if (c < 0xE0) return kUtf8Need1;
-  if (c == 0xE0) return kUtf8Need2AfterE0;
-  if (c == 0xED) return kUtf8Need2AfterED;
-  if (c < 0xF0) return kUtf8Need2;
-  if (c == 0xF0) return kUtf8Need3AfterF0;
-  if (c < 0xF4) return kUtf8Need3;
-  if (c == 0xF4) return kUtf8Need3AfterF4;
-  return kUtf8Reject;  // F5..FF: beyond U+10FFFF or the old 5- and 6-byte forms
+[[gnu::always_inline]] constexpr LeadRule lead_rule(unsigned char c) {
+  if (c < 0xC2) return {0, 0, 0};  // stray continuation byte, or overlong C0/C1 lead
+  if (c < 0xE0) return {1, 0x80, 0xBF};
+  if (c == 0xE0) return {2, 0xA0, 0xBF};
+  if (c == 0xED) return {2, 0x80, 0x9F};
+  if (c < 0xF0) return {2, 0x80, 0xBF};
+  if (c == 0xF0) return {3, 0x90, 0xBF};
+  if (c < 0xF4) return {3, 0x80, 0xBF};
+  if (c == 0xF4) return {3, 0x80, 0x8F};
+  return {0, 0, 0};  // F5..FF: beyond U+10FFFF or the old 5- and 6-byte forms
 }
 
-// The state after byte c in `state`, which is neither accepting nor rejecting.
-std::uint32_t utf8_trail(std::uint32_t state, unsigned char c) {
-  unsigned char lo = 0x80;
-  unsigned char hi = 0xBF;
-  std::uint32_t next = kUtf8Accept;
-  switch (state) {
-    case kUtf8Need1:
-      break;
-    case kUtf8Need2:
-      next = kUtf8Need1;
-      break;
-    case kUtf8Need2AfterE0:
-      lo = 0xA0;
-      next = kUtf8Need1;
-      break;
-    case kUtf8Need2AfterED:
-      hi = 0x9F;
-      next = kUtf8Need1;
-      break;
-    case kUtf8Need3:
-      next = kUtf8Need2;
-      break;
-    case kUtf8Need3AfterF0:
-      lo = 0x90;
-      next = kUtf8Need2;
-      break;
-    case kUtf8Need3AfterF4:
-      hi = 0x8F;
-      next = kUtf8Need2;
-      break;
-    default:
-      return kUtf8Reject;
-  }
-  return c < lo || c > hi ? kUtf8Reject : next;
+// The incremental validator's state: 0 between characters, else the continuation bytes still
+// due (low byte) and the range the next one must fall in (lo, hi in the next two bytes).
+constexpr std::uint32_t kUtf8Accept = 0;
+constexpr std::uint32_t kUtf8Reject = 0xFF;  // sticky
+
+constexpr std::uint32_t utf8_pending(unsigned trail, unsigned char lo, unsigned char hi) {
+  return trail | (std::uint32_t{lo} << 8) | (std::uint32_t{hi} << 16);
 }
 
 // Feeds `n` bytes to the validator; returns the new state (kUtf8Reject as soon as a byte
 // cannot continue a well-formed sequence).
 std::uint32_t utf8_advance(std::uint32_t state, const unsigned char* p, std::size_t n) {
   constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
+  if (state == kUtf8Reject) return state;
   std::size_t i = 0;
   while (i < n) {
     if (state == kUtf8Accept) {
@@ -100,29 +70,44 @@ std::uint32_t utf8_advance(std::uint32_t state, const unsigned char* p, std::siz
         i += 8;
       }
       if (i == n) break;
-      state = utf8_lead(p[i++]);
-    } else {
-      state = utf8_trail(state, p[i++]);
+      const unsigned char c = p[i++];
+      if (c < 0x80) continue;
+      const LeadRule rule = lead_rule(c);
+      if (rule.trail == 0) return kUtf8Reject;
+      state = utf8_pending(rule.trail, rule.lo, rule.hi);
+      continue;
     }
-    if (state == kUtf8Reject) return state;
+    const unsigned char c = p[i++];
+    if (c < ((state >> 8) & 0xFF) || c > (state >> 16)) return kUtf8Reject;
+    const unsigned left = (state & 0xFF) - 1;
+    state = left == 0 ? kUtf8Accept : utf8_pending(left, 0x80, 0xBF);
   }
   return state;
 }
 
 // Length of the UTF-8 sequence at p (p[0] >= 0x80), with `ok` set when it is well-formed.
 // When ill-formed, the length of its maximal subpart (at least 1), which is what one U+FFFD
-// replaces.
-std::size_t utf8_sequence(const unsigned char* p, std::size_t n, bool& ok) {
-  std::uint32_t state = utf8_lead(p[0]);
-  std::size_t len = 1;
-  while (state != kUtf8Accept && state != kUtf8Reject && len < n) {
-    const std::uint32_t next = utf8_trail(state, p[len]);
-    if (next == kUtf8Reject) break;
-    state = next;
-    ++len;
+// replaces (Unicode §3.9, as browsers decode).
+[[gnu::always_inline]] inline std::size_t utf8_sequence(const unsigned char* p, std::size_t n,
+                                                        bool& ok) {
+  const LeadRule rule = lead_rule(p[0]);
+  if (rule.trail == 0) {
+    ok = false;
+    return 1;
   }
-  ok = state == kUtf8Accept;
-  return len;
+  const std::size_t trail = rule.trail;
+  unsigned char lo = rule.lo;
+  unsigned char hi = rule.hi;
+  for (std::size_t i = 1; i <= trail; ++i) {
+    if (i >= n || p[i] < lo || p[i] > hi) {
+      ok = false;
+      return i;
+    }
+    lo = 0x80;
+    hi = 0xBF;
+  }
+  ok = true;
+  return trail + 1;
 }
 
 void append_escape(std::string& out, unsigned char c) {
@@ -156,6 +141,48 @@ void append_escape(std::string& out, unsigned char c) {
   }
 }
 
+// append_json_string for one style: a template so that the compact style's loop, on the
+// fan-out path, tests nothing it doesn't need.
+template <JsonStyle kStyle>
+void append_json(std::string& out, std::string_view text) {
+  constexpr bool kTerminal = kStyle == JsonStyle::kTerminal;
+  constexpr std::string_view kReplacement = kTerminal ? "\\ufffd" : "\xEF\xBF\xBD";  // U+FFFD
+  constexpr unsigned char kPlainEnd = kTerminal ? 0x7F : 0x80;  // DEL escaped or not
+  out.reserve(out.size() + text.size() + 2);
+  out.push_back('"');
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  // Bytes that need no change are copied in runs rather than one at a time.
+  std::size_t run = 0;
+  std::size_t i = 0;
+  while (i < n) {
+    const unsigned char c = bytes[i];
+    if (c >= 0x20 && c < kPlainEnd && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      bool ok = false;
+      const std::size_t len = utf8_sequence(bytes + i, n - i, ok);
+      if (ok) {
+        i += len;
+        continue;
+      }
+      out.append(text.substr(run, i - run));
+      out.append(kReplacement);
+      i += len;
+      run = i;
+      continue;
+    }
+    out.append(text.substr(run, i - run));
+    append_escape(out, c);
+    ++i;
+    run = i;
+  }
+  out.append(text.substr(run, n - run));
+  out.push_back('"');
+}
+
 }  // namespace
 
 bool is_valid_utf8(std::string_view text) {
@@ -173,46 +200,8 @@ bool Utf8Validator::failed() const {
 }
 
 void append_json_string(std::string& out, std::string_view text, JsonStyle style) {
-  const std::string_view replacement =
-      style == JsonStyle::kTerminal ? "\\ufffd" : "\xEF\xBF\xBD";  // U+FFFD
-  const bool escape_del = style == JsonStyle::kTerminal;
-  out.reserve(out.size() + text.size() + 2);
-  out.push_back('"');
-  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-  const std::size_t n = text.size();
-  // Bytes that need no change are copied in runs rather than one at a time.
-  std::size_t run = 0;
-  std::size_t i = 0;
-  while (i < n) {
-    const unsigned char c = bytes[i];
-    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
-      ++i;
-      continue;
-    }
-    if (c == 0x7F && !escape_del) {
-      ++i;
-      continue;
-    }
-    if (c >= 0x80) {
-      bool ok = false;
-      const std::size_t len = utf8_sequence(bytes + i, n - i, ok);
-      if (ok) {
-        i += len;
-        continue;
-      }
-      out.append(text.substr(run, i - run));
-      out.append(replacement);
-      i += len;
-      run = i;
-      continue;
-    }
-    out.append(text.substr(run, i - run));
-    append_escape(out, c);
-    ++i;
-    run = i;
-  }
-  out.append(text.substr(run, n - run));
-  out.push_back('"');
+  if (style == JsonStyle::kTerminal) return append_json<JsonStyle::kTerminal>(out, text);
+  append_json<JsonStyle::kCompact>(out, text);
 }
 
 }  // namespace sg::core
