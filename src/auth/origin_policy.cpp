@@ -15,12 +15,6 @@ std::string lowercase(std::string_view s) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool is_alpha(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
@@ -103,7 +97,7 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 OriginPolicy::OriginPolicy(std::vector<std::string> allowed) {
   bool any = false;
   for (const std::string& raw : allowed) {
-    std::string_view entry = trim(raw);
+    std::string_view entry = core::trim(raw);
     if (entry.empty()) continue;
     any = true;
     if (entry == "*") {

@@ -383,15 +383,8 @@ std::string source_of(std::string_view flag, int argc, const char* const* argv) 
   return std::getenv(env_name(flag).c_str()) != nullptr ? env_name(flag) : dashed;
 }
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
+// What trim removes from values: a flag, a variable or a key file may end in a line break.
+constexpr std::string_view kBlanks = " \t\n\r";
 
 // Each occurrence may itself be comma-separated; blanks around items and empty items vanish.
 std::vector<std::string> split_list(const std::vector<std::string>& occurrences) {
@@ -400,7 +393,7 @@ std::vector<std::string> split_list(const std::vector<std::string>& occurrences)
     std::string_view rest = occurrence;
     while (true) {
       const std::size_t comma = rest.find(',');
-      const std::string_view item = trim(rest.substr(0, comma));
+      const std::string_view item = core::trim(rest.substr(0, comma), kBlanks);
       if (!item.empty()) out.emplace_back(item);
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
@@ -554,7 +547,7 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
     const std::string& text = raw.numbers[i];
     const std::string name = src(spec.flag);
     std::uint64_t v = 0;
-    if (!parse_u64(trim(text), v)) {
+    if (!parse_u64(core::trim(text, kBlanks), v)) {
       return usage_error(failure(name + " must be a whole number" +
                                  (spec.type_name == "MS"        ? std::string(" of milliseconds")
                                   : spec.type_name == "SECONDS" ? std::string(" of seconds")
@@ -651,7 +644,7 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   s.jwt_secret = raw.jwt_secret;
 
   if (!raw.jwt_public_key.empty()) {
-    if (trim(raw.jwt_public_key).starts_with("-----BEGIN")) {
+    if (core::trim(raw.jwt_public_key, kBlanks).starts_with("-----BEGIN")) {
       s.jwt_public_key = raw.jwt_public_key;
     } else if (auto err =
                    read_pem_file(raw.jwt_public_key, src("jwt-public-key"), s.jwt_public_key)) {
@@ -660,7 +653,7 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   }
 
   s.api_keys = split_list(raw.api_keys);
-  s.upload_dir = std::string(trim(raw.upload_dir));
+  s.upload_dir = std::string(core::trim(raw.upload_dir, kBlanks));
 
   if (s.dev) {
     // core::random_hex is the kernel's CSPRNG, as a secret needs.

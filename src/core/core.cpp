@@ -145,13 +145,34 @@ std::string encode(std::span<const unsigned char> data, const char* alphabet, bo
   return out;
 }
 
-int url_value(char c) {
+// The value of base64 digit c in `alphabet`; -1 when c isn't one of its digits.
+int digit_value(char c, const char* alphabet) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
   if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
+  if (c == alphabet[62]) return 62;
+  if (c == alphabet[63]) return 63;
   return -1;
+}
+
+// Decodes unpadded digits of `alphabet`.
+bool decode(std::string_view text, const char* alphabet, std::string& out) {
+  if (text.size() % 4 == 1) return false;
+  out.reserve(text.size() * 3 / 4);
+  unsigned acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    const int v = digit_value(c, alphabet);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<unsigned>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  // Leftover bits must be zero, otherwise two encodings would decode to the same bytes.
+  return (acc & ((1u << bits) - 1)) == 0;
 }
 
 }  // namespace
@@ -164,24 +185,18 @@ std::string base64url_encode(std::span<const unsigned char> data) {
   return encode(data, kUrl, false);
 }
 
+bool base64_decode(std::string_view text, std::string& out) {
+  out.clear();
+  if (text.size() % 4 != 0) return false;
+  // The padding says how many digits the last group lacks; what is left must then be exactly
+  // those digits ('=' anywhere else is outside the alphabet).
+  for (int pad = 0; pad < 2 && text.ends_with('='); ++pad) text.remove_suffix(1);
+  return decode(text, kStd, out);
+}
+
 bool base64url_decode(std::string_view text, std::string& out) {
   out.clear();
-  if (text.size() % 4 == 1) return false;
-  out.reserve(text.size() * 3 / 4);
-  unsigned acc = 0;
-  int bits = 0;
-  for (char c : text) {
-    const int v = url_value(c);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  // Leftover bits must be zero, otherwise two encodings would decode to the same bytes.
-  return (acc & ((1u << bits) - 1)) == 0;
+  return decode(text, kUrl, out);
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

@@ -1,6 +1,8 @@
 // core: the small vocabulary every module shares — Result and per-module error enums,
-// wall-clock formatting, random ids, the org id rule and base64. Pure functions and value types; no
-// I/O, safe from any thread.
+// wall-clock formatting, random ids, the org id rule, and the text helpers every module would
+// otherwise write again (trim, ASCII case-insensitive compare, base64, UTF-8 validation, JSON
+// string literals, message digests). Pure functions and value types; no I/O, safe from any
+// thread (a Digest or Utf8Validator object belongs to one thread at a time).
 #pragma once
 
 #include <boost/system/error_code.hpp>
@@ -13,6 +15,9 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+
+// OpenSSL's digest context, named here so that this header needn't include OpenSSL's.
+struct evp_md_ctx_st;
 
 namespace sg {
 
@@ -80,8 +85,13 @@ std::string org_id_from_integer(std::uint64_t value);
 
 // Standard base64 (RFC 4648 §4) with padding.
 std::string base64_encode(std::span<const unsigned char> data);
+// Standard base64 with its padding, strictly: a length that is a multiple of 4, '=' only as the
+// last one or two characters, no character outside the alphabet, and zero bits after the last
+// byte (one text per value). False otherwise (tus headers, Sec-WebSocket-Key).
+bool base64_decode(std::string_view text, std::string& out);
 // base64url (RFC 4648 §5) without padding, as JWTs use it. Returns false on any character
-// outside the alphabet or an impossible length.
+// outside the alphabet (padding included), an impossible length or non-zero bits after the
+// last byte.
 bool base64url_decode(std::string_view text, std::string& out);
 std::string base64url_encode(std::span<const unsigned char> data);
 inline std::string base64url_encode(std::string_view data) {
@@ -98,6 +108,72 @@ bool constant_time_equal(std::string_view a, std::string_view b);
 
 // Appends the decimal form of v to out; no allocation beyond out's growth.
 void append_decimal(std::string& out, std::uint64_t v);
+
+// HTTP's optional whitespace (RFC 9110 §5.6.3): space and horizontal tab.
+inline constexpr std::string_view kOws = " \t";
+// `s` without leading and trailing characters of `blanks` (HTTP's OWS unless told otherwise).
+std::string_view trim(std::string_view s, std::string_view blanks = kOws);
+
+// Equal ignoring ASCII case; other bytes compare exactly (no locale).
+bool iequals(std::string_view a, std::string_view b);
+
+// Well-formed UTF-8 (RFC 3629, Unicode Table 3-7): no overlong forms, no surrogates, nothing
+// above U+10FFFF.
+bool is_valid_utf8(std::string_view text);
+
+// The same check over text that arrives in pieces (WebSocket fragments): a character may
+// straddle two feed() calls.
+class Utf8Validator {
+ public:
+  // False once the bytes fed so far can't begin well-formed UTF-8; it stays false.
+  bool feed(std::string_view bytes);
+  bool failed() const;
+  // Everything fed is well-formed and ends on a character boundary.
+  bool complete() const { return state_ == 0; }
+
+ private:
+  std::uint32_t state_ = 0;
+};
+
+// How append_json_string spells what isn't plain printable text. Both are valid JSON in valid
+// UTF-8 and read back as the same string.
+enum class JsonStyle {
+  kCompact,   // DEL as is, each ill-formed sequence as the character U+FFFD (the wire format)
+  kTerminal,  // DEL as \u007f and U+FFFD as the escape \ufffd: no raw control or replacement
+              // bytes in a log line
+};
+// Appends `text` as a JSON string literal, quotes included: escapes '"', '\\' and the C0
+// controls, passes well-formed UTF-8 through and replaces each ill-formed sequence (its maximal
+// subpart, Unicode §3.9, as browsers decode) with one U+FFFD, so the output is always valid JSON.
+void append_json_string(std::string& out, std::string_view text,
+                        JsonStyle style = JsonStyle::kCompact);
+
+// Incremental message digests over OpenSSL: the running SHA-256 of an upload, tus's
+// Upload-Checksum (sha1, md5, sha256). Ends the process if OpenSSL can't allocate a context:
+// nothing sensible could continue.
+enum class DigestAlgorithm { kSha1, kMd5, kSha256 };
+// The digest length of `algorithm` in bytes: 20, 16 or 32.
+std::size_t digest_size(DigestAlgorithm algorithm);
+
+class Digest {
+ public:
+  explicit Digest(DigestAlgorithm algorithm = DigestAlgorithm::kSha256);
+  ~Digest();
+  Digest(Digest&& other) noexcept;
+  Digest& operator=(Digest&& other) noexcept;
+  Digest(const Digest&) = delete;
+  Digest& operator=(const Digest&) = delete;
+
+  void update(std::string_view bytes);
+  // The raw digest (digest_size bytes) of everything since construction or reset(); the
+  // digest starts over after.
+  std::string finish();
+  void reset();
+
+ private:
+  evp_md_ctx_st* ctx_;
+  DigestAlgorithm algorithm_;
+};
 
 }  // namespace core
 

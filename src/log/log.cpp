@@ -40,19 +40,14 @@ bool is_base64url(char c) {
          c == '_';
 }
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
 bool starts_with_nocase(std::string_view text, std::size_t at, std::string_view word) {
-  if (text.size() - at < word.size()) return false;
-  for (std::size_t i = 0; i < word.size(); ++i) {
-    if (lower(text[at + i]) != word[i]) return false;
-  }
-  return true;
+  return core::iequals(text.substr(at, word.size()), word);
 }
 
 constexpr std::string_view kRedacted = "[redacted]";
+
+// A line shows no raw DEL or replacement character on a terminal, whatever a client sent.
+constexpr core::JsonStyle kStyle = core::JsonStyle::kTerminal;
 
 // Where a secret value ends: quotes too, so a redacted value inside quoted text keeps its
 // closing quote.
@@ -167,87 +162,6 @@ std::string redact_jwt(std::string_view text) {
   return out;
 }
 
-// Appends `text` as a JSON string body. Bytes that are not valid UTF-8 become U+FFFD, so a
-// line is always valid JSON whatever a client sent.
-void append_json_string(std::string& out, std::string_view text) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out.append("\\\"");
-          break;
-        case '\\':
-          out.append("\\\\");
-          break;
-        case '\n':
-          out.append("\\n");
-          break;
-        case '\r':
-          out.append("\\r");
-          break;
-        case '\t':
-          out.append("\\t");
-          break;
-        case '\b':
-          out.append("\\b");
-          break;
-        case '\f':
-          out.append("\\f");
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            out.append("\\u00");
-            out.push_back(kHex[c >> 4]);
-            out.push_back(kHex[c & 0xf]);
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    // Multi-byte sequence: length from the lead byte, then reject overlong forms,
-    // surrogates and code points above U+10FFFF.
-    std::size_t len = 0;
-    std::uint32_t cp = 0;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    }
-    bool valid = len > 0 && i + len <= text.size();
-    for (std::size_t k = 1; valid && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(text[i + k]);
-      if ((cc & 0xc0) != 0x80) {
-        valid = false;
-      } else {
-        cp = (cp << 6) | (cc & 0x3f);
-      }
-    }
-    if (valid) {
-      valid = !(len == 3 && cp < 0x800) && !(len == 4 && (cp < 0x10000 || cp > 0x10ffff)) &&
-              !(cp >= 0xd800 && cp <= 0xdfff);
-    }
-    if (valid) {
-      out.append(text.substr(i, len));
-      i += len;
-    } else {
-      out.append("\\ufffd");
-      ++i;
-    }
-  }
-  out.push_back('"');
-}
-
 void append_double(std::string& out, double v) {
   if (!std::isfinite(v)) {
     out.append("null");  // JSON has no NaN or Infinity
@@ -260,7 +174,7 @@ void append_double(std::string& out, double v) {
 
 void append_value(std::string& out, const Field::Value& value) {
   if (const auto* s = std::get_if<std::string_view>(&value)) {
-    append_json_string(out, redact(*s));
+    core::append_json_string(out, redact(*s), kStyle);
   } else if (const auto* i = std::get_if<std::int64_t>(&value)) {
     if (*i < 0) {
       out.push_back('-');
@@ -323,12 +237,12 @@ void write(Level level, std::string_view component, std::string_view message,
   line.append("\",\"level\":\"");
   line.append(level_name(level));
   line.append("\",\"component\":");
-  append_json_string(line, component);
+  core::append_json_string(line, component, kStyle);
   line.append(",\"message\":");
-  append_json_string(line, redact(message));
+  core::append_json_string(line, redact(message), kStyle);
   for (const Field& field : fields) {
     line.push_back(',');
-    append_json_string(line, field.key);
+    core::append_json_string(line, field.key, kStyle);
     line.push_back(':');
     append_value(line, field.value);
   }

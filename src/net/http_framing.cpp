@@ -9,12 +9,6 @@ namespace {
 constexpr std::string_view kCrlf = "\r\n";
 constexpr std::string_view kHeadEnd = "\r\n\r\n";
 
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
@@ -58,7 +52,7 @@ void add_codings(HeadFacts& facts, std::string_view value) {
   for (;;) {
     const auto comma = value.find(',');
     // Empty elements ("chunked, , ") are allowed and ignored (RFC 9110 §5.6.1).
-    if (const std::string_view coding = trim_ows(value.substr(0, comma)); !coding.empty()) {
+    if (const std::string_view coding = core::trim(value.substr(0, comma)); !coding.empty()) {
       ++facts.codings;
       // `chunked` has no parameters, so "chunked;x=1" is some other, unknown, coding.
       facts.last_is_chunked = boost::beast::iequals(coding, "chunked");
@@ -85,7 +79,7 @@ HeadFacts scan_fields(std::string_view fields) {
     const auto colon = line.find(':');
     if (colon == std::string_view::npos) continue;  // not a field: Beast refuses it
     const std::string_view name = line.substr(0, colon);
-    const std::string_view value = trim_ows(line.substr(colon + 1));
+    const std::string_view value = core::trim(line.substr(colon + 1));
     if (boost::beast::iequals(name, "transfer-encoding")) {
       add_codings(facts, value);
     } else if (boost::beast::iequals(name, "content-length")) {

@@ -17,90 +17,6 @@ constexpr std::size_t kMaxCloseReason = kMaxControlPayload - 2;
 // life; small buffers are kept to avoid reallocating for every fragmented message.
 constexpr std::size_t kKeptFragmentCapacity = 4096;
 
-// UTF-8 validator states (RFC 3629 §4). A non-accepting state says how many continuation bytes
-// remain and the range the next one must fall in: the narrowed ranges after E0, ED, F0 and F4
-// are what exclude overlongs, surrogates and code points above U+10FFFF.
-constexpr std::uint32_t kUtf8Accept = 0;
-constexpr std::uint32_t kUtf8Need1 = 1;         // 80..BF
-constexpr std::uint32_t kUtf8Need2 = 2;         // 80..BF 80..BF
-constexpr std::uint32_t kUtf8Need2AfterE0 = 3;  // A0..BF 80..BF
-constexpr std::uint32_t kUtf8Need2AfterED = 4;  // 80..9F 80..BF
-constexpr std::uint32_t kUtf8Need3 = 5;         // 80..BF 80..BF 80..BF
-constexpr std::uint32_t kUtf8Need3AfterF0 = 6;  // 90..BF 80..BF 80..BF
-constexpr std::uint32_t kUtf8Need3AfterF4 = 7;  // 80..8F 80..BF 80..BF
-constexpr std::uint32_t kUtf8Reject = 8;        // sticky
-
-std::uint32_t utf8_lead(unsigned char c) {
-  if (c < 0xC2) return kUtf8Reject;  // stray continuation byte, or overlong C0/C1 lead
-  if (c < 0xE0) return kUtf8Need1;
-  if (c == 0xE0) return kUtf8Need2AfterE0;
-  if (c == 0xED) return kUtf8Need2AfterED;
-  if (c < 0xF0) return kUtf8Need2;
-  if (c == 0xF0) return kUtf8Need3AfterF0;
-  if (c < 0xF4) return kUtf8Need3;
-  if (c == 0xF4) return kUtf8Need3AfterF4;
-  return kUtf8Reject;  // F5..FF: beyond U+10FFFF or the old 5- and 6-byte forms
-}
-
-// Feeds `n` bytes to the validator; returns the new state (kUtf8Reject as soon as a byte
-// cannot continue a well-formed sequence).
-std::uint32_t utf8_advance(std::uint32_t state, const unsigned char* p, std::size_t n) {
-  constexpr std::uint64_t kHighBits = 0x8080808080808080ULL;
-  std::size_t i = 0;
-  while (i < n) {
-    if (state == kUtf8Accept) {
-      while (n - i >= 8) {
-        std::uint64_t word;
-        std::memcpy(&word, p + i, sizeof word);
-        if ((word & kHighBits) != 0) break;
-        i += 8;
-      }
-      if (i == n) break;
-      const unsigned char c = p[i++];
-      if (c >= 0x80) {
-        state = utf8_lead(c);
-        if (state == kUtf8Reject) return state;
-      }
-      continue;
-    }
-    const unsigned char c = p[i++];
-    unsigned char lo = 0x80;
-    unsigned char hi = 0xBF;
-    std::uint32_t next = kUtf8Accept;
-    switch (state) {
-      case kUtf8Need1:
-        break;
-      case kUtf8Need2:
-        next = kUtf8Need1;
-        break;
-      case kUtf8Need2AfterE0:
-        lo = 0xA0;
-        next = kUtf8Need1;
-        break;
-      case kUtf8Need2AfterED:
-        hi = 0x9F;
-        next = kUtf8Need1;
-        break;
-      case kUtf8Need3:
-        next = kUtf8Need2;
-        break;
-      case kUtf8Need3AfterF0:
-        lo = 0x90;
-        next = kUtf8Need2;
-        break;
-      case kUtf8Need3AfterF4:
-        hi = 0x8F;
-        next = kUtf8Need2;
-        break;
-      default:
-        return kUtf8Reject;
-    }
-    if (c < lo || c > hi) return kUtf8Reject;
-    state = next;
-  }
-  return state;
-}
-
 // RFC 6455 §7.4: codes a peer may put on the wire. 1004-1006 and 1015 are reserved; 1012-1014
 // (service restart, try again later, bad gateway) are registered with IANA since the RFC and
 // sent by real servers and proxies; the rest of 1000-2999 is unassigned, and 3000-4999 belong
@@ -244,10 +160,11 @@ Decoded Decoder::decode(std::span<char> input) {
     if (present > unmasked_) {
       for (std::uint64_t i = unmasked_; i < present; ++i) payload[i] ^= key[i & 3];
       if (text) {
-        utf8_state_ = utf8_advance(utf8_state_, payload + unmasked_, present - unmasked_);
+        utf8_.feed(std::string_view(reinterpret_cast<const char*>(payload) + unmasked_,
+                                    present - unmasked_));
       }
       unmasked_ = present;
-      if (text && utf8_state_ == kUtf8Reject) {
+      if (text && utf8_.failed()) {
         return failure(close_code::kInvalidPayload, "text is not valid UTF-8", offset);
       }
     }
@@ -279,7 +196,7 @@ Decoded Decoder::decode(std::span<char> input) {
           return failure(close_code::kProtocolError, "invalid close code", offset);
         }
         d.payload = data.substr(2);
-        if (!is_valid_utf8(d.payload)) {
+        if (!core::is_valid_utf8(d.payload)) {
           return failure(close_code::kInvalidPayload, "close reason is not valid UTF-8", offset);
         }
         return d;
@@ -306,7 +223,7 @@ Decoded Decoder::decode(std::span<char> input) {
       d.opcode = fragmented_opcode_;
       d.payload = fragments_;
     }
-    if (text && utf8_state_ != kUtf8Accept) {
+    if (text && !utf8_.complete()) {
       return failure(close_code::kInvalidPayload, "text ends inside a UTF-8 sequence", offset);
     }
     d.kind = Kind::kMessage;
@@ -354,11 +271,6 @@ std::string close_frame(std::uint16_t code, std::string_view reason) {
   body.push_back(static_cast<char>(code & 0xFF));
   body.append(reason);
   return control_frame(Opcode::kClose, body);
-}
-
-bool is_valid_utf8(std::string_view text) {
-  return utf8_advance(kUtf8Accept, reinterpret_cast<const unsigned char*>(text.data()),
-                      text.size()) == kUtf8Accept;
 }
 
 }  // namespace sg::net::ws

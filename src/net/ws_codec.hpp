@@ -4,6 +4,8 @@
 // connection, used from that connection's worker thread only.
 #pragma once
 
+#include "core/core.hpp"
+
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -87,7 +89,7 @@ class Decoder {
   std::string fragments_;  // payload of an unfinished fragmented message
   Opcode fragmented_opcode_ = Opcode::kText;
   bool in_fragmented_ = false;
-  std::uint32_t utf8_state_ = 0;  // incremental validation across fragments
+  core::Utf8Validator utf8_;  // incremental validation across fragments
   // Payload bytes of the partial frame at the front of the input already unmasked (and
   // validated, for text) by earlier calls; lets UTF-8 fail before the frame is complete.
   std::uint64_t unmasked_ = 0;
@@ -104,8 +106,5 @@ std::size_t frame_header(Opcode opcode, std::size_t payload_bytes, std::array<ch
 std::string close_frame(std::uint16_t code, std::string_view reason);
 // A whole control frame (ping/pong) with the first 125 bytes of `payload`.
 std::string control_frame(Opcode opcode, std::string_view payload);
-
-// True when `text` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or > U+10FFFF).
-bool is_valid_utf8(std::string_view text);
 
 }  // namespace sg::net::ws

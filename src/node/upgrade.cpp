@@ -6,9 +6,6 @@
 #include "node/context.hpp"
 #include "node/request_auth.hpp"
 
-#include <algorithm>
-#include <cctype>
-
 namespace sg::node {
 
 namespace {
@@ -21,16 +18,7 @@ constexpr int kDrainingRetryAfterSeconds = 1;
 bool has_token(std::string_view value, std::string_view token) {
   while (!value.empty()) {
     const auto comma = value.find(',');
-    std::string_view item = value.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (item.size() == token.size() &&
-        std::equal(item.begin(), item.end(), token.begin(), [](char a, char b) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b));
-        })) {
-      return true;
-    }
+    if (core::iequals(core::trim(value.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
   }
@@ -84,18 +72,10 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
     d.reject->headers.emplace_back("Sec-WebSocket-Version", "13");
     return d;
   }
-  std::string key_bytes;
-  {
-    // The key must be 16 random bytes in base64 (RFC 6455 §4.1): 24 characters.
-    std::string_view key = req.ws_key;
-    std::string url_form(key);
-    std::replace(url_form.begin(), url_form.end(), '+', '-');
-    std::replace(url_form.begin(), url_form.end(), '/', '_');
-    if (url_form.size() == 24 && url_form.ends_with("==")) url_form.resize(22);
-    if (!core::base64url_decode(url_form, key_bytes) || key_bytes.size() != 16) {
-      d.reject = json_error(400, "bad_websocket_key", "Sec-WebSocket-Key must be 16 bytes base64");
-      return d;
-    }
+  // The key must be 16 random bytes in standard base64 (RFC 6455 §4.1): 24 characters.
+  if (std::string key; !core::base64_decode(req.ws_key, key) || key.size() != 16) {
+    d.reject = json_error(400, "bad_websocket_key", "Sec-WebSocket-Key must be 16 bytes base64");
+    return d;
   }
 
   switch (ctx.hub->admit(principal->org, principal->user)) {

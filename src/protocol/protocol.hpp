@@ -230,8 +230,9 @@ std::string serialize_chat_error(std::string_view code, std::string_view message
 
 // Appends `text` as a JSON string literal, quotes included: escapes '"', '\\' and control
 // characters, passes valid UTF-8 through and replaces invalid bytes with U+FFFD, so the output
-// is always valid JSON in valid UTF-8.
-void append_json_string(std::string& out, std::string_view text);
+// is always valid JSON in valid UTF-8. The one in core, in its compact style: what every
+// message on the wire uses.
+using core::append_json_string;
 
 }  // namespace sg::protocol
 

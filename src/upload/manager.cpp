@@ -2,7 +2,6 @@
 // one I/O thread so the records need no lock and a slow disk never stalls a network worker.
 #include "log/log.hpp"
 #include "upload/rate.hpp"
-#include "upload/sha256.hpp"
 #include "upload/state.hpp"
 #include "upload/upload.hpp"
 
@@ -39,7 +38,7 @@ struct Entry {
   // While bytes arrive; closed by checkpoint() and after options.idle_close without a write.
   std::unique_ptr<StorageWriter> writer;
   std::optional<Sha256> expected;
-  Sha256Hasher hash;
+  core::Digest hash;  // SHA-256
   // False for an upload loaded at start until its stored bytes are hashed again (lazily, on
   // the first bytes it receives: a restart doesn't read every partial file).
   bool hash_valid = true;
@@ -456,7 +455,9 @@ class ManagerImpl final : public Manager {
       return fail(e, UploadError::kStorage, "storage sync failed: " + r.error().message());
     }
     e.writer.reset();
-    const Sha256 digest = e.hash.finish();
+    Sha256 digest;
+    const std::string raw = e.hash.finish();
+    std::copy(raw.begin(), raw.end(), digest.begin());
     if (e.expected && *e.expected != digest) {
       return fail(
           e, UploadError::kChecksumMismatch,

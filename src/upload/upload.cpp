@@ -32,6 +32,40 @@ std::string_view to_string(UploadError e) {
   return "unknown";
 }
 
+std::string describe(UploadError e, const ManagerOptions& limits, bool uploading) {
+  switch (e) {
+    case UploadError::kNotFound:
+      return "no such upload";
+    case UploadError::kTooLarge:
+      return uploading
+                 ? "more bytes than the declared size; the upload was discarded"
+                 : "size is over --upload-max-bytes (" + std::to_string(limits.max_bytes) + ")";
+    case UploadError::kOffsetMismatch:
+      return "the upload moved on elsewhere; resume it to learn its offset";
+    case UploadError::kChecksumMismatch:
+      return "the file's SHA-256 differs from the declared one; the upload was discarded";
+    case UploadError::kStorage:
+      return "the server could not store the upload; it was discarded";
+    case UploadError::kTooManyUploads:
+      return "this user has --upload-max-per-user (" + std::to_string(limits.max_per_user) +
+             ") unfinished uploads";
+    case UploadError::kOrgQuota:
+      return "the org's unfinished uploads would pass --upload-max-org-bytes (" +
+             std::to_string(limits.max_org_bytes) + ")";
+    case UploadError::kAlreadyComplete:
+      return "the upload is already complete";
+    case UploadError::kFailed:
+      return "the upload failed earlier; start a new one";
+    case UploadError::kExpired:
+      return "the upload expired (--upload-expiry); start a new one";
+    case UploadError::kBadRequest:
+      return "the start message was refused (filename or contentType too long)";
+    case UploadError::kShuttingDown:
+      return "the server is shutting down";
+  }
+  return "the upload could not be processed";
+}
+
 std::string_view to_string(Status s) {
   switch (s) {
     case Status::kUploading:

@@ -170,6 +170,13 @@ struct ManagerOptions {
   std::chrono::milliseconds progress_interval{250};
 };
 
+// The sentence for people that goes with `e` on every path that reports it (the WebSocket's error
+// message, tus's JSON body): one table, so that both say the same. The limits it names are
+// `limits`' max_bytes, max_per_user and max_org_bytes. `uploading`: the upload was receiving
+// bytes, which tells kTooLarge's two causes apart (more bytes than declared, or a declared size
+// over --upload-max-bytes). Callers may append their own detail.
+std::string describe(UploadError e, const ManagerOptions& limits, bool uploading);
+
 // Called on the manager's thread: when an upload is created, while bytes arrive (see
 // ManagerOptions), and once when it completes or fails. Must be quick (post elsewhere) and must not
 // call back into the manager synchronously.

@@ -8,10 +8,7 @@
 #include "upload/upload.hpp"
 #include "uploads/tus_headers.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -33,13 +30,6 @@ constexpr std::string_view kAllowedHeaders =
 constexpr std::string_view kMethods = "POST, HEAD, PATCH, DELETE, OPTIONS";
 // Upload ids are 32 hex characters; anything else can't name an upload and is 404 at once.
 constexpr std::size_t kMaxIdLength = 64;
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string_view header(const HttpRequest& req, std::string_view name) {
   return req.header ? req.header(name) : std::string_view();
@@ -91,42 +81,55 @@ std::uint64_t max_size(const Context& ctx) {
   return ctx.settings.upload_max_bytes;
 }
 
-// The answer for a Manager error, the same words the WebSocket path uses for the same reasons.
-HttpResponse upload_error(const ResponseHeaders& h, const ErrorCode& ec, const Context& ctx) {
-  const std::string reason = core::reason(ec);
+// The answer for a Manager error: its words are upload::describe's, the WebSocket path's.
+// `uploading`: the request was sending the upload's bytes (a PATCH).
+HttpResponse upload_error(const ResponseHeaders& h, const ErrorCode& ec, const Context& ctx,
+                          bool uploading) {
   if (ec.category() != make_error_code(upload::UploadError::kNotFound).category()) {
     return error(h, 500, "internal_error", "the upload could not be processed");
   }
-  switch (static_cast<upload::UploadError>(ec.value())) {
+  const auto e = static_cast<upload::UploadError>(ec.value());
+  const auto& s = ctx.settings;
+  const std::string message = upload::describe(e,
+                                               {.max_bytes = s.upload_max_bytes,
+                                                .max_per_user = s.upload_max_per_user,
+                                                .max_org_bytes = s.upload_max_org_bytes},
+                                               uploading);
+  unsigned status = 0;
+  switch (e) {
     case upload::UploadError::kNotFound:
     case upload::UploadError::kExpired:
-      return error(h, 404, "not_found", "no such upload");
+      // tus's expiration extension: an expired upload is one that no longer exists.
+      return error(h, 404, "not_found", message);
     case upload::UploadError::kTooLarge:
-      return error(h, 413, reason,
-                   "the upload is larger than its Upload-Length or than the server's maximum (" +
-                       std::to_string(max_size(ctx)) + " bytes)");
+      status = 413;
+      break;
     case upload::UploadError::kOffsetMismatch:
-      return error(h, 409, reason, "Upload-Offset is not the upload's current offset");
-    case upload::UploadError::kChecksumMismatch:
-      return error(h, 460, reason, "the upload's SHA-256 does not match");
-    case upload::UploadError::kStorage:
-      return error(h, 500, reason, "the server could not store the upload");
-    case upload::UploadError::kTooManyUploads:
-      return error(h, 429, reason,
-                   "this user has too many unfinished uploads (--upload-max-per-user)");
-    case upload::UploadError::kOrgQuota:
-      return error(h, 429, reason,
-                   "the org's unfinished uploads would exceed --upload-max-org-bytes");
     case upload::UploadError::kAlreadyComplete:
-      return error(h, 409, reason, "the upload is already complete");
+      status = 409;
+      break;
+    case upload::UploadError::kChecksumMismatch:
+      status = 460;
+      break;
+    case upload::UploadError::kStorage:
+      status = 500;
+      break;
+    case upload::UploadError::kTooManyUploads:
+    case upload::UploadError::kOrgQuota:
+      status = 429;
+      break;
     case upload::UploadError::kFailed:
-      return error(h, 410, reason, "the upload failed earlier and can't continue");
+      status = 410;
+      break;
     case upload::UploadError::kBadRequest:
-      return error(h, 400, reason, "the upload request was rejected");
+      status = 400;
+      break;
     case upload::UploadError::kShuttingDown:
-      return error(h, 503, reason, "this node is draining");
+      status = 503;
+      break;
   }
-  return error(h, 500, "internal_error", "the upload could not be processed");
+  if (status == 0) return error(h, 500, "internal_error", "the upload could not be processed");
+  return error(h, status, core::reason(ec), message);
 }
 
 // Who is asking, or the answer that refuses them: 403 for a browser Origin the policy refuses
@@ -267,7 +270,7 @@ void create(Context& ctx, const HttpRequest& req, Caller caller, Reply reply) {
   request.metadata = std::move(*metadata);
   ctx.uploads->create(caller.owner, std::move(request),
                       [&ctx, h, reply = std::move(reply)](Result<upload::UploadInfo> info) {
-                        if (!info) return reply(upload_error(h, info.error(), ctx));
+                        if (!info) return reply(upload_error(h, info.error(), ctx, false));
                         HttpResponse r;
                         r.status = 201;
                         decorate(r, h);
@@ -283,7 +286,7 @@ void head(Context& ctx, Caller caller, std::string id, Reply reply) {
   ctx.uploads->find(
       caller.owner, std::move(id),
       [&ctx, h = caller.headers, reply = std::move(reply)](Result<upload::UploadInfo> info) {
-        if (!info) return reply(upload_error(h, info.error(), ctx));
+        if (!info) return reply(upload_error(h, info.error(), ctx, false));
         if (info->status == upload::Status::kFailed) return reply(gone(h, *info));
         HttpResponse r;
         decorate(r, h);
@@ -301,45 +304,12 @@ void terminate(Context& ctx, Caller caller, std::string id, Reply reply) {
   ctx.uploads->remove(caller.owner, id,
                       [&ctx, h = caller.headers, owner = caller.owner, id,
                        reply = std::move(reply)](Result<void> done) {
-                        if (!done) return reply(upload_error(h, done.error(), ctx));
+                        if (!done) return reply(upload_error(h, done.error(), ctx, false));
                         log::info("tus", "upload terminated",
                                   {{"upload_id", id}, {"org", owner.org}, {"user", owner.user}});
                         reply(no_content(h));
                       });
 }
-
-// The Upload-Checksum digest over a PATCH body as it streams by (OpenSSL EVP).
-class Hasher {
- public:
-  explicit Hasher(ChecksumAlgorithm algorithm) : ctx_(EVP_MD_CTX_new()) {
-    // Out of memory or a broken OpenSSL: nothing sensible to continue with.
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), md(algorithm), nullptr) != 1) std::abort();
-  }
-  void update(std::string_view bytes) { EVP_DigestUpdate(ctx_.get(), bytes.data(), bytes.size()); }
-  std::string finish() {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_.get(), d, &n);
-    return std::string(reinterpret_cast<const char*>(d), n);
-  }
-
- private:
-  static const EVP_MD* md(ChecksumAlgorithm algorithm) {
-    switch (algorithm) {
-      case ChecksumAlgorithm::kSha1:
-        return EVP_sha1();
-      case ChecksumAlgorithm::kMd5:
-        return EVP_md5();
-      case ChecksumAlgorithm::kSha256:
-        break;
-    }
-    return EVP_sha256();
-  }
-  struct Free {
-    void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-  };
-  std::unique_ptr<EVP_MD_CTX, Free> ctx_;
-};
 
 // Appends one PATCH body to an upload. Its methods run one at a time, alternating between the
 // session's worker (on_data, on_end, on_abort) and the Manager's thread (its callbacks), each
@@ -402,7 +372,7 @@ class PatchSink final : public net::BodySink, public std::enable_shared_from_thi
         owner_, id_, at, std::move(bytes),
         [self = shared_from_this(), next = std::move(next)](Result<upload::UploadInfo> info) {
           if (!info) {
-            return next(upload_error(self->headers_, info.error(), self->ctx_));
+            return next(upload_error(self->headers_, info.error(), self->ctx_, true));
           }
           self->offset_ = info->received;
           self->info_ = std::move(*info);
@@ -420,7 +390,7 @@ class PatchSink final : public net::BodySink, public std::enable_shared_from_thi
         owner_, id_,
         [self = shared_from_this(), reply = std::move(reply)](Result<upload::UploadInfo> info) {
           if (!reply) return;
-          if (!info) return reply(upload_error(self->headers_, info.error(), self->ctx_));
+          if (!info) return reply(upload_error(self->headers_, info.error(), self->ctx_, true));
           if (info->status == upload::Status::kFailed) {
             return reply(failed(self->headers_, *info));
           }
@@ -469,7 +439,7 @@ class PatchSink final : public net::BodySink, public std::enable_shared_from_thi
   std::uint64_t offset_;  // what the Manager has stored
   std::uint64_t size_;    // Upload-Length
   std::optional<Checksum> checksum_;
-  std::optional<Hasher> hasher_;
+  std::optional<core::Digest> hasher_;  // the Upload-Checksum digest of the body so far
   std::string held_;  // with a checksum: the completing bytes, until the digest is known
   std::optional<upload::UploadInfo> info_;
 };
@@ -527,7 +497,7 @@ void begin_patch(Context& ctx, const HttpRequest& req, net::Decide decide) {
   std::string_view type = header(req, "Content-Type");
   type = type.substr(0, type.find(';'));
   while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
-  if (!iequals(type, kOffsetContentType)) {
+  if (!core::iequals(type, kOffsetContentType)) {
     return answer(error(h, 415, "unsupported_media_type",
                         "PATCH bodies must be Content-Type: application/offset+octet-stream"));
   }
@@ -554,7 +524,7 @@ void begin_patch(Context& ctx, const HttpRequest& req, net::Decide decide) {
         auto reject = [&decide](HttpResponse r) {
           decide(net::BodyDecision{std::move(r), nullptr});
         };
-        if (!info) return reject(upload_error(hd, info.error(), ctx));
+        if (!info) return reject(upload_error(hd, info.error(), ctx, false));
         if (info->status == upload::Status::kFailed) return reject(gone(hd, *info));
         if (offset != info->received) {
           auto r = error(hd, 409, "offset_mismatch",

@@ -1,7 +1,6 @@
 #include "uploads/tus_headers.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <limits>
@@ -10,20 +9,7 @@ namespace sg::uploads::tus {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
+using core::trim;
 
 }  // namespace
 
@@ -60,37 +46,6 @@ Result<std::uint64_t> parse_size(std::string_view text) {
   return v;
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
-  if (text.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (std::size_t i = 0; i < text.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int j = 0; j < 4; ++j) {
-      const char c = text[i + static_cast<std::size_t>(j)];
-      // Padding only at the very end, and at most two characters of it.
-      if (c == '=' && i + 4 == text.size() && j >= 2) {
-        v[j] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad > 0) return std::nullopt;
-      v[j] = base64_value(c);
-      if (v[j] < 0) return std::nullopt;
-    }
-    // Bits below the last whole byte must be zero: one canonical text per value.
-    if ((pad == 1 && (v[2] & 0x3) != 0) || (pad == 2 && (v[1] & 0xF) != 0)) return std::nullopt;
-    const unsigned triple = (static_cast<unsigned>(v[0]) << 18) |
-                            (static_cast<unsigned>(v[1]) << 12) |
-                            (static_cast<unsigned>(v[2]) << 6) | static_cast<unsigned>(v[3]);
-    out.push_back(static_cast<char>((triple >> 16) & 0xFF));
-    if (pad < 2) out.push_back(static_cast<char>((triple >> 8) & 0xFF));
-    if (pad < 1) out.push_back(static_cast<char>(triple & 0xFF));
-  }
-  return out;
-}
-
 Result<Metadata> parse_metadata(std::string_view header) {
   Metadata out;
   header = trim(header);
@@ -111,9 +66,7 @@ Result<Metadata> parse_metadata(std::string_view header) {
     }
     std::string value;
     if (space != std::string_view::npos) {
-      auto decoded = base64_decode(trim(pair.substr(space + 1)));
-      if (!decoded) return TusError::kBadMetadata;
-      value = std::move(*decoded);
+      if (!core::base64_decode(trim(pair.substr(space + 1)), value)) return TusError::kBadMetadata;
     }
     out.emplace_back(std::string(key), std::move(value));
     if (comma == std::string_view::npos) break;
@@ -122,38 +75,25 @@ Result<Metadata> parse_metadata(std::string_view header) {
   return out;
 }
 
-std::size_t digest_size(ChecksumAlgorithm algorithm) {
-  switch (algorithm) {
-    case ChecksumAlgorithm::kSha1:
-      return 20;
-    case ChecksumAlgorithm::kMd5:
-      return 16;
-    case ChecksumAlgorithm::kSha256:
-      return 32;
-  }
-  return 0;
-}
-
 Result<Checksum> parse_checksum(std::string_view header) {
   header = trim(header);
   const auto space = header.find(' ');
   if (space == std::string_view::npos || space == 0) return TusError::kBadChecksum;
-  std::string name(header.substr(0, space));
-  std::transform(name.begin(), name.end(), name.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string_view name = header.substr(0, space);
   Checksum out;
-  if (name == "sha1") {
+  if (core::iequals(name, "sha1")) {
     out.algorithm = ChecksumAlgorithm::kSha1;
-  } else if (name == "md5") {
+  } else if (core::iequals(name, "md5")) {
     out.algorithm = ChecksumAlgorithm::kMd5;
-  } else if (name == "sha256") {
+  } else if (core::iequals(name, "sha256")) {
     out.algorithm = ChecksumAlgorithm::kSha256;
   } else {
     return TusError::kUnsupportedChecksum;
   }
-  auto decoded = base64_decode(trim(header.substr(space + 1)));
-  if (!decoded || decoded->size() != digest_size(out.algorithm)) return TusError::kBadChecksum;
-  out.digest = std::move(*decoded);
+  if (!core::base64_decode(trim(header.substr(space + 1)), out.digest) ||
+      out.digest.size() != core::digest_size(out.algorithm)) {
+    return TusError::kBadChecksum;
+  }
   return out;
 }
 

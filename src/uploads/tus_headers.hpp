@@ -48,19 +48,13 @@ Result<Metadata> parse_metadata(std::string_view header);
 // kChecksumAlgorithms (tus requires sha1; md5 and sha256 are offered too). The algorithm name is
 // case-insensitive; any other algorithm is kUnsupportedChecksum (the caller answers 400), a
 // digest of the wrong length kBadChecksum.
-enum class ChecksumAlgorithm { kSha1, kMd5, kSha256 };
+using ChecksumAlgorithm = core::DigestAlgorithm;
 struct Checksum {
   ChecksumAlgorithm algorithm = ChecksumAlgorithm::kSha256;
   std::string digest;  // raw bytes: 20 (sha1), 16 (md5) or 32 (sha256)
   friend bool operator==(const Checksum&, const Checksum&) = default;
 };
 Result<Checksum> parse_checksum(std::string_view header);
-// The digest length of `algorithm`, in bytes.
-std::size_t digest_size(ChecksumAlgorithm algorithm);
-
-// Standard base64 (RFC 4648 §4) with padding; nullopt on a character outside the alphabet or a
-// length that isn't a multiple of 4.
-std::optional<std::string> base64_decode(std::string_view text);
 
 // RFC 7231 IMF-fixdate, as Upload-Expires uses: "Sun, 06 Nov 1994 08:49:37 GMT".
 std::string format_http_date(core::WallClock::time_point t);

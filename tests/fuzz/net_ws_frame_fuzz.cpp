@@ -83,7 +83,7 @@ std::vector<Event> run(std::string_view stream, const std::vector<std::size_t>& 
         case Kind::kMessage:
           FUZZ_CHECK(d.payload.size() <= limit);
           FUZZ_CHECK(d.opcode == Opcode::kText || d.opcode == Opcode::kBinary);
-          if (d.opcode == Opcode::kText) FUZZ_CHECK(sg::net::ws::is_valid_utf8(d.payload));
+          if (d.opcode == Opcode::kText) FUZZ_CHECK(sg::core::is_valid_utf8(d.payload));
           break;
         case Kind::kPing:
         case Kind::kPong:
@@ -91,7 +91,7 @@ std::vector<Event> run(std::string_view stream, const std::vector<std::size_t>& 
           break;
         case Kind::kClose:
           FUZZ_CHECK(d.payload.size() <= 123);
-          FUZZ_CHECK(sg::net::ws::is_valid_utf8(d.payload));
+          FUZZ_CHECK(sg::core::is_valid_utf8(d.payload));
           break;
         case Kind::kError:
           FUZZ_CHECK(d.close_code == close_code::kProtocolError ||
@@ -194,7 +194,7 @@ void check_split_invariance(std::string_view data, Rng& rng) {
 }
 
 void check_round_trips(std::string_view data, Rng& rng) {
-  const bool utf8 = sg::net::ws::is_valid_utf8(data);
+  const bool utf8 = sg::core::is_valid_utf8(data);
   FUZZ_CHECK(utf8 == reference_utf8(data));
   if (data.size() > kMaxMessage) return;
 

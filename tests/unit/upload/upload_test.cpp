@@ -25,6 +25,28 @@ TEST(UploadError, HasStableReasons) {
   EXPECT_STREQ(ErrorCode(UploadError::kStorage).category().name(), "upload");
 }
 
+TEST(UploadError, DescribesEveryErrorWithTheLimitsItNames) {
+  ManagerOptions limits;
+  limits.max_bytes = 1000;
+  limits.max_per_user = 3;
+  limits.max_org_bytes = 5000;
+  EXPECT_EQ(describe(UploadError::kTooLarge, limits, false),
+            "size is over --upload-max-bytes (1000)");
+  EXPECT_EQ(describe(UploadError::kTooLarge, limits, true),
+            "more bytes than the declared size; the upload was discarded");
+  EXPECT_EQ(describe(UploadError::kTooManyUploads, limits, false),
+            "this user has --upload-max-per-user (3) unfinished uploads");
+  EXPECT_EQ(describe(UploadError::kOrgQuota, limits, true),
+            "the org's unfinished uploads would pass --upload-max-org-bytes (5000)");
+  EXPECT_EQ(describe(UploadError::kNotFound, limits, true), "no such upload");
+  for (int e = static_cast<int>(UploadError::kNotFound);
+       e <= static_cast<int>(UploadError::kShuttingDown); ++e) {
+    const std::string text = describe(static_cast<UploadError>(e), limits, false);
+    EXPECT_FALSE(text.empty()) << e;
+    EXPECT_NE(text, "the upload could not be processed") << e;  // the fallback: none is missing
+  }
+}
+
 TEST(UploadInfo, PercentOfZeroByteUploadIsHundredOnlyWhenComplete) {
   UploadInfo info;
   EXPECT_EQ(info.percent(), 0.0);

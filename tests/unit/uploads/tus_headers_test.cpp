@@ -30,24 +30,6 @@ TEST(TusSize, RejectsSignsGarbageAndOverflow) {
   }
 }
 
-TEST(TusBase64, DecodesStandardAlphabetWithPadding) {
-  EXPECT_EQ(base64_decode("").value(), "");
-  EXPECT_EQ(base64_decode("Zg==").value(), "f");
-  EXPECT_EQ(base64_decode("Zm8=").value(), "fo");
-  EXPECT_EQ(base64_decode("Zm9v").value(), "foo");
-  EXPECT_EQ(base64_decode("+/8=").value(), std::string("\xfb\xff", 2));
-}
-
-TEST(TusBase64, RejectsUrlAlphabetBadLengthPaddingAndStrayBits) {
-  EXPECT_FALSE(base64_decode("Zg"));
-  EXPECT_FALSE(base64_decode("-_8="));
-  EXPECT_FALSE(base64_decode("Z==="));
-  EXPECT_FALSE(base64_decode("Zg==Zm9v"));
-  EXPECT_FALSE(base64_decode("Z=g="));
-  EXPECT_FALSE(base64_decode("Zh=="));  // non-zero bits past the last byte
-  EXPECT_FALSE(base64_decode("Zm9="));
-}
-
 TEST(TusMetadata, DecodesPairsInOrder) {
   auto m =
       parse_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential,type YQ==");
