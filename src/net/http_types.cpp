@@ -1,7 +1,6 @@
 #include "net/http_types.hpp"
 
 #include "core/core.hpp"
-#include "protocol/protocol.hpp"
 
 namespace sg::net {
 
@@ -9,9 +8,9 @@ HttpResponse json_error(unsigned status, std::string_view code, std::string_view
   HttpResponse r;
   r.status = status;
   r.body = "{\"error\":";
-  protocol::append_json_string(r.body, code);
+  core::append_json_string(r.body, code);
   r.body += ",\"message\":";
-  protocol::append_json_string(r.body, message);
+  core::append_json_string(r.body, message);
   r.body += "}";
   return r;
 }

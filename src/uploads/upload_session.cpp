@@ -234,51 +234,12 @@ class UploadSession final : public net::WsConnection {
 
   void fail_upload(const ErrorCode& ec, std::string detail) {
     const auto e = static_cast<upload::UploadError>(ec.value());
-    std::string message;
     const auto& s = ctx_.settings;
-    switch (e) {
-      case upload::UploadError::kNotFound:
-        message = "no such upload";
-        break;
-      case upload::UploadError::kTooLarge:
-        message =
-            phase_ == Phase::kUploading
-                ? "more bytes than the declared size; the upload was discarded"
-                : "size is over --upload-max-bytes (" + std::to_string(s.upload_max_bytes) + ")";
-        break;
-      case upload::UploadError::kOffsetMismatch:
-        message = "the upload moved on elsewhere; resume it to learn its offset";
-        break;
-      case upload::UploadError::kChecksumMismatch:
-        message = "the file's SHA-256 differs from the declared one; the upload was discarded";
-        break;
-      case upload::UploadError::kStorage:
-        message = "the server could not store the upload; it was discarded";
-        break;
-      case upload::UploadError::kTooManyUploads:
-        message = "this user has --upload-max-per-user (" + std::to_string(s.upload_max_per_user) +
-                  ") unfinished uploads";
-        break;
-      case upload::UploadError::kOrgQuota:
-        message = "the org's unfinished uploads would pass --upload-max-org-bytes (" +
-                  std::to_string(s.upload_max_org_bytes) + ")";
-        break;
-      case upload::UploadError::kAlreadyComplete:
-        message = "the upload is already complete";
-        break;
-      case upload::UploadError::kFailed:
-        message = "the upload failed earlier; start a new one";
-        break;
-      case upload::UploadError::kExpired:
-        message = "the upload expired (--upload-expiry); start a new one";
-        break;
-      case upload::UploadError::kBadRequest:
-        message = "the start message was refused (filename or contentType too long)";
-        break;
-      case upload::UploadError::kShuttingDown:
-        message = "the server is shutting down";
-        break;
-    }
+    std::string message = upload::describe(e,
+                                           {.max_bytes = s.upload_max_bytes,
+                                            .max_per_user = s.upload_max_per_user,
+                                            .max_org_bytes = s.upload_max_org_bytes},
+                                           phase_ == Phase::kUploading);
     if (!detail.empty()) message += ": " + detail;
     fail_with(core::reason(ec), message, close_code_for(e));
   }

@@ -38,7 +38,7 @@ const std::map<std::string, Modules>& allowed() {
       {"hub", {"core", "broker", "log", "metrics", "protocol"}},
       {"chat", {"core", "broker", "metrics", "protocol"}},
       {"upload", {"core", "log"}},
-      {"net", {"core", "log", "metrics", "protocol"}},
+      {"net", {"core", "log", "metrics"}},
       {"node", with(kDomain, {"net"})},
       {"stream", with(kDomain, {"net", "node"})},
       {"uploads", with(kDomain, {"net", "node"})},
