@@ -180,8 +180,8 @@ class UploadSession final : public net::WsConnection {
       case upload::Status::kComplete:
         upload_id_ = r->id;
         phase_ = Phase::kIdle;
-        send_text(ready_json(*r));
-        send_text(complete_json(*r));
+        send_text(reply_json("ready", *r));
+        send_text(reply_json("complete", *r));
         return;
       case upload::Status::kFailed:
         return fail_upload(
@@ -197,8 +197,8 @@ class UploadSession final : public net::WsConnection {
     received_ = last_progress_bytes_ = info.received;
     last_progress_at_ = Clock::now();
     phase_ = info.status == upload::Status::kComplete ? Phase::kIdle : Phase::kUploading;
-    send_text(ready_json(info));
-    if (info.status == upload::Status::kComplete) send_text(complete_json(info));
+    send_text(reply_json("ready", info));
+    if (info.status == upload::Status::kComplete) send_text(reply_json("complete", info));
   }
 
   void on_appended(Result<upload::UploadInfo> r) {
@@ -207,7 +207,7 @@ class UploadSession final : public net::WsConnection {
     const auto now = Clock::now();
     if (r->status == upload::Status::kComplete) {
       send_progress(now);
-      send_text(complete_json(*r));
+      send_text(reply_json("complete", *r));
       phase_ = Phase::kIdle;
       return;
     }
@@ -246,24 +246,22 @@ class UploadSession final : public net::WsConnection {
 
   // ---- output ----
 
-  std::string ready_json(const upload::UploadInfo& info) const {
-    std::string out = "{\"type\":\"ready\",\"uploadId\":";
+  // "ready" (where to go on from) and "complete" (the stored file's digest).
+  static std::string reply_json(std::string_view type, const upload::UploadInfo& info) {
+    std::string out = "{\"type\":\"";
+    out += type;
+    out += "\",\"uploadId\":";
     protocol::append_json_string(out, info.id);
-    out += ",\"offset\":";
-    core::append_decimal(out, info.received);
+    if (type == "ready") {
+      out += ",\"offset\":";
+      core::append_decimal(out, info.received);
+    }
     out += ",\"size\":";
     core::append_decimal(out, info.size);
-    out += "}";
-    return out;
-  }
-
-  std::string complete_json(const upload::UploadInfo& info) const {
-    std::string out = "{\"type\":\"complete\",\"uploadId\":";
-    protocol::append_json_string(out, info.id);
-    out += ",\"size\":";
-    core::append_decimal(out, info.size);
-    out += ",\"sha256\":";
-    protocol::append_json_string(out, info.sha256);
+    if (type == "complete") {
+      out += ",\"sha256\":";
+      protocol::append_json_string(out, info.sha256);
+    }
     out += "}";
     return out;
   }
