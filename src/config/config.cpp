@@ -19,9 +19,13 @@
 
 #include "core/core.hpp"
 
-// CMake may pass the project version; the fallback keeps the module buildable on its own.
+// CMake passes the project version and, in a git checkout, the commit; the fallbacks keep the
+// module buildable on its own.
 #ifndef STREAMGATE_VERSION
-#define STREAMGATE_VERSION "0.1.0"
+#define STREAMGATE_VERSION "0.2.0"
+#endif
+#ifndef STREAMGATE_COMMIT
+#define STREAMGATE_COMMIT ""
 #endif
 
 namespace sg::config {
@@ -296,7 +300,9 @@ void build_app(CLI::App& app, Raw& raw) {
   app.description(
       "streamgate: real-time event gateway. Every flag can also be set through the environment "
       "variable shown; a flag wins over the environment.");
-  app.set_version_flag("--version", std::string(kProgram) + " " + STREAMGATE_VERSION,
+  app.set_version_flag("--version",
+                       std::string(kProgram) + " " + STREAMGATE_VERSION +
+                           (sizeof STREAMGATE_COMMIT > 1 ? " (commit " STREAMGATE_COMMIT ")" : ""),
                        "Print the version and exit.");
   app.set_help_flag("-h,--help", "Print this help and exit.");
   app.get_formatter()->column_width(kHelpColumn);
