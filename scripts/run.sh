@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything, builds streamgate, and runs it on 127.0.0.1:4000. With no arguments it
-# starts in --dev mode (a generated secret and API key, and a sample token printed); any
-# arguments are passed to streamgate instead.
+# starts in --dev mode: a generated secret and API key, and an `export TOKEN=… API_KEY=…` line
+# with wscat and curl commands to paste into other terminals (README, "Try it in five minutes").
+# Any arguments are passed to streamgate instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh

@@ -319,7 +319,8 @@ void build_app(CLI::App& app, Raw& raw) {
            kGroupServer);
   app.add_flag("--dev", raw.dev,
                describe("Try-it-out mode: generates a JWT secret and an API key when none are "
-                        "set, so no API key or token key is required. Never in production.",
+                        "set, so no API key or token key is required, and waits 5 minutes for a "
+                        "handshake unless --handshake-timeout is set. Never in production.",
                         "dev", "off"))
       ->envname(env_name("dev"))
       ->option_text(" ")  // the env var is in the description, as for every other flag
@@ -672,6 +673,8 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
     // core::random_hex is the kernel's CSPRNG, as a secret needs.
     if (s.jwt_secret.empty()) s.jwt_secret = core::random_hex(kMinSecretBytes);
     if (s.api_keys.empty()) s.api_keys.push_back(core::random_hex(kMinSecretBytes));
+    // A person pasting a handshake into wscat needs longer than a program's 10 s.
+    if (s.handshake_timeout_ms == Settings{}.handshake_timeout_ms) s.handshake_timeout_ms = 300000;
   }
 
   if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {
