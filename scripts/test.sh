@@ -27,7 +27,10 @@ if [ -x clients/js/test.sh ]; then
 fi
 
 echo "== build (ASan + UBSan)"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMGATE_SANITIZE=ON >/dev/null
+# -g1: line tables, enough for sanitizer stack traces, without the full debug info that made the
+# ASan objects twice as large and their compiles up to a third slower.
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTREAMGATE_SANITIZE=ON \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" >/dev/null
 ninja -C build-asan -j"$jobs"
 echo "== tests under ASan + UBSan"
 ctest --test-dir build-asan --output-on-failure -j1
