@@ -5,7 +5,7 @@ say() { printf '\n== %s\n' "$*"; }
 # The Release build both scripts measure; sets sg_bin and gen_bin.
 bench_build() {
   say "build (Release)"
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTREAMGATE_TESTS=OFF >/dev/null
+  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
   ninja -C build-bench -j2 streamgate streamgate-bench
 }
 sg_bin=$PWD/build-bench/streamgate

@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev
   libssl-dev libcli11-dev libgtest-dev libhiredis-dev liburing-dev
   redis-server nginx-light curl openssl
+  systemd adduser  # the package test: systemd-analyze verify, and the package's postinst
 )
 # The machine image ships Node.js 20 with npm bundled; Debian's npm conflicts with it.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -23,18 +23,19 @@ void print_dev_hints(const sg::config::Settings& s, std::uint16_t port) {
                        .count();
   const std::string token = sg::auth::mint_hs256(
       "{\"sub\":\"dev-user\",\"org_id\":456,\"exp\":" + std::to_string(exp) + "}", s.jwt_secret);
+  // Shell lines to paste as they are: the README's commands use $TOKEN and $API_KEY, and npx
+  // fetches wscat where it is not installed.
   std::printf(
-      "\nstreamgate --dev: a throwaway secret and API key were generated for this run.\n"
-      "  token (org 456, user dev-user, 24 h): %s\n"
-      "  api key: %s\n\n"
-      "  wscat -c 'ws://127.0.0.1:%u/v2/realtime/stream?access_token=%s'\n"
-      "    > {\"services\":[\"finance\"],\"version\":1}\n"
-      "  curl -s -H 'Authorization: Bearer %s' -d "
+      "\nstreamgate --dev: a throwaway secret and API key were generated for this run; the token "
+      "is for org 456, user dev-user, valid 24 h. In another terminal:\n\n"
+      "  export TOKEN='%s' API_KEY='%s'\n"
+      "  npx --yes wscat -c \"ws://127.0.0.1:%u/v2/realtime/stream?access_token=$TOKEN\"\n"
+      "  # then type {\"services\":[\"finance\"],\"version\":1} at wscat's > prompt\n\n"
+      "and publish from a third (after the same export line):\n\n"
+      "  curl -s -H \"Authorization: Bearer $API_KEY\" -d "
       "'{\"orgId\":456,\"service\":\"finance\",\"event\":\"invoice.paid\",\"data\":{\"amount\":42}}"
-      "' "
-      "http://127.0.0.1:%u/v2/realtime/publish\n\n",
-      token.c_str(), s.api_keys.front().c_str(), port, token.c_str(), s.api_keys.front().c_str(),
-      port);
+      "' http://127.0.0.1:%u/v2/realtime/publish\n\n",
+      token.c_str(), s.api_keys.front().c_str(), port, port);
   std::fflush(stdout);
 }
 

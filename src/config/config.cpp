@@ -19,9 +19,13 @@
 
 #include "core/core.hpp"
 
-// CMake may pass the project version; the fallback keeps the module buildable on its own.
+// CMake passes the project version and, in a git checkout, the commit; the fallbacks keep the
+// module buildable on its own.
 #ifndef STREAMGATE_VERSION
-#define STREAMGATE_VERSION "0.1.0"
+#define STREAMGATE_VERSION "0.2.0"
+#endif
+#ifndef STREAMGATE_COMMIT
+#define STREAMGATE_COMMIT ""
 #endif
 
 namespace sg::config {
@@ -296,7 +300,9 @@ void build_app(CLI::App& app, Raw& raw) {
   app.description(
       "streamgate: real-time event gateway. Every flag can also be set through the environment "
       "variable shown; a flag wins over the environment.");
-  app.set_version_flag("--version", std::string(kProgram) + " " + STREAMGATE_VERSION,
+  app.set_version_flag("--version",
+                       std::string(kProgram) + " " + STREAMGATE_VERSION +
+                           (sizeof STREAMGATE_COMMIT > 1 ? " (commit " STREAMGATE_COMMIT ")" : ""),
                        "Print the version and exit.");
   app.set_help_flag("-h,--help", "Print this help and exit.");
   app.get_formatter()->column_width(kHelpColumn);
@@ -313,7 +319,8 @@ void build_app(CLI::App& app, Raw& raw) {
            kGroupServer);
   app.add_flag("--dev", raw.dev,
                describe("Try-it-out mode: generates a JWT secret and an API key when none are "
-                        "set, so no API key or token key is required. Never in production.",
+                        "set, so no API key or token key is required, and waits 5 minutes for a "
+                        "handshake unless --handshake-timeout is set. Never in production.",
                         "dev", "off"))
       ->envname(env_name("dev"))
       ->option_text(" ")  // the env var is in the description, as for every other flag
@@ -659,6 +666,8 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
     // core::random_hex is the kernel's CSPRNG, as a secret needs.
     if (s.jwt_secret.empty()) s.jwt_secret = core::random_hex(kMinSecretBytes);
     if (s.api_keys.empty()) s.api_keys.push_back(core::random_hex(kMinSecretBytes));
+    // A person pasting a handshake into wscat needs longer than a program's 10 s.
+    if (s.handshake_timeout_ms == Settings{}.handshake_timeout_ms) s.handshake_timeout_ms = 300000;
   }
 
   if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {

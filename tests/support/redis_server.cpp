@@ -122,10 +122,16 @@ std::string round_trip(std::uint16_t port, const std::string& request,
   return whole_reply(reply, pos) ? reply : std::string();
 }
 
+// Appends piece by piece: GCC 12 at -O3 reports a false -Wrestrict overlap inside
+// `"literal" + std::string&&` (its inlined insert at position 0).
 std::string resp(std::initializer_list<std::string_view> args) {
-  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  std::string out = "*";
+  out += std::to_string(args.size());
+  out += "\r\n";
   for (const auto arg : args) {
-    out += "$" + std::to_string(arg.size()) + "\r\n";
+    out += '$';
+    out += std::to_string(arg.size());
+    out += "\r\n";
     out += arg;
     out += "\r\n";
   }

@@ -395,6 +395,15 @@ TEST(Config, DevGeneratesSecretAndApiKey) {
   EXPECT_NE(again.settings.jwt_secret, o.settings.jwt_secret);
 }
 
+TEST(Config, DevWaitsFiveMinutesForAHandshakeUnlessSet) {
+  const ParseOutcome o = run({"--dev"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.handshake_timeout_ms, 300000);
+  const ParseOutcome set = run({"--dev", "--handshake-timeout", "2000"});
+  ASSERT_EQ(set.kind, Kind::kRun) << set.message;
+  EXPECT_EQ(set.settings.handshake_timeout_ms, 2000);
+}
+
 TEST(Config, DevWithPublicKeyStillGetsASecretForSampleTokens) {
   const ParseOutcome o = run({"--dev", "--jwt-public-key", kPem});
   ASSERT_EQ(o.kind, Kind::kRun) << o.message;
