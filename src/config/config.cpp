@@ -357,8 +357,8 @@ void build_app(Cli& app, Raw& raw) {
       ->envname(env_name("config"))
       ->option_text("PATH");
   app.add_flag("--print-config", raw.print_config,
-               "Print the effective settings (flags, environment, --config file, defaults) as "
-               "TOML with secrets redacted, and exit.");
+               wrap("Print the effective settings (flags, environment, --config file, "
+                    "defaults) as TOML with secrets redacted, and exit."));
 
   add_text(app, raw.listen, "listen", "HOST:PORT", defaults.listen,
            "Address to listen on; [::1]:4000 for IPv6, port 0 for any free port. Loopback by "

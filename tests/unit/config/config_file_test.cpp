@@ -290,6 +290,11 @@ TEST(SecretFiles, EmptyMissingOrShortSecretFilesStopStartUp) {
                "streamgate: --jwt-secret-file \"" + short_secret.path() +
                    "\" is 7 bytes; HS256 secrets must be at least 32 bytes, or they can be "
                    "guessed offline from any token");
+  // A big file is the wrong one (a log, a disk image), not a secret.
+  const TempFile big(std::string(70 * 1024, 'k'));
+  expect_error(
+      run({"--jwt-secret-file", big.path(), "--api-key", "k"}),
+      "streamgate: --jwt-secret-file: cannot read \"" + big.path() + "\": larger than 64 KiB");
   const TempFile config("\napi-key-file = \"/nonexistent/keys\"\n");
   expect_error(run({"--config", config.path(), "--jwt-secret", kSecret}),
                "streamgate: " + config.path() +
