@@ -23,7 +23,7 @@ FROM debian:12-slim
 # The runtime halves of the build's libraries, and curl for the health check.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libboost-json1.81.0 libssl3 libhiredis0.14 liburing2 curl ca-certificates \
+      libboost-json1.81.0 libssl3 libhiredis0.14 liburing2 libtomlplusplus3 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --user-group --uid 10001 --home-dir /var/lib/streamgate --create-home \
       --shell /usr/sbin/nologin streamgate

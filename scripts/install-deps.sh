@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config clang clang-format libclang-rt-14-dev
   libboost1.81-dev libboost-json1.81-dev
-  libssl-dev libcli11-dev libgtest-dev libhiredis-dev liburing-dev
+  libssl-dev libcli11-dev libgtest-dev libhiredis-dev liburing-dev libtomlplusplus-dev
   redis-server nginx-light curl openssl
   systemd adduser  # the package test: systemd-analyze verify, and the package's postinst
 )

@@ -54,6 +54,9 @@ int main(int argc, char** argv) {
   sg::log::Level level = sg::log::Level::kInfo;
   sg::log::parse_level(settings.log_level, level);
   sg::log::set_level(level);
+  if (!settings.config_file.empty()) {
+    sg::log::info("app", "config loaded", {{"file", settings.config_file}});
+  }
 
   // Signals are taken by one thread with sigwait; every other thread blocks them.
   sigset_t signals;

@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <sched.h>
+#include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string_view>
 #include <thread>
@@ -37,6 +39,14 @@ constexpr std::size_t kMinSecretBytes = 32;
 // A public key is a few hundred bytes; anything this big is the wrong file.
 constexpr std::size_t kMaxPemFileBytes = 64 * 1024;
 constexpr std::size_t kMaxServiceNameBytes = 64;
+// A secret or a key list is a line or two; anything this big is the wrong file.
+constexpr std::size_t kMaxSecretFileBytes = 64 * 1024;
+// Every key with a long comment is a few KiB; a bound keeps a wrong path (a log) from being
+// read whole.
+constexpr std::size_t kMaxConfigFileBytes = 1024 * 1024;
+// What --print-config shows instead of a secret. Given back as a value, it is refused by name,
+// so a printed configuration cannot start a server with a broken key by accident.
+constexpr std::string_view kRedacted = "<redacted>";
 
 // "max-publish-bytes" → "STREAMGATE_MAX_PUBLISH_BYTES".
 std::string env_name(std::string_view flag) {
@@ -195,12 +205,42 @@ const std::vector<NumericSpec>& numeric_specs() {
 
 #undef SG_NUMERIC_FIELD
 
-// Everything CLI11 fills in, as text; turned into Settings after parsing.
+// How a setting is written in a --config file. The flag and the environment always take text.
+enum class KeyType { kString, kInteger, kList, kBool };
+
+// One setting as the config file and --print-config see it: the key is the long flag name, and
+// the target is the Raw field CLI11 fills for the flag.
+struct Binding {
+  std::string key;
+  KeyType type = KeyType::kString;
+  std::string_view group;
+  CLI::Option* option = nullptr;
+  std::string* text = nullptr;               // kString, kInteger
+  std::vector<std::string>* list = nullptr;  // kList
+  bool* flag = nullptr;                      // kBool
+};
+
+// The CLI11 app plus the bindings its options were registered with, so that the file layer and
+// --print-config cover every flag added through add_text/add_list without a second table.
+struct Cli : CLI::App {
+  std::vector<Binding> bindings;
+};
+
+// Everything CLI11 fills in, as text; turned into Settings after parsing. Bindings point into
+// it, so it stays where it was built.
 struct Raw {
+  Raw() = default;
+  Raw(const Raw&) = delete;
+  Raw& operator=(const Raw&) = delete;
+
+  std::string config;
+  bool print_config = false;
   std::string listen;
   std::string jwt_secret;
+  std::string jwt_secret_file;
   std::string jwt_public_key;
   std::vector<std::string> api_keys;
+  std::vector<std::string> api_key_files;
   std::vector<std::string> services;
   std::string broker;
   std::string redis_tls_ca;
@@ -213,6 +253,8 @@ struct Raw {
   bool dev = false;
   std::vector<std::string> numbers;  // parallel to numeric_specs()
   std::vector<CLI::Option*> list_options;
+  // Keys whose value came from the --config file → "FILE:LINE: key", for messages.
+  std::map<std::string, std::string, std::less<>> file_sources;
 };
 
 constexpr std::size_t kHelpColumn = 36;
@@ -252,26 +294,33 @@ std::string describe(std::string_view meaning, std::string_view flag, std::strin
   return out;
 }
 
-CLI::Option* add_text(CLI::App& app, std::string& target, std::string_view flag,
+CLI::Option* add_text(Cli& app, std::string& target, std::string_view flag,
                       std::string_view type_name, std::string_view def, std::string_view meaning,
-                      std::string_view group) {
-  return app.add_option("--" + std::string(flag), target, describe(meaning, flag, def))
-      ->envname(env_name(flag))
-      ->option_text(std::string(type_name))
-      ->group(std::string(group));
+                      std::string_view group, KeyType type = KeyType::kString) {
+  CLI::Option* option =
+      app.add_option("--" + std::string(flag), target, describe(meaning, flag, def))
+          ->envname(env_name(flag))
+          ->option_text(std::string(type_name))
+          ->group(std::string(group));
+  app.bindings.push_back({std::string(flag), type, group, option, &target, nullptr, nullptr});
+  return option;
 }
 
-CLI::Option* add_list(CLI::App& app, std::vector<std::string>& target, std::string_view flag,
+CLI::Option* add_list(Cli& app, std::vector<std::string>& target, std::string_view flag,
                       std::string_view type_name, std::string_view def, std::string_view meaning,
                       std::string_view group) {
   // One value per occurrence, occurrences accumulate: "--api-key a --api-key b" works as well
   // as "--api-key a,b".
-  return app.add_option("--" + std::string(flag), target, describe(meaning, flag, def))
-      ->envname(env_name(flag))
-      ->option_text(std::string(type_name))
-      ->group(std::string(group))
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  CLI::Option* option =
+      app.add_option("--" + std::string(flag), target, describe(meaning, flag, def))
+          ->envname(env_name(flag))
+          ->option_text(std::string(type_name))
+          ->group(std::string(group))
+          ->expected(1)
+          ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.bindings.push_back(
+      {std::string(flag), KeyType::kList, group, option, nullptr, &target, nullptr});
+  return option;
 }
 
 constexpr std::string_view kGroupServer = "Server";
@@ -294,18 +343,28 @@ std::string_view group_of(std::string_view flag) {
   return kGroupLimits;
 }
 
-void build_app(CLI::App& app, Raw& raw) {
+void build_app(Cli& app, Raw& raw) {
   const Settings defaults;
   app.name(std::string(kProgram));
   app.description(
       "streamgate: real-time event gateway. Every flag can also be set through the environment "
-      "variable shown; a flag wins over the environment.");
+      "variable shown, and in the --config file under its own name (services = [\"a\", \"b\"]); "
+      "a flag wins over the environment, the environment over the file.");
   app.set_version_flag("--version",
                        std::string(kProgram) + " " + STREAMGATE_VERSION +
                            (sizeof STREAMGATE_COMMIT > 1 ? " (commit " STREAMGATE_COMMIT ")" : ""),
                        "Print the version and exit.");
   app.set_help_flag("-h,--help", "Print this help and exit.");
   app.get_formatter()->column_width(kHelpColumn);
+  app.add_option("--config", raw.config,
+                 describe("TOML file of settings; each key is a long flag name "
+                          "(docs/streamgate.example.toml lists them all).",
+                          "config", ""))
+      ->envname(env_name("config"))
+      ->option_text("PATH");
+  app.add_flag("--print-config", raw.print_config,
+               wrap("Print the effective settings (flags, environment, --config file, "
+                    "defaults) as TOML with secrets redacted, and exit."));
 
   add_text(app, raw.listen, "listen", "HOST:PORT", defaults.listen,
            "Address to listen on; [::1]:4000 for IPv6, port 0 for any free port. Loopback by "
@@ -325,9 +384,15 @@ void build_app(CLI::App& app, Raw& raw) {
       ->envname(env_name("dev"))
       ->option_text(" ")  // the env var is in the description, as for every other flag
       ->group(std::string(kGroupServer));
+  app.bindings.push_back(
+      {"dev", KeyType::kBool, kGroupServer, app.get_option("--dev"), nullptr, nullptr, &raw.dev});
 
   add_text(app, raw.jwt_secret, "jwt-secret", "SECRET", "",
            "HS256 shared secret for client tokens; at least 32 bytes.", kGroupAuth);
+  add_text(app, raw.jwt_secret_file, "jwt-secret-file", "PATH", "",
+           "File holding --jwt-secret (a mounted container secret); its content, trailing "
+           "newline stripped.",
+           kGroupAuth);
   add_text(app, raw.jwt_public_key, "jwt-public-key", "PEM|PATH", "",
            "RS256/ES256 public key for client tokens: the PEM text itself, or the path of a PEM "
            "file.",
@@ -336,6 +401,11 @@ void build_app(CLI::App& app, Raw& raw) {
       add_list(app, raw.api_keys, "api-key", "KEYS", "",
                "Comma-separated API keys producers present (Bearer) to publish and to read "
                "metrics.",
+               kGroupAuth));
+  raw.list_options.push_back(
+      add_list(app, raw.api_key_files, "api-key-file", "PATHS", "",
+               "Comma-separated files holding --api-key values, one key per line (or "
+               "comma-separated); several keys allow rotation.",
                kGroupAuth));
   raw.list_options.push_back(add_list(app, raw.allowed_origins, "allowed-origins", "ORIGINS", "",
                                       "Comma-separated browser Origins allowed to connect, exact "
@@ -371,22 +441,28 @@ void build_app(CLI::App& app, Raw& raw) {
     std::string def;
     core::append_decimal(def, spec.get(defaults));
     raw.numbers[i] = def;
-    add_text(app, raw.numbers[i], spec.flag, spec.type_name, def, spec.meaning,
-             group_of(spec.flag));
+    add_text(app, raw.numbers[i], spec.flag, spec.type_name, def, spec.meaning, group_of(spec.flag),
+             KeyType::kInteger);
   }
+}
+
+bool on_command_line(std::string_view flag, int argc, const char* const* argv) {
+  const std::string dashed = "--" + std::string(flag);
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == dashed ||
+        (arg.starts_with(dashed) && arg.size() > dashed.size() && arg[dashed.size()] == '=')) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // Which source supplied a value, for messages: the flag if it is on the command line, else the
 // environment variable (CLI11 consults it only when the flag is absent).
 std::string source_of(std::string_view flag, int argc, const char* const* argv) {
   const std::string dashed = "--" + std::string(flag);
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == dashed ||
-        (arg.starts_with(dashed) && arg.size() > dashed.size() && arg[dashed.size()] == '=')) {
-      return dashed;
-    }
-  }
+  if (on_command_line(flag, argc, argv)) return dashed;
   return std::getenv(env_name(flag).c_str()) != nullptr ? env_name(flag) : dashed;
 }
 
@@ -528,6 +604,275 @@ std::optional<std::string> read_pem_file(const std::string& path, std::string_vi
   return std::nullopt;
 }
 
+// Reads all of `path` into `out` when it has at most `cap` bytes; otherwise says why not.
+std::optional<std::string> read_capped(const std::string& path, std::size_t cap, std::string& out) {
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    return std::string(err != 0 ? std::strerror(err) : "cannot open");
+  }
+  std::string content;
+  std::array<char, 4096> buf;
+  while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
+    content.append(buf.data(), static_cast<std::size_t>(in.gcount()));
+    if (content.size() > cap) {
+      std::string why = "larger than ";
+      core::append_decimal(why, cap / 1024);
+      why += " KiB";
+      return why;
+    }
+  }
+  if (in.bad()) {
+    const int err = errno;
+    return std::string(err != 0 ? std::strerror(err) : "read error");
+  }
+  out = std::move(content);
+  return std::nullopt;
+}
+
+// Reads a secret mounted as a file (Docker and Kubernetes secrets): the whole content minus
+// trailing line breaks, which `echo` and editors add and which are never part of a secret.
+// Error text names the source and the path, never the content.
+std::optional<std::string> read_secret_file(const std::string& path, std::string_view source,
+                                            std::string& out) {
+  std::string content;
+  if (auto why = read_capped(path, kMaxSecretFileBytes, content)) {
+    return failure(std::string(source) + ": cannot read \"" + path + "\": " + *why);
+  }
+  while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) {
+    content.pop_back();
+  }
+  if (content.empty()) return failure(std::string(source) + ": \"" + path + "\" is empty");
+  out = std::move(content);
+  return std::nullopt;
+}
+
+std::string_view type_phrase(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+std::string at_line(const std::string& path, const toml::source_region& where) {
+  std::string out = path + ":";
+  core::append_decimal(out, where.begin.line);
+  return out;
+}
+
+// Fills every setting the --config file names that neither a flag nor the environment gave,
+// and remembers "FILE:LINE: key" as its source for messages. Every key is checked (known,
+// right type) even when a flag overrides it, so a broken file fails where it is written rather
+// than on the day the flag is dropped.
+std::optional<std::string> apply_file(Cli& app, Raw& raw, std::string_view source) {
+  const std::string& path = raw.config;
+  std::string text;
+  if (auto why = read_capped(path, kMaxConfigFileBytes, text)) {
+    return failure(std::string(source) + ": cannot read \"" + path + "\": " + *why);
+  }
+  toml::table table;
+  try {
+    table = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    std::string where = at_line(path, e.source()) + ":";
+    core::append_decimal(where, e.source().begin.column);
+    return failure(where + ": not valid TOML: " + std::string(e.description()));
+  }
+  for (auto&& [key, node] : table) {
+    const std::string name(key.str());
+    const std::string where = at_line(path, key.source()) + ": " + name;
+    const auto binding = std::find_if(app.bindings.begin(), app.bindings.end(),
+                                      [&](const Binding& b) { return b.key == name; });
+    if (binding == app.bindings.end()) {
+      if (name == "config" || name == "print-config") {
+        return failure(where + " is a command-line flag, not a setting of the file");
+      }
+      std::string dashed = name;
+      std::replace(dashed.begin(), dashed.end(), '_', '-');
+      const bool near = std::any_of(app.bindings.begin(), app.bindings.end(),
+                                    [&](const Binding& b) { return b.key == dashed; });
+      return failure(where + ": unknown key" +
+                     (near && dashed != name ? "; did you mean " + dashed + "?"
+                                             : std::string(" (keys are the long flag names "
+                                                           "of --help, without the dashes)")));
+    }
+    auto wrong = [&](std::string_view expected) {
+      return failure(where + " must be " + std::string(expected) + ", got " +
+                     std::string(type_phrase(node.type())));
+    };
+    std::string value;
+    std::vector<std::string> items;
+    bool flag = false;
+    switch (binding->type) {
+      case KeyType::kString:
+        if (!node.is_string()) return wrong("a string");
+        value = node.as_string()->get();
+        break;
+      case KeyType::kInteger:
+        if (!node.is_integer()) return wrong("an integer");
+        value = std::to_string(node.as_integer()->get());
+        break;
+      case KeyType::kList:
+        if (node.is_string()) {
+          items.push_back(node.as_string()->get());
+        } else if (const toml::array* array = node.as_array()) {
+          for (const toml::node& item : *array) {
+            if (!item.is_string()) {
+              return failure(at_line(path, item.source()) + ": " + name +
+                             " must be an array of strings, got " +
+                             std::string(type_phrase(item.type())) + " in it");
+            }
+            items.push_back(item.as_string()->get());
+          }
+        } else {
+          return wrong("an array of strings or one comma-separated string");
+        }
+        break;
+      case KeyType::kBool:
+        if (!node.is_boolean()) return wrong("true or false");
+        flag = node.as_boolean()->get();
+        break;
+    }
+    if (binding->option->count() > 0) continue;  // a flag or the environment wins
+    if (binding->text != nullptr) *binding->text = std::move(value);
+    if (binding->list != nullptr) *binding->list = std::move(items);
+    if (binding->flag != nullptr) *binding->flag = flag;
+    raw.file_sources[name] = where;
+  }
+  return std::nullopt;
+}
+
+// A TOML basic string.
+std::string toml_quote(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// redis://user:password@host → redis://user:<redacted>@host; the rest of the URL stays, so
+// the printed configuration still says which Redis.
+std::string redact_url(std::string_view url) {
+  const std::size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const std::size_t start = scheme + 3;
+  const std::size_t slash = url.find('/', start);
+  const std::size_t at = url.substr(0, slash).rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  const std::size_t colon = url.find(':', start);
+  std::string out(url.substr(0, colon < at ? colon + 1 : start));
+  out += kRedacted;
+  out += url.substr(at);
+  return out;
+}
+
+// The effective settings as TOML: every key, in the order of --help's groups, with what the
+// file, the environment and the flags left in Raw after validation. Secrets are replaced by
+// kRedacted; a secret read from a file prints as the path, so the output parses back.
+std::string print_config(const std::vector<Binding>& bindings, const Raw& raw) {
+  std::string out =
+      "# streamgate --print-config: the effective settings (flags > STREAMGATE_* environment >\n"
+      "# --config file > defaults). Secrets show as \"<redacted>\".\n";
+  if (!raw.config.empty()) out += "# --config file: " + raw.config + "\n";
+  std::vector<std::string_view> groups = {kGroupServer,   kGroupAuth, kGroupBroker, kGroupLimits,
+                                          kGroupTimeouts, kGroupChat, kGroupUploads};
+  for (const Binding& b : bindings) {
+    if (std::find(groups.begin(), groups.end(), b.group) == groups.end()) {
+      groups.push_back(b.group);
+    }
+  }
+  for (const std::string_view group : groups) {
+    bool heading = false;
+    for (const Binding& b : bindings) {
+      if (b.group != group) continue;
+      if (!heading) {
+        out += "\n# ";
+        out += group;
+        out += "\n";
+        heading = true;
+      }
+      const bool secret = b.key == "jwt-secret" || b.key == "api-key";
+      out += b.key;
+      out += " = ";
+      switch (b.type) {
+        case KeyType::kString:
+          if (secret && !b.text->empty()) {
+            out += toml_quote(kRedacted);
+          } else if (b.key == "broker") {
+            out += toml_quote(redact_url(*b.text));
+          } else {
+            out += toml_quote(*b.text);
+          }
+          break;
+        case KeyType::kInteger:
+          out += core::trim(*b.text, kBlanks);
+          break;
+        case KeyType::kList: {
+          out += "[";
+          const std::vector<std::string> items = split_list(*b.list);
+          for (std::size_t i = 0; i < items.size(); ++i) {
+            if (i > 0) out += ", ";
+            out += toml_quote(secret ? kRedacted : std::string_view(items[i]));
+          }
+          out += "]";
+          break;
+        }
+        case KeyType::kBool:
+          out += *b.flag ? "true" : "false";
+          break;
+      }
+      out += "\n";
+    }
+  }
+  return out;
+}
+
 ParseOutcome exit_with(int code, std::string message) {
   ParseOutcome outcome;
   outcome.kind = ParseOutcome::Kind::kExit;
@@ -540,11 +885,34 @@ ParseOutcome usage_error(std::string message) {
   return exit_with(2, std::move(message));
 }
 
-// Turns the parsed text into Settings; the first problem found ends it.
-ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
+std::string placeholder(const std::string& source) {
+  return failure(source + " holds \"" + std::string(kRedacted) +
+                 "\", which --print-config shows in place of a secret; give the real value");
+}
+
+std::string both_given(const std::string& value_source, const std::string& file_source) {
+  return failure(value_source + " and " + file_source +
+                 " are both given; give the secret or the file holding it, not both");
+}
+
+// Turns the parsed text into Settings; the first problem found ends it. Resolving a secret
+// against its file clears the unused one in `raw`, for --print-config.
+ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
+                      const char* const* argv) {
   ParseOutcome outcome;
   Settings& s = outcome.settings;
-  auto src = [&](std::string_view flag) { return source_of(flag, argc, argv); };
+  auto src = [&](std::string_view flag) {
+    const auto file = raw.file_sources.find(flag);
+    return file != raw.file_sources.end() ? file->second : source_of(flag, argc, argv);
+  };
+  // Where a value came from, by precedence: flag 3, environment 2, config file 1, default 0.
+  auto rank = [&](std::string_view flag) {
+    if (on_command_line(flag, argc, argv)) return 3;
+    const char* env = std::getenv(env_name(flag).c_str());
+    if (env != nullptr && *env != '\0') return 2;
+    return raw.file_sources.contains(flag) ? 1 : 0;
+  };
+  s.config_file = raw.config;
 
   if (auto err = parse_listen(raw.listen, src("listen"), s)) return usage_error(*err);
 
@@ -604,6 +972,8 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
                                "\"" +
                                raw.broker + "\""));
   }
+  if (raw.broker.find(kRedacted) != std::string::npos)
+    return usage_error(placeholder(src("broker")));
   s.broker = raw.broker;
   for (const auto& [flag, value] : {std::pair{"redis-tls-ca", &raw.redis_tls_ca},
                                     std::pair{"redis-tls-cert", &raw.redis_tls_cert},
@@ -640,15 +1010,35 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   }
 
   s.dev = raw.dev;
-  if (!raw.jwt_secret.empty() && raw.jwt_secret.size() < kMinSecretBytes) {
-    std::string msg = src("jwt-secret") + " is ";
-    core::append_decimal(msg, raw.jwt_secret.size());
+  // A secret and the file holding it are one setting: the higher source wins (a flag over the
+  // config file's jwt-secret-file), and both from the same source is ambiguous.
+  const std::string secret_path(core::trim(raw.jwt_secret_file, kBlanks));
+  const int secret_rank = raw.jwt_secret.empty() ? 0 : rank("jwt-secret");
+  const int secret_file_rank = secret_path.empty() ? 0 : rank("jwt-secret-file");
+  if (secret_rank != 0 && secret_rank == secret_file_rank) {
+    return usage_error(both_given(src("jwt-secret"), src("jwt-secret-file")));
+  }
+  std::string secret_source = src("jwt-secret");
+  if (secret_file_rank > secret_rank) {
+    secret_source = src("jwt-secret-file") + " \"" + secret_path + "\"";
+    if (auto err = read_secret_file(secret_path, src("jwt-secret-file"), s.jwt_secret)) {
+      return usage_error(*err);
+    }
+    s.jwt_secret_file = secret_path;
+    raw.jwt_secret.clear();
+  } else {
+    s.jwt_secret = raw.jwt_secret;
+    raw.jwt_secret_file.clear();
+  }
+  if (s.jwt_secret == kRedacted) return usage_error(placeholder(secret_source));
+  if (!s.jwt_secret.empty() && s.jwt_secret.size() < kMinSecretBytes) {
+    std::string msg = secret_source + " is ";
+    core::append_decimal(msg, s.jwt_secret.size());
     msg +=
         " bytes; HS256 secrets must be at least 32 bytes, or they can be guessed offline from "
         "any token";
     return usage_error(failure(msg));
   }
-  s.jwt_secret = raw.jwt_secret;
 
   if (!raw.jwt_public_key.empty()) {
     if (core::trim(raw.jwt_public_key, kBlanks).starts_with("-----BEGIN")) {
@@ -660,14 +1050,54 @@ ParseOutcome validate(const Raw& raw, int argc, const char* const* argv) {
   }
 
   s.api_keys = split_list(raw.api_keys);
+  const std::vector<std::string> key_files = split_list(raw.api_key_files);
+  const int keys_rank = s.api_keys.empty() ? 0 : rank("api-key");
+  const int key_files_rank = key_files.empty() ? 0 : rank("api-key-file");
+  if (keys_rank != 0 && keys_rank == key_files_rank) {
+    return usage_error(both_given(src("api-key"), src("api-key-file")));
+  }
+  if (key_files_rank > keys_rank) {
+    s.api_keys.clear();
+    for (const std::string& path : key_files) {
+      std::string content;
+      if (auto err = read_secret_file(path, src("api-key-file"), content)) return usage_error(*err);
+      // One key per line, or comma-separated as --api-key takes them; a second line is how a
+      // new key is added next to the old one during rotation.
+      std::vector<std::string> lines;
+      for (std::size_t start = 0; start <= content.size();) {
+        const std::size_t eol = std::min(content.find('\n', start), content.size());
+        lines.push_back(content.substr(start, eol - start));
+        start = eol + 1;
+      }
+      const std::vector<std::string> keys = split_list(lines);
+      if (keys.empty()) {
+        return usage_error(
+            failure(src("api-key-file") + ": \"" + path + "\" holds no key, only separators"));
+      }
+      s.api_keys.insert(s.api_keys.end(), keys.begin(), keys.end());
+    }
+    s.api_key_files = key_files;
+    raw.api_keys.clear();
+  } else {
+    raw.api_key_files.clear();
+  }
+  for (const std::string& key : s.api_keys) {
+    if (key == kRedacted) {
+      return usage_error(
+          placeholder(key_files_rank > keys_rank ? src("api-key-file") : src("api-key")));
+    }
+  }
   s.upload_dir = std::string(core::trim(raw.upload_dir, kBlanks));
+
+  if (raw.print_config) return exit_with(0, print_config(bindings, raw));
 
   if (s.dev) {
     // core::random_hex is the kernel's CSPRNG, as a secret needs.
     if (s.jwt_secret.empty()) s.jwt_secret = core::random_hex(kMinSecretBytes);
     if (s.api_keys.empty()) s.api_keys.push_back(core::random_hex(kMinSecretBytes));
-    // A person pasting a handshake into wscat needs longer than a program's 10 s.
-    if (s.handshake_timeout_ms == Settings{}.handshake_timeout_ms) s.handshake_timeout_ms = 300000;
+    // A person pasting a handshake into wscat needs longer than a program's 10 s; unless a
+    // flag, the environment or the file set it.
+    if (rank("handshake-timeout") == 0) s.handshake_timeout_ms = 300000;
   }
 
   if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {
@@ -694,7 +1124,7 @@ ParseOutcome parse(int argc, const char* const* argv) {
   raw.io_uring = defaults.io_uring ? "auto" : "off";
   raw.services = defaults.services;
   try {
-    CLI::App app;
+    Cli app;
     build_app(app, raw);
     try {
       app.parse(argc, argv);
@@ -705,7 +1135,12 @@ ParseOutcome parse(int argc, const char* const* argv) {
     } catch (const CLI::ParseError& e) {
       return usage_error(failure(std::string(e.what()) + " (see --help)"));
     }
-    return validate(raw, argc, argv);
+    if (!raw.config.empty()) {
+      if (auto err = apply_file(app, raw, source_of("config", argc, argv))) {
+        return usage_error(*err);
+      }
+    }
+    return validate(raw, app.bindings, argc, argv);
   } catch (const std::exception& e) {
     // CLI11 reports misuse of its own API by throwing; keep the promise of never throwing.
     return usage_error(failure(e.what()));
@@ -715,7 +1150,7 @@ ParseOutcome parse(int argc, const char* const* argv) {
 std::string help_text() {
   try {
     Raw raw;
-    CLI::App app;
+    Cli app;
     build_app(app, raw);
     return app.help();
   } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
-// config: every setting streamgate has, from flags and STREAMGATE_<NAME> environment
-// variables (a flag wins over the environment), validated at start-up with clear messages.
-// Called once by main before anything starts; Settings is a plain value afterwards.
+// config: every setting streamgate has, from flags, STREAMGATE_<NAME> environment variables and
+// a TOML file (--config) whose keys are the long flag names; a flag wins over the environment,
+// the environment over the file. Validated at start-up with clear messages. Called once by main
+// before anything starts; Settings is a plain value afterwards.
 #pragma once
 
 #include <chrono>
@@ -21,12 +22,20 @@ struct Settings {
   std::string listen_host = "127.0.0.1";  // derived from listen
   std::uint16_t listen_port = 4000;       // derived from listen; 0 = any free port
 
+  std::string config_file;  // --config: the TOML file read at start-up; empty = none
+
   std::string jwt_secret;  // --jwt-secret: HS256 shared secret
+  // --jwt-secret-file: where jwt_secret was read from (a mounted container secret); empty when
+  // it was given as a value.
+  std::string jwt_secret_file;
   // --jwt-public-key: given as PEM text or as a path to a PEM file; after parse() always the
   // PEM text.
   std::string jwt_public_key;
   std::int64_t jwt_leeway_seconds = 30;  // --jwt-leeway: clock skew tolerated on exp/nbf
   std::vector<std::string> api_keys;     // --api-key: comma-separated producer keys
+  // --api-key-file: files api_keys were read from (one key per line or comma-separated, so a
+  // second key can be added for rotation); empty when they were given as values.
+  std::vector<std::string> api_key_files;
   // --services: services clients may subscribe to; ["*"] (default) = any valid name.
   std::vector<std::string> services{"*"};
   std::string broker = "memory";  // --broker: memory | redis://host:port[/db]
@@ -90,20 +99,25 @@ struct Settings {
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.
   bool dev = false;
+
+  bool operator==(const Settings&) const = default;
 };
 
 struct ParseOutcome {
   enum class Kind { kRun, kExit };
   Kind kind = Kind::kRun;
-  int exit_code = 0;    // for kExit: 0 after --help/--version, 2 after a usage error
-  std::string message;  // what to print (help text, or the error) for kExit
+  // for kExit: 0 after --help/--version/--print-config, 2 after a usage error
+  int exit_code = 0;
+  std::string message;  // what to print (help text, TOML, or the error) for kExit
   Settings settings;    // for kRun: validated
 };
 
-// Reads argv and the environment (getenv), validates, and reads --jwt-public-key from disk
-// when it is a path. Never exits, prints or throws; main does that with the outcome. Errors
-// are one line starting "streamgate: " and name the flag, or the environment variable when
-// the value came from there; secrets are never echoed.
+// Reads argv, the environment (getenv) and the --config file, validates, and reads
+// --jwt-public-key, --jwt-secret-file and --api-key-file from disk. Never exits, prints or
+// throws; main does that with the outcome. Errors are one line starting "streamgate: " and
+// name the flag, the environment variable, or the file, line and key the value came from;
+// secrets are never echoed. --print-config ends in kExit with the effective settings as TOML,
+// secrets redacted.
 ParseOutcome parse(int argc, const char* const* argv);
 
 // The --help text (for the docs test and for main).
