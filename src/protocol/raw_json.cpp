@@ -2,6 +2,8 @@
 
 #include "protocol/json_fields.hpp"
 
+#include <algorithm>
+
 namespace sg::protocol::detail {
 
 namespace {
@@ -154,21 +156,27 @@ Result<std::string_view> raw_member(std::string_view text, std::string_view key)
 }
 
 std::string minify_json(std::string_view value) {
+  // Copies whole runs rather than a byte at a time: a publish's "data" is mostly string
+  // contents, and this ran once per published event.
   std::string out;
   out.reserve(value.size());
-  bool in_string = false;
-  for (std::size_t i = 0; i < value.size(); ++i) {
+  std::size_t i = 0;
+  while (i < value.size()) {
     const char c = value[i];
-    if (in_string) {
-      out.push_back(c);
-      if (c == '\\' && i + 1 < value.size()) {
-        out.push_back(value[++i]);  // an escaped quote doesn't end the string
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (!is_space(c)) {
-      out.push_back(c);
-      in_string = c == '"';
+    if (c == '"') {
+      // A string up to its closing quote, escapes included: an escaped quote doesn't end it.
+      std::size_t end = i + 1;
+      while (end < value.size() && value[end] != '"') end += value[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, value.size());
+      out.append(value.data() + i, end - i);
+      i = end;
+    } else if (is_space(c)) {
+      ++i;
+    } else {
+      std::size_t end = i + 1;
+      while (end < value.size() && value[end] != '"' && !is_space(value[end])) ++end;
+      out.append(value.data() + i, end - i);
+      i = end;
     }
   }
   return out;
