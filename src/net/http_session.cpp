@@ -51,6 +51,8 @@ constexpr std::size_t kHeadReadBytes = 64 * 1024;
 // over on an ordinary link, and only costs the discarding (one small buffer, no memory growth).
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
+// An answer's bytes are kept for the connection's next one up to this size.
+constexpr std::size_t kKeptResponseBytes = 1024;
 // The buffer the discarded bytes are read into.
 constexpr std::size_t kLingerReadBytes = 16 * 1024;
 
@@ -333,6 +335,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send(HttpResponse r, bool close) {
+    // A draining node sends keep-alive clients (and balancers) to open a new connection, which
+    // the balancer no longer routes here.
+    close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
+    close_after_write_ = close;
+    // Input still unread (a body, the rest of a refused head, a pipelined request) would make
+    // the close a reset that can destroy this answer: linger instead.
+    linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
+    if (!head_) {
+      plain_response_.clear();
+      if (append_plain_response(r, close, plain_response_)) {
+        boost::asio::async_write(
+            stream_, boost::asio::buffer(plain_response_),
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+        return;
+      }
+    }
     response_.emplace();
     auto& res = *response_;
     res.version(11);
@@ -342,9 +360,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.set(http::field::content_type, r.content_type);
     res.set(http::field::cache_control, "no-store");
     for (auto& [name, value] : r.headers) res.set(name, value);
-    // A draining node sends keep-alive clients (and balancers) to open a new connection, which
-    // the balancer no longer routes here.
-    close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
     res.keep_alive(!close);
     const std::size_t size = r.body.size();
     res.body() = head_ ? std::string() : std::move(r.body);
@@ -352,10 +367,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (head_) res.content_length(size);
     // RFC 9110 §8.6: no Content-Length on a 204, which Beast would set to 0.
     if (r.status == 204) res.content_length(boost::none);
-    close_after_write_ = close;
-    // Input still unread (a body, the rest of a refused head, a pipelined request) would make
-    // the close a reset that can destroy this answer: linger instead.
-    linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
     http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
     });
@@ -363,6 +374,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_write(beast::error_code ec) {
     response_.reset();
+    // Kept for the next answer on this connection unless it was a big one (/metrics).
+    if (plain_response_.capacity() > kKeptResponseBytes) plain_response_ = std::string();
     in_flight_.reset();
     if (!ec && linger_after_write_) return linger();
     if (ec || close_after_write_) return shutdown();
@@ -413,6 +426,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::shared_ptr<BodySink> sink_;  // while a streamed body is read
   std::unique_ptr<char[]> piece_;   // while a streamed body is read, or while lingering
   std::optional<http::response<http::string_body>> response_;
+  std::string plain_response_;  // an answer written without Beast (append_plain_response)
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;
