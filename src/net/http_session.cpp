@@ -195,23 +195,48 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const auto q = req.target.find('?');
     req.path = req.target.substr(0, q);
     if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
-    req.authorization = msg[http::field::authorization];
-    if (auto it = msg.find(http::field::origin); it != msg.end()) {
-      req.origin = it->value();
-      req.has_origin = true;
-    }
-    req.upgrade = msg[http::field::upgrade];
-    req.connection = msg[http::field::connection];
-    req.ws_key = msg[http::field::sec_websocket_key];
-    req.ws_version = msg[http::field::sec_websocket_version];
-    req.header = [&msg](std::string_view name) { return msg[name]; };
-    if (!msg.chunked()) {
-      if (auto it = msg.find(http::field::content_length); it != msg.end()) {
-        std::uint64_t n = 0;
-        const auto v = it->value();
-        const auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (err == std::errc() && end == v.data() + v.size()) req.content_length = n;
+    // One pass over the fields rather than a lookup per header (each a case-insensitive
+    // search of Beast's index); the first of repeated fields counts, as msg[field] would have it.
+    bool seen_authorization = false, seen_upgrade = false, seen_connection = false;
+    bool seen_ws_key = false, seen_ws_version = false, seen_length = false;
+    std::string_view length;
+    auto first = [](bool& seen, std::string_view& to, const auto& f) {
+      if (seen) return;
+      seen = true;
+      to = f.value();
+    };
+    for (const auto& f : msg) {
+      switch (f.name()) {
+        case http::field::authorization:
+          first(seen_authorization, req.authorization, f);
+          break;
+        case http::field::origin:
+          first(req.has_origin, req.origin, f);
+          break;
+        case http::field::upgrade:
+          first(seen_upgrade, req.upgrade, f);
+          break;
+        case http::field::connection:
+          first(seen_connection, req.connection, f);
+          break;
+        case http::field::sec_websocket_key:
+          first(seen_ws_key, req.ws_key, f);
+          break;
+        case http::field::sec_websocket_version:
+          first(seen_ws_version, req.ws_version, f);
+          break;
+        case http::field::content_length:
+          first(seen_length, length, f);
+          break;
+        default:
+          break;
       }
+    }
+    req.header = [&msg](std::string_view name) { return msg[name]; };
+    if (seen_length && !msg.chunked()) {
+      std::uint64_t n = 0;
+      const auto [end, err] = std::from_chars(length.data(), length.data() + length.size(), n);
+      if (err == std::errc() && end == length.data() + length.size()) req.content_length = n;
     }
     return req;
   }
