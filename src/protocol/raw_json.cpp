@@ -3,6 +3,7 @@
 #include "protocol/json_fields.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace sg::protocol::detail {
 
@@ -37,13 +38,21 @@ class Cursor {
   // Moves past the string token starting here, quotes included.
   bool skip_string() {
     if (!consume('"')) return false;
+    const std::size_t start = pos_;
+    // memchr to each quote (strings are most of a publish's bytes): a quote ends the string
+    // unless an odd run of backslashes precedes it inside the string. The hex digits of
+    // \uXXXX need no special case, they can't be a quote or a backslash.
     while (pos_ < text_.size()) {
-      const char c = text_[pos_++];
-      if (c == '"') return true;
-      // The character after a backslash never ends the string; the hex digits of \uXXXX
-      // need no special case, they can't be a quote or a backslash.
-      if (c == '\\') ++pos_;
+      const void* hit = std::memchr(text_.data() + pos_, '"', text_.size() - pos_);
+      if (hit == nullptr) break;
+      const std::size_t quote =
+          static_cast<std::size_t>(static_cast<const char*>(hit) - text_.data());
+      std::size_t backslashes = 0;
+      while (quote - backslashes > start && text_[quote - backslashes - 1] == '\\') ++backslashes;
+      pos_ = quote + 1;
+      if (backslashes % 2 == 0) return true;
     }
+    pos_ = text_.size();
     return false;
   }
 
