@@ -6,7 +6,6 @@
 #include "net/http_routes.hpp"
 #include "net/worker.hpp"
 
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -256,14 +255,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     count_request();
     auto reply = [self = shared_from_this()](HttpResponse r) {
-      // A broker may answer from its own thread; an answer given on this worker (the memory
-      // broker's, every refusal) is written at once instead of after a post.
-      boost::asio::dispatch(self->stream_.get_executor(), [self, r = std::move(r)]() mutable {
-        self->send(std::move(r), false);
-      });
+      // An answer given on this worker (the memory broker's, every refusal) is written at once;
+      // one from another thread (a Redis broker's) is posted back to it. Not asio::dispatch:
+      // through the type-erased executor that still wraps the handler in an allocation.
+      if (self->on_own_thread()) return self->send(std::move(r), false);
+      boost::asio::post(self->stream_.get_executor(),
+                        [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
     };
     if (route) return route->handle(req, std::move(reply));
     routes_.not_found(req, std::move(reply));
+  }
+
+  bool on_own_thread() {
+    const auto* ex = stream_.get_executor().target<boost::asio::io_context::executor_type>();
+    return ex != nullptr && ex->running_in_this_thread();
   }
 
   void count_request() {
