@@ -267,8 +267,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   bool on_own_thread() {
-    const auto* ex = stream_.get_executor().target<boost::asio::io_context::executor_type>();
-    return ex != nullptr && ex->running_in_this_thread();
+    // target() points into the executor, so that must outlive the check.
+    const auto executor = stream_.get_executor();
+    const auto* io = executor.target<boost::asio::io_context::executor_type>();
+    return io != nullptr && io->running_in_this_thread();
   }
 
   void count_request() {
