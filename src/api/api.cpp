@@ -94,6 +94,16 @@ HttpResponse bad_publish_body(const ErrorCode& error, const protocol::PublishErr
   return publish_rejected(reason, message, where.field, where.index.value_or(kNoIndex));
 }
 
+// The answer when the broker could not store a request's events.
+HttpResponse broker_rejected(Context& ctx, std::string_view org, std::string_view service,
+                             std::size_t events) {
+  ctx.metrics->publish_errors.inc();
+  log::warn("publish", "broker rejected a publish",
+            {{"org", org}, {"service", service}, {"events", events}});
+  return json_error(503, "broker_unavailable",
+                    "the broker could not store the event; retry with the same eventId");
+}
+
 // Collects the answers of one publish request's events; the last one replies.
 struct PublishBatch {
   std::vector<std::string> ids;
@@ -106,14 +116,7 @@ struct PublishBatch {
   Context* ctx = nullptr;
 
   void finish() {
-    if (failed.load()) {
-      ctx->metrics->publish_errors.inc();
-      log::warn("publish", "broker rejected a publish",
-                {{"org", org}, {"service", service}, {"events", ids.size()}});
-      reply(json_error(503, "broker_unavailable",
-                       "the broker could not store the event; retry with the same eventId"));
-      return;
-    }
+    if (failed.load()) return reply(broker_rejected(*ctx, org, service, ids.size()));
     ctx->metrics->events_published.inc(fresh.load());
     std::string body;
     if (batch) {
@@ -159,6 +162,24 @@ void publish(Context& ctx, const HttpRequest& req, Reply reply) {
                                         index));
       return;
     }
+  }
+  if (!parsed->batch) {
+    // One event, the usual request: its answer needs no shared state to collect it in.
+    auto& item = parsed->items.front();
+    broker::PublishInput input{std::move(item.event), std::move(item.data), std::move(item.user),
+                               std::move(item.event_key)};
+    broker::Channel channel{std::move(item.org), std::move(item.service)};
+    ctx.broker.publish(channel, std::move(input),
+                       [&ctx, reply = std::move(reply), org = channel.org,
+                        service = channel.topic](Result<broker::PublishResult> result) {
+                         if (!result) return reply(broker_rejected(ctx, org, service, 1));
+                         ctx.metrics->events_published.inc(result->duplicate ? 0 : 1);
+                         std::string body = "{\"id\":";
+                         protocol::append_json_string(body, result->id);
+                         body += "}";
+                         reply(json_ok(std::move(body)));
+                       });
+    return;
   }
   auto batch = std::make_shared<PublishBatch>();
   batch->ids.resize(parsed->items.size());

@@ -51,6 +51,8 @@ constexpr std::size_t kHeadReadBytes = 64 * 1024;
 // over on an ordinary link, and only costs the discarding (one small buffer, no memory growth).
 constexpr auto kLingerTimeout = std::chrono::seconds(2);
 constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
+// An answer's bytes are kept for the connection's next one up to this size.
+constexpr std::size_t kKeptResponseBytes = 1024;
 // The buffer the discarded bytes are read into.
 constexpr std::size_t kLingerReadBytes = 16 * 1024;
 
@@ -150,6 +152,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_.emplace(std::move(*header_parser_));
     header_parser_.reset();
     parser_->body_limit(routes_.max_body_bytes);
+    if (!parser_->is_done() && buffer_.size() > 0) {
+      // The body usually arrives with the head: parsed here, it skips the composed read's post
+      // and timer, which cost more than handling the request. Errors are the read's own.
+      parser_->eager(true);
+      beast::error_code ec2;
+      buffer_.consume(parser_->put(buffer_.data(), ec2));
+      if (ec2 && ec2 != http::error::need_more) return on_read(ec2);
+    }
     if (parser_->is_done()) return on_read({});
     http::async_read(
         stream_, buffer_, *parser_,
@@ -184,23 +194,48 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const auto q = req.target.find('?');
     req.path = req.target.substr(0, q);
     if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
-    req.authorization = msg[http::field::authorization];
-    if (auto it = msg.find(http::field::origin); it != msg.end()) {
-      req.origin = it->value();
-      req.has_origin = true;
-    }
-    req.upgrade = msg[http::field::upgrade];
-    req.connection = msg[http::field::connection];
-    req.ws_key = msg[http::field::sec_websocket_key];
-    req.ws_version = msg[http::field::sec_websocket_version];
-    req.header = [&msg](std::string_view name) { return msg[name]; };
-    if (!msg.chunked()) {
-      if (auto it = msg.find(http::field::content_length); it != msg.end()) {
-        std::uint64_t n = 0;
-        const auto v = it->value();
-        const auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
-        if (err == std::errc() && end == v.data() + v.size()) req.content_length = n;
+    // One pass over the fields rather than a lookup per header (each a case-insensitive
+    // search of Beast's index); the first of repeated fields counts, as msg[field] would have it.
+    bool seen_authorization = false, seen_upgrade = false, seen_connection = false;
+    bool seen_ws_key = false, seen_ws_version = false, seen_length = false;
+    std::string_view length;
+    auto first = [](bool& seen, std::string_view& to, const auto& f) {
+      if (seen) return;
+      seen = true;
+      to = f.value();
+    };
+    for (const auto& f : msg) {
+      switch (f.name()) {
+        case http::field::authorization:
+          first(seen_authorization, req.authorization, f);
+          break;
+        case http::field::origin:
+          first(req.has_origin, req.origin, f);
+          break;
+        case http::field::upgrade:
+          first(seen_upgrade, req.upgrade, f);
+          break;
+        case http::field::connection:
+          first(seen_connection, req.connection, f);
+          break;
+        case http::field::sec_websocket_key:
+          first(seen_ws_key, req.ws_key, f);
+          break;
+        case http::field::sec_websocket_version:
+          first(seen_ws_version, req.ws_version, f);
+          break;
+        case http::field::content_length:
+          first(seen_length, length, f);
+          break;
+        default:
+          break;
       }
+    }
+    req.header = [&msg](std::string_view name) { return msg[name]; };
+    if (seen_length && !msg.chunked()) {
+      std::uint64_t n = 0;
+      const auto [end, err] = std::from_chars(length.data(), length.data() + length.size(), n);
+      if (err == std::errc() && end == length.data() + length.size()) req.content_length = n;
     }
     return req;
   }
@@ -220,12 +255,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     count_request();
     auto reply = [self = shared_from_this()](HttpResponse r) {
-      // A broker may answer from its own thread.
+      // An answer given on this worker (the memory broker's, every refusal) is written at once;
+      // one from another thread (a Redis broker's) is posted back to it. Not asio::dispatch:
+      // through the type-erased executor that still wraps the handler in an allocation.
+      if (self->on_own_thread()) return self->send(std::move(r), false);
       boost::asio::post(self->stream_.get_executor(),
                         [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
     };
     if (route) return route->handle(req, std::move(reply));
     routes_.not_found(req, std::move(reply));
+  }
+
+  bool on_own_thread() {
+    // target() points into the executor, so that must outlive the check.
+    const auto executor = stream_.get_executor();
+    const auto* io = executor.target<boost::asio::io_context::executor_type>();
+    return io != nullptr && io->running_in_this_thread();
   }
 
   void count_request() {
@@ -333,6 +378,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send(HttpResponse r, bool close) {
+    // A draining node sends keep-alive clients (and balancers) to open a new connection, which
+    // the balancer no longer routes here.
+    close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
+    close_after_write_ = close;
+    // Input still unread (a body, the rest of a refused head, a pipelined request) would make
+    // the close a reset that can destroy this answer: linger instead.
+    linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
+    if (!head_) {
+      plain_response_.clear();
+      if (append_plain_response(r, close, plain_response_)) {
+        boost::asio::async_write(
+            stream_, boost::asio::buffer(plain_response_),
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+        return;
+      }
+    }
     response_.emplace();
     auto& res = *response_;
     res.version(11);
@@ -342,9 +403,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.set(http::field::content_type, r.content_type);
     res.set(http::field::cache_control, "no-store");
     for (auto& [name, value] : r.headers) res.set(name, value);
-    // A draining node sends keep-alive clients (and balancers) to open a new connection, which
-    // the balancer no longer routes here.
-    close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
     res.keep_alive(!close);
     const std::size_t size = r.body.size();
     res.body() = head_ ? std::string() : std::move(r.body);
@@ -352,10 +410,6 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (head_) res.content_length(size);
     // RFC 9110 §8.6: no Content-Length on a 204, which Beast would set to 0.
     if (r.status == 204) res.content_length(boost::none);
-    close_after_write_ = close;
-    // Input still unread (a body, the rest of a refused head, a pipelined request) would make
-    // the close a reset that can destroy this answer: linger instead.
-    linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
     http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
     });
@@ -363,6 +417,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_write(beast::error_code ec) {
     response_.reset();
+    // Kept for the next answer on this connection unless it was a big one (/metrics).
+    if (plain_response_.capacity() > kKeptResponseBytes) plain_response_ = std::string();
     in_flight_.reset();
     if (!ec && linger_after_write_) return linger();
     if (ec || close_after_write_) return shutdown();
@@ -413,6 +469,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::shared_ptr<BodySink> sink_;  // while a streamed body is read
   std::unique_ptr<char[]> piece_;   // while a streamed body is read, or while lingering
   std::optional<http::response<http::string_body>> response_;
+  std::string plain_response_;  // an answer written without Beast (append_plain_response)
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;

@@ -2,6 +2,8 @@
 
 #include "core/core.hpp"
 
+#include <boost/beast/http/status.hpp>
+
 namespace sg::net {
 
 HttpResponse json_error(unsigned status, std::string_view code, std::string_view message) {
@@ -19,6 +21,29 @@ HttpResponse json_ok(std::string body) {
   HttpResponse r;
   r.body = std::move(body);
   return r;
+}
+
+bool append_plain_response(const HttpResponse& r, bool close, std::string& out) {
+  if (!r.reason.empty() || !r.headers.empty() || r.status < 200 || r.status > 599 ||
+      r.status == 204 || r.content_type.find_first_of("\r\n") != std::string::npos) {
+    return false;
+  }
+  namespace http = boost::beast::http;
+  const auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
+  out.reserve(out.size() + 128 + r.content_type.size() + r.body.size());
+  out += "HTTP/1.1 ";
+  core::append_decimal(out, r.status);
+  out += ' ';
+  out.append(reason.data(), reason.size());
+  out += "\r\nServer: streamgate\r\nContent-Type: ";
+  out += r.content_type;
+  out += "\r\nCache-Control: no-store\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "Content-Length: ";
+  core::append_decimal(out, r.body.size());
+  out += "\r\n\r\n";
+  out += r.body;
+  return true;
 }
 
 std::string query_param(std::string_view query, std::string_view name) {

@@ -29,8 +29,12 @@ Outbox::Push Outbox::push_latest(OutFrame&& frame, Latest kind, bool front_start
 
 void Outbox::pop(std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
-    bytes_ -= frames_[head_].size();
-    frames_[head_] = OutFrame{};
+    OutFrame& sent = frames_[head_];
+    bytes_ -= sent.size();
+    // Only the reference needs dropping now (it may hold the last copy of an event); the slot
+    // itself is outside [head_, size) from here on and is reused or cleared with the rest.
+    sent.keep.reset();
+    sent.body = {};
     ++head_;
   }
   for (auto& slot : latest_) {

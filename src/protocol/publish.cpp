@@ -167,7 +167,10 @@ Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch,
   PublishErrorDetail ignored;
   PublishErrorDetail& where = detail != nullptr ? *detail : ignored;
   where = {};
-  json::monotonic_resource resource;
+  // A single event's DOM fits here, so parsing it allocates nothing; bigger bodies (batches)
+  // spill to the heap.
+  unsigned char buffer[4096];
+  json::monotonic_resource resource(buffer, sizeof buffer);
   json::parse_options options;
   options.max_depth = kMaxDepth;
   boost::system::error_code ec;

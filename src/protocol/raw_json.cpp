@@ -2,6 +2,9 @@
 
 #include "protocol/json_fields.hpp"
 
+#include <algorithm>
+#include <cstring>
+
 namespace sg::protocol::detail {
 
 namespace {
@@ -35,13 +38,21 @@ class Cursor {
   // Moves past the string token starting here, quotes included.
   bool skip_string() {
     if (!consume('"')) return false;
+    const std::size_t start = pos_;
+    // memchr to each quote (strings are most of a publish's bytes): a quote ends the string
+    // unless an odd run of backslashes precedes it inside the string. The hex digits of
+    // \uXXXX need no special case, they can't be a quote or a backslash.
     while (pos_ < text_.size()) {
-      const char c = text_[pos_++];
-      if (c == '"') return true;
-      // The character after a backslash never ends the string; the hex digits of \uXXXX
-      // need no special case, they can't be a quote or a backslash.
-      if (c == '\\') ++pos_;
+      const void* hit = std::memchr(text_.data() + pos_, '"', text_.size() - pos_);
+      if (hit == nullptr) break;
+      const std::size_t quote =
+          static_cast<std::size_t>(static_cast<const char*>(hit) - text_.data());
+      std::size_t backslashes = 0;
+      while (quote - backslashes > start && text_[quote - backslashes - 1] == '\\') ++backslashes;
+      pos_ = quote + 1;
+      if (backslashes % 2 == 0) return true;
     }
+    pos_ = text_.size();
     return false;
   }
 
@@ -154,21 +165,27 @@ Result<std::string_view> raw_member(std::string_view text, std::string_view key)
 }
 
 std::string minify_json(std::string_view value) {
+  // Copies whole runs rather than a byte at a time: a publish's "data" is mostly string
+  // contents, and this ran once per published event.
   std::string out;
   out.reserve(value.size());
-  bool in_string = false;
-  for (std::size_t i = 0; i < value.size(); ++i) {
+  std::size_t i = 0;
+  while (i < value.size()) {
     const char c = value[i];
-    if (in_string) {
-      out.push_back(c);
-      if (c == '\\' && i + 1 < value.size()) {
-        out.push_back(value[++i]);  // an escaped quote doesn't end the string
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (!is_space(c)) {
-      out.push_back(c);
-      in_string = c == '"';
+    if (c == '"') {
+      // A string up to its closing quote, escapes included: an escaped quote doesn't end it.
+      std::size_t end = i + 1;
+      while (end < value.size() && value[end] != '"') end += value[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, value.size());
+      out.append(value.data() + i, end - i);
+      i = end;
+    } else if (is_space(c)) {
+      ++i;
+    } else {
+      std::size_t end = i + 1;
+      while (end < value.size() && value[end] != '"' && !is_space(value[end])) ++end;
+      out.append(value.data() + i, end - i);
+      i = end;
     }
   }
   return out;

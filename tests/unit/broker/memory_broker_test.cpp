@@ -2,6 +2,7 @@
 // callbacks run inline, state is per process, and idle channels give their memory back.
 #include "broker/broker.hpp"
 
+#include "core/core.hpp"
 #include "protocol/protocol.hpp"
 
 #include <gtest/gtest.h>
@@ -93,6 +94,30 @@ TEST(MemoryBroker, DeliversToSinkBeforePublishReturns) {
     EXPECT_EQ(seen, std::vector<std::uint64_t>{1});
   });
   EXPECT_TRUE(done);
+}
+
+// The timestamp text is reused within a second and only its milliseconds rewritten; every
+// event must still carry exactly its own publish time.
+TEST(MemoryBroker, EveryEventCarriesItsOwnPublishTime) {
+  auto broker = make_memory_broker({});
+  std::size_t seen = 0;
+  std::size_t wrong = 0;
+  auto subscription = broker->subscribe(
+      kChannel,
+      [&](const EventPtr& e) {
+        ++seen;
+        const std::string expected =
+            ",\"timestamp\":\"" + core::format_rfc3339(e->published_at) + "\"}";
+        if (!e->body.ends_with(expected)) ++wrong;
+      },
+      nullptr);
+  // Bounded in count and time; long enough to cross millisecond and second boundaries.
+  const auto start = std::chrono::steady_clock::now();
+  while (seen < 2'000'000 && std::chrono::steady_clock::now() - start < 1100ms) {
+    publish(*broker, kChannel, input());
+  }
+  EXPECT_GT(seen, 0u);
+  EXPECT_EQ(wrong, 0u);
 }
 
 TEST(MemoryBroker, DropsChannelWithNoHistoryAndNoSubscribers) {

@@ -1,6 +1,11 @@
 #include "net/http_types.hpp"
 
 #include <gtest/gtest.h>
+#include <boost/beast/core/ostream.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <sstream>
 
 namespace sg::net {
 namespace {
@@ -35,6 +40,66 @@ TEST(QueryParam, FindsTheNamedParameterOnlyByItsWholeName) {
   EXPECT_EQ(query_param("xscope=a&scope=b", "scope"), "b");
   EXPECT_EQ(query_param("scopes=a", "scope"), "");
   EXPECT_EQ(query_param("orgId=o%2F1&orgId=2", "orgId"), "o/1");
+}
+
+// What the HTTP session wrote for `r` before append_plain_response: Beast's message and serializer.
+std::string beast_bytes(const HttpResponse& r, bool close) {
+  namespace http = boost::beast::http;
+  http::response<http::string_body> res;
+  res.version(11);
+  res.result(r.status);
+  if (!r.reason.empty()) res.reason(r.reason);
+  res.set(http::field::server, "streamgate");
+  res.set(http::field::content_type, r.content_type);
+  res.set(http::field::cache_control, "no-store");
+  for (const auto& [name, value] : r.headers) res.set(name, value);
+  res.keep_alive(!close);
+  res.body() = r.body;
+  res.prepare_payload();
+  std::ostringstream out;
+  out << res;
+  return out.str();
+}
+
+TEST(PlainResponse, IsWhatBeastWritesForTheSameAnswer) {
+  std::vector<HttpResponse> answers = {json_ok(R"({"id":"1-2"})"),
+                                       json_error(400, "bad_request", "malformed"),
+                                       json_error(401, "invalid_api_key", "no"),
+                                       json_error(404, "not_found", "no such path"),
+                                       json_error(413, "payload_too_large", "too big"),
+                                       json_error(503, "broker_unavailable", "down"),
+                                       json_ok("")};
+  HttpResponse text = json_ok("a 1\n");
+  text.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  answers.push_back(text);
+  HttpResponse odd = json_error(599, "x", "y");
+  answers.push_back(odd);
+  for (const auto& r : answers) {
+    for (const bool close : {false, true}) {
+      std::string out = "kept";
+      ASSERT_TRUE(append_plain_response(r, close, out)) << r.status;
+      EXPECT_EQ(out, "kept" + beast_bytes(r, close)) << r.status << " close " << close;
+    }
+  }
+}
+
+TEST(PlainResponse, LeavesAnswersWithBeastsFieldRulesToBeast) {
+  HttpResponse with_header = json_ok("{}");
+  with_header.headers.emplace_back("Allow", "GET");
+  HttpResponse with_reason = json_ok("{}");
+  with_reason.status = 460;
+  with_reason.reason = "Checksum Mismatch";
+  HttpResponse no_content;
+  no_content.status = 204;
+  HttpResponse informational;
+  informational.status = 101;
+  HttpResponse broken_type = json_ok("{}");
+  broken_type.content_type = "text/plain\r\nX-Injected: 1";
+  for (const auto& r : {with_header, with_reason, no_content, informational, broken_type}) {
+    std::string out = "kept";
+    EXPECT_FALSE(append_plain_response(r, false, out)) << r.status;
+    EXPECT_EQ(out, "kept");
+  }
 }
 
 }  // namespace

@@ -50,6 +50,15 @@ TEST(RawJson, IgnoresKeysNestedInOtherMembersOrInsideStrings) {
             R"([{"data":2}])");
 }
 
+// A quote ends a string unless an odd run of backslashes precedes it.
+TEST(RawJson, EndsStringsOnlyAtUnescapedQuotes) {
+  EXPECT_EQ(member(R"({"a":"q\"data\":5","data":6})"), "6");
+  EXPECT_EQ(member(R"({"a":"x\\","data":7})"), "7");
+  EXPECT_EQ(member(R"({"a":"x\\\"data\":1","data":8})"), "8");
+  EXPECT_EQ(member(R"({"\\":"\\\\","data":["\"",{"k":"\\"}]})"), R"(["\"",{"k":"\\"}])");
+  EXPECT_FALSE(raw_member(R"({"a":"x\","data":1})", "data"));
+}
+
 TEST(RawJson, ComparesKeysByTheirUnescapedValue) {
   EXPECT_EQ(member(R"({"d\u0061ta":7})"), "7");
   EXPECT_EQ(member(R"({"\u0064\u0061\u0074\u0061":8})"), "8");
