@@ -165,6 +165,16 @@ bool refused(const CallGate::Pass& pass, Done& done) {
   return true;
 }
 
+// The start of every call on a channel: refused once quiesced, kBadChannel for an invalid
+// channel; false when `done` has been answered already.
+template <class Done>
+bool admitted(const CallGate::Pass& pass, const Channel& channel, Done& done) {
+  if (refused(pass, done)) return false;
+  if (valid(channel)) return true;
+  if (done) done(make_error_code(BrokerError::kBadChannel));
+  return false;
+}
+
 // Shared by the broker and every Subscription, so a Subscription may outlive its broker.
 class Core {
  public:
@@ -365,11 +375,7 @@ class MemoryBroker final : public Broker {
   void publish(const Channel& channel, PublishInput input,
                std::function<void(Result<PublishResult>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (refused(pass, done)) return;
-    if (!valid(channel)) {
-      if (done) done(make_error_code(BrokerError::kBadChannel));
-      return;
-    }
+    if (!admitted(pass, channel, done)) return;
     core_->maybe_sweep();
     const auto& options = core_->options();
     const bool keyed = !input.event_key.empty() && options.idempotency_keys > 0;
@@ -448,11 +454,7 @@ class MemoryBroker final : public Broker {
   void read_after(const Channel& channel, std::optional<Position> after, std::size_t limit,
                   std::function<void(Result<History>)> done) {
     const CallGate::Pass pass(gate_);
-    if (refused(pass, done)) return;
-    if (!valid(channel)) {
-      if (done) done(make_error_code(BrokerError::kBadChannel));
-      return;
-    }
+    if (!admitted(pass, channel, done)) return;
     core_->maybe_sweep();
     std::optional<History> result;
     StatePtr state = core_->find(map_key(channel));
@@ -476,11 +478,7 @@ class MemoryBroker final : public Broker {
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
                       std::function<void(Result<History>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (refused(pass, done)) return;
-    if (!valid(channel)) {
-      if (done) done(make_error_code(BrokerError::kBadChannel));
-      return;
-    }
+    if (!admitted(pass, channel, done)) return;
     History history;
     history.epoch = core_->epoch_base();
     if (StatePtr state = core_->find(map_key(channel))) {
@@ -496,11 +494,7 @@ class MemoryBroker final : public Broker {
   void signal(const Channel& channel, PublishInput input,
               std::function<void(Result<void>)> done) override {
     const CallGate::Pass pass(gate_);
-    if (refused(pass, done)) return;
-    if (!valid(channel)) {
-      if (done) done(make_error_code(BrokerError::kBadChannel));
-      return;
-    }
+    if (!admitted(pass, channel, done)) return;
     // Nobody subscribed: nothing to do, and no channel state is made for it.
     if (StatePtr state = core_->find(map_key(channel))) {
       const auto now = Clock::now();
