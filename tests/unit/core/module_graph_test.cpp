@@ -7,9 +7,9 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <regex>
 #include <set>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -19,6 +19,22 @@ using Modules = std::set<std::string>;
 // The modules every module below the endpoints may use: the domain (and core beneath it).
 const Modules kDomain = {"core",     "config", "log", "metrics", "auth",
                          "protocol", "broker", "hub", "chat",    "upload"};
+
+// The module a `#include "module/file.hpp"` line names; empty for any other line. Not
+// std::regex: with GCC 12 under ASan its inlined state machine trips -Wmaybe-uninitialized.
+std::string included_module(std::string_view line) {
+  while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+  constexpr std::string_view kInclude = "#include \"";
+  if (!line.starts_with(kInclude)) return {};
+  line.remove_prefix(kInclude.size());
+  const auto slash = line.find('/');
+  if (slash == std::string_view::npos || slash == 0) return {};
+  const std::string_view name = line.substr(0, slash);
+  for (const char c : name) {
+    if ((c < 'a' || c > 'z') && c != '_') return {};
+  }
+  return std::string(name);
+}
 
 Modules with(Modules base, const Modules& more) {
   base.insert(more.begin(), more.end());
@@ -51,7 +67,6 @@ const std::map<std::string, Modules>& allowed() {
 
 TEST(ModuleGraph, EveryIncludeFollowsTheTable) {
   const fs::path src = fs::path(STREAMGATE_SOURCE_DIR) / "src";
-  const std::regex include(R"re(^\s*#\s*include\s*"([a-z_]+)/)re");
   std::size_t checked = 0;
   for (const auto& dir : fs::directory_iterator(src)) {
     if (!dir.is_directory()) continue;
@@ -62,9 +77,8 @@ TEST(ModuleGraph, EveryIncludeFollowsTheTable) {
       std::ifstream in(file.path());
       std::string line;
       while (std::getline(in, line)) {
-        std::smatch m;
-        if (!std::regex_search(line, m, include)) continue;
-        const std::string target = m[1];
+        const std::string target = included_module(line);
+        if (target.empty()) continue;
         ++checked;
         if (target == module) continue;
         EXPECT_TRUE(rule->second.contains(target))
