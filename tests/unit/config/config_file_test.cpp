@@ -13,10 +13,6 @@
 #include <string>
 #include <vector>
 
-#ifndef STREAMGATE_SOURCE_DIR
-#define STREAMGATE_SOURCE_DIR ""
-#endif
-
 // The --config file layer, --print-config and the secret files.
 namespace sg::config {
 namespace {

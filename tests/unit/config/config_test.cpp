@@ -13,11 +13,6 @@
 #include <string>
 #include <vector>
 
-// tests/CMakeLists.txt should define this; until it does, find the repository from this file.
-#ifndef STREAMGATE_SOURCE_DIR
-#define STREAMGATE_SOURCE_DIR ""
-#endif
-
 namespace sg::config {
 namespace {
 
