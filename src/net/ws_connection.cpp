@@ -45,14 +45,14 @@ constexpr std::size_t kMaxIov = 256;
 // Reads per readiness event before yielding to other connections on the worker.
 constexpr int kMaxReadsPerTurn = 4;
 
-OutFrame text_frame(std::string_view text) {
-  auto payload = std::make_shared<std::string>();
+// The text is moved into the frame's shared body, not copied: a reply is built once.
+OutFrame text_frame(std::string text) {
   std::array<char, 10> header;
   const std::size_t n = ws::frame_header(ws::Opcode::kText, text.size(), header);
   OutFrame frame;
   std::copy_n(header.begin(), n, frame.head.begin());
   frame.head_len = static_cast<std::uint8_t>(n);
-  payload->assign(text);
+  auto payload = std::make_shared<const std::string>(std::move(text));
   frame.body = *payload;
   frame.keep = std::move(payload);
   return frame;
@@ -214,14 +214,14 @@ void WsConnection::resume_reading() {
 
 // ---- queuing ----
 
-void WsConnection::send_text(std::string_view text) {
+void WsConnection::send_text(std::string text) {
   if (state_ == State::kClosed || close_queued_) return;
-  after_reply(outbox_.push_reply(text_frame(text)));
+  after_reply(outbox_.push_reply(text_frame(std::move(text))));
 }
 
-void WsConnection::send_latest_text(std::string_view text, Outbox::Latest kind) {
+void WsConnection::send_latest_text(std::string text, Outbox::Latest kind) {
   if (state_ == State::kClosed || close_queued_) return;
-  after_reply(outbox_.push_latest(text_frame(text), kind, write_offset_ > 0));
+  after_reply(outbox_.push_latest(text_frame(std::move(text)), kind, write_offset_ > 0));
 }
 
 bool WsConnection::send_event(OutFrame&& frame) {

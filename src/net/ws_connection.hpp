@@ -101,10 +101,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   const WsOptions& options() const { return options_; }
   // A reply (a text message): always queued. Past the outbox bound, reading stops until the
   // queue drains, and the connection closes as a slow consumer after the grace.
-  void send_text(std::string_view text);
+  void send_text(std::string text);
   // A reply of which only the newest matters (a progress report): replaces the one of the same
   // `kind` still waiting to be written.
-  void send_latest_text(std::string_view text, Outbox::Latest kind);
+  void send_latest_text(std::string text, Outbox::Latest kind);
   // An event frame: refused past the outbox bound, and then the connection closes as a slow
   // consumer at the next flush (an event cannot wait for the client). False when refused.
   bool send_event(OutFrame&& frame);

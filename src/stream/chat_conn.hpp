@@ -37,7 +37,7 @@ class ChatHost {
   // Held, keeps the connection (and its ChatConn) alive; active() says whether it still talks.
   virtual std::shared_ptr<const void> keep_alive() = 0;
   virtual bool active() const = 0;
-  virtual void reply(std::string_view text) = 0;
+  virtual void reply(std::string text) = 0;
   // Requests wait while one is in flight (docs/protocol.md#flow-control).
   virtual void pause_requests() = 0;
   virtual void resume_requests() = 0;

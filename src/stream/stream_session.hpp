@@ -57,7 +57,7 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   boost::asio::io_context& io() override;
   std::shared_ptr<const void> keep_alive() override { return shared_from_this(); }
   bool active() const override { return active_ && !closing(); }
-  void reply(std::string_view text) override { send_text(text); }
+  void reply(std::string text) override { send_text(std::move(text)); }
   void pause_requests() override { pause_reading(); }
   void resume_requests() override { resume_reading(); }
   void events_lost() override { mark_slow(); }

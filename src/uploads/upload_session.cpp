@@ -278,7 +278,7 @@ class UploadSession final : public net::WsConnection {
     out += ",\"percent\":";
     append_percent(out, received_, total_, received_ == total_);
     out += "}";
-    send_latest_text(out, net::Outbox::Latest::kStatus);
+    send_latest_text(std::move(out), net::Outbox::Latest::kStatus);
   }
 
   void fail_with(std::string_view code, std::string_view message, std::uint16_t close_code) {
