@@ -103,7 +103,7 @@ class RawClient {
     socket.on('error', () => {});
   }
 
-  static async open(server, token) {
+  static async open(server, token, path = '/v2/realtime/stream') {
     const socket = net.connect(server.port, '127.0.0.1');
     socket.setNoDelay(true);
     await withTimeout(new Promise((resolve, reject) => {
@@ -112,7 +112,7 @@ class RawClient {
     }), ms(5000), 'tcp connect');
     const key = crypto.randomBytes(16).toString('base64');
     socket.write(
-      `GET /v2/realtime/stream?access_token=${encodeURIComponent(token)} HTTP/1.1\r\n` +
+      `GET ${path}?access_token=${encodeURIComponent(token)} HTTP/1.1\r\n` +
         `Host: 127.0.0.1:${server.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
         `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
     );
@@ -279,6 +279,33 @@ describe('replies are bounded by --outbox-bytes', () => {
     assert.deepEqual(events.map((e) => e.id), published);
     assert.ok(bystander.isOpen);
     await bystander.close();
+  });
+
+  // The upload socket is the same WebSocket connection underneath (net::WsConnection): its
+  // replies are bounded the same way.
+  test('an upload socket flooded with JSON pings without reading: bounded RSS, 4008', { timeout: ms(60000) }, async () => {
+    const flooder = await RawClient.open(server, tokenFor(server, { org: ORG, user: 'uploader' }), '/v2/realtime/upload');
+    flooder.stopReading();
+    const base = await promValue(server, 'streamgate_slow_consumer_closes_total');
+    const baseline = rssBytes(server);
+    // ~100 bytes of pong each: far more than the outbox and the socket buffers hold.
+    const pings = SANITIZED ? 150000 : 200000;
+    flooder.socket.write(Buffer.concat(new Array(pings).fill(text({ type: 'ping' }))));
+    let peak = baseline;
+    await waitFor(async () => {
+      peak = Math.max(peak, rssBytes(server));
+      return (await promValue(server, 'streamgate_slow_consumer_closes_total')) > base;
+    }, { timeout: grace + ms(10000), interval: 50, what: 'the slow-consumer close of the upload socket' });
+    peak = Math.max(peak, rssBytes(server));
+    flooder.read();
+    await flooder.until(() => flooder.close !== undefined || flooder.ended, 'the close frame');
+    assert.equal(flooder.close, 4008);
+    assert.ok(flooder.count('pong') < pings, 'not every ping was answered');
+    assert.equal(await promValue(server, 'streamgate_slow_consumer_closes_total'), base + 1);
+    const growth = peak - baseline;
+    assert.ok(growth < OUTBOX + SLACK,
+      `RSS grew by ${(growth / MiB).toFixed(1)} MiB, bound ${((OUTBOX + SLACK) / MiB).toFixed(1)} MiB`);
+    flooder.destroy();
   });
 
   test('a client that stops reading is paused, not closed, and gets a pong for every JSON ping once it reads', { timeout: ms(60000) }, async () => {
