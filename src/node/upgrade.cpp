@@ -32,6 +32,8 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
   auto fail = [&](unsigned status, std::string_view code, std::string_view message) {
     ctx.metrics->count_auth_failure(code);
     d.reject = json_error(status, code, message);
+    // RFC 9110 §15.5.2: a 401 names the scheme that would be accepted.
+    if (status == 401) d.reject->headers.emplace_back("WWW-Authenticate", "Bearer");
     return d;
   };
 

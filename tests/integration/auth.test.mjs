@@ -39,6 +39,9 @@ function assertRefused(r, status, reason) {
   assert.equal(r.json.error, reason, `error reason (body ${r.body})`);
   assert.equal(typeof r.json.message, 'string', 'message is a string');
   assert.ok(r.json.message.length > 0, 'message is not empty');
+  if (status === 401) {
+    assert.equal(r.headers['www-authenticate'], 'Bearer', 'a 401 names its scheme (RFC 9110)');
+  }
 }
 
 describe('HS256 server', () => {
