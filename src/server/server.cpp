@@ -100,7 +100,7 @@ class Server::Impl {
       n = d.count;
       log::info("server", "workers", {{"workers", n}, {"reason", d.reason}});
     } else {
-      log::info("server", "workers", {{"workers", n}, {"reason", "--workers"}});
+      log::info("server", "workers", {{"workers", n}, {"reason", "configured"}});
     }
     for (unsigned i = 0; i < n; ++i)
       workers_.push_back(std::make_unique<Worker>(i, settings.io_uring, registry_));
