@@ -196,7 +196,11 @@ describe('SSE stream', () => {
 
   test('SSE and WebSocket clients share one broker subscription per (org, service)', async () => {
     const org = unique('pool');
-    const base = (await metricsJson(server)).connectionPoolStats.totalSubscriptions;
+    // The earlier tests' streams are closed; their subscriptions go a moment later.
+    const base = 0;
+    await waitFor(async () => (await metricsJson(server)).connectionPoolStats.totalSubscriptions === base, {
+      what: 'no subscription left',
+    });
     const clients = [];
     for (let i = 0; i < 3; i++) clients.push((await openSseStream(server, { org, user: `u${i}` })).client);
     const ws = await openStream(server, { org, user: 'w' });
@@ -302,8 +306,11 @@ describe('SSE slow consumer and shutdown (--outbox-bytes 262144)', () => {
       const bad = await openSse(server, { org, lastEventId: `garbage-${i}` });
       assert.equal(bad.head.status, 400);
     }
+    // What a client sends after its request is read and dropped: no reply, no memory, no close.
+    client.socket.write(Buffer.alloc(1 << 20, 'x'));
     const id = await publishOk(server, { orgId: org, service: 'finance', event: 'still', data: {} });
     assert.equal((await client.collectEvents(1))[0].json.id, id);
+    assert.equal(client.closed, false);
     await client.close();
   });
 
@@ -312,5 +319,30 @@ describe('SSE slow consumer and shutdown (--outbox-bytes 262144)', () => {
     await server.stop();
     await waitFor(() => client.closed, { what: 'the stream to close' });
     assert.equal(client.ended, true, 'the terminating chunk came before the FIN');
+  });
+});
+
+describe('SSE drain (--drain-period 2)', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ flags: { 'drain-period': 2 } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('SIGTERM: streams end with the last chunk within the period, new ones get 503', { timeout: ms(30000) }, async () => {
+    const { client } = await openSseStream(server, { org: unique('o') });
+    server.signal('SIGTERM');
+    await waitFor(
+      async () => {
+        const c = await openSse(server, { org: unique('o') });
+        return c.head.status === 503 && c.json.error === 'shutting_down';
+      },
+      { what: 'a new stream refused with 503' },
+    );
+    await waitFor(() => client.closed, { what: 'the stream to end', timeout: ms(5000) });
+    assert.equal(client.ended, true);
+    assert.equal((await server.waitExit()).code, 0);
   });
 });
