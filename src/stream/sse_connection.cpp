@@ -185,7 +185,8 @@ void SseConnection::on_attached(std::size_t index, hub::AttachResult result) {
   std::string failed;
   for (std::size_t i = 0; i < services_.size(); ++i) {
     const hub::AttachResult& r = *attached_[i];
-    if (!asked_[i] || asked_[i]->offset == 0) continue;
+    // A cursor entry at offset 0 counts too: history may have dropped some of what came since.
+    if (!asked_[i]) continue;
     ack.resume.push_back({services_[i], r.recovered, r.reason});
     if (r.recovered) continue;
     failed.append(failed.empty() ? "" : ",");

@@ -147,7 +147,11 @@ describe('SSE stream', () => {
       ...(await publishN(server, org, 'ops', 1)),
     ];
     const again = await openSseStream(server, { org, services, lastEventId: last });
-    assert.deepEqual(again.ack.json.resume, { finance: { recovered: true }, ops: { recovered: true } });
+    assert.deepEqual(again.ack.json.resume, {
+      finance: { recovered: true },
+      ops: { recovered: true },
+      hr: { recovered: true },
+    });
     const replay = await again.client.collectEvents(missed.length);
     assert.deepEqual(replay.map((e) => e.json.id).sort(), [...missed].sort());
     for (const id of [...seenFin, ...seenOps]) assert.ok(!replay.some((e) => e.json.id === id), 'no duplicate');
@@ -246,6 +250,21 @@ describe('SSE resume_failed, token expiry (--history 3, --jwt-leeway 0)', () => 
     const replay = await again.client.collectEvents(4);
     assert.deepEqual(replay.map((e) => e.json.id).sort(), [...fin.slice(3), ...ops].sort());
     assert.ok(!replay.some((e) => e.json.id === opsSeen[0]));
+    await again.client.close();
+  });
+
+  test('a service that had no event yet reports too_old too when history dropped what came since', async () => {
+    const org = unique('o');
+    const { client, ack } = await openSseStream(server, { org, services: ['finance'] });
+    await client.close();
+    const ids = await publishN(server, org, 'finance', 5);
+    const again = await openSseStream(server, { org, services: ['finance'], lastEventId: ack.id });
+    assert.deepEqual(again.ack.json.resume, { finance: { recovered: false, reason: 'too_old' } });
+    await again.client.next((m) => m.event === 'resume_failed');
+    assert.deepEqual(
+      (await again.client.collectEvents(3)).map((e) => e.json.id),
+      ids.slice(2),
+    );
     await again.client.close();
   });
 
