@@ -157,6 +157,15 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"pong-timeout", "MS", 100, kMaxDurationMs, "shorter fails on any real network",
        "Silence after a ping before the connection is closed, in milliseconds.",
        SG_NUMERIC_FIELD(pong_timeout_ms)},
+      {"sse-heartbeat", "MS", 100, kMaxDurationMs, "shorter floods idle streams with comments",
+       "Silence on a Server-Sent Events stream after which the server writes a \": ping\" "
+       "comment, in milliseconds; keeps proxies from timing the stream out.",
+       SG_NUMERIC_FIELD(sse_heartbeat_ms)},
+      {"sse-retry", "MS", 100, kMaxDurationMs,
+       "shorter makes every client hammer a restarting node",
+       "Reconnection delay a Server-Sent Events stream asks of its client (retry:), in "
+       "milliseconds.",
+       SG_NUMERIC_FIELD(sse_retry_ms)},
       {"shutdown-grace", "MS", 0, kMaxDurationMs, "",
        "After the drain period, time given to open connections to close (1001) and to requests "
        "already read to be answered before exit, in milliseconds; 0 = exit at once.",
@@ -337,7 +346,8 @@ std::string_view group_of(std::string_view flag) {
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
-  if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace") {
+  if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace" ||
+      flag.starts_with("sse-")) {
     return kGroupTimeouts;
   }
   return kGroupLimits;

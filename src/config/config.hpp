@@ -66,7 +66,13 @@ struct Settings {
   std::size_t max_connections = 0;               // --max-connections: per node; 0 = unlimited
   std::int64_t handshake_timeout_ms = 10000;     // --handshake-timeout: upgrade + first message
   std::int64_t ping_interval_ms = 25000;         // --ping-interval: server pings when idle
-  std::int64_t pong_timeout_ms = 20000;   // --pong-timeout: no traffic after a ping → close
+  std::int64_t pong_timeout_ms = 20000;  // --pong-timeout: no traffic after a ping → close
+  // Server-Sent Events (/v2/realtime/sse). --sse-heartbeat: a comment line after this much
+  // silence, under the 30-60 s idle timeouts of common proxies (nginx's proxy_read_timeout is
+  // 60 s). --sse-retry: the `retry:` a client waits before reconnecting; a little above what
+  // EventSource guesses by itself (about 3 s in browsers), so a node restarting is back.
+  std::int64_t sse_heartbeat_ms = 15000;
+  std::int64_t sse_retry_ms = 3000;
   std::int64_t shutdown_grace_ms = 4000;  // --shutdown-grace: SIGTERM drain before exit
   // --drain-period: on SIGTERM, seconds over which WebSockets are closed a few at a time while
   // the node keeps serving HTTP and /readyz says "draining", so a balancer can move traffic

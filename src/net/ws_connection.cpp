@@ -100,6 +100,8 @@ void WsConnection::start(std::string upgrade_response) {
   socket_.set_option(boost::asio::ip::tcp::no_delay(true), ec);
   worker_.add(shared_from_this());
   queue_raw(std::move(upgrade_response));
+  // A byte stream's peer has nothing to say after its request; a pipelined one goes unanswered.
+  if (options_.byte_stream) std::string().swap(in_);
   if (!in_.empty()) process({});
   do_read();
 }
@@ -128,6 +130,10 @@ void WsConnection::on_readable(const boost::system::error_code& ec) {
     discard_input();
     return;
   }
+  if (options_.byte_stream) {
+    drop_input();
+    return;
+  }
   auto scratch = worker_.scratch();
   for (int i = 0;
        i < kMaxReadsPerTurn && !paused_ && !throttled_ && !lingering_ && state_ != State::kClosed;
@@ -143,6 +149,20 @@ void WsConnection::on_readable(const boost::system::error_code& ec) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
     // EOF or a reset: the peer is gone, nothing more can be sent.
     finalize(peer_closed_ ? close_code_ : kAbnormal);
+    return;
+  }
+  do_read();
+}
+
+void WsConnection::drop_input() {
+  auto scratch = worker_.scratch();
+  for (int i = 0; i < kMaxReadsPerTurn; ++i) {
+    const ssize_t n = ::recv(socket_.native_handle(), scratch.data(), scratch.size(), 0);
+    if (n > 0) continue;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    // A byte stream has no close handshake: the peer's FIN is how its client says goodbye.
+    finalize(n == 0 ? cc::kNormal : kAbnormal);
     return;
   }
   do_read();
@@ -229,6 +249,16 @@ bool WsConnection::send_event(OutFrame&& frame) {
   if (outbox_.push(std::move(frame)) == Outbox::Push::kOverLimit) slow_ = true;
   schedule_flush();
   return !slow_;
+}
+
+void WsConnection::send_bytes(std::string bytes) {
+  if (state_ == State::kClosed || close_queued_) return;
+  after_reply(outbox_.push_reply(raw_frame(std::move(bytes))));
+}
+
+void WsConnection::send_latest_bytes(std::string bytes, Outbox::Latest kind) {
+  if (state_ == State::kClosed || close_queued_) return;
+  after_reply(outbox_.push_latest(raw_frame(std::move(bytes)), kind, write_offset_ > 0));
 }
 
 void WsConnection::mark_slow() {
@@ -384,7 +414,10 @@ void WsConnection::write_now() {
   }
   if (close_queued_ && !close_sent_) {
     close_sent_ = true;
-    if (peer_closed_) {
+    if (options_.byte_stream) {
+      // FIN after the stream's end; reading on until the peer's FIN, so no reset destroys it.
+      start_linger();
+    } else if (peer_closed_) {
       finalize(close_code_);
     } else if (failed_) {
       start_linger();
@@ -417,7 +450,11 @@ void WsConnection::close(std::uint16_t code, std::string_view reason, bool disca
   // A frame half written must be finished first; the rest goes unless the queue is the problem.
   if (discard_queued) outbox_.truncate(write_offset_ > 0 ? 1 : 0);
   // Outside the limit (one per connection), and reading goes on for the peer's close frame.
-  outbox_.push_reply(raw_frame(ws::close_frame(code, reason)));
+  if (!options_.byte_stream) {
+    outbox_.push_reply(raw_frame(ws::close_frame(code, reason)));
+  } else if (!options_.stream_end.empty()) {
+    outbox_.push_reply(raw_frame(options_.stream_end));
+  }
   close_queued_ = true;
   throttled_ = false;
   schedule_flush();
@@ -511,7 +548,7 @@ void WsConnection::tick(Clock::time_point now, std::chrono::system_clock::time_p
   }
   // A request in flight (a disk write, a history read) is not the client's silence, and its
   // pong can't be read until it is answered: resume_reading() restarts the wait.
-  if (paused_) return;
+  if (paused_ || options_.byte_stream) return;
   if (ping_outstanding_) {
     if (now - ping_sent_at_ >= options_.pong_timeout) {
       close(options_.ping_timeout_code, "ping timeout");

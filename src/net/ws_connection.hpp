@@ -39,6 +39,12 @@ struct WsOptions {
   // The application's close codes for a missed pong and for a client that does not read.
   std::uint16_t ping_timeout_code = ws::close_code::kPolicyViolation;
   std::uint16_t slow_consumer_code = ws::close_code::kPolicyViolation;
+  // A one-way byte stream after the response instead of RFC 6455 (a streamed HTTP response
+  // body): input is read and dropped, nothing is pinged (the endpoint keeps the connection warm
+  // with send_bytes()), and close() writes `stream_end` after what is queued, then FIN, instead
+  // of a close frame. The peer's FIN ends it as a normal close (1000), a reset as 1006.
+  bool byte_stream = false;
+  std::string stream_end;
 };
 
 class WsConnection : public std::enable_shared_from_this<WsConnection> {
@@ -108,6 +114,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   // An event frame: refused past the outbox bound, and then the connection closes as a slow
   // consumer at the next flush (an event cannot wait for the client). False when refused.
   bool send_event(OutFrame&& frame);
+  // Bytes written as they are (a byte stream's own framing), as a reply: send_text's rules.
+  void send_bytes(std::string bytes);
+  // send_bytes() for bytes of which only the newest matters (a keep-alive).
+  void send_latest_bytes(std::string bytes, Outbox::Latest kind);
   // Close as a slow consumer at the next flush (the endpoint lost events it could not queue).
   void mark_slow();
   // Stop decoding and reading after the current message (a request is in flight) and go on.
@@ -124,6 +134,7 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
 
   void do_read();
   void on_readable(const boost::system::error_code& ec);
+  void drop_input();
   void process(std::span<char> data);
   void handle_peer_close(std::uint16_t code);
 

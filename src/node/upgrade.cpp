@@ -27,7 +27,8 @@ bool has_token(std::string_view value, std::string_view token) {
 
 }  // namespace
 
-UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
+UpgradeDecision decide_connection(Context& ctx, const HttpRequest& req,
+                                  const TransportCheck& check) {
   UpgradeDecision d;
   auto fail = [&](unsigned status, std::string_view code, std::string_view message) {
     ctx.metrics->count_auth_failure(code);
@@ -63,20 +64,8 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
     return fail(403, "origin_not_allowed", "this Origin may not connect");
   }
 
-  if (!has_token(req.upgrade, "websocket") || !has_token(req.connection, "upgrade") ||
-      req.method != "GET") {
-    d.reject = json_error(426, "upgrade_required", "this endpoint is a WebSocket");
-    d.reject->headers.emplace_back("Upgrade", "websocket");
-    return d;
-  }
-  if (req.ws_version != "13") {
-    d.reject = json_error(426, "unsupported_websocket_version", "use WebSocket version 13");
-    d.reject->headers.emplace_back("Sec-WebSocket-Version", "13");
-    return d;
-  }
-  // The key must be 16 random bytes in standard base64 (RFC 6455 §4.1): 24 characters.
-  if (std::string key; !core::base64_decode(req.ws_key, key) || key.size() != 16) {
-    d.reject = json_error(400, "bad_websocket_key", "Sec-WebSocket-Key must be 16 bytes base64");
+  if (auto refused = check(req, *principal)) {
+    d.reject = std::move(refused);
     return d;
   }
 
@@ -97,6 +86,31 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
   }
 
   d.principal = std::move(*principal);
+  return d;
+}
+
+UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
+  UpgradeDecision d = decide_connection(
+      ctx, req, [](const HttpRequest& r, const auth::Principal&) -> std::optional<HttpResponse> {
+        if (!has_token(r.upgrade, "websocket") || !has_token(r.connection, "upgrade") ||
+            r.method != "GET") {
+          auto refused = json_error(426, "upgrade_required", "this endpoint is a WebSocket");
+          refused.headers.emplace_back("Upgrade", "websocket");
+          return refused;
+        }
+        if (r.ws_version != "13") {
+          auto refused =
+              json_error(426, "unsupported_websocket_version", "use WebSocket version 13");
+          refused.headers.emplace_back("Sec-WebSocket-Version", "13");
+          return refused;
+        }
+        // The key must be 16 random bytes in standard base64 (RFC 6455 §4.1): 24 characters.
+        if (std::string key; !core::base64_decode(r.ws_key, key) || key.size() != 16) {
+          return json_error(400, "bad_websocket_key", "Sec-WebSocket-Key must be 16 bytes base64");
+        }
+        return std::nullopt;
+      });
+  if (d.reject) return d;
   d.response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: " +

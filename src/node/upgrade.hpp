@@ -1,5 +1,6 @@
-// The decision on a WebSocket upgrade request: who is asking (token), from where (Origin),
-// whether it is a valid RFC 6455 handshake, and whether this user may open another
+// The decision on a request that opens a long-lived connection (a WebSocket upgrade, an event
+// stream): who is asking (token), from where (Origin), whether the transport's own checks pass
+// (for a WebSocket, the RFC 6455 handshake), and whether this user may open another
 // connection. Pure apart from counting the admitted connection in the hub.
 #pragma once
 
@@ -24,6 +25,16 @@ struct UpgradeDecision {
   std::string response;                     // else: the raw "101 Switching Protocols" response
 };
 
+// A transport's own checks on a request whose token and Origin passed, before it is admitted:
+// a response refuses it.
+using TransportCheck = std::function<std::optional<net::HttpResponse>(
+    const net::HttpRequest& req, const auth::Principal& principal)>;
+
+// In order: not draining (503), token (401), Origin (403), `check`, the connection limits (429,
+// 503). Admitted: `principal` is counted in the hub and `response` is empty.
+UpgradeDecision decide_connection(Context& ctx, const net::HttpRequest& req,
+                                  const TransportCheck& check);
+// decide_connection with the RFC 6455 handshake as the check; `response` is the 101.
 UpgradeDecision decide_upgrade(Context& ctx, const net::HttpRequest& req);
 
 // Starts a WebSocket endpoint's connection on `worker` for an admitted `principal`: `response`

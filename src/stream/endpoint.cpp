@@ -2,7 +2,10 @@
 
 #include "node/context.hpp"
 #include "node/upgrade.hpp"
+#include "stream/sse_connection.hpp"
 #include "stream/stream_session.hpp"
+
+#include <variant>
 
 namespace sg::stream {
 
@@ -15,6 +18,37 @@ void add_routes(net::HttpRoutes& routes, node::Context& ctx) {
                                             std::move(principal), std::move(leftover));
         session->begin(std::move(response));
       });
+
+  routes.add(net::path_is(std::string(kSsePath))).upgrade =
+      [&ctx, options = sse_options(ctx)](const net::HttpRequest& req) {
+        SseRequest parsed;
+        node::UpgradeDecision decision = node::decide_connection(
+            ctx, req,
+            [&](const net::HttpRequest& r,
+                const auth::Principal& principal) -> std::optional<net::HttpResponse> {
+              auto read = parse_sse_request(ctx, r, principal);
+              if (auto* refused = std::get_if<net::HttpResponse>(&read)) {
+                return std::move(*refused);
+              }
+              parsed = std::move(std::get<SseRequest>(read));
+              return std::nullopt;
+            });
+        net::Upgrade upgrade;
+        if (decision.reject) {
+          upgrade.reject = std::move(decision.reject);
+          return upgrade;
+        }
+        upgrade.accept = [&ctx, options, principal = std::move(decision.principal),
+                          parsed = std::move(parsed),
+                          origin = req.has_origin ? std::string(req.origin) : std::string()](
+                             net::Worker& worker, boost::asio::ip::tcp::socket socket,
+                             std::string /*leftover*/) mutable {
+          auto connection = std::make_shared<SseConnection>(
+              worker, std::move(socket), options, ctx, std::move(principal), std::move(parsed));
+          connection->begin(origin);
+        };
+        return upgrade;
+      };
 }
 
 }  // namespace sg::stream

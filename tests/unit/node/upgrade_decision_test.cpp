@@ -396,5 +396,43 @@ TEST_F(DecideUpgrade, RefusalsOtherThanDrainingKeepTheConnectionOpen) {
   }
 }
 
+// decide_connection: what another transport (Server-Sent Events) reuses.
+TEST_F(DecideUpgrade, ATransportCheckRunsAfterTokenAndOriginAndBeforeAdmission) {
+  Node node;
+  std::vector<std::string> checked;
+  const TransportCheck refuse = [&](const HttpRequest&, const auth::Principal& p) {
+    checked.push_back(p.user);
+    return std::optional<HttpResponse>(json_error(400, "missing_services", "name them"));
+  };
+  // Not asked without a token, nor for an Origin outside the policy.
+  expect_refused(node, decide_connection(node.context(), Handshake().request(), refuse), 401,
+                 "missing_token");
+  Handshake foreign = Handshake::bearer(token());
+  foreign.origin = "https://evil.example";
+  expect_refused(node, decide_connection(node.context(), foreign.request(), refuse), 403,
+                 "origin_not_allowed");
+  EXPECT_TRUE(checked.empty());
+  // Its refusal is the answer, and nothing is admitted.
+  expect_refused(node,
+                 decide_connection(node.context(), Handshake::bearer(token()).request(), refuse),
+                 400, "missing_services");
+  EXPECT_EQ(checked, std::vector<std::string>{"user-1"});
+}
+
+TEST_F(DecideUpgrade, APassingTransportCheckIsAdmittedWithoutA101) {
+  Node node;
+  Handshake plain = Handshake::bearer(token());
+  plain.upgrade.clear();  // not a WebSocket: only the transport's check decides
+  plain.connection.clear();
+  const TransportCheck pass = [](const HttpRequest&, const auth::Principal&) {
+    return std::optional<HttpResponse>();
+  };
+  const auto d = decide_connection(node.context(), plain.request(), pass);
+  ASSERT_FALSE(d.reject.has_value()) << d.reject->body;
+  EXPECT_EQ(d.principal.user, "user-1");
+  EXPECT_TRUE(d.response.empty());
+  EXPECT_EQ(node.hub().stats().total_connections, 1u);
+}
+
 }  // namespace
 }  // namespace sg::node

@@ -1,0 +1,134 @@
+#include "stream/sse_request.hpp"
+
+#include "core/core.hpp"
+#include "node/context.hpp"
+#include "protocol/protocol.hpp"
+
+#include <algorithm>
+
+namespace sg::stream {
+
+namespace {
+
+constexpr std::string_view kCursorVersion = "1";
+// " " + service + "=" + epoch (at most 32) + "-" + offset (at most 20 digits).
+constexpr std::size_t kMaxEntryBytes = 1 + protocol::kMaxNameBytes + 1 + 32 + 1 + 20;
+
+}  // namespace
+
+std::string encode_cursor(const std::vector<CursorEntry>& entries) {
+  std::string text(kCursorVersion);
+  for (const auto& e : entries) {
+    text.push_back(' ');
+    text.append(e.service);
+    text.push_back('=');
+    text.append(protocol::format_event_id(e.position.epoch, e.position.offset));
+  }
+  return core::base64url_encode(text);
+}
+
+std::optional<std::vector<CursorEntry>> decode_cursor(std::string_view text,
+                                                      std::size_t max_entries) {
+  std::string plain;
+  if (!core::base64url_decode(text, plain)) return std::nullopt;
+  std::string_view rest = plain;
+  if (!rest.starts_with(kCursorVersion)) return std::nullopt;
+  rest.remove_prefix(kCursorVersion.size());
+  std::vector<CursorEntry> entries;
+  while (!rest.empty()) {
+    if (rest.front() != ' ' || entries.size() == max_entries) return std::nullopt;
+    rest.remove_prefix(1);
+    const std::string_view entry = rest.substr(0, rest.find(' '));
+    rest.remove_prefix(entry.size());
+    const std::size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) return std::nullopt;
+    const std::string_view service = entry.substr(0, eq);
+    if (!protocol::is_valid_name(service)) return std::nullopt;
+    auto id = protocol::parse_event_id(entry.substr(eq + 1));
+    if (!id) return std::nullopt;
+    if (std::any_of(entries.begin(), entries.end(),
+                    [&](const CursorEntry& e) { return e.service == service; })) {
+      return std::nullopt;
+    }
+    entries.push_back({std::string(service), {std::move(id->epoch), id->offset}});
+  }
+  return entries;
+}
+
+std::size_t max_cursor_bytes(std::size_t max_services) {
+  const std::size_t plain = kCursorVersion.size() + max_services * kMaxEntryBytes;
+  return (plain * 4 + 2) / 3;  // base64url without padding
+}
+
+std::variant<SseRequest, net::HttpResponse> parse_sse_request(const node::Context& ctx,
+                                                              const net::HttpRequest& req,
+                                                              const auth::Principal& principal) {
+  using net::json_error;
+  if (req.method != "GET") {
+    auto refused = json_error(405, "method_not_allowed", "an event stream is opened with GET");
+    refused.headers.emplace_back("Allow", "GET");
+    return refused;
+  }
+  const std::size_t max_services = ctx.settings.max_services;
+  SseRequest out;
+  const std::string list = net::query_param(req.query, "services");
+  std::string_view rest = list;
+  while (!rest.empty()) {
+    const std::size_t comma = rest.find(',');
+    const std::string_view service = core::trim(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    if (service.empty()) continue;
+    if (!ctx.service_allowed(service)) {
+      return json_error(400, "unknown_service", std::string("no such service: ").append(service));
+    }
+    const bool own_uploads = ctx.uploads && service == node::kUploadsService;
+    if (principal.services && !own_uploads &&
+        std::find(principal.services->begin(), principal.services->end(), service) ==
+            principal.services->end()) {
+      return json_error(403, "forbidden_service",
+                        std::string("the token does not allow service ").append(service));
+    }
+    if (std::find(out.services.begin(), out.services.end(), service) != out.services.end()) {
+      continue;
+    }
+    if (out.services.size() == max_services) {
+      return json_error(400, "too_many_services",
+                        std::string("a connection may subscribe to at most ")
+                            .append(std::to_string(max_services))
+                            .append(" services"));
+    }
+    out.services.emplace_back(service);
+  }
+  if (out.services.empty()) {
+    return json_error(400, "missing_services",
+                      "name the services to stream: ?services=finance,hr (comma-separated)");
+  }
+  out.resume.resize(out.services.size());
+
+  // EventSource sends the header on its own reconnects; the parameter is for clients that can't
+  // set headers, so the header wins when both are there.
+  std::string cursor(req.header ? req.header("Last-Event-ID") : std::string_view{});
+  if (cursor.empty()) cursor = net::query_param(req.query, "lastEventId");
+  if (cursor.empty()) return out;
+  const std::size_t limit = max_cursor_bytes(max_services);
+  if (cursor.size() > limit) {
+    return json_error(400, "bad_last_event_id",
+                      std::string("Last-Event-ID is longer than any cursor this node issues (")
+                          .append(std::to_string(limit))
+                          .append(" bytes); reconnect without it"));
+  }
+  auto entries = decode_cursor(cursor, max_services);
+  if (!entries) {
+    return json_error(400, "bad_last_event_id",
+                      "Last-Event-ID is not a cursor this server issued; reconnect without it");
+  }
+  for (auto& entry : *entries) {
+    auto it = std::find(out.services.begin(), out.services.end(), entry.service);
+    // A service the client no longer asks for is simply left.
+    if (it == out.services.end()) continue;
+    out.resume[static_cast<std::size_t>(it - out.services.begin())] = std::move(entry.position);
+  }
+  return out;
+}
+
+}  // namespace sg::stream
