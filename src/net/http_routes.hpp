@@ -1,9 +1,9 @@
 // HttpRoutes: what the node's endpoints are to an HTTP connection. The server fills the table
 // (each endpoint module adds its own routes); an HttpSession looks a request's path up once
 // its head is read and hands the request to what it finds: a handler that answers it, a
-// streamed-body handler (tus PATCH), or a WebSocket endpoint that takes over the socket. The
-// table is built before the workers start and read-only afterwards, so every worker reads it
-// without locks.
+// streamed-body handler (tus PATCH), or a long-lived endpoint (a WebSocket, an event stream)
+// that takes over the socket. The table is built before the workers start and read-only
+// afterwards, so every worker reads it without locks.
 #pragma once
 
 #include "net/body_sink.hpp"
@@ -25,11 +25,12 @@ namespace sg::net {
 
 class Worker;
 
-// A WebSocket endpoint's answer to an upgrade request.
+// A long-lived endpoint's answer to the request that opens it.
 struct Upgrade {
-  std::optional<HttpResponse> reject;  // set: answer this and don't upgrade
+  std::optional<HttpResponse> reject;  // set: answer this and don't take the socket
   // Else: takes over the connection on `worker` (the socket, and what the client sent after the
-  // request), starting with the "101 Switching Protocols" response the endpoint prepared.
+  // request), starting with the response the endpoint prepared (a WebSocket's "101 Switching
+  // Protocols", an event stream's "200" head).
   std::function<void(Worker& worker, boost::asio::ip::tcp::socket socket, std::string leftover)>
       accept;
 };
