@@ -37,7 +37,7 @@ th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line
 th { color: var(--dim); font-weight: 500; font-size: 12px; }
 td.n, th.n { text-align: right; }
 svg { width: 100%; height: 160px; display: block; }
-.legend span { margin-right: 14px; font-size: 12px; }
+.legend > span { margin-right: 14px; font-size: 12px; }
 .sw { display: inline-block; width: 10px; height: 3px; vertical-align: middle; margin-right: 4px; }
 #status { font-size: 12px; }
 #status.bad { background: none; color: var(--bad); }
