@@ -4,13 +4,17 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ms, waitFor } from './support/env.mjs';
 import { get, prometheus, publish, publishOk, rawUpgrade, sampleKey } from './support/http.mjs';
 import { startRedis } from './support/redis.mjs';
 import { BIN, startServer } from './support/server.mjs';
-import { openStream } from './support/ws.mjs';
+import { chatClient, join } from './support/chat.mjs';
+import { create, request, tusHeaders } from './support/tus.mjs';
+import { openStream, tokenFor } from './support/ws.mjs';
 
 const ROUTES = new Set([
   'publish', 'stream', 'sse', 'metrics_api', 'presence', 'rooms', 'upload_socket', 'upload_status', 'tus',
@@ -34,11 +38,14 @@ function histogram(samples, name) {
 
 describe('observability metrics', () => {
   let server;
+  let dir; // its own upload directory: the default one is shared with other servers
   before(async () => {
-    server = await startServer();
+    dir = mkdtempSync(path.join(os.tmpdir(), 'sg-obs-'));
+    server = await startServer({ flags: { 'upload-dir': dir } });
   });
   after(async () => {
     await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test('streamgate_build_info{version,commit} is one series of value 1 naming what --version prints', async () => {
@@ -147,6 +154,32 @@ describe('observability metrics', () => {
       }
       assert.doesNotMatch(key, /[{,](org|orgId|org_id|user|userId|user_id)=/, key);
     }
+  });
+
+  test('streamgate_uploads_in_progress and streamgate_chat_rooms follow uploads and rooms (and /admin/stats says the same)', async () => {
+    const value = async (name) => (await prometheus(server)).samples.get(name);
+    const stats = async () => (await get(server, '/admin/stats', { apiKey: server.apiKey })).json;
+    assert.equal(await value('streamgate_uploads_in_progress'), 0);
+    assert.equal(await value('streamgate_chat_rooms'), 0);
+
+    const token = tokenFor(server, { org: 456, user: 'up' });
+    const urls = [await create(server, token, 100), await create(server, token, 200)];
+    assert.equal(await value('streamgate_uploads_in_progress'), 2);
+    assert.equal((await stats()).uploadsInProgress, 2);
+    for (const url of urls) assert.equal((await request(server, 'DELETE', url, { headers: tusHeaders(token) })).status, 204);
+    await waitFor(async () => (await value('streamgate_uploads_in_progress')) === 0, { what: 'uploads removed' });
+
+    const alice = await chatClient(server, { org: 456, user: 'alice' });
+    const bob = await chatClient(server, { org: 456, user: 'bob' });
+    await join(alice, 'lobby');
+    await join(bob, 'lobby');
+    await join(bob, 'ops');
+    assert.equal(await value('streamgate_chat_rooms'), 2, 'two rooms, whatever their members');
+    assert.equal((await stats()).rooms, 2);
+    await bob.close();
+    await waitFor(async () => (await value('streamgate_chat_rooms')) === 1, { what: 'ops empty' });
+    await alice.close();
+    await waitFor(async () => (await value('streamgate_chat_rooms')) === 0, { what: 'no rooms' });
   });
 
   test('streamgate_broker_up is 1 with the memory broker', async () => {
