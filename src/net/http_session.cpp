@@ -386,9 +386,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send(HttpResponse r, bool close) {
+    count_answer(r.status);
     // A draining node sends keep-alive clients (and balancers) to open a new connection, which
     // the balancer no longer routes here.
-    count_answer(r.status);
     close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
     close_after_write_ = close;
     // Input still unread (a body, the rest of a refused head, a pipelined request) would make
