@@ -117,8 +117,16 @@ void append_org_id(std::string& out, std::string_view org) {
   out += json::serialize(org_value(org));
 }
 
+std::string_view node_state(const Context& ctx) {
+  if (ctx.shutting_down.load()) return "stopping";
+  if (ctx.draining.load()) return "draining";
+  if (!ctx.broker.stats().healthy) return "broker_unavailable";
+  return "ready";
+}
+
 std::string node_metrics_json(Context& ctx) {
   json::object body = node_metrics(ctx);
+  body["state"] = node_state(ctx);
   body["node"] = ctx.node_name;
   return json::serialize(body);
 }

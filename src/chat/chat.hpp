@@ -133,6 +133,7 @@ class Registry {
 
   const ChatOptions& options() const { return options_; }
   std::size_t memberships() const;  // (room, user) pairs with a connection here
+  std::size_t rooms() const;        // rooms with a connection here
 
  private:
   struct UserState {
@@ -144,6 +145,7 @@ class Registry {
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::uint32_t> connections_;  // room key '\0' user
   std::unordered_map<std::string, UserState> users_;            // org '\0' user
+  std::unordered_map<std::string, std::uint32_t> rooms_;        // room key → its pairs here
   metrics::Counter& messages_;
   std::vector<metrics::Counter*> refusals_;  // by ChatError value
 };

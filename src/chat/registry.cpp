@@ -65,6 +65,7 @@ void Registry::count_refusal(ChatError error) {
 std::uint32_t Registry::enter(const broker::Channel& room, const std::string& user) {
   std::lock_guard lock(mu_);
   const std::uint32_t count = ++connections_[pair_key(room.key(), user)];
+  if (count == 1) ++rooms_[room.key()];
   auto [it, fresh] = users_.try_emplace(
       pair_key(room.org, user),
       UserState{
@@ -79,7 +80,10 @@ std::uint32_t Registry::leave(const broker::Channel& room, const std::string& us
   auto it = connections_.find(pair_key(room.key(), user));
   if (it == connections_.end()) return 0;
   const std::uint32_t count = --it->second;
-  if (count == 0) connections_.erase(it);
+  if (count == 0) {
+    connections_.erase(it);
+    if (auto r = rooms_.find(room.key()); r != rooms_.end() && --r->second == 0) rooms_.erase(r);
+  }
   auto user_it = users_.find(pair_key(room.org, user));
   // The bucket goes with the user's last membership: a user who leaves every room and comes
   // back starts with a full bucket, which costs at most one burst per join.
@@ -99,6 +103,11 @@ bool Registry::take_message_token(const std::string& org, const std::string& use
 std::size_t Registry::memberships() const {
   std::lock_guard lock(mu_);
   return connections_.size();
+}
+
+std::size_t Registry::rooms() const {
+  std::lock_guard lock(mu_);
+  return rooms_.size();
 }
 
 }  // namespace sg::chat

@@ -245,6 +245,7 @@ struct Raw {
   std::string config;
   bool print_config = false;
   std::string listen;
+  std::string admin_listen;
   std::string jwt_secret;
   std::string jwt_secret_file;
   std::string jwt_public_key;
@@ -379,6 +380,11 @@ void build_app(Cli& app, Raw& raw) {
   add_text(app, raw.listen, "listen", "HOST:PORT", defaults.listen,
            "Address to listen on; [::1]:4000 for IPv6, port 0 for any free port. Loopback by "
            "default: exposing the gateway is a deliberate act.",
+           kGroupServer);
+  add_text(app, raw.admin_listen, "admin-listen", "HOST:PORT", "",
+           "A second, plain HTTP listener for operators: /metrics, /healthz, /readyz and the "
+           "admin page /admin. When set, /metrics and /admin leave the public port. Off by "
+           "default; bind it to loopback or a private network, it asks for no key.",
            kGroupServer);
   add_text(app, raw.log_level, "log-level", "LEVEL", defaults.log_level,
            "Lowest level logged: debug, info, warn or error.", kGroupServer);
@@ -520,9 +526,9 @@ bool valid_ipv6_char(char c) {
          c == '.';
 }
 
-// Returns an error message, or nullopt when `listen` is a usable host:port.
-std::optional<std::string> parse_listen(std::string_view listen, std::string_view source,
-                                        Settings& s) {
+// Returns an error message, or nullopt when `listen` is a usable host:port (then in host, port).
+std::optional<std::string> parse_host_port(std::string_view listen, std::string_view source,
+                                           std::string& host_out, std::uint16_t& port_out) {
   const std::string prefix = std::string(source) + " must be host:port";
   std::string_view host;
   std::string_view port;
@@ -554,9 +560,30 @@ std::optional<std::string> parse_listen(std::string_view listen, std::string_vie
   if (!parse_u64(port, port_value) || port_value > 65535) {
     return failure(prefix + ": port \"" + std::string(port) + "\" is not a number from 0 to 65535");
   }
+  host_out = std::string(host);
+  port_out = static_cast<std::uint16_t>(port_value);
+  return std::nullopt;
+}
+
+std::optional<std::string> parse_listen(std::string_view listen, std::string_view source,
+                                        Settings& s) {
+  if (auto err = parse_host_port(listen, source, s.listen_host, s.listen_port)) return err;
   s.listen = std::string(listen);
-  s.listen_host = std::string(host);
-  s.listen_port = static_cast<std::uint16_t>(port_value);
+  return std::nullopt;
+}
+
+// --admin-listen: empty = off; else a host:port other than --listen's.
+std::optional<std::string> parse_admin_listen(std::string_view admin, std::string_view source,
+                                              Settings& s) {
+  if (admin.empty()) return std::nullopt;
+  if (auto err = parse_host_port(admin, source, s.admin_listen_host, s.admin_listen_port)) {
+    return err;
+  }
+  if (s.admin_listen_port != 0 && s.admin_listen_port == s.listen_port &&
+      s.admin_listen_host == s.listen_host) {
+    return failure(std::string(source) + " must differ from --listen (" + s.listen + ")");
+  }
+  s.admin_listen = std::string(admin);
   return std::nullopt;
 }
 
@@ -925,6 +952,9 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   s.config_file = raw.config;
 
   if (auto err = parse_listen(raw.listen, src("listen"), s)) return usage_error(*err);
+  if (auto err = parse_admin_listen(raw.admin_listen, src("admin-listen"), s)) {
+    return usage_error(*err);
+  }
 
   const auto& specs = numeric_specs();
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -1255,6 +1285,14 @@ WorkerDefault default_workers() {
         "cgroup CPU quota of " + std::string(buf) + " CPUs (" + quota_at + "), below " + reason;
   }
   return {count, reason};
+}
+
+std::string_view version() {
+  return STREAMGATE_VERSION;
+}
+
+std::string_view commit() {
+  return STREAMGATE_COMMIT;
 }
 
 }  // namespace sg::config

@@ -22,6 +22,12 @@ struct Settings {
   std::string listen_host = "127.0.0.1";  // derived from listen
   std::uint16_t listen_port = 4000;       // derived from listen; 0 = any free port
 
+  // --admin-listen host:port: a second listener for /metrics, /healthz, /readyz and /admin,
+  // so operators keep them off the public port. Empty (default) = off: they stay on --listen.
+  std::string admin_listen;
+  std::string admin_listen_host;        // derived from admin_listen
+  std::uint16_t admin_listen_port = 0;  // derived from admin_listen; 0 = any free port
+
   std::string config_file;  // --config: the TOML file read at start-up; empty = none
 
   std::string jwt_secret;  // --jwt-secret: HS256 shared secret
@@ -147,5 +153,10 @@ std::optional<std::string> cgroup_v2_path(std::string_view proc_self_cgroup);
 // Workers for `cpus` usable CPUs (0 = unknown) under a quota of `quota` CPUs: whole CPUs of
 // quota (a worker per fraction would be throttled for part of every period), at least 1.
 unsigned workers_for(unsigned cpus, std::optional<double> quota);
+
+// What --version prints: the release, and the git commit the binary was built from (empty when
+// it was not built from a checkout).
+std::string_view version();
+std::string_view commit();
 
 }  // namespace sg::config

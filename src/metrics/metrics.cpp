@@ -283,8 +283,18 @@ Histogram& Registry::histogram(std::string_view name, std::string_view help,
 
 void Registry::gauge_callback(std::string_view name, std::string_view help,
                               std::function<void(std::vector<Sample>&)> collect) {
+  add_callback(name, help, "gauge", std::move(collect));
+}
+
+void Registry::counter_callback(std::string_view name, std::string_view help,
+                                std::function<void(std::vector<Sample>&)> collect) {
+  add_callback(name, help, "counter", std::move(collect));
+}
+
+void Registry::add_callback(std::string_view name, std::string_view help, std::string_view type,
+                            std::function<void(std::vector<Sample>&)> collect) {
   std::lock_guard lock(mu_);
-  Family& f = family(name, help, "gauge");
+  Family& f = family(name, help, type);
   f.callbacks.push_back(std::move(collect));
 }
 

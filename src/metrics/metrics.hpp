@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -103,6 +104,9 @@ class Registry {
   };
   void gauge_callback(std::string_view name, std::string_view help,
                       std::function<void(std::vector<Sample>&)> collect);
+  // The same for a counter kept elsewhere (e.g. CPU seconds, which the kernel counts).
+  void counter_callback(std::string_view name, std::string_view help,
+                        std::function<void(std::vector<Sample>&)> collect);
 
   // Prometheus text exposition format 0.0.4, families sorted by name.
   std::string prometheus_text() const;
@@ -110,8 +114,30 @@ class Registry {
  private:
   struct Family;
   Family& family(std::string_view name, std::string_view help, std::string_view type);
+  void add_callback(std::string_view name, std::string_view help, std::string_view type,
+                    std::function<void(std::vector<Sample>&)> collect);
   mutable std::mutex mu_;
   std::deque<std::unique_ptr<Family>> families_;
 };
+
+// The standard process_* metrics every Prometheus client library exports (CPU seconds, resident
+// memory, open and max file descriptors, start time), read from /proc/self at scrape time as
+// those libraries do; on a system without /proc they are left out of the scrape.
+void register_process_metrics(Registry& registry);
+
+// The parts of /proc/self/stat and /proc/stat the process metrics use, parsed purely (tests).
+struct ProcStat {
+  std::uint64_t utime_ticks = 0;
+  std::uint64_t stime_ticks = 0;
+  std::uint64_t start_ticks = 0;  // since boot
+  std::uint64_t rss_pages = 0;
+};
+// /proc/self/stat → its fields; nullopt for text that is not one. The command name (field 2)
+// may hold spaces and parentheses, so fields are counted from its last ')'.
+std::optional<ProcStat> parse_proc_stat(std::string_view text);
+// /proc/stat → the boot time ("btime"), in seconds since the epoch; nullopt without one.
+std::optional<std::uint64_t> parse_boot_time(std::string_view text);
+// /proc/self/limits → the soft limit of "Max open files"; nullopt without one or "unlimited".
+std::optional<std::uint64_t> parse_max_open_files(std::string_view text);
 
 }  // namespace sg::metrics

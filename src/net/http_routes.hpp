@@ -11,6 +11,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <optional>
@@ -45,6 +46,8 @@ struct HttpRoute {
   // (decided from the head alone), and the handler that decides on them.
   std::function<bool(const HttpRequest&)> streams_body;
   std::function<void(const HttpRequest&, Decide)> begin_body;
+  // Answers given on this route, by status class 2xx..5xx (index 0..3); null = not counted.
+  std::array<metrics::Counter*, 4> answers{};
 };
 
 struct HttpRoutes {
@@ -57,7 +60,9 @@ struct HttpRoutes {
   const std::atomic<bool>* draining = nullptr;  // set: answers close their connection
   // Requests read but not yet answered: a shutdown waits for their answers.
   std::atomic<std::size_t>* in_flight = nullptr;
-  metrics::Counter* requests = nullptr;  // every request that is not an upgrade
+  // Answers to requests no route took (unknown paths, heads refused before their path was
+  // known), by status class as HttpRoute::answers.
+  std::array<metrics::Counter*, 4> unrouted_answers{};
 
   // Adds a route; fill it in before adding the next (the reference is to the table's storage).
   HttpRoute& add(std::function<bool(std::string_view path)> matches);

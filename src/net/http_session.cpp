@@ -89,6 +89,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     request_done_ = false;
     head_ = false;
     head_searched_ = 0;
+    route_ = nullptr;
     stream_.expires_after(kIdleTimeout);
     read_head();
   }
@@ -141,6 +142,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     {
       HttpRequest req = request_of(msg);
       const HttpRoute* route = routes_.find(req.path);
+      route_ = route;
       if (route && route->streams_body && route->streams_body(req)) {
         return begin_stream(*route, req);
       }
@@ -248,6 +250,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     req.body = msg.body();
 
     const HttpRoute* route = routes_.find(req.path);
+    route_ = route;
     if (route && route->upgrade) {
       Upgrade decision = route->upgrade(req);
       if (decision.reject) return send(std::move(*decision.reject), false);
@@ -274,8 +277,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void count_request() {
-    if (routes_.requests) routes_.requests->inc();
     if (routes_.in_flight) in_flight_.emplace(*routes_.in_flight);
+  }
+
+  void count_answer(unsigned status) {
+    if (status < 200 || status > 599) return;
+    const auto& answers = route_ ? route_->answers : routes_.unrouted_answers;
+    if (metrics::Counter* c = answers[status / 100 - 2]) c->inc();
   }
 
   // A body streamed into a sink: one piece buffer per connection, and the next piece is read
@@ -378,6 +386,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void send(HttpResponse r, bool close) {
+    count_answer(r.status);
     // A draining node sends keep-alive clients (and balancers) to open a new connection, which
     // the balancer no longer routes here.
     close = close || r.close || !keep_alive_ || (routes_.draining && routes_.draining->load());
@@ -478,6 +487,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::size_t head_searched_ = 0;      // bytes of buffer_ already searched for the head's end
   std::size_t lingered_bytes_ = 0;     // discarded while lingering
   std::optional<InFlight> in_flight_;  // from reading a request to writing its answer
+  const HttpRoute* route_ = nullptr;   // the current request's, once its path is known
 };
 
 }  // namespace

@@ -25,7 +25,6 @@ std::unique_ptr<ServerMetrics> make_server_metrics(metrics::Registry& r) {
       r.counter("streamgate_publish_errors_total", "Publish API requests answered with an error"),
       r.counter("streamgate_slow_consumer_closes_total",
                 "Connections closed because their outbound queue passed --outbox-bytes"),
-      r.counter("streamgate_http_requests_total", "HTTP requests served"),
       {},
       {},
       r.counter("streamgate_closes_total", "WebSocket connections closed, by close code",

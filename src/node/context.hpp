@@ -39,7 +39,6 @@ struct ServerMetrics {
   metrics::Counter& publish_requests;
   metrics::Counter& publish_errors;
   metrics::Counter& slow_consumer_closes;
-  metrics::Counter& http_requests;
   // Prometheus label values are fixed at start-up, so each reason/code has its own counter.
   std::map<std::string, metrics::Counter*, std::less<>> auth_failures;  // by reason
   std::map<std::uint16_t, metrics::Counter*> closes;                    // by close code

@@ -1,5 +1,6 @@
 #include "server/server.hpp"
 
+#include "api/api.hpp"
 #include "api/cluster_api.hpp"
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
@@ -87,6 +88,8 @@ class Server::Impl {
                  node::make_server_metrics(registry_)},
         acceptor_(io_),
         retry_(io_),
+        admin_acceptor_(io_),
+        admin_retry_(io_),
         period_(io_),
         drain_(io_) {
     context_.any_service = settings.services.empty() ||
@@ -114,9 +117,15 @@ class Server::Impl {
     context_.hub = hub_.get();
     chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
     context_.chat = chat_.get();
+    api::register_node_metrics(context_);
     bind(settings);
     context_.node_name = node_name(port());
     routes_ = build_routes(context_);
+    if (!settings.admin_listen.empty()) {
+      listen_on(admin_acceptor_, settings.admin_listen_host, settings.admin_listen_port,
+                "--admin-listen", settings.admin_listen);
+      admin_routes_ = build_admin_routes(context_);
+    }
     broker.set_node_stats_source([this] { return api::node_metrics_json(context_); });
   }
 
@@ -133,12 +142,19 @@ class Server::Impl {
 
   void run() {
     for (auto& w : workers_) w->start();
+    // Logged before "listening", which tells scripts (and tests) that both listeners are up.
+    if (admin_acceptor_.is_open()) {
+      log::info("server", "admin listening",
+                {{"address", admin_acceptor_.local_endpoint().address().to_string()},
+                 {"port", admin_acceptor_.local_endpoint().port()}});
+      do_accept(admin_acceptor_, admin_retry_, admin_routes_);
+    }
     log::info("server", "listening",
               {{"address", acceptor_.local_endpoint().address().to_string()},
                {"port", port()},
                {"workers", workers_.size()},
                {"broker", without_credentials(context_.settings.broker)}});
-    do_accept();
+    do_accept(acceptor_, retry_, routes_);
     io_.run();
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
@@ -205,40 +221,48 @@ class Server::Impl {
   }
 
   void bind(const config::Settings& s) {
+    listen_on(acceptor_, s.listen_host, s.listen_port, "--listen", s.listen);
+  }
+
+  static void listen_on(tcp::acceptor& acceptor, const std::string& host, std::uint16_t port,
+                        const std::string& flag, const std::string& text) {
     boost::system::error_code ec;
-    const auto address = asio::ip::make_address(s.listen_host, ec);
-    if (ec) throw std::runtime_error("--listen: not an IP address: " + s.listen_host);
-    const tcp::endpoint endpoint(address, s.listen_port);
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    const auto address = asio::ip::make_address(host, ec);
+    if (ec) throw std::runtime_error(flag + ": not an IP address: " + host);
+    const tcp::endpoint endpoint(address, port);
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      throw std::runtime_error("cannot listen on " + s.listen + ": " + ec.message());
+      throw std::runtime_error("cannot listen on " + text + ": " + ec.message());
     }
   }
 
-  void do_accept() {
+  // Accepts on `acceptor` (the public or the admin listener), handing each connection to the
+  // next worker's HTTP session with that listener's route table.
+  void do_accept(tcp::acceptor& acceptor, asio::steady_timer& retry,
+                 const net::HttpRoutes& routes) {
     Worker& worker = *workers_[next_worker_++ % workers_.size()];
-    acceptor_.async_accept(
-        worker.io(), [this, &worker](boost::system::error_code ec, tcp::socket socket) {
-          if (ec == asio::error::operation_aborted || context_.shutting_down.load()) return;
-          if (ec) {
-            // Out of file descriptors, most likely: back off instead of spinning.
-            log::warn("server", "accept failed", {{"error", ec.message()}});
-            retry_.expires_after(std::chrono::milliseconds(100));
-            retry_.async_wait([this](boost::system::error_code e) {
-              if (!e) do_accept();
-            });
-            return;
-          }
-          asio::post(worker.io(), [this, &worker, s = std::move(socket)]() mutable {
-            boost::system::error_code e;
-            s.set_option(tcp::no_delay(true), e);
-            net::serve_http(worker, std::move(s), routes_);
-          });
-          do_accept();
+    acceptor.async_accept(worker.io(), [this, &worker, &acceptor, &retry, &routes](
+                                           boost::system::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || context_.shutting_down.load()) return;
+      if (ec) {
+        // Out of file descriptors, most likely: back off instead of spinning.
+        log::warn("server", "accept failed", {{"error", ec.message()}});
+        retry.expires_after(std::chrono::milliseconds(100));
+        retry.async_wait([this, &acceptor, &retry, &routes](boost::system::error_code e) {
+          if (!e) do_accept(acceptor, retry, routes);
         });
+        return;
+      }
+      asio::post(worker.io(), [&worker, &routes, s = std::move(socket)]() mutable {
+        boost::system::error_code e;
+        s.set_option(tcp::no_delay(true), e);
+        net::serve_http(worker, std::move(s), routes);
+      });
+      do_accept(acceptor, retry, routes);
+    });
   }
 
   // On io_.
@@ -252,6 +276,8 @@ class Server::Impl {
     boost::system::error_code ec;
     acceptor_.close(ec);
     retry_.cancel();
+    admin_acceptor_.close(ec);
+    admin_retry_.cancel();
     for (auto& w : workers_) {
       asio::post(w->io(), [w = w.get()] { w->close_all(net::ws::close_code::kGoingAway); });
     }
@@ -287,6 +313,7 @@ class Server::Impl {
   Context context_;
   // Read by every HTTP session; outlives them (the workers are declared, so destroyed, later).
   net::HttpRoutes routes_;
+  net::HttpRoutes admin_routes_;  // --admin-listen's; empty without it
   // Outlives the workers (declared before them): their sessions call into it.
   std::unique_ptr<upload::Manager> uploads_;
   // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a
@@ -297,6 +324,8 @@ class Server::Impl {
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
+  tcp::acceptor admin_acceptor_;  // open only with --admin-listen
+  asio::steady_timer admin_retry_;
   asio::steady_timer period_;  // the end of --drain-period
   asio::steady_timer drain_;
   std::chrono::steady_clock::time_point drain_deadline_;

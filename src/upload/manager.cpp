@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -273,6 +274,7 @@ class ManagerImpl final : public Manager {
     }
     auto& stored = entries_.emplace(id, std::move(e)).first->second;
     per_user_[ukey] += 1;
+    unfinished_.fetch_add(1, std::memory_order_relaxed);
     per_org_bytes_[stored.info.owner.org] += stored.info.size;
     log::info("upload", "upload created",
               {{"upload_id", id}, {"org", stored.info.owner.org}, {"size", stored.info.size}});
@@ -503,8 +505,9 @@ class ManagerImpl final : public Manager {
   // Gives back the limits an unfinished upload held.
   void release(const Entry& e) {
     const std::string ukey = user_key(e.info.owner);
-    if (auto it = per_user_.find(ukey); it != per_user_.end() && --it->second == 0) {
-      per_user_.erase(it);
+    if (auto it = per_user_.find(ukey); it != per_user_.end()) {
+      unfinished_.fetch_sub(1, std::memory_order_relaxed);
+      if (--it->second == 0) per_user_.erase(it);
     }
     if (auto it = per_org_bytes_.find(e.info.owner.org); it != per_org_bytes_.end()) {
       it->second -= std::min(it->second, e.info.size);
@@ -644,6 +647,7 @@ class ManagerImpl final : public Manager {
         ++complete;
       } else {
         per_user_[user_key(entry.info.owner)] += 1;
+        unfinished_.fetch_add(1, std::memory_order_relaxed);
         per_org_bytes_[entry.info.owner.org] += entry.info.size;
         ++unfinished;
       }
@@ -693,6 +697,11 @@ class ManagerImpl final : public Manager {
   std::unordered_map<std::string, std::size_t> per_user_;         // unfinished uploads
   std::unordered_map<std::string, std::uint64_t> per_org_bytes_;  // unfinished declared bytes
   std::deque<std::string> finished_;                              // oldest first
+  // Written on the I/O thread, read by metrics scrapes on any.
+  std::atomic<std::size_t> unfinished_{0};
+
+ public:
+  std::size_t unfinished() const override { return unfinished_.load(std::memory_order_relaxed); }
 };
 
 }  // namespace

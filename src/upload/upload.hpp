@@ -240,6 +240,10 @@ class Manager {
   // Stops the I/O thread after the queued work; later calls get kShuttingDown. Idempotent.
   // Unfinished uploads stay on storage, resumable by the next process from their checkpoint.
   virtual void stop() = 0;
+
+  // Unfinished uploads this node holds (created or reloaded, not yet complete, failed or
+  // removed): "uploads in progress" for the metrics. Any thread.
+  virtual std::size_t unfinished() const { return 0; }
 };
 
 // Loads the uploads `storage` holds (dropping expired ones and cutting data back to each

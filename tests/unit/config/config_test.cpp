@@ -292,9 +292,35 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 46 settings (listen_host and listen_port derive from --listen) + --config + --help +
+  // 49 settings (listen_host and listen_port derive from --listen) + --config + --help +
   // --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 52u);
+  EXPECT_EQ(flags_in(help).size(), 53u);
+}
+
+TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
+  const ParseOutcome off = run_valid({});
+  ASSERT_EQ(off.kind, Kind::kRun) << off.message;
+  EXPECT_EQ(off.settings.admin_listen, "");
+  const ParseOutcome on = run_valid({"--admin-listen", "127.0.0.1:9090"});
+  ASSERT_EQ(on.kind, Kind::kRun) << on.message;
+  EXPECT_EQ(on.settings.admin_listen, "127.0.0.1:9090");
+  EXPECT_EQ(on.settings.admin_listen_host, "127.0.0.1");
+  EXPECT_EQ(on.settings.admin_listen_port, 9090);
+  {
+    const ScopedEnv env("STREAMGATE_ADMIN_LISTEN", "[::1]:0");
+    const ParseOutcome e = run_valid({});
+    ASSERT_EQ(e.kind, Kind::kRun) << e.message;
+    EXPECT_EQ(e.settings.admin_listen_host, "::1");
+    EXPECT_EQ(e.settings.admin_listen_port, 0);
+  }
+  const ParseOutcome bad = run_valid({"--admin-listen", "9090"});
+  EXPECT_EQ(bad.kind, Kind::kExit);
+  EXPECT_NE(bad.message.find("--admin-listen must be host:port"), std::string::npos) << bad.message;
+  const ParseOutcome same =
+      run_valid({"--listen", "127.0.0.1:4000", "--admin-listen", "127.0.0.1:4000"});
+  EXPECT_EQ(same.kind, Kind::kExit);
+  EXPECT_NE(same.message.find("--admin-listen must differ from --listen"), std::string::npos)
+      << same.message;
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
