@@ -14,6 +14,10 @@ std::string request_token(const HttpRequest& req) {
   return net::query_param(req.query, "access_token");
 }
 
+Result<auth::Principal> accept_token(Context& ctx, std::string_view token) {
+  return ctx.verifier->verify(token, core::WallClock::now());
+}
+
 UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
   UserAuth result;
   auto fail = [&](std::string_view code, std::string message) {
@@ -28,7 +32,7 @@ UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
                 "send the token as an Authorization: Bearer header or the access_token query "
                 "parameter");
   }
-  auto principal = ctx.verifier->verify(token, core::WallClock::now());
+  auto principal = accept_token(ctx, token);
   if (!principal) {
     const std::string reason = core::reason(principal.error());
     log::info("auth", "request rejected", {{"reason", reason}, {"path", req.path}});

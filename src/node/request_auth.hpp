@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace sg::node {
 
@@ -20,6 +21,12 @@ struct UserAuth {
 };
 
 UserAuth authenticate_user(Context& ctx, const net::HttpRequest& req);
+
+// The one acceptance check of a user's token, wherever it is presented: the stream and upload
+// upgrades, REST endpoints (authenticate_user) and in-band refresh on an open socket. A check
+// added here (revocation, say) applies to all of them. The error is auth's (core::reason gives
+// its name). Never throws; any thread.
+Result<auth::Principal> accept_token(Context& ctx, std::string_view token);
 
 // The user's token, with one precedence for every endpoint (stream and upload upgrades, REST):
 // the `Authorization: Bearer` header when it carries a token, else the access_token query
