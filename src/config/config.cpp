@@ -109,6 +109,10 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"jwt-leeway", "SECONDS", 0, 3600, "",
        "Clock skew tolerated on a token's exp and nbf. At most 3600.",
        SG_NUMERIC_FIELD(jwt_leeway_seconds)},
+      {"token-refresh-notice", "SECONDS", 0, 86400, "",
+       "Seconds before a token's exp that its open socket is sent an expiring message, so the "
+       "client can refresh in band before the 4001 close; 0 = no notice. At most 86400.",
+       SG_NUMERIC_FIELD(token_refresh_notice_seconds)},
       {"history", "N", 1, kMaxSize, "a resuming client needs at least one kept event",
        "Events kept per channel so a reconnecting client can resume without a gap.",
        SG_NUMERIC_FIELD(history)},
@@ -333,7 +337,7 @@ constexpr std::string_view kGroupUploads = "Uploads";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
-  if (flag == "jwt-leeway") return kGroupAuth;
+  if (flag == "jwt-leeway" || flag == "token-refresh-notice") return kGroupAuth;
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;

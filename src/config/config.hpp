@@ -32,7 +32,11 @@ struct Settings {
   // PEM text.
   std::string jwt_public_key;
   std::int64_t jwt_leeway_seconds = 30;  // --jwt-leeway: clock skew tolerated on exp/nbf
-  std::vector<std::string> api_keys;     // --api-key: comma-separated producer keys
+  // In-band refresh (issue 17).
+  // --token-refresh-notice: seconds before exp that an open socket is sent "expiring", so the
+  // client refreshes in band before the 4001 close; 0 = no notice.
+  std::int64_t token_refresh_notice_seconds = 60;
+  std::vector<std::string> api_keys;  // --api-key: comma-separated producer keys
   // --api-key-file: files api_keys were read from (one key per line or comma-separated, so a
   // second key can be added for rotation); empty when they were given as values.
   std::vector<std::string> api_key_files;

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 46 settings (listen_host and listen_port derive from --listen) + --config + --help +
+  // 47 settings (listen_host and listen_port derive from --listen) + --config + --help +
   // --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 50u);
+  EXPECT_EQ(flags_in(help).size(), 51u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
@@ -696,4 +696,20 @@ TEST(Config, DrainPeriodDefaultsToTenSecondsAndComesFromFlagOrEnvironment) {
 }
 
 }  // namespace
+// Issue 17's token flags.
+TEST(Config, TokenRefreshNoticeHasADefaultAFlagAndEnv) {
+  const ParseOutcome d = run({"--dev"});
+  ASSERT_EQ(d.kind, Kind::kRun) << d.message;
+  EXPECT_EQ(d.settings.token_refresh_notice_seconds, 60);
+  const ParseOutcome o = run({"--dev", "--token-refresh-notice", "0"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.token_refresh_notice_seconds, 0);
+  const ParseOutcome over = run({"--dev", "--token-refresh-notice", "86401"});
+  EXPECT_EQ(over.kind, Kind::kExit);
+  EXPECT_EQ(over.exit_code, 2);
+  EXPECT_NE(over.message.find("--token-refresh-notice"), std::string::npos) << over.message;
+  const ScopedEnv env("STREAMGATE_TOKEN_REFRESH_NOTICE", "5");
+  EXPECT_EQ(run({"--dev"}).settings.token_refresh_notice_seconds, 5);
+}
+
 }  // namespace sg::config
