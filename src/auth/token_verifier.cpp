@@ -33,6 +33,10 @@ std::string_view to_string(AuthError e) {
       return "bad_claim";
     case AuthError::kBadKey:
       return "bad_key";
+    case AuthError::kBadAudience:
+      return "bad_audience";
+    case AuthError::kBadIssuer:
+      return "bad_issuer";
   }
   return "unknown_auth_error";
 }
@@ -111,8 +115,8 @@ Result<std::string> id_claim(const json::object& claims, std::string_view name,
 
 // The org_id claim, by core's org id rule, so that a token never names an org that a publish
 // could not address (a negative number, a string with control characters): kBadClaim.
-Result<std::string> org_claim(const json::object& claims) {
-  const json::value* v = claims.if_contains("org_id");
+Result<std::string> org_claim(const json::object& claims, std::string_view name) {
+  const json::value* v = claims.if_contains(name);
   if (v == nullptr) return AuthError::kMissingClaim;
   std::optional<std::string> org;
   if (v->is_uint64()) {
@@ -144,10 +148,31 @@ Result<std::optional<std::vector<std::string>>> string_list_claim(const json::ob
   return std::optional<std::vector<std::string>>(std::move(out));
 }
 
+// RFC 7519 §4.1.3: aud is one string or an array of them, and the token is for us when one of
+// them is ours. Anything else (a number, an array with a non-string) is a bad audience.
+bool audience_matches(const json::value& aud, std::string_view expected) {
+  if (const json::string* one = aud.if_string()) return view(*one) == expected;
+  const json::array* many = aud.if_array();
+  if (many == nullptr) return false;
+  bool found = false;
+  for (const json::value& item : *many) {
+    const json::string* s = item.if_string();
+    if (s == nullptr) return false;
+    if (view(*s) == expected) found = true;
+  }
+  return found;
+}
+
 class JwtVerifier final : public TokenVerifier {
  public:
-  JwtVerifier(std::string secret, std::optional<crypto::PublicKey> key, seconds leeway)
-      : secret_(std::move(secret)), key_(std::move(key)), leeway_(leeway) {}
+  JwtVerifier(VerifierOptions options, std::optional<crypto::PublicKey> key, seconds leeway)
+      : secret_(std::move(options.hs256_secret)),
+        key_(std::move(key)),
+        leeway_(leeway),
+        audience_(std::move(options.audience)),
+        issuer_(std::move(options.issuer)),
+        org_claim_(std::move(options.org_claim)),
+        user_claim_(std::move(options.user_claim)) {}
 
   Result<Principal> verify(std::string_view token, TimePoint now) const override;
 
@@ -179,6 +204,10 @@ class JwtVerifier final : public TokenVerifier {
   std::string secret_;
   std::optional<crypto::PublicKey> key_;
   seconds leeway_;
+  std::string audience_;  // empty: aud not checked
+  std::string issuer_;    // empty: iss not checked
+  std::string org_claim_;
+  std::string user_claim_;
 };
 
 Result<Principal> JwtVerifier::verify(std::string_view token, TimePoint now) const {
@@ -237,11 +266,21 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
     if (now + leeway_ < *not_before) return AuthError::kNotYetValid;
   }
 
-  Result<std::string> user = id_claim(claims, "sub", kMaxSubBytes);
+  if (!issuer_.empty()) {
+    const json::value* iss = claims.if_contains("iss");
+    const json::string* text = iss == nullptr ? nullptr : iss->if_string();
+    if (text == nullptr || view(*text) != issuer_) return AuthError::kBadIssuer;
+  }
+  if (!audience_.empty()) {
+    const json::value* aud = claims.if_contains("aud");
+    if (aud == nullptr || !audience_matches(*aud, audience_)) return AuthError::kBadAudience;
+  }
+
+  Result<std::string> user = id_claim(claims, user_claim_, kMaxSubBytes);
   if (!user) return user.error();
   principal.user = std::move(*user);
 
-  Result<std::string> org = org_claim(claims);
+  Result<std::string> org = org_claim(claims, org_claim_);
   if (!org) return org.error();
   principal.org = std::move(*org);
 
@@ -260,6 +299,7 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
 
 Result<std::shared_ptr<const TokenVerifier>> TokenVerifier::create(const VerifierOptions& options) {
   if (options.hs256_secret.empty() && options.public_key_pem.empty()) return AuthError::kBadKey;
+  if (options.org_claim.empty() || options.user_claim.empty()) return AuthError::kBadKey;
   std::optional<crypto::PublicKey> key;
   if (!options.public_key_pem.empty()) {
     Result<crypto::PublicKey> loaded = crypto::PublicKey::from_pem(options.public_key_pem);
@@ -268,7 +308,7 @@ Result<std::shared_ptr<const TokenVerifier>> TokenVerifier::create(const Verifie
   }
   const seconds leeway = std::clamp(options.leeway, seconds{0}, kMaxLeeway);
   return std::shared_ptr<const TokenVerifier>(
-      std::make_shared<const JwtVerifier>(options.hs256_secret, std::move(key), leeway));
+      std::make_shared<const JwtVerifier>(options, std::move(key), leeway));
 }
 
 std::string mint_hs256(std::string_view claims_json, std::string_view secret) {

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <tuple>
 
 #include "core/core.hpp"
 
@@ -39,6 +40,7 @@ constexpr std::size_t kMinSecretBytes = 32;
 // A public key is a few hundred bytes; anything this big is the wrong file.
 constexpr std::size_t kMaxPemFileBytes = 64 * 1024;
 constexpr std::size_t kMaxServiceNameBytes = 64;
+constexpr std::size_t kMaxClaimNameBytes = 128;
 // A secret or a key list is a line or two; anything this big is the wrong file.
 constexpr std::size_t kMaxSecretFileBytes = 64 * 1024;
 // Every key with a long comment is a few KiB; a bound keeps a wrong path (a log) from being
@@ -243,6 +245,10 @@ struct Raw {
   std::string jwt_secret;
   std::string jwt_secret_file;
   std::string jwt_public_key;
+  std::string jwt_audience;
+  std::string jwt_issuer;
+  std::string org_claim;
+  std::string user_claim;
   std::vector<std::string> api_keys;
   std::vector<std::string> api_key_files;
   std::vector<std::string> services;
@@ -401,6 +407,17 @@ void build_app(Cli& app, Raw& raw) {
            "RS256/ES256 public key for client tokens: the PEM text itself, or the path of a PEM "
            "file.",
            kGroupAuth);
+  add_text(app, raw.jwt_audience, "jwt-audience", "AUD", "",
+           "When set, a token's aud claim (a string, or an array of them) must name this "
+           "audience; empty = aud not checked.",
+           kGroupAuth);
+  add_text(app, raw.jwt_issuer, "jwt-issuer", "ISS", "",
+           "When set, a token's iss claim must equal this issuer; empty = iss not checked.",
+           kGroupAuth);
+  add_text(app, raw.org_claim, "org-claim", "NAME", defaults.org_claim,
+           "The token claim that names the user's org (a tenant claim, say).", kGroupAuth);
+  add_text(app, raw.user_claim, "user-claim", "NAME", defaults.user_claim,
+           "The token claim that names the user.", kGroupAuth);
   raw.list_options.push_back(
       add_list(app, raw.api_keys, "api-key", "KEYS", "",
                "Comma-separated API keys producers present (Bearer) to publish and to read "
@@ -1053,6 +1070,23 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     }
   }
 
+  s.jwt_audience = std::string(core::trim(raw.jwt_audience, kBlanks));
+  s.jwt_issuer = std::string(core::trim(raw.jwt_issuer, kBlanks));
+  for (const auto& [flag, value, target] :
+       {std::tuple{"org-claim", &raw.org_claim, &s.org_claim},
+        std::tuple{"user-claim", &raw.user_claim, &s.user_claim}}) {
+    const std::string_view name = core::trim(*value, kBlanks);
+    if (name.empty() || name.size() > kMaxClaimNameBytes) {
+      return usage_error(failure(src(flag) + " must name a claim (1 to 128 bytes)"));
+    }
+    *target = std::string(name);
+  }
+  if (s.org_claim == s.user_claim) {
+    return usage_error(failure(src("org-claim") + " and " + src("user-claim") +
+                               " name the same claim \"" + s.org_claim +
+                               "\"; a user and an org are different things"));
+  }
+
   s.api_keys = split_list(raw.api_keys);
   const std::vector<std::string> key_files = split_list(raw.api_key_files);
   const int keys_rank = s.api_keys.empty() ? 0 : rank("api-key");
@@ -1126,6 +1160,8 @@ ParseOutcome parse(int argc, const char* const* argv) {
   raw.broker = defaults.broker;
   raw.log_level = defaults.log_level;
   raw.io_uring = defaults.io_uring ? "auto" : "off";
+  raw.org_claim = defaults.org_claim;
+  raw.user_claim = defaults.user_claim;
   raw.services = defaults.services;
   try {
     Cli app;

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 47 settings (listen_host and listen_port derive from --listen) + --config + --help +
+  // 51 settings (listen_host and listen_port derive from --listen) + --config + --help +
   // --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 51u);
+  EXPECT_EQ(flags_in(help).size(), 55u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
@@ -696,20 +696,40 @@ TEST(Config, DrainPeriodDefaultsToTenSecondsAndComesFromFlagOrEnvironment) {
 }
 
 }  // namespace
-// Issue 17's token flags.
-TEST(Config, TokenRefreshNoticeHasADefaultAFlagAndEnv) {
+// Issue 17's token flags: other issuers' claims and the expiry notice.
+TEST(Config, TokenFlagsHaveDefaultsFlagsAndEnv) {
   const ParseOutcome d = run({"--dev"});
   ASSERT_EQ(d.kind, Kind::kRun) << d.message;
+  EXPECT_EQ(d.settings.jwt_audience, "");
+  EXPECT_EQ(d.settings.jwt_issuer, "");
+  EXPECT_EQ(d.settings.org_claim, "org_id");
+  EXPECT_EQ(d.settings.user_claim, "sub");
   EXPECT_EQ(d.settings.token_refresh_notice_seconds, 60);
-  const ParseOutcome o = run({"--dev", "--token-refresh-notice", "0"});
+  const ParseOutcome o =
+      run({"--dev", "--jwt-audience", "streamgate", "--jwt-issuer", "idp", "--org-claim", "tenant",
+           "--user-claim", "uid", "--token-refresh-notice", "0"});
   ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.jwt_audience, "streamgate");
+  EXPECT_EQ(o.settings.jwt_issuer, "idp");
+  EXPECT_EQ(o.settings.org_claim, "tenant");
+  EXPECT_EQ(o.settings.user_claim, "uid");
   EXPECT_EQ(o.settings.token_refresh_notice_seconds, 0);
-  const ParseOutcome over = run({"--dev", "--token-refresh-notice", "86401"});
-  EXPECT_EQ(over.kind, Kind::kExit);
-  EXPECT_EQ(over.exit_code, 2);
-  EXPECT_NE(over.message.find("--token-refresh-notice"), std::string::npos) << over.message;
   const ScopedEnv env("STREAMGATE_TOKEN_REFRESH_NOTICE", "5");
   EXPECT_EQ(run({"--dev"}).settings.token_refresh_notice_seconds, 5);
+}
+
+TEST(Config, TokenClaimFlagsAreValidated) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--dev", "--org-claim", " "},
+        std::vector<std::string>{"--dev", "--user-claim", ""},
+        std::vector<std::string>{"--dev", "--org-claim", "sub"},
+        std::vector<std::string>{"--dev", "--user-claim", std::string(129, 'c')},
+        std::vector<std::string>{"--dev", "--token-refresh-notice", "86401"}}) {
+    const ParseOutcome o = run_args(args);
+    EXPECT_EQ(o.kind, Kind::kExit) << args[1];
+    EXPECT_EQ(o.exit_code, 2) << args[1];
+    EXPECT_NE(o.message.find(args[1]), std::string::npos) << o.message;
+  }
 }
 
 }  // namespace sg::config
