@@ -26,6 +26,7 @@ enum class AuthError {
   kBadKey,        // configuration: the secret or PEM key is unusable
   kBadAudience,   // --jwt-audience set and aud absent, of the wrong type, or not naming it
   kBadIssuer,     // --jwt-issuer set and iss absent or different
+  kUnknownKey,    // RS256/ES256 with a kid the key set doesn't hold (or no kid, and no one key)
 };
 std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
 constexpr const char* error_domain(AuthError) {
@@ -59,11 +60,15 @@ struct VerifierOptions {
   // Which claims name the org and the user (--org-claim, --user-claim).
   std::string org_claim = "org_id";
   std::string user_claim = "sub";
+  // A JWK Set's JSON text (--jwks-file): RS256 and ES256 keys, chosen by the token's kid. Keys
+  // it can't use (other types or curves, "use":"enc", RSA under 2048 bits) are skipped; a set
+  // with no usable key is kBadKey.
+  std::string jwks{};
 };
 
 class TokenVerifier {
  public:
-  // kBadKey when neither key is set, the PEM doesn't parse, or a claim name is empty.
+  // kBadKey when no key is set, the PEM or the JWK Set doesn't parse, or a claim name is empty.
   static Result<std::shared_ptr<const TokenVerifier>> create(const VerifierOptions& options);
   virtual ~TokenVerifier() = default;
 

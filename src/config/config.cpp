@@ -41,6 +41,8 @@ constexpr std::size_t kMinSecretBytes = 32;
 constexpr std::size_t kMaxPemFileBytes = 64 * 1024;
 constexpr std::size_t kMaxServiceNameBytes = 64;
 constexpr std::size_t kMaxClaimNameBytes = 128;
+// A key set of a few dozen keys is a few tens of KiB.
+constexpr std::size_t kMaxJwksFileBytes = 1024 * 1024;
 // A secret or a key list is a line or two; anything this big is the wrong file.
 constexpr std::size_t kMaxSecretFileBytes = 64 * 1024;
 // Every key with a long comment is a few KiB; a bound keeps a wrong path (a log) from being
@@ -249,6 +251,7 @@ struct Raw {
   std::string jwt_issuer;
   std::string org_claim;
   std::string user_claim;
+  std::string jwks_file;
   std::vector<std::string> api_keys;
   std::vector<std::string> api_key_files;
   std::vector<std::string> services;
@@ -418,6 +421,10 @@ void build_app(Cli& app, Raw& raw) {
            "The token claim that names the user's org (a tenant claim, say).", kGroupAuth);
   add_text(app, raw.user_claim, "user-claim", "NAME", defaults.user_claim,
            "The token claim that names the user.", kGroupAuth);
+  add_text(app, raw.jwks_file, "jwks-file", "PATH", "",
+           "JWK Set file (an identity provider's jwks.json) whose RS256/ES256 keys verify tokens "
+           "by their kid; read at start-up.",
+           kGroupAuth);
   raw.list_options.push_back(
       add_list(app, raw.api_keys, "api-key", "KEYS", "",
                "Comma-separated API keys producers present (Bearer) to publish and to read "
@@ -1081,6 +1088,17 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     }
     *target = std::string(name);
   }
+  s.jwks_file = std::string(core::trim(raw.jwks_file, kBlanks));
+  if (!s.jwks_file.empty()) {
+    if (auto why = read_capped(s.jwks_file, kMaxJwksFileBytes, s.jwks)) {
+      return usage_error(
+          failure(src("jwks-file") + ": cannot read \"" + s.jwks_file + "\": " + *why));
+    }
+    if (s.jwks.find("\"keys\"") == std::string::npos) {
+      return usage_error(failure(src("jwks-file") + ": \"" + s.jwks_file +
+                                 "\" is not a JWK Set (no \"keys\" member)"));
+    }
+  }
   if (s.org_claim == s.user_claim) {
     return usage_error(failure(src("org-claim") + " and " + src("user-claim") +
                                " name the same claim \"" + s.org_claim +
@@ -1138,10 +1156,10 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     if (rank("handshake-timeout") == 0) s.handshake_timeout_ms = 300000;
   }
 
-  if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {
+  if (s.jwt_secret.empty() && s.jwt_public_key.empty() && s.jwks.empty()) {
     return usage_error(
-        failure("no token key configured: set --jwt-secret (HS256) or --jwt-public-key "
-                "(RS256/ES256), or use --dev to try it out"));
+        failure("no token key configured: set --jwt-secret (HS256), --jwt-public-key or "
+                "--jwks-file (RS256/ES256), or use --dev to try it out"));
   }
   if (s.api_keys.empty()) {
     return usage_error(

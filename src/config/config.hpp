@@ -39,6 +39,9 @@ struct Settings {
   std::string jwt_issuer;
   std::string org_claim = "org_id";  // --org-claim: the claim naming the user's org
   std::string user_claim = "sub";    // --user-claim: the claim naming the user
+  // --jwks-file: a JWK Set of RS256/ES256 keys chosen by kid; after parse() jwks holds its JSON.
+  std::string jwks_file;
+  std::string jwks;
   // --token-refresh-notice: seconds before exp that an open socket is sent "expiring", so the
   // client refreshes in band before the 4001 close; 0 = no notice.
   std::int64_t token_refresh_notice_seconds = 60;

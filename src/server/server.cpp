@@ -178,7 +178,8 @@ class Server::Impl {
                                      .audience = s.jwt_audience,
                                      .issuer = s.jwt_issuer,
                                      .org_claim = s.org_claim,
-                                     .user_claim = s.user_claim});
+                                     .user_claim = s.user_claim,
+                                     .jwks = s.jwks});
     if (!verifier) {
       throw std::runtime_error("cannot use the configured token key: " +
                                verifier.error().message());
