@@ -21,9 +21,12 @@ enum class AuthError {
   kBadSignature,
   kExpired,       // exp in the past (beyond leeway)
   kNotYetValid,   // nbf in the future (beyond leeway)
-  kMissingClaim,  // sub, org_id or exp absent
+  kMissingClaim,  // the user claim (sub), the org claim (org_id) or exp absent
   kBadClaim,      // a claim of the wrong type or out of range (an org id publish can't name)
   kBadKey,        // configuration: the secret or PEM key is unusable
+  kBadAudience,   // --jwt-audience set and aud absent, of the wrong type, or not naming it
+  kBadIssuer,     // --jwt-issuer set and iss absent or different
+  kUnknownKey,    // RS256/ES256 with a kid the key set doesn't hold (or no kid, and no one key)
 };
 std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
 constexpr const char* error_domain(AuthError) {
@@ -32,10 +35,11 @@ constexpr const char* error_domain(AuthError) {
 SG_DECLARE_ERROR_ENUM(AuthError)
 
 struct Principal {
-  // org_id claim under core's org id rule (what publish's orgId accepts): a non-negative
-  // integer in decimal, or a string of 1..128 bytes without control characters.
+  // The org claim (org_id unless --org-claim) under core's org id rule (what publish's orgId
+  // accepts): a non-negative integer in decimal, or a string of 1..128 bytes without control
+  // characters.
   std::string org;
-  std::string user;  // sub claim
+  std::string user;  // the user claim (sub unless --user-claim)
   // services claim: the services this user may subscribe to; nullopt = no restriction.
   std::optional<std::vector<std::string>> services;
   // rooms claim: the chat rooms this user may join; nullopt = any room of the org.
@@ -48,18 +52,30 @@ struct VerifierOptions {
   std::string public_key_pem;  // --jwt-public-key contents (RSA → RS256, EC P-256 → ES256)
   // Clock skew allowed on exp and nbf (--jwt-leeway); clamped to [0, 24 h].
   std::chrono::seconds leeway{30};
+  // Tokens from other issuers: when not empty, aud (a string or an array of strings) must name
+  // `audience` and iss must equal `issuer` (--jwt-audience, --jwt-issuer).
+  // `{}`: an aggregate initializer may leave them out (-Wmissing-field-initializers).
+  std::string audience{};
+  std::string issuer{};
+  // Which claims name the org and the user (--org-claim, --user-claim).
+  std::string org_claim = "org_id";
+  std::string user_claim = "sub";
+  // A JWK Set's JSON text (--jwks-file): RS256 and ES256 keys, chosen by the token's kid. Keys
+  // it can't use (other types or curves, "use":"enc", RSA under 2048 bits) are skipped; a set
+  // with no usable key is kBadKey.
+  std::string jwks{};
 };
 
 class TokenVerifier {
  public:
-  // kBadKey when neither key is set or the PEM doesn't parse.
+  // kBadKey when no key is set, the PEM or the JWK Set doesn't parse, or a claim name is empty.
   static Result<std::shared_ptr<const TokenVerifier>> create(const VerifierOptions& options);
   virtual ~TokenVerifier() = default;
 
   // Checks the signature against the configured key for the token's alg (alg must match the
   // key type: an RS256 public key is never used as an HS256 secret), then exp/nbf with
-  // leeway and the claims. An empty token is kMissingToken; one over 8 KiB is
-  // kMalformedToken. Never throws.
+  // leeway, iss and aud when configured, and the claims. An empty token is kMissingToken; one over
+  // 8 KiB is kMalformedToken. Never throws.
   virtual Result<Principal> verify(std::string_view token,
                                    std::chrono::system_clock::time_point now) const = 0;
 };

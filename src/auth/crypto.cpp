@@ -1,12 +1,14 @@
 #include "auth/crypto.hpp"
 
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/objects.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -33,6 +35,24 @@ using BignumPtr = std::unique_ptr<BIGNUM, Freer<BIGNUM, BN_free>>;
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Freer<EVP_MD_CTX, EVP_MD_CTX_free>>;
 using DecoderPtr =
     std::unique_ptr<OSSL_DECODER_CTX, Freer<OSSL_DECODER_CTX, OSSL_DECODER_CTX_free>>;
+using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Freer<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free>>;
+using ParamPtr = std::unique_ptr<OSSL_PARAM, Freer<OSSL_PARAM, OSSL_PARAM_free>>;
+using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Freer<EVP_PKEY_CTX, EVP_PKEY_CTX_free>>;
+
+// A public key of `type` ("RSA", "EC") from the parameters `build` pushes; nullptr on failure.
+template <class Build>
+EVP_PKEY* public_key_from_params(const char* type, Build build) {
+  ParamBldPtr bld(OSSL_PARAM_BLD_new());
+  if (!bld || !build(bld.get())) return nullptr;
+  ParamPtr params(OSSL_PARAM_BLD_to_param(bld.get()));
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EVP_PKEY* pkey = nullptr;
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return nullptr;
+  }
+  return pkey;
+}
 
 // SPKI and PKCS#1 public keys, whichever the PEM label says.
 EVP_PKEY* decode_public_key(std::string_view pem) {
@@ -99,6 +119,50 @@ Result<PublicKey> PublicKey::from_pem(std::string_view pem) {
   }
   ERR_clear_error();
   return AuthError::kBadKey;
+}
+
+Result<PublicKey> PublicKey::from_rsa_components(std::string_view n, std::string_view e) {
+  if (n.empty() || e.empty() || n.size() > 2048 || e.size() > 16) return AuthError::kBadKey;
+  BignumPtr bn_n(BN_bin2bn(bytes(n), static_cast<int>(n.size()), nullptr));
+  BignumPtr bn_e(BN_bin2bn(bytes(e), static_cast<int>(e.size()), nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (bn_n && bn_e) {
+    raw = public_key_from_params("RSA", [&](OSSL_PARAM_BLD* bld) {
+      return OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n.get()) == 1 &&
+             OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e.get()) == 1;
+    });
+  }
+  ERR_clear_error();
+  if (raw == nullptr) return AuthError::kBadKey;
+  std::shared_ptr<EVP_PKEY> pkey(raw, EVP_PKEY_free);
+  if (EVP_PKEY_get_bits(raw) < kMinRsaBits) return AuthError::kBadKey;
+  return PublicKey(std::move(pkey), Kind::kRsa);
+}
+
+Result<PublicKey> PublicKey::from_p256_point(std::string_view x, std::string_view y) {
+  constexpr std::size_t kCoordinateBytes = 32;
+  if (x.size() != kCoordinateBytes || y.size() != kCoordinateBytes) return AuthError::kBadKey;
+  // SEC 1 uncompressed point: 0x04 || X || Y.
+  std::string point(1, '\x04');
+  point.append(x);
+  point.append(y);
+  static constexpr char kGroup[] = "prime256v1";
+  EVP_PKEY* raw = public_key_from_params("EC", [&](OSSL_PARAM_BLD* bld) {
+    return OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, kGroup, 0) == 1 &&
+           OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                            point.size()) == 1;
+  });
+  if (raw == nullptr) {
+    ERR_clear_error();
+    return AuthError::kBadKey;
+  }
+  std::shared_ptr<EVP_PKEY> pkey(raw, EVP_PKEY_free);
+  // A point off the curve would make every verification meaningless (invalid-curve attacks).
+  PkeyCtxPtr check(EVP_PKEY_CTX_new_from_pkey(nullptr, raw, nullptr));
+  const bool on_curve = check && EVP_PKEY_public_check(check.get()) == 1;
+  ERR_clear_error();
+  if (!on_curve) return AuthError::kBadKey;
+  return PublicKey(std::move(pkey), Kind::kEcP256);
 }
 
 bool PublicKey::verify(std::string_view data, std::string_view signature) const {

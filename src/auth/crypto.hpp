@@ -28,6 +28,11 @@ class PublicKey {
   // X.509 certificate. kBadKey for anything else, for private keys, for RSA under kMinRsaBits
   // and for EC curves other than P-256.
   static Result<PublicKey> from_pem(std::string_view pem);
+  // From a JWK's components, raw big-endian bytes (base64url-decoded): an RSA key's modulus and
+  // exponent (kBadKey under kMinRsaBits), or a P-256 point's coordinates (32 bytes each; kBadKey
+  // for a point not on the curve).
+  static Result<PublicKey> from_rsa_components(std::string_view n, std::string_view e);
+  static Result<PublicKey> from_p256_point(std::string_view x, std::string_view y);
 
   Kind kind() const { return kind_; }
 

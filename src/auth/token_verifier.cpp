@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace sg::auth {
 
@@ -33,6 +34,12 @@ std::string_view to_string(AuthError e) {
       return "bad_claim";
     case AuthError::kBadKey:
       return "bad_key";
+    case AuthError::kBadAudience:
+      return "bad_audience";
+    case AuthError::kBadIssuer:
+      return "bad_issuer";
+    case AuthError::kUnknownKey:
+      return "unknown_key";
   }
   return "unknown_auth_error";
 }
@@ -111,8 +118,8 @@ Result<std::string> id_claim(const json::object& claims, std::string_view name,
 
 // The org_id claim, by core's org id rule, so that a token never names an org that a publish
 // could not address (a negative number, a string with control characters): kBadClaim.
-Result<std::string> org_claim(const json::object& claims) {
-  const json::value* v = claims.if_contains("org_id");
+Result<std::string> org_claim(const json::object& claims, std::string_view name) {
+  const json::value* v = claims.if_contains(name);
   if (v == nullptr) return AuthError::kMissingClaim;
   std::optional<std::string> org;
   if (v->is_uint64()) {
@@ -144,10 +151,91 @@ Result<std::optional<std::vector<std::string>>> string_list_claim(const json::ob
   return std::optional<std::vector<std::string>>(std::move(out));
 }
 
+// RFC 7519 §4.1.3: aud is one string or an array of them, and the token is for us when one of
+// them is ours. Anything else (a number, an array with a non-string) is a bad audience.
+bool audience_matches(const json::value& aud, std::string_view expected) {
+  if (const json::string* one = aud.if_string()) return view(*one) == expected;
+  const json::array* many = aud.if_array();
+  if (many == nullptr) return false;
+  bool found = false;
+  for (const json::value& item : *many) {
+    const json::string* s = item.if_string();
+    if (s == nullptr) return false;
+    if (view(*s) == expected) found = true;
+  }
+  return found;
+}
+
+// One usable key of a JWK Set.
+struct Jwk {
+  std::optional<std::string> kid;
+  crypto::PublicKey key;
+};
+
+// The value of a base64url member of a JWK, decoded; nullopt when absent or not base64url.
+std::optional<std::string> jwk_bytes(const json::object& jwk, std::string_view name) {
+  const json::value* v = jwk.if_contains(name);
+  const json::string* s = v == nullptr ? nullptr : v->if_string();
+  std::string out;
+  if (s == nullptr || !core::base64url_decode(view(*s), out)) return std::nullopt;
+  return out;
+}
+
+std::string_view jwk_text(const json::object& jwk, std::string_view name) {
+  const json::value* v = jwk.if_contains(name);
+  const json::string* s = v == nullptr ? nullptr : v->if_string();
+  return s == nullptr ? std::string_view() : view(*s);
+}
+
+// RFC 7517 §5: {"keys":[…]}. Keys for something else are skipped, as RFC 7517 §5 asks of
+// members a reader doesn't understand; what is left must be at least one key.
+Result<std::vector<Jwk>> parse_jwks(std::string_view text) {
+  const std::optional<json::object> set = parse_object(text, {});
+  const json::value* keys = set ? set->if_contains("keys") : nullptr;
+  if (keys == nullptr || !keys->is_array()) return AuthError::kBadKey;
+  std::vector<Jwk> out;
+  for (const json::value& item : keys->get_array()) {
+    const json::object* jwk = item.if_object();
+    if (jwk == nullptr) return AuthError::kBadKey;
+    const std::string_view kty = jwk_text(*jwk, "kty");
+    const std::string_view use = jwk_text(*jwk, "use");
+    const std::string_view alg = jwk_text(*jwk, "alg");
+    if (jwk->contains("use") && use != "sig") continue;
+    std::optional<Result<crypto::PublicKey>> key;
+    if (kty == "RSA" && (alg.empty() || alg == "RS256")) {
+      const auto n = jwk_bytes(*jwk, "n");
+      const auto e = jwk_bytes(*jwk, "e");
+      if (!n || !e) continue;
+      key = crypto::PublicKey::from_rsa_components(*n, *e);
+    } else if (kty == "EC" && jwk_text(*jwk, "crv") == "P-256" && (alg.empty() || alg == "ES256")) {
+      const auto x = jwk_bytes(*jwk, "x");
+      const auto y = jwk_bytes(*jwk, "y");
+      if (!x || !y) continue;
+      key = crypto::PublicKey::from_p256_point(*x, *y);
+    }
+    if (!key || !*key) continue;
+    Jwk usable{std::nullopt, std::move(**key)};
+    if (const json::value* kid = jwk->if_contains("kid"); kid != nullptr && kid->is_string()) {
+      usable.kid = std::string(view(kid->get_string()));
+    }
+    out.push_back(std::move(usable));
+  }
+  if (out.empty()) return AuthError::kBadKey;
+  return out;
+}
+
 class JwtVerifier final : public TokenVerifier {
  public:
-  JwtVerifier(std::string secret, std::optional<crypto::PublicKey> key, seconds leeway)
-      : secret_(std::move(secret)), key_(std::move(key)), leeway_(leeway) {}
+  JwtVerifier(VerifierOptions options, std::optional<crypto::PublicKey> key, std::vector<Jwk> jwks,
+              seconds leeway)
+      : secret_(std::move(options.hs256_secret)),
+        key_(std::move(key)),
+        jwks_(std::move(jwks)),
+        leeway_(leeway),
+        audience_(std::move(options.audience)),
+        issuer_(std::move(options.issuer)),
+        org_claim_(std::move(options.org_claim)),
+        user_claim_(std::move(options.user_claim)) {}
 
   Result<Principal> verify(std::string_view token, TimePoint now) const override;
 
@@ -155,30 +243,55 @@ class JwtVerifier final : public TokenVerifier {
   // Which key verifies `alg`, decided by the configuration and never by the token, so a
   // public key is never mistaken for an HMAC secret.
   bool accepts(Alg alg) const {
-    switch (alg) {
-      case Alg::kHs256:
-        return !secret_.empty();
-      case Alg::kRs256:
-        return key_ && key_->kind() == crypto::PublicKey::Kind::kRsa;
-      case Alg::kEs256:
-        return key_ && key_->kind() == crypto::PublicKey::Kind::kEcP256;
-    }
-    return false;
+    if (alg == Alg::kHs256) return !secret_.empty();
+    const auto kind = kind_for(alg);
+    return (key_ && key_->kind() == kind) ||
+           std::any_of(jwks_.begin(), jwks_.end(),
+                       [&](const Jwk& jwk) { return jwk.key.kind() == kind; });
   }
 
-  bool signature_valid(Alg alg, std::string_view signing_input, std::string_view signature) const {
+  static crypto::PublicKey::Kind kind_for(Alg alg) {
+    return alg == Alg::kRs256 ? crypto::PublicKey::Kind::kRsa : crypto::PublicKey::Kind::kEcP256;
+  }
+
+  // The public key for an RS256/ES256 token: the set's key named by kid, else the PEM key; a
+  // token without kid takes the PEM key, or the set's only key of its kind.
+  Result<const crypto::PublicKey*> key_for(Alg alg, const json::object& header) const {
+    const auto kind = kind_for(alg);
+    const json::value* kid = header.if_contains("kid");
+    if (kid != nullptr && !kid->is_string()) return AuthError::kMalformedToken;
+    const crypto::PublicKey* only = nullptr;
+    std::size_t of_kind = 0;
+    for (const Jwk& jwk : jwks_) {
+      if (jwk.key.kind() != kind) continue;
+      if (kid != nullptr && jwk.kid && *jwk.kid == view(kid->get_string())) return &jwk.key;
+      only = &jwk.key;
+      ++of_kind;
+    }
+    if (key_ && key_->kind() == kind) return &*key_;
+    if (kid == nullptr && of_kind == 1) return only;
+    return AuthError::kUnknownKey;
+  }
+
+  bool signature_valid(Alg alg, const crypto::PublicKey* key, std::string_view signing_input,
+                       std::string_view signature) const {
     if (alg == Alg::kHs256) {
       const std::string mac = crypto::hmac_sha256(secret_, signing_input);
       return mac.size() == crypto::kHs256Bytes && core::constant_time_equal(mac, signature);
     }
-    return key_->verify(signing_input, signature);
+    return key->verify(signing_input, signature);
   }
 
   Result<Principal> check_claims(const json::object& claims, TimePoint now) const;
 
   std::string secret_;
   std::optional<crypto::PublicKey> key_;
+  std::vector<Jwk> jwks_;
   seconds leeway_;
+  std::string audience_;  // empty: aud not checked
+  std::string issuer_;    // empty: iss not checked
+  std::string org_claim_;
+  std::string user_claim_;
 };
 
 Result<Principal> JwtVerifier::verify(std::string_view token, TimePoint now) const {
@@ -213,7 +326,15 @@ Result<Principal> JwtVerifier::verify(std::string_view token, TimePoint now) con
   // RFC 7515 §4.1.11: a token that needs extensions we don't implement must be refused.
   if (header->contains("crit")) return AuthError::kUnsupportedAlgorithm;
 
-  if (!signature_valid(*alg, token.substr(0, dot2), signature)) return AuthError::kBadSignature;
+  const crypto::PublicKey* key = nullptr;
+  if (*alg != Alg::kHs256) {
+    const Result<const crypto::PublicKey*> found = key_for(*alg, *header);
+    if (!found) return found.error();
+    key = *found;
+  }
+  if (!signature_valid(*alg, key, token.substr(0, dot2), signature)) {
+    return AuthError::kBadSignature;
+  }
 
   // Only signed claims are parsed.
   const std::optional<json::object> claims = parse_object(payload_text, storage);
@@ -237,11 +358,21 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
     if (now + leeway_ < *not_before) return AuthError::kNotYetValid;
   }
 
-  Result<std::string> user = id_claim(claims, "sub", kMaxSubBytes);
+  if (!issuer_.empty()) {
+    const json::value* iss = claims.if_contains("iss");
+    const json::string* text = iss == nullptr ? nullptr : iss->if_string();
+    if (text == nullptr || view(*text) != issuer_) return AuthError::kBadIssuer;
+  }
+  if (!audience_.empty()) {
+    const json::value* aud = claims.if_contains("aud");
+    if (aud == nullptr || !audience_matches(*aud, audience_)) return AuthError::kBadAudience;
+  }
+
+  Result<std::string> user = id_claim(claims, user_claim_, kMaxSubBytes);
   if (!user) return user.error();
   principal.user = std::move(*user);
 
-  Result<std::string> org = org_claim(claims);
+  Result<std::string> org = org_claim(claims, org_claim_);
   if (!org) return org.error();
   principal.org = std::move(*org);
 
@@ -259,16 +390,25 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
 }  // namespace
 
 Result<std::shared_ptr<const TokenVerifier>> TokenVerifier::create(const VerifierOptions& options) {
-  if (options.hs256_secret.empty() && options.public_key_pem.empty()) return AuthError::kBadKey;
+  if (options.hs256_secret.empty() && options.public_key_pem.empty() && options.jwks.empty()) {
+    return AuthError::kBadKey;
+  }
+  if (options.org_claim.empty() || options.user_claim.empty()) return AuthError::kBadKey;
   std::optional<crypto::PublicKey> key;
   if (!options.public_key_pem.empty()) {
     Result<crypto::PublicKey> loaded = crypto::PublicKey::from_pem(options.public_key_pem);
     if (!loaded) return loaded.error();
     key = std::move(*loaded);
   }
+  std::vector<Jwk> jwks;
+  if (!options.jwks.empty()) {
+    Result<std::vector<Jwk>> parsed = parse_jwks(options.jwks);
+    if (!parsed) return parsed.error();
+    jwks = std::move(*parsed);
+  }
   const seconds leeway = std::clamp(options.leeway, seconds{0}, kMaxLeeway);
   return std::shared_ptr<const TokenVerifier>(
-      std::make_shared<const JwtVerifier>(options.hs256_secret, std::move(key), leeway));
+      std::make_shared<const JwtVerifier>(options, std::move(key), std::move(jwks), leeway));
 }
 
 std::string mint_hs256(std::string_view claims_json, std::string_view secret) {

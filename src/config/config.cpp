@@ -18,6 +18,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <tuple>
 
 #include "core/core.hpp"
 
@@ -39,6 +40,9 @@ constexpr std::size_t kMinSecretBytes = 32;
 // A public key is a few hundred bytes; anything this big is the wrong file.
 constexpr std::size_t kMaxPemFileBytes = 64 * 1024;
 constexpr std::size_t kMaxServiceNameBytes = 64;
+constexpr std::size_t kMaxClaimNameBytes = 128;
+// A key set of a few dozen keys is a few tens of KiB.
+constexpr std::size_t kMaxJwksFileBytes = 1024 * 1024;
 // A secret or a key list is a line or two; anything this big is the wrong file.
 constexpr std::size_t kMaxSecretFileBytes = 64 * 1024;
 // Every key with a long comment is a few KiB; a bound keeps a wrong path (a log) from being
@@ -109,6 +113,10 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"jwt-leeway", "SECONDS", 0, 3600, "",
        "Clock skew tolerated on a token's exp and nbf. At most 3600.",
        SG_NUMERIC_FIELD(jwt_leeway_seconds)},
+      {"token-refresh-notice", "SECONDS", 0, 86400, "",
+       "Seconds before a token's exp that its open socket is sent an expiring message, so the "
+       "client can refresh in band before the 4001 close; 0 = no notice. At most 86400.",
+       SG_NUMERIC_FIELD(token_refresh_notice_seconds)},
       {"history", "N", 1, kMaxSize, "a resuming client needs at least one kept event",
        "Events kept per channel so a reconnecting client can resume without a gap.",
        SG_NUMERIC_FIELD(history)},
@@ -249,6 +257,11 @@ struct Raw {
   std::string jwt_secret;
   std::string jwt_secret_file;
   std::string jwt_public_key;
+  std::string jwt_audience;
+  std::string jwt_issuer;
+  std::string org_claim;
+  std::string user_claim;
+  std::string jwks_file;
   std::vector<std::string> api_keys;
   std::vector<std::string> api_key_files;
   std::vector<std::string> services;
@@ -343,7 +356,7 @@ constexpr std::string_view kGroupUploads = "Uploads";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
-  if (flag == "jwt-leeway") return kGroupAuth;
+  if (flag == "jwt-leeway" || flag == "token-refresh-notice") return kGroupAuth;
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
@@ -412,6 +425,21 @@ void build_app(Cli& app, Raw& raw) {
   add_text(app, raw.jwt_public_key, "jwt-public-key", "PEM|PATH", "",
            "RS256/ES256 public key for client tokens: the PEM text itself, or the path of a PEM "
            "file.",
+           kGroupAuth);
+  add_text(app, raw.jwt_audience, "jwt-audience", "AUD", "",
+           "When set, a token's aud claim (a string, or an array of them) must name this "
+           "audience; empty = aud not checked.",
+           kGroupAuth);
+  add_text(app, raw.jwt_issuer, "jwt-issuer", "ISS", "",
+           "When set, a token's iss claim must equal this issuer; empty = iss not checked.",
+           kGroupAuth);
+  add_text(app, raw.org_claim, "org-claim", "NAME", defaults.org_claim,
+           "The token claim that names the user's org (a tenant claim, say).", kGroupAuth);
+  add_text(app, raw.user_claim, "user-claim", "NAME", defaults.user_claim,
+           "The token claim that names the user.", kGroupAuth);
+  add_text(app, raw.jwks_file, "jwks-file", "PATH", "",
+           "JWK Set file (an identity provider's jwks.json) whose RS256/ES256 keys verify tokens "
+           "by their kid; read at start-up.",
            kGroupAuth);
   raw.list_options.push_back(
       add_list(app, raw.api_keys, "api-key", "KEYS", "",
@@ -1089,6 +1117,34 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     }
   }
 
+  s.jwt_audience = std::string(core::trim(raw.jwt_audience, kBlanks));
+  s.jwt_issuer = std::string(core::trim(raw.jwt_issuer, kBlanks));
+  for (const auto& [flag, value, target] :
+       {std::tuple{"org-claim", &raw.org_claim, &s.org_claim},
+        std::tuple{"user-claim", &raw.user_claim, &s.user_claim}}) {
+    const std::string_view name = core::trim(*value, kBlanks);
+    if (name.empty() || name.size() > kMaxClaimNameBytes) {
+      return usage_error(failure(src(flag) + " must name a claim (1 to 128 bytes)"));
+    }
+    *target = std::string(name);
+  }
+  s.jwks_file = std::string(core::trim(raw.jwks_file, kBlanks));
+  if (!s.jwks_file.empty()) {
+    if (auto why = read_capped(s.jwks_file, kMaxJwksFileBytes, s.jwks)) {
+      return usage_error(
+          failure(src("jwks-file") + ": cannot read \"" + s.jwks_file + "\": " + *why));
+    }
+    if (s.jwks.find("\"keys\"") == std::string::npos) {
+      return usage_error(failure(src("jwks-file") + ": \"" + s.jwks_file +
+                                 "\" is not a JWK Set (no \"keys\" member)"));
+    }
+  }
+  if (s.org_claim == s.user_claim) {
+    return usage_error(failure(src("org-claim") + " and " + src("user-claim") +
+                               " name the same claim \"" + s.org_claim +
+                               "\"; a user and an org are different things"));
+  }
+
   s.api_keys = split_list(raw.api_keys);
   const std::vector<std::string> key_files = split_list(raw.api_key_files);
   const int keys_rank = s.api_keys.empty() ? 0 : rank("api-key");
@@ -1140,10 +1196,10 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     if (rank("handshake-timeout") == 0) s.handshake_timeout_ms = 300000;
   }
 
-  if (s.jwt_secret.empty() && s.jwt_public_key.empty()) {
+  if (s.jwt_secret.empty() && s.jwt_public_key.empty() && s.jwks.empty()) {
     return usage_error(
-        failure("no token key configured: set --jwt-secret (HS256) or --jwt-public-key "
-                "(RS256/ES256), or use --dev to try it out"));
+        failure("no token key configured: set --jwt-secret (HS256), --jwt-public-key or "
+                "--jwks-file (RS256/ES256), or use --dev to try it out"));
   }
   if (s.api_keys.empty()) {
     return usage_error(
@@ -1162,6 +1218,8 @@ ParseOutcome parse(int argc, const char* const* argv) {
   raw.broker = defaults.broker;
   raw.log_level = defaults.log_level;
   raw.io_uring = defaults.io_uring ? "auto" : "off";
+  raw.org_claim = defaults.org_claim;
+  raw.user_claim = defaults.user_claim;
   raw.services = defaults.services;
   try {
     Cli app;

@@ -38,7 +38,20 @@ struct Settings {
   // PEM text.
   std::string jwt_public_key;
   std::int64_t jwt_leeway_seconds = 30;  // --jwt-leeway: clock skew tolerated on exp/nbf
-  std::vector<std::string> api_keys;     // --api-key: comma-separated producer keys
+  // Tokens from other issuers and in-band refresh (issue 17).
+  // --jwt-audience / --jwt-issuer: when set, a token's aud (string or array) must contain it and
+  // its iss must equal it; empty = not checked.
+  std::string jwt_audience;
+  std::string jwt_issuer;
+  std::string org_claim = "org_id";  // --org-claim: the claim naming the user's org
+  std::string user_claim = "sub";    // --user-claim: the claim naming the user
+  // --jwks-file: a JWK Set of RS256/ES256 keys chosen by kid; after parse() jwks holds its JSON.
+  std::string jwks_file;
+  std::string jwks;
+  // --token-refresh-notice: seconds before exp that an open socket is sent "expiring", so the
+  // client refreshes in band before the 4001 close; 0 = no notice.
+  std::int64_t token_refresh_notice_seconds = 60;
+  std::vector<std::string> api_keys;  // --api-key: comma-separated producer keys
   // --api-key-file: files api_keys were read from (one key per line or comma-separated, so a
   // second key can be added for rotation); empty when they were given as values.
   std::vector<std::string> api_key_files;

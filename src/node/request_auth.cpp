@@ -14,6 +14,41 @@ std::string request_token(const HttpRequest& req) {
   return net::query_param(req.query, "access_token");
 }
 
+Result<auth::Principal> accept_token(Context& ctx, std::string_view token) {
+  return ctx.verifier->verify(token, core::WallClock::now());
+}
+
+RefreshVerdict check_refresh(Context& ctx, const auth::Principal& current, std::string_view token,
+                             std::string_view connection_id) {
+  RefreshVerdict verdict;
+  auto principal = accept_token(ctx, token);
+  if (!principal) {
+    verdict.reason = core::reason(principal.error());
+    ctx.metrics->count_auth_failure(verdict.reason);
+    log::info("auth", "refresh rejected",
+              {{"conn", connection_id}, {"org", current.org}, {"reason", verdict.reason}});
+    return verdict;
+  }
+  // A connection belongs to one user of one org for its whole life: its hub admission, presence
+  // and channels are theirs. Another user's token is a client bug or an attack, not a refresh.
+  if (principal->org != current.org || principal->user != current.user) {
+    verdict.kind = RefreshVerdict::Kind::kMismatch;
+    ctx.metrics->count_auth_failure("refresh_mismatch");
+    log::warn("auth", "refresh names another user or org",
+              {{"conn", connection_id}, {"org", current.org}, {"user", current.user}});
+    return verdict;
+  }
+  verdict.kind = RefreshVerdict::Kind::kAccepted;
+  verdict.principal = std::move(*principal);
+  return verdict;
+}
+
+bool expiry_notice_due(const Context& ctx, const auth::Principal& principal,
+                       std::chrono::system_clock::time_point now) {
+  const std::chrono::seconds notice(ctx.settings.token_refresh_notice_seconds);
+  return notice.count() > 0 && now >= principal.expiry - notice;
+}
+
 UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
   UserAuth result;
   auto fail = [&](std::string_view code, std::string message) {
@@ -28,7 +63,7 @@ UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
                 "send the token as an Authorization: Bearer header or the access_token query "
                 "parameter");
   }
-  auto principal = ctx.verifier->verify(token, core::WallClock::now());
+  auto principal = accept_token(ctx, token);
   if (!principal) {
     const std::string reason = core::reason(principal.error());
     log::info("auth", "request rejected", {{"reason", reason}, {"path", req.path}});

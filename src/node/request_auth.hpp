@@ -7,8 +7,10 @@
 #include "auth/auth.hpp"
 #include "net/http_types.hpp"
 
+#include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace sg::node {
 
@@ -20,6 +22,31 @@ struct UserAuth {
 };
 
 UserAuth authenticate_user(Context& ctx, const net::HttpRequest& req);
+
+// The one acceptance check of a user's token, wherever it is presented: the stream and upload
+// upgrades, REST endpoints (authenticate_user) and in-band refresh on an open socket. A check
+// added here (revocation, say) applies to all of them. The error is auth's (core::reason gives
+// its name). Never throws; any thread.
+Result<auth::Principal> accept_token(Context& ctx, std::string_view token);
+
+// In-band refresh on an open socket ({"type":"refresh","token":…}; docs/protocol.md): the new
+// token goes through accept_token and must name the connection's user and org. Logs and counts
+// a refusal (never with the token). The socket applies the verdict: kAccepted takes `principal`
+// (new expiry and claims), kRejected keeps the old token and answers an error frame named
+// `reason`, kMismatch closes with 4001 refresh_mismatch.
+struct RefreshVerdict {
+  enum class Kind { kAccepted, kRejected, kMismatch };
+  Kind kind = Kind::kRejected;
+  auth::Principal principal;  // kAccepted: the new token's
+  std::string reason;         // kRejected: the auth error's name ("bad_signature", …)
+};
+RefreshVerdict check_refresh(Context& ctx, const auth::Principal& current, std::string_view token,
+                             std::string_view connection_id);
+
+// True when the `expiring` notice for `principal`'s token is due at `now`:
+// --token-refresh-notice seconds before exp, whatever --jwt-leeway (0 = never).
+bool expiry_notice_due(const Context& ctx, const auth::Principal& principal,
+                       std::chrono::system_clock::time_point now);
 
 // The user's token, with one precedence for every endpoint (stream and upload upgrades, REST):
 // the `Authorization: Bearer` header when it carries a token, else the access_token query

@@ -94,6 +94,15 @@ Result<ClientMessage> parse_unsubscribe(const json::object& message, const Parse
   return Unsubscribe{std::move(*services)};
 }
 
+// The token is bounded by the message size limit; auth refuses one over its own cap.
+Result<ClientMessage> parse_refresh(const json::object& message) {
+  const json::value* field = present(message, "token");
+  if (field == nullptr) return ProtocolError::kMissingField;
+  const json::string* token = field->if_string();
+  if (token == nullptr || token->empty()) return ProtocolError::kBadField;
+  return Refresh{std::string(view(*token))};
+}
+
 }  // namespace
 
 Result<ClientMessage> parse_client_message(std::string_view text, bool expect_handshake,
@@ -121,6 +130,7 @@ Result<ClientMessage> parse_client_message(std::string_view text, bool expect_ha
   if (type == "subscribe") return parse_subscribe(*message, limits);
   if (type == "unsubscribe") return parse_unsubscribe(*message, limits);
   if (type == "ping") return Ping{};
+  if (type == "refresh") return parse_refresh(*message);
   if (auto chat = detail::parse_chat_message(type, *message)) return std::move(*chat);
   // Includes a missing type and a second handshake: both mean the client lost track of the
   // connection's state.

@@ -81,6 +81,11 @@ struct Unsubscribe {
 };
 // {"type":"ping"} — an application-level keepalive for clients that can't send WS pings.
 struct Ping {};
+// {"type":"refresh","token":"<jwt>"} — a fresh token for the open connection (in-band refresh).
+// Only its shape is checked here: a non-empty string; the token itself is auth's to judge.
+struct Refresh {
+  std::string token;
+};
 
 // Chat rooms (docs/protocol.md#chat-rooms). Room names follow is_valid_name.
 // {"type":"join","room":"general","history":20}; history absent = the server's default.
@@ -111,8 +116,8 @@ struct HistoryRequest {
   std::optional<std::uint64_t> limit;
 };
 
-using ClientMessage = std::variant<Handshake, Subscribe, Unsubscribe, Ping, Join, Leave, ChatSend,
-                                   Typing, HistoryRequest>;
+using ClientMessage = std::variant<Handshake, Subscribe, Unsubscribe, Ping, Refresh, Join, Leave,
+                                   ChatSend, Typing, HistoryRequest>;
 
 struct ParseLimits {
   std::size_t max_services = 64;  // per message
@@ -189,6 +194,12 @@ std::string serialize_subscribed(const std::vector<std::string>& services,
 std::string serialize_unsubscribed(const std::vector<std::string>& services);
 // {"type":"pong","timestamp":…}
 std::string serialize_pong(std::string_view timestamp);
+// {"type":"refreshed","expiresAt":…} — a refresh was accepted; `expires_at` is the new token's
+// exp (RFC 3339).
+std::string serialize_refreshed(std::string_view expires_at);
+// {"type":"expiring","expiresAt":…} — the token's exp is near (--token-refresh-notice): send a
+// refresh before it, or be closed with 4001 at exp (+ leeway).
+std::string serialize_expiring(std::string_view expires_at);
 // {"type":"error","code":"unknown_service","message":"…"}, with "service":"…" after the message
 // when the error is about one service (so a client can tell which one without parsing text).
 std::string serialize_error(std::string_view code, std::string_view message,

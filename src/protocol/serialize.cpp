@@ -36,6 +36,15 @@ void append_resume(std::string& out, const std::vector<ResumeStatus>& resume) {
   out.push_back('}');
 }
 
+std::string expiry_frame(std::string_view type, std::string_view expires_at) {
+  std::string out;
+  out.append("{\"type\":\"");
+  out.append(type);
+  out.append("\",\"expiresAt\":");
+  append_json_string(out, expires_at);
+  out.push_back('}');
+  return out;
+}
 }  // namespace
 
 std::string serialize_ack(const Ack& ack) {
@@ -72,6 +81,14 @@ std::string serialize_unsubscribed(const std::vector<std::string>& services) {
   append_services(out, services);
   out.push_back('}');
   return out;
+}
+
+std::string serialize_refreshed(std::string_view expires_at) {
+  return expiry_frame("refreshed", expires_at);
+}
+
+std::string serialize_expiring(std::string_view expires_at) {
+  return expiry_frame("expiring", expires_at);
 }
 
 std::string serialize_pong(std::string_view timestamp) {

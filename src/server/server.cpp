@@ -187,8 +187,15 @@ class Server::Impl {
 
  private:
   static std::shared_ptr<const auth::TokenVerifier> make_verifier(const config::Settings& s) {
-    auto verifier = auth::TokenVerifier::create(
-        {s.jwt_secret, s.jwt_public_key, std::chrono::seconds(s.jwt_leeway_seconds)});
+    auto verifier =
+        auth::TokenVerifier::create({.hs256_secret = s.jwt_secret,
+                                     .public_key_pem = s.jwt_public_key,
+                                     .leeway = std::chrono::seconds(s.jwt_leeway_seconds),
+                                     .audience = s.jwt_audience,
+                                     .issuer = s.jwt_issuer,
+                                     .org_claim = s.org_claim,
+                                     .user_claim = s.user_claim,
+                                     .jwks = s.jwks});
     if (!verifier) {
       throw std::runtime_error("cannot use the configured token key: " +
                                verifier.error().message());

@@ -226,6 +226,18 @@ void ChatConn::on_close() {
   rooms_.clear();
 }
 
+void ChatConn::leave_forbidden_rooms() {
+  std::vector<std::string> forbidden;
+  for (const Room& room : rooms_) {
+    if (!chat::room_allowed(host_.principal().rooms, room.name)) forbidden.push_back(room.name);
+  }
+  for (const std::string& name : forbidden) {
+    leave(name);
+    refuse(chat::ChatError::kForbiddenRoom, "the refreshed token does not allow room " + name,
+           name);
+  }
+}
+
 // ---- messages, typing, history ----
 
 void ChatConn::send(const protocol::ChatSend& m) {

@@ -61,6 +61,9 @@ class ChatConn {
   // The connection is closing: give up every room (presence, chat.left). The session detaches
   // the hub memberships itself. Idempotent.
   void on_close();
+  // The token was refreshed: leaves, with a `left` frame and a forbidden_room error each, the
+  // rooms its rooms claim no longer allows.
+  void leave_forbidden_rooms();
 
  private:
   struct Room {

@@ -5,6 +5,7 @@
 #include "log/log.hpp"
 #include "net/worker.hpp"
 #include "node/context.hpp"
+#include "node/request_auth.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -18,6 +19,10 @@ namespace sgc = protocol::close_code;
 // Events a resume reads from history at a time. A page is what a replay holds beyond the
 // outbox (shared with the memory broker's history, copies with Redis's), so it stays small.
 constexpr std::size_t kReplayPageEvents = 64;
+// A refresh costs a signature check (an RSA or ECDSA verify with a public key): one a second
+// per connection is plenty for tokens that live minutes and keeps a client from spending the
+// worker's CPU on them. In worker ticks (100 ms).
+constexpr std::uint8_t kRefreshIntervalTicks = 10;
 }  // namespace
 
 StreamSession::StreamSession(net::Worker& worker, boost::asio::ip::tcp::socket socket,
@@ -91,6 +96,8 @@ void StreamSession::handle_text(std::string_view text) {
     unsubscribe(unsub->services);
   } else if (std::holds_alternative<protocol::Ping>(message)) {
     send_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+  } else if (auto* refresh_message = std::get_if<protocol::Refresh>(&message)) {
+    refresh(refresh_message->token);
   } else {
     if (!chat_) chat_ = std::make_unique<ChatConn>(static_cast<ChatHost&>(*this), ctx_);
     chat_->handle(message);
@@ -104,11 +111,7 @@ void StreamSession::start_subscribe(std::vector<std::string> services,
       reject("unknown_service", "no such service: " + service, cc::kPolicyViolation, service);
       return;
     }
-    // A user's own upload progress is theirs to see, whatever else the token restricts.
-    const bool own_uploads = ctx_.uploads && service == node::kUploadsService;
-    if (principal_.services && !own_uploads &&
-        std::find(principal_.services->begin(), principal_.services->end(), service) ==
-            principal_.services->end()) {
+    if (!token_allows(service)) {
       reject("forbidden_service", "the token does not allow service " + service,
              cc::kPolicyViolation, service);
       return;
@@ -162,6 +165,13 @@ void StreamSession::start_subscribe(std::vector<std::string> services,
   if (services.empty()) on_attached(request_id, {}, {});
 }
 
+bool StreamSession::token_allows(std::string_view service) const {
+  // A user's own upload progress is theirs to see, whatever else the token restricts.
+  if (ctx_.uploads && service == node::kUploadsService) return true;
+  return !principal_.services || std::find(principal_.services->begin(), principal_.services->end(),
+                                           service) != principal_.services->end();
+}
+
 void StreamSession::on_attached(std::size_t request_id, std::string service,
                                 hub::AttachResult result) {
   if (!active() || !request_ || request_id != request_id_) return;
@@ -188,6 +198,8 @@ void StreamSession::on_attached(std::size_t request_id, std::string service,
     send_text(protocol::serialize_subscribed(request.services, request.resume, now));
   }
   auto done = std::move(request_);
+  // Right behind the ack, before any event: a token already near its end hears it at once.
+  if (done->is_handshake) notice_expiry(core::WallClock::now());
   for (auto& [svc, res] : done->results) {
     const auto& name = svc;
     // Subscribing again to a service still replaying attached nothing: its replay goes on.
@@ -277,6 +289,57 @@ void StreamSession::unsubscribe(const std::vector<std::string>& services) {
   send_text(protocol::serialize_unsubscribed(services));
 }
 
+void StreamSession::refresh(std::string_view token) {
+  if (refresh_wait_ticks_ > 0) {
+    send_text(protocol::serialize_error(
+        "rate_limited", "at most one refresh per second; the connection keeps its current token"));
+    return;
+  }
+  refresh_wait_ticks_ = kRefreshIntervalTicks;
+  node::RefreshVerdict verdict = node::check_refresh(ctx_, principal_, token, id_);
+  switch (verdict.kind) {
+    case node::RefreshVerdict::Kind::kRejected:
+      // The old token stays: it is still valid until its own exp, and a client whose token
+      // source hiccupped should not lose a working socket for it. It is told, and closed at exp.
+      send_text(protocol::serialize_error(
+          verdict.reason, "the refresh token was rejected (" + verdict.reason +
+                              "); the connection keeps its current token until it expires"));
+      return;
+    case node::RefreshVerdict::Kind::kMismatch:
+      reject("refresh_mismatch", "the refresh token names another user or org", sgc::kTokenExpired);
+      return;
+    case node::RefreshVerdict::Kind::kAccepted:
+      break;
+  }
+  principal_.expiry = verdict.principal.expiry;
+  principal_.services = std::move(verdict.principal.services);
+  principal_.rooms = std::move(verdict.principal.rooms);
+  expiring_sent_ = false;
+  send_text(protocol::serialize_refreshed(core::format_rfc3339(principal_.expiry)));
+
+  std::vector<std::string> dropped;
+  for (const auto& service : services_) {
+    if (!token_allows(service)) dropped.push_back(service);
+  }
+  if (!dropped.empty()) {
+    unsubscribe(dropped);
+    for (const auto& service : dropped) {
+      send_text(protocol::serialize_error(
+          "forbidden_service", "the refreshed token does not allow service " + service, service));
+    }
+  }
+  if (chat_) chat_->leave_forbidden_rooms();
+  notice_expiry(core::WallClock::now());
+}
+
+void StreamSession::notice_expiry(std::chrono::system_clock::time_point now) {
+  // Not before the ack: the client learns the protocol has begun from it.
+  if (expiring_sent_ || !active_ || closing() || (request_ && request_->is_handshake)) return;
+  if (!node::expiry_notice_due(ctx_, principal_, now)) return;
+  expiring_sent_ = true;
+  send_text(protocol::serialize_expiring(core::format_rfc3339(principal_.expiry)));
+}
+
 // ---- events ----
 
 void StreamSession::deliver(const broker::EventPtr& event) {
@@ -356,10 +419,13 @@ void StreamSession::on_tick(Clock::time_point now, std::chrono::system_clock::ti
     reject("handshake_timeout", "no handshake message in time", sgc::kHandshakeTimeout);
     return;
   }
+  if (refresh_wait_ticks_ > 0) --refresh_wait_ticks_;
   if (wall >= principal_.expiry + std::chrono::seconds(s.jwt_leeway_seconds)) {
     reject("token_expired", "the access token expired; reconnect with a fresh one",
            sgc::kTokenExpired);
+    return;
   }
+  notice_expiry(wall);
 }
 
 }  // namespace sg::stream

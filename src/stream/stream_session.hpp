@@ -75,6 +75,12 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   void pump_replay();
   void on_replay_page(const std::string& service, hub::ReplayPage page);
   void unsubscribe(const std::vector<std::string>& services);
+  // In-band refresh: a new token for this connection (docs/protocol.md#token-refresh).
+  void refresh(std::string_view token);
+  // Whether the token's services claim lets this connection have `service`.
+  bool token_allows(std::string_view service) const;
+  // Sends `expiring` once per token when its notice is due; never before the ack.
+  void notice_expiry(std::chrono::system_clock::time_point now);
   std::shared_ptr<StreamSession> self();
 
   node::Context& ctx_;
@@ -88,6 +94,10 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   Id id_;
   std::uint64_t seq_ = 0;  // last seq sent; the ack is 0
   bool active_ = false;    // the handshake message was accepted
+  // In the padding after active_: the current token's `expiring` was sent; ticks before the
+  // next refresh is served (the refresh rate limit).
+  bool expiring_sent_ = false;
+  std::uint8_t refresh_wait_ticks_ = 0;
   std::vector<std::string> services_;
 
   // An in-flight handshake or subscribe: answered once every channel has attached.

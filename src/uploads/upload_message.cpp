@@ -28,6 +28,15 @@ UploadMessage parse_upload_message(std::string_view text) {
     m.kind = UploadMessage::Kind::kPing;
     return m;
   }
+  if (t == "refresh") {
+    const auto* token = obj->if_contains("token");
+    if (!token || !token->is_string() || token->get_string().empty()) {
+      return invalid("bad_request", "refresh needs a token string");
+    }
+    m.kind = UploadMessage::Kind::kRefresh;
+    m.token = std::string(token->get_string());
+    return m;
+  }
   if (t == "resume") {
     const auto* id = obj->if_contains("uploadId");
     if (!id || !id->is_string() || id->get_string().empty() || id->get_string().size() > 64) {
@@ -37,7 +46,8 @@ UploadMessage parse_upload_message(std::string_view text) {
     m.upload_id = std::string(id->get_string());
     return m;
   }
-  if (t != "start") return invalid("unknown_message", "expected a start, resume or ping message");
+  if (t != "start")
+    return invalid("unknown_message", "expected a start, resume, refresh or ping message");
 
   const auto* size = obj->if_contains("size");
   if (!size || !(size->is_uint64() || (size->is_int64() && size->get_int64() >= 0))) {

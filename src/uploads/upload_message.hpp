@@ -1,4 +1,4 @@
-// The client's text messages on the upload WebSocket ({"type":"start"|"resume"|"ping",…};
+// The client's text messages on the upload WebSocket ({"type":"start"|"resume"|"ping"|"refresh",…};
 // docs/protocol.md) → a typed value, or the error code and message the session sends back.
 // Pure: no I/O, unit tested and fuzzed on byte strings.
 #pragma once
@@ -11,10 +11,11 @@
 namespace sg::uploads {
 
 struct UploadMessage {
-  enum class Kind { kStart, kResume, kPing, kInvalid };
+  enum class Kind { kStart, kResume, kPing, kRefresh, kInvalid };
   Kind kind = Kind::kInvalid;
   upload::CreateRequest start;  // kStart: size, filename, contentType, sha256
   std::string upload_id;        // kResume: 1 to 64 bytes
+  std::string token;            // kRefresh: non-empty, as the stream's refresh
   // kInvalid: "malformed_json" (not a JSON object), "unknown_message" or "bad_request", and a
   // sentence for people.
   std::string error;

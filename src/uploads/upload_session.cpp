@@ -5,6 +5,7 @@
 #include "net/worker.hpp"
 #include "net/ws_connection.hpp"
 #include "node/context.hpp"
+#include "node/request_auth.hpp"
 #include "protocol/protocol.hpp"
 #include "upload/upload.hpp"
 #include "uploads/upload_events.hpp"
@@ -25,6 +26,8 @@ using Clock = std::chrono::steady_clock;
 // first.
 constexpr auto kProgressEvery = std::chrono::milliseconds(250);
 constexpr std::uint64_t kProgressBytes = 1 << 20;
+// One refresh a second, as on the stream socket (stream_session.cpp says why). In ticks.
+constexpr std::uint8_t kRefreshIntervalTicks = 10;
 
 std::uint16_t close_code_for(upload::UploadError e) {
   switch (e) {
@@ -101,10 +104,12 @@ class UploadSession final : public net::WsConnection {
 
   void on_tick(Clock::time_point now, std::chrono::system_clock::time_point wall) override {
     const auto& s = ctx_.settings;
+    if (refresh_wait_ticks_ > 0) --refresh_wait_ticks_;
     if (wall >= principal_.expiry + std::chrono::seconds(s.jwt_leeway_seconds)) {
       return fail_with("token_expired", "the access token expired; reconnect and resume",
                        sgc::kTokenExpired);
     }
+    notice_expiry(wall);
     if (phase_ == Phase::kAwaitingStart && !busy_ &&
         now - opened_at() >= std::chrono::milliseconds(s.handshake_timeout_ms)) {
       return fail_with("handshake_timeout", "no start or resume message in time",
@@ -127,6 +132,8 @@ class UploadSession final : public net::WsConnection {
                          m.error == "malformed_json" ? cc::kInvalidPayload : cc::kPolicyViolation);
       case UploadMessage::Kind::kPing:
         return send_text(protocol::serialize_pong(core::format_rfc3339(core::WallClock::now())));
+      case UploadMessage::Kind::kRefresh:
+        return refresh(m.token);
       case UploadMessage::Kind::kStart:
       case UploadMessage::Kind::kResume:
         break;
@@ -150,6 +157,42 @@ class UploadSession final : public net::WsConnection {
                     post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
                       s.on_created(std::move(r));
                     }));
+  }
+
+  // The stream socket's refresh (docs/protocol.md#token-refresh), in any phase: the claims
+  // that matter here are the user and org, which must not change, and the expiry.
+  void refresh(std::string_view token) {
+    if (refresh_wait_ticks_ > 0) {
+      return send_text(protocol::serialize_error(
+          "rate_limited",
+          "at most one refresh per second; the connection keeps its current token"));
+    }
+    refresh_wait_ticks_ = kRefreshIntervalTicks;
+    node::RefreshVerdict verdict = node::check_refresh(ctx_, principal_, token, id_);
+    switch (verdict.kind) {
+      case node::RefreshVerdict::Kind::kRejected:
+        return send_text(protocol::serialize_error(
+            verdict.reason, "the refresh token was rejected (" + verdict.reason +
+                                "); the connection keeps its current token until it expires"));
+      case node::RefreshVerdict::Kind::kMismatch:
+        return fail_with("refresh_mismatch", "the refresh token names another user or org",
+                         sgc::kTokenExpired);
+      case node::RefreshVerdict::Kind::kAccepted:
+        break;
+    }
+    principal_ = std::move(verdict.principal);
+    expiring_sent_ = false;
+    send_text(protocol::serialize_refreshed(core::format_rfc3339(principal_.expiry)));
+    notice_expiry(core::WallClock::now());
+  }
+
+  // `expiring` once per token when its notice is due, after the upload is named (the socket's
+  // `ready` is its ack).
+  void notice_expiry(std::chrono::system_clock::time_point now) {
+    if (expiring_sent_ || phase_ == Phase::kAwaitingStart || closing()) return;
+    if (!node::expiry_notice_due(ctx_, principal_, now)) return;
+    expiring_sent_ = true;
+    send_text(protocol::serialize_expiring(core::format_rfc3339(principal_.expiry)));
   }
 
   void on_bytes(std::string bytes) {
@@ -199,6 +242,7 @@ class UploadSession final : public net::WsConnection {
     phase_ = info.status == upload::Status::kComplete ? Phase::kIdle : Phase::kUploading;
     send_text(reply_json("ready", info));
     if (info.status == upload::Status::kComplete) send_text(reply_json("complete", info));
+    notice_expiry(core::WallClock::now());
   }
 
   void on_appended(Result<upload::UploadInfo> r) {
@@ -315,7 +359,9 @@ class UploadSession final : public net::WsConnection {
   auth::Principal principal_;
   std::string id_;
   Phase phase_ = Phase::kAwaitingStart;
-  bool busy_ = false;  // a manager call is in flight: no reading, no decoding
+  bool busy_ = false;                    // a manager call is in flight: no reading, no decoding
+  bool expiring_sent_ = false;           // the current token's `expiring` went out
+  std::uint8_t refresh_wait_ticks_ = 0;  // ticks before the next refresh is served
 
   std::string upload_id_;
   std::uint64_t lease_ = 0;  // from create or claim; appends with it

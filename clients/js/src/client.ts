@@ -39,7 +39,10 @@ export interface ReconnectOptions {
 export interface RealtimeClientOptions {
   /** The stream URL, e.g. `wss://host/v2/realtime/stream`. The token is added as `access_token`. */
   url: string;
-  /** Called before every connection attempt of the leader tab; may cache, must honour `forceRefresh`. */
+  /**
+   * Called before every connection attempt of the leader tab, and to refresh the open socket's token
+   * in band (`reason: 'refresh'`); may cache, must honour `forceRefresh`.
+   */
   getToken: (request: TokenRequest) => Promise<string> | string;
   /** Services this tab wants. Default none (add later with `setServices`). */
   services?: readonly string[];

@@ -1,5 +1,5 @@
-// The WebSocket of the leader tab: token, handshake, resume, subscriptions, keepalive and
-// reconnection with backoff. It knows nothing about tabs; the client feeds it the services to
+// The WebSocket of the leader tab: token, handshake, resume, subscriptions, keepalive, in-band
+// token refresh and reconnection with backoff. It knows nothing about tabs; the client feeds it the services to
 // subscribe to and the ids to resume from, and takes the events it receives.
 
 import { Backoff } from './backoff.js';
@@ -44,6 +44,33 @@ const CLOSE_CLIENT_GAVE_UP = 4000;
 
 const TOKEN_EXPIRED = 4001;
 
+// In-band refresh (docs/protocol.md#token-refresh): a new token goes to the open socket at this
+// share of the current token's life, or when the server says `expiring`, whichever is first.
+const REFRESH_AT = 0.8;
+// The server serves one refresh a second per connection.
+const MIN_REFRESH_DELAY_MS = 1000;
+
+// The `exp` of a JWT in milliseconds, or undefined when the token is not a JWT with a numeric exp
+// (then only the server's `expiring` notice triggers a refresh).
+export function tokenExpiryMs(token: string): number | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3) return undefined;
+  try {
+    const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims: unknown = JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+    const exp = (claims as { exp?: unknown } | null)?.exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// What is known of the token a socket holds (or was offered by a refresh in flight).
+interface HeldToken {
+  expMs: number | undefined;
+  receivedAt: number;
+}
+
 function withToken(url: string, token: string): string {
   const hash = url.indexOf('#');
   const base = hash >= 0 ? url.slice(0, hash) : url;
@@ -71,6 +98,10 @@ export class Connection {
   private subscribed: string[] = [];
   private pendingResume = new Map<string, string>();
   private serverError: RealtimeError | null = null;
+  private held: HeldToken | null = null;
+  private offered: HeldToken | null = null; // sent in a refresh, not yet answered
+  private refreshTimer: unknown = null;
+  private refreshing = false; // getToken for a refresh, or its answer, is outstanding
 
   constructor(
     private readonly options: ConnectionOptions,
@@ -173,6 +204,7 @@ export class Connection {
       this.retry(undefined);
       return;
     }
+    this.held = { expMs: tokenExpiryMs(token), receivedAt: this.platform.now() };
     const Socket = this.platform.WebSocket;
     if (!Socket) {
       this.hooks.error({ code: 'socket_error', message: 'no WebSocket in this environment' });
@@ -240,12 +272,25 @@ export class Connection {
       case 'subscribed':
         this.reportResume(message.resume);
         break;
+      case 'expiring':
+        this.onExpiring();
+        break;
+      case 'refreshed':
+        this.onRefreshed(message);
+        break;
       case 'error': {
         const code = typeof message.code === 'string' ? message.code : 'error';
         const text = typeof message.message === 'string' ? message.message : '';
         const error: RealtimeError = { code, message: text };
         if (typeof message.service === 'string') error.service = message.service;
         this.serverError = error;
+        // Error frames about chat name a room; any other one while a refresh is awaiting its
+        // answer is that answer (the server answers in order). The old token stays in force
+        // and the next `expiring` or the 4001 close takes over.
+        if (this.offered && typeof message.room !== 'string') {
+          this.offered = null;
+          this.refreshing = false;
+        }
         this.hooks.error(error);
         break;
       }
@@ -270,6 +315,7 @@ export class Connection {
     this.hooks.state({ state: 'open', attempt: this.backoff.attempt });
     this.reportResume(message.resume);
     this.armKeepalive(this.options.pingIntervalMs);
+    this.scheduleRefresh();
     this.sync();
   }
 
@@ -309,6 +355,76 @@ export class Connection {
       data: data === undefined ? null : data,
       timestamp: typeof timestamp === 'string' ? timestamp : '',
     });
+  }
+
+  // ---- in-band token refresh ----
+
+  private scheduleRefresh(): void {
+    if (this.refreshTimer !== null) this.platform.clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    const held = this.held;
+    if (!held || held.expMs === undefined) return;
+    const at = held.receivedAt + (held.expMs - held.receivedAt) * REFRESH_AT;
+    const delay = Math.max(MIN_REFRESH_DELAY_MS, at - this.platform.now());
+    this.refreshTimer = this.platform.setTimeout(() => {
+      this.refreshTimer = null;
+      void this.refresh();
+    }, delay);
+  }
+
+  private onExpiring(): void {
+    const held = this.held;
+    // A notice longer than the token's whole life comes right after the ack; the timer at 80 %
+    // covers that token, and refreshing at once would only fetch tokens as fast as the server
+    // takes them. Past half its life (or for a token whose exp we can't read) refresh now.
+    if (held && held.expMs !== undefined) {
+      const half = held.receivedAt + (held.expMs - held.receivedAt) / 2;
+      if (this.platform.now() < half) return;
+    }
+    void this.refresh();
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.phase !== 'active' || this.refreshing) return;
+    this.refreshing = true;
+    const generation = this.generation;
+    let token: string;
+    try {
+      token = await Promise.resolve().then(() =>
+        this.options.getToken({ reason: 'refresh', forceRefresh: true, attempt: 0 }),
+      );
+    } catch (error) {
+      if (generation !== this.generation) return;
+      this.refreshing = false;
+      this.hooks.error({ code: 'token_error', message: `getToken failed: ${describe(error)}` });
+      return;
+    }
+    if (generation !== this.generation || this.phase !== 'active') return;
+    const expMs = typeof token === 'string' && token !== '' ? tokenExpiryMs(token) : undefined;
+    if (typeof token !== 'string' || token === '' || (expMs !== undefined && expMs === this.held?.expMs)) {
+      // No token, or the one the socket already has (a cache that ignored forceRefresh): nothing
+      // to send. The 4001 close and a reconnect remain the fallback.
+      this.refreshing = false;
+      if (typeof token !== 'string' || token === '') {
+        this.hooks.error({ code: 'token_error', message: 'getToken returned no token' });
+      }
+      return;
+    }
+    this.offered = { expMs, receivedAt: this.platform.now() };
+    this.send({ type: 'refresh', token });
+  }
+
+  private onRefreshed(message: Record<string, unknown>): void {
+    const offered = this.offered;
+    if (!offered || this.phase !== 'active') return;
+    this.offered = null;
+    this.refreshing = false;
+    const expiresAt = typeof message.expiresAt === 'string' ? Date.parse(message.expiresAt) : NaN;
+    this.held = {
+      expMs: offered.expMs ?? (Number.isFinite(expiresAt) ? expiresAt : undefined),
+      receivedAt: offered.receivedAt,
+    };
+    this.scheduleRefresh();
   }
 
   // ---- subscriptions ----
@@ -449,8 +565,12 @@ export class Connection {
   private clearTimers(): void {
     if (this.timer !== null) this.platform.clearTimeout(this.timer);
     if (this.keepalive !== null) this.platform.clearTimeout(this.keepalive);
+    if (this.refreshTimer !== null) this.platform.clearTimeout(this.refreshTimer);
     this.timer = null;
     this.keepalive = null;
+    this.refreshTimer = null;
     this.probing = false;
+    this.refreshing = false;
+    this.offered = null;
   }
 }

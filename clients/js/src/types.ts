@@ -36,11 +36,15 @@ export type TokenReason =
   | 'initial' // first connection of this leader
   | 'reconnect' // the previous connection dropped for a reason unrelated to the token
   | 'expired' // the server closed with 4001: the token's `exp` passed
-  | 'rejected'; // the socket closed before it opened: possibly a 401 at the upgrade
+  | 'rejected' // the socket closed before it opened: possibly a 401 at the upgrade
+  | 'refresh'; // the open socket's token nears its exp: a new one is sent in band, no reconnect
 
 export interface TokenRequest {
   reason: TokenReason;
-  /** True when the previous token must not be reused (`expired` or `rejected`): bypass caches. */
+  /**
+   * True when the previous token must not be reused (`expired`, `rejected` or `refresh`): bypass
+   * caches.
+   */
   forceRefresh: boolean;
   /** Failed attempts in a row before this one. */
   attempt: number;

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 49 settings (listen_host and listen_port derive from --listen) + --config + --help +
-  // --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 53u);
+  // 55 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
+  // content) + --config + --help + --version + --print-config.
+  EXPECT_EQ(flags_in(help).size(), 59u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
@@ -473,8 +473,8 @@ TEST(Config, RefusesAMissingPublicKeyFile) {
 
 TEST(Config, RefusesToStartWithoutATokenKey) {
   expect_error(run({"--api-key", "k"}),
-               "streamgate: no token key configured: set --jwt-secret (HS256) or "
-               "--jwt-public-key (RS256/ES256), or use --dev to try it out");
+               "streamgate: no token key configured: set --jwt-secret (HS256), "
+               "--jwt-public-key or --jwks-file (RS256/ES256), or use --dev to try it out");
 }
 
 TEST(Config, RefusesToStartWithoutAnApiKey) {
@@ -722,4 +722,63 @@ TEST(Config, DrainPeriodDefaultsToTenSecondsAndComesFromFlagOrEnvironment) {
 }
 
 }  // namespace
+// Issue 17's token flags: other issuers' claims and the expiry notice.
+TEST(Config, TokenFlagsHaveDefaultsFlagsAndEnv) {
+  const ParseOutcome d = run({"--dev"});
+  ASSERT_EQ(d.kind, Kind::kRun) << d.message;
+  EXPECT_EQ(d.settings.jwt_audience, "");
+  EXPECT_EQ(d.settings.jwt_issuer, "");
+  EXPECT_EQ(d.settings.org_claim, "org_id");
+  EXPECT_EQ(d.settings.user_claim, "sub");
+  EXPECT_EQ(d.settings.token_refresh_notice_seconds, 60);
+  const ParseOutcome o =
+      run({"--dev", "--jwt-audience", "streamgate", "--jwt-issuer", "idp", "--org-claim", "tenant",
+           "--user-claim", "uid", "--token-refresh-notice", "0"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.jwt_audience, "streamgate");
+  EXPECT_EQ(o.settings.jwt_issuer, "idp");
+  EXPECT_EQ(o.settings.org_claim, "tenant");
+  EXPECT_EQ(o.settings.user_claim, "uid");
+  EXPECT_EQ(o.settings.token_refresh_notice_seconds, 0);
+  const ScopedEnv env("STREAMGATE_TOKEN_REFRESH_NOTICE", "5");
+  EXPECT_EQ(run({"--dev"}).settings.token_refresh_notice_seconds, 5);
+}
+
+TEST(Config, JwksFileIsReadAtStart) {
+  const std::string path = ::testing::TempDir() + "streamgate-jwks-test.json";
+  {
+    std::ofstream out(path);
+    out << R"({"keys":[{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}]})";
+  }
+  const ParseOutcome o = run({"--api-key", "k", "--jwks-file", path});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.jwks_file, path);
+  EXPECT_NE(o.settings.jwks.find("\"keys\""), std::string::npos);
+  {
+    std::ofstream out(path);
+    out << R"({"kty":"RSA"})";
+  }
+  const ParseOutcome not_a_set = run({"--api-key", "k", "--jwks-file", path});
+  EXPECT_EQ(not_a_set.kind, Kind::kExit);
+  EXPECT_NE(not_a_set.message.find("not a JWK Set"), std::string::npos) << not_a_set.message;
+  std::remove(path.c_str());
+  const ParseOutcome missing = run({"--api-key", "k", "--jwks-file", path});
+  EXPECT_EQ(missing.kind, Kind::kExit);
+  EXPECT_NE(missing.message.find("--jwks-file: cannot read"), std::string::npos) << missing.message;
+}
+
+TEST(Config, TokenClaimFlagsAreValidated) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--dev", "--org-claim", " "},
+        std::vector<std::string>{"--dev", "--user-claim", ""},
+        std::vector<std::string>{"--dev", "--org-claim", "sub"},
+        std::vector<std::string>{"--dev", "--user-claim", std::string(129, 'c')},
+        std::vector<std::string>{"--dev", "--token-refresh-notice", "86401"}}) {
+    const ParseOutcome o = run_args(args);
+    EXPECT_EQ(o.kind, Kind::kExit) << args[1];
+    EXPECT_EQ(o.exit_code, 2) << args[1];
+    EXPECT_NE(o.message.find(args[1]), std::string::npos) << o.message;
+  }
+}
+
 }  // namespace sg::config

@@ -270,5 +270,22 @@ TEST(ClientMessage, ParsesMessagesLargerThanTheStackArena) {
   EXPECT_EQ(std::get<Unsubscribe>(*message).services, (Services{"a"}));
 }
 
+TEST(Refresh, ParsesTheToken) {
+  auto message = parse_client_message(R"({"type":"refresh","token":"a.b.c"})", false);
+  ASSERT_TRUE(message);
+  EXPECT_EQ(std::get<Refresh>(*message).token, "a.b.c");
+}
+
+TEST(Refresh, NeedsANonEmptyStringToken) {
+  EXPECT_EQ(later_error(R"({"type":"refresh"})"), ProtocolError::kMissingField);
+  EXPECT_EQ(later_error(R"({"type":"refresh","token":null})"), ProtocolError::kMissingField);
+  EXPECT_EQ(later_error(R"({"type":"refresh","token":""})"), ProtocolError::kBadField);
+  EXPECT_EQ(later_error(R"({"type":"refresh","token":42})"), ProtocolError::kBadField);
+}
+
+TEST(Refresh, IsNotAHandshake) {
+  EXPECT_EQ(handshake_error(R"({"type":"refresh","token":"a.b.c"})"), ProtocolError::kUnknownType);
+}
+
 }  // namespace
 }  // namespace sg::protocol

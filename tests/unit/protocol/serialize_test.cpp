@@ -87,6 +87,18 @@ TEST(SerializePong, WritesTimestamp) {
   parse_frame(frame);
 }
 
+TEST(SerializeRefresh, NamesTheNewExpiry) {
+  const std::string frame = serialize_refreshed(kTime);
+  EXPECT_EQ(frame, R"({"type":"refreshed","expiresAt":"2026-11-27T10:43:50.123Z"})");
+  parse_frame(frame);
+}
+
+TEST(SerializeExpiring, NamesTheExpiry) {
+  const std::string frame = serialize_expiring(kTime);
+  EXPECT_EQ(frame, R"({"type":"expiring","expiresAt":"2026-11-27T10:43:50.123Z"})");
+  parse_frame(frame);
+}
+
 TEST(SerializeError, EscapesTheMessage) {
   const std::string frame = serialize_error("unknown_service", "no \"payroll\" here\n");
   EXPECT_EQ(frame,

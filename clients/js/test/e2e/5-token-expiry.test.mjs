@@ -1,5 +1,6 @@
-// Scenario 5: tokens. An expiring token gets the connection closed with 4001; the client asks
-// getToken for a fresh one and the stream continues without a gap or a repeat. A token refused at
+// Scenario 5: tokens. An expiring token whose in-band refresh fails (the refreshed token is
+// refused) gets the connection closed with 4001; the client asks getToken for a fresh one and the
+// stream continues without a gap or a repeat: reconnecting stays the fallback. A token refused at
 // the upgrade (401, which a browser sees only as a socket closing before it opened) also leads to
 // a fresh token rather than a retry loop with the stale one.
 import { after, before, test } from 'node:test';
@@ -21,16 +22,17 @@ after(async () => {
 });
 
 test('an expired token (4001) is replaced through getToken and the stream continues', async () => {
-  // The first token lives 2-3 s (exp is in whole seconds; the server runs with --jwt-leeway 0).
+  // The first token lives 2-3 s (exp is in whole seconds; the server runs with --jwt-leeway 0);
+  // the client's in-band refresh of it is refused (badRefresh), so the token runs out.
   const page = await browser.newTab(
-    web.tabUrl({ ws: server.wsUrl, org: 501, services: 'finance', name: 's5', ttl: 3 }),
+    web.tabUrl({ ws: server.wsUrl, org: 501, services: 'finance', name: 's5', ttl: 3, badRefresh: true }),
   );
   await waitFor(() => page.evaluate(() => window.sg.client.state === 'open'), { what: 'state open' });
   const early = await publishMany(server, 501, 'finance', 5);
 
-  await waitFor(() => page.evaluate(() => window.sg.tokens.length >= 2), {
+  await waitFor(() => page.evaluate(() => window.sg.tokens.length >= 3), {
     timeout: 8000,
-    what: 'a second getToken call',
+    what: 'a getToken call after the 4001',
     describe: () => page.evaluate(() => window.sg.tokens),
   });
   await waitFor(() => page.evaluate(() => window.sg.client.state === 'open'), { what: 'open again' });
@@ -48,13 +50,14 @@ test('an expired token (4001) is replaced through getToken and the stream contin
     r.tokens.map((t) => [t.reason, t.forceRefresh]),
     [
       ['initial', false],
+      ['refresh', true],
       ['expired', true],
     ],
   );
   assert.deepEqual(r.closes, [4001]);
   assert.deepEqual(
     r.errors.map((e) => e.code),
-    ['token_expired'],
+    ['bad_signature', 'token_expired'],
   );
   await page.close();
 });
