@@ -27,9 +27,11 @@ std::shared_ptr<const TokenVerifier> verifier(VerifierOptions o) {
 
 // {"sub":"user-1","org_id":456,"exp":…,<extra>}
 std::string claims(std::string_view extra = {}) {
-  std::string out = R"({"sub":"user-1","org_id":456,"exp":)" + std::to_string(kNow + 3600);
-  if (!extra.empty()) out += "," + std::string(extra);
-  return out + "}";
+  std::string out = R"({"sub":"user-1","org_id":456,"exp":)";
+  out += std::to_string(kNow + 3600);
+  if (!extra.empty()) out.append(",").append(extra);
+  out += '}';
+  return out;
 }
 
 Result<Principal> verify(const VerifierOptions& o, std::string_view claims_json) {
