@@ -24,6 +24,7 @@ enum class AuthError {
   kMissingClaim,  // sub, org_id or exp absent
   kBadClaim,      // a claim of the wrong type or out of range (an org id publish can't name)
   kBadKey,        // configuration: the secret or PEM key is unusable
+  kRevoked,       // issued before a producer's revocation of its user (not the verifier's)
 };
 std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
 constexpr const char* error_domain(AuthError) {
@@ -41,6 +42,9 @@ struct Principal {
   // rooms claim: the chat rooms this user may join; nullopt = any room of the org.
   std::optional<std::vector<std::string>> rooms;
   std::chrono::system_clock::time_point expiry;
+  // iat claim in unix seconds; nullopt when absent or not a NumericDate (revocations treat
+  // such a token as issued before them).
+  std::optional<std::int64_t> issued_at;
 };
 
 struct VerifierOptions {

@@ -25,6 +25,8 @@ std::string_view to_string(AuthError e) {
       return "bad_signature";
     case AuthError::kExpired:
       return "token_expired";
+    case AuthError::kRevoked:
+      return "token_revoked";
     case AuthError::kNotYetValid:
       return "token_not_yet_valid";
     case AuthError::kMissingClaim:
@@ -235,6 +237,12 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
     const Result<TimePoint> not_before = numeric_date(*nbf);
     if (!not_before) return not_before.error();
     if (now + leeway_ < *not_before) return AuthError::kNotYetValid;
+  }
+
+  if (const json::value* iat = claims.if_contains("iat")) {
+    if (const Result<TimePoint> issued = numeric_date(*iat)) {
+      principal.issued_at = std::chrono::duration_cast<seconds>(issued->time_since_epoch()).count();
+    }
   }
 
   Result<std::string> user = id_claim(claims, "sub", kMaxSubBytes);

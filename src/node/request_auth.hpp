@@ -7,6 +7,7 @@
 #include "auth/auth.hpp"
 #include "net/http_types.hpp"
 
+#include <chrono>
 #include <optional>
 #include <string>
 
@@ -20,6 +21,12 @@ struct UserAuth {
 };
 
 UserAuth authenticate_user(Context& ctx, const net::HttpRequest& req);
+
+// The one gate every user token passes, wherever it arrives (stream and upload upgrades, REST,
+// in-band refresh): the verifier, then the producers' revocations (auth::AuthError::kRevoked).
+// Any thread.
+Result<auth::Principal> accept_token(Context& ctx, std::string_view token,
+                                     std::chrono::system_clock::time_point now);
 
 // The user's token, with one precedence for every endpoint (stream and upload upgrades, REST):
 // the `Authorization: Bearer` header when it carries a token, else the access_token query

@@ -50,7 +50,7 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
                 "send the token as an Authorization: Bearer header or the access_token query "
                 "parameter");
   }
-  auto principal = ctx.verifier->verify(token, core::WallClock::now());
+  auto principal = accept_token(ctx, token, core::WallClock::now());
   if (!principal) {
     const std::string reason = core::reason(principal.error());
     log::info("auth", "connection rejected", {{"reason", reason}, {"path", req.path}});

@@ -294,7 +294,7 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
   }
   // 46 settings (listen_host and listen_port derive from --listen) + --config + --help +
   // --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 50u);
+  EXPECT_EQ(flags_in(help).size(), 54u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
