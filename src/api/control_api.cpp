@@ -322,31 +322,34 @@ void send_revoke(Context& ctx, const HttpRequest& req, Reply reply) {
     return reply(bad("issuedBefore", "unix seconds, positive, at most --revocation-ttl ahead"));
   }
   broker::Revocation r{*org, *user, issued_v->get_int64(), now + std::chrono::seconds(ttl)};
-  if (ctx.hub->revocations().size() >= ctx.settings.max_revocations &&
-      ctx.hub->revocations().add(r, now) == hub::Revocations::Add::kFull) {
+  // Here first: a refusal then changes nothing anywhere, and this node refuses the tokens
+  // from now on whatever the broker says.
+  if (ctx.hub->revocations().add(r, now) == hub::Revocations::Add::kFull) {
     return reply(json_error(503, "revocations_full",
                             "this node holds --max-revocations revocations; retry later"));
   }
   log::info("api", "revocation requested",
             {{"org", r.org}, {"user", r.user}, {"issued_before", r.issued_before}});
-  // Stored before anything else: once the answer says 200, a node that starts later loads it.
-  ctx.broker.store_revocation(r, [&ctx, r, reply = std::move(reply)](Result<void> stored) mutable {
-    if (!stored) {
-      return reply(json_error(503, "broker_unavailable", "the revocation could not be stored"));
-    }
-    ctx.hub->revocations().add(r, core::WallClock::now());
-    std::string message = "{\"op\":\"revoke\",\"orgId\":" + org_json(r.org) + ",\"userId\":";
-    protocol::append_json_string(message, r.user);
-    message += ",\"issuedBefore\":";
-    core::append_decimal(message, static_cast<std::uint64_t>(r.issued_before));
-    message += ",\"expiresMs\":";
-    core::append_decimal(message, static_cast<std::uint64_t>(core::unix_millis(r.expires)));
-    message += '}';
-    ctx.hub->cut_off(
-        revoke_cut(r.org, r.user, r.issued_before),
-        [&ctx, r, message = std::move(message), reply = std::move(reply)](std::size_t closed) {
+  // This node's sockets first, then stored before the others are told: once the answer is
+  // 200, a node that starts later or missed the broadcast loads it.
+  ctx.hub->cut_off(revoke_cut(r.org, r.user, r.issued_before), [&ctx, r, reply = std::move(reply)](
+                                                                   std::size_t closed) mutable {
+    ctx.broker.store_revocation(
+        r, [&ctx, r, closed, reply = std::move(reply)](Result<void> stored) {
+          if (!stored) {
+            return reply(json_error(503, "broker_unavailable",
+                                    "the revocation holds on this node only: the broker could not "
+                                    "store it; retry"));
+          }
+          std::string message = "{\"op\":\"revoke\",\"orgId\":" + org_json(r.org) + ",\"userId\":";
+          protocol::append_json_string(message, r.user);
+          message += ",\"issuedBefore\":";
+          core::append_decimal(message, static_cast<std::uint64_t>(r.issued_before));
+          message += ",\"expiresMs\":";
+          core::append_decimal(message, static_cast<std::uint64_t>(core::unix_millis(r.expires)));
+          message += '}';
           ctx.broker.broadcast_control(
-              message, [closed, r, reply](Result<broker::ControlReach> sent) {
+              std::move(message), [closed, r, reply](Result<broker::ControlReach> sent) {
                 if (!sent) {
                   return reply(json_error(503, "broker_unavailable",
                                           "stored, but the other nodes could not be told; retry"));
