@@ -15,7 +15,6 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
-#include <array>
 #include <charconv>
 #include <map>
 
@@ -471,8 +470,10 @@ void get_channels(Context& ctx, const HttpRequest& req, Reply reply) {
                   for (const auto& item : *list) {
                     const json::array* pair = item.if_array();
                     if (pair == nullptr || pair->size() != 2 || !pair->at(0).is_string()) continue;
-                    const auto n = pair->at(1).to_number<std::uint64_t>();
-                    sums[std::string(view(pair->at(0).get_string()))] += n;
+                    // Another node's text: a count that isn't one is skipped, never thrown on.
+                    boost::system::error_code ec;
+                    const auto n = pair->at(1).to_number<std::uint64_t>(ec);
+                    if (!ec) sums[std::string(view(pair->at(0).get_string()))] += n;
                   }
                 }
                 std::string out = "{\"channels\":[";
