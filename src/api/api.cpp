@@ -2,6 +2,7 @@
 
 #include "api/chat_api.hpp"
 #include "api/cluster_api.hpp"
+#include "api/control_api.hpp"
 #include "auth/auth.hpp"
 #include "chat/chat.hpp"
 #include "core/core.hpp"
@@ -260,6 +261,14 @@ void add_routes(net::HttpRoutes& routes, Context& ctx) {
       [&ctx](const HttpRequest& req, Reply reply) { handle_presence(ctx, req, std::move(reply)); });
   add(is_chat_api_path, "GET",
       [&ctx](const HttpRequest& req, Reply reply) { handle_chat_api(ctx, req, std::move(reply)); });
+  for (auto [path, method] : {std::pair{kDisconnectPath, "POST"}, std::pair{kRevokePath, "POST"},
+                              std::pair{kHistoryPath, "GET"}, std::pair{kChannelsPath, "GET"},
+                              std::pair{kConnectionsPath, "GET"}}) {
+    add(net::path_is(std::string(path)), method, [&ctx, path](const HttpRequest& req, Reply reply) {
+      handle_control_api(ctx, path, req, std::move(reply));
+    });
+  }
+  if (ctx.hub != nullptr) start_control(ctx);
 }
 
 void add_health_routes(net::HttpRoutes& routes, Context& ctx) {

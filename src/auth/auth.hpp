@@ -27,6 +27,7 @@ enum class AuthError {
   kBadAudience,   // --jwt-audience set and aud absent, of the wrong type, or not naming it
   kBadIssuer,     // --jwt-issuer set and iss absent or different
   kUnknownKey,    // RS256/ES256 with a kid the key set doesn't hold (or no kid, and no one key)
+  kRevoked,       // issued before a producer's revocation of its user (not the verifier's)
 };
 std::string_view to_string(AuthError e);  // "token_expired", "bad_signature", …
 constexpr const char* error_domain(AuthError) {
@@ -45,6 +46,9 @@ struct Principal {
   // rooms claim: the chat rooms this user may join; nullopt = any room of the org.
   std::optional<std::vector<std::string>> rooms;
   std::chrono::system_clock::time_point expiry;
+  // iat claim in unix seconds; nullopt when absent or not a NumericDate (revocations treat
+  // such a token as issued before them).
+  std::optional<std::int64_t> issued_at;
 };
 
 struct VerifierOptions {

@@ -26,6 +26,8 @@ std::string_view to_string(AuthError e) {
       return "bad_signature";
     case AuthError::kExpired:
       return "token_expired";
+    case AuthError::kRevoked:
+      return "token_revoked";
     case AuthError::kNotYetValid:
       return "token_not_yet_valid";
     case AuthError::kMissingClaim:
@@ -366,6 +368,12 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
   if (!audience_.empty()) {
     const json::value* aud = claims.if_contains("aud");
     if (aud == nullptr || !audience_matches(*aud, audience_)) return AuthError::kBadAudience;
+  }
+
+  if (const json::value* iat = claims.if_contains("iat")) {
+    if (const Result<TimePoint> issued = numeric_date(*iat)) {
+      principal.issued_at = std::chrono::duration_cast<seconds>(issued->time_since_epoch()).count();
+    }
   }
 
   Result<std::string> user = id_claim(claims, user_claim_, kMaxSubBytes);

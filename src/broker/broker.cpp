@@ -26,4 +26,21 @@ void Broker::history_page(const Channel& channel, Position after, std::size_t li
   });
 }
 
+void Broker::set_control_handler(ControlHandler) {}
+
+void Broker::broadcast_control(std::string, std::function<void(Result<ControlReach>)> done) {
+  if (done) done(ControlReach::kThisNode);
+}
+
+void Broker::ask_nodes(std::string, std::chrono::milliseconds,
+                       std::function<void(Result<std::vector<std::string>>)> done) {
+  if (done) done(make_error_code(BrokerError::kUnavailable));
+}
+
+void Broker::store_revocation(const Revocation&, std::function<void(Result<void>)> done) {
+  if (done) done(Result<void>());
+}
+
+void Broker::set_revocation_sink(std::size_t, std::function<void(std::vector<Revocation>)>) {}
+
 }  // namespace sg::broker

@@ -101,6 +101,24 @@ struct PresenceEntry {
   std::uint32_t connections = 0;                // summed over the nodes
 };
 
+// A producer's revocation (POST /v2/realtime/revoke): tokens of (org, user) issued before
+// `issued_before` (unix seconds) are refused until `expires`, when none of them can be valid.
+struct Revocation {
+  std::string org;
+  std::string user;
+  std::int64_t issued_before = 0;
+  std::chrono::system_clock::time_point expires;
+};
+
+// What other nodes send through the control channel (a disconnect, a revocation, a question).
+// `answer` is null for a broadcast; for a question (ask_nodes) call it exactly once, from any
+// thread, with this node's answer.
+// Where a broadcast went: nowhere else (a broker of one node), or to the other nodes.
+enum class ControlReach { kThisNode, kCluster };
+
+using ControlHandler =
+    std::function<void(std::string_view message, std::function<void(std::string)> answer)>;
+
 struct BrokerStats {
   std::uint64_t channels = 0;       // channels with unexpired history or subscribers
   std::uint64_t subscriptions = 0;  // live Subscription objects
@@ -161,6 +179,31 @@ class Broker {
   // the old source is never called again.
   virtual void set_node_stats_source(std::function<std::string()> source) = 0;
   virtual void node_stats(std::function<void(Result<std::vector<std::string>>)> done) = 0;
+
+  // ---- control: producer requests that reach every node, not channels (docs/scaling.md) ----
+  // The handler for control messages from other nodes and for this node's share of ask_nodes;
+  // called on any thread. Once set_control_handler(nullptr) returns, the old one is not called.
+  // The default keeps none (a broker of one node with nothing to receive).
+  virtual void set_control_handler(ControlHandler handler);
+  // Sends `message` to every other node sharing the broker (not back to this one): kCluster
+  // when it went out, kThisNode when this broker has no other nodes (the default), or
+  // kUnavailable when it could not be sent.
+  virtual void broadcast_control(std::string message,
+                                 std::function<void(Result<ControlReach>)> done);
+  // Asks every live node, this one included, through their control handlers; `done` gets the
+  // answers that arrived within `timeout` (as many as nodes when none was late). The default
+  // has no handler to ask and fails with kUnavailable.
+  virtual void ask_nodes(std::string question, std::chrono::milliseconds timeout,
+                         std::function<void(Result<std::vector<std::string>>)> done);
+  // Keeps `revocation` for every node until it expires (Redis: one hash with a TTL); the
+  // default keeps nothing and succeeds, since a node's own table is all there is.
+  virtual void store_revocation(const Revocation& revocation,
+                                std::function<void(Result<void>)> done);
+  // Called with every stored, unexpired revocation (at most `max`) now if the broker can read
+  // them, and again each time it reconnects to its store, so a node that starts, or lost
+  // Redis meanwhile, catches up. The default stores none and never calls it.
+  virtual void set_revocation_sink(std::size_t max,
+                                   std::function<void(std::vector<Revocation>)> sink);
 
   virtual BrokerStats stats() const = 0;
 

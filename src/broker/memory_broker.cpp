@@ -550,6 +550,26 @@ class MemoryBroker final : public Broker {
     if (done) done(std::move(nodes));
   }
 
+  void set_control_handler(ControlHandler handler) override {
+    std::lock_guard lock(control_mutex_);
+    control_ = std::move(handler);
+  }
+
+  // One node: the question goes to this node's handler alone, so its answer is all of them.
+  void ask_nodes(std::string question, std::chrono::milliseconds,
+                 std::function<void(Result<std::vector<std::string>>)> done) override {
+    const CallGate::Pass pass(gate_);
+    if (refused(pass, done)) return;
+    std::lock_guard lock(control_mutex_);
+    if (!control_) {
+      if (done) done(make_error_code(BrokerError::kUnavailable));
+      return;
+    }
+    control_(question, [done = std::move(done)](std::string answer) {
+      if (done) done(std::vector<std::string>{std::move(answer)});
+    });
+  }
+
   BrokerStats stats() const override {
     BrokerStats stats;
     stats.channels = core_->sweep();
@@ -568,6 +588,8 @@ class MemoryBroker final : public Broker {
   // Its own mutex: the source takes the hub's locks, and the hub calls set_presence with them.
   std::mutex source_mutex_;
   std::function<std::string()> stats_source_;  // guarded by source_mutex_
+  std::mutex control_mutex_;
+  ControlHandler control_;  // guarded by control_mutex_
 };
 
 }  // namespace

@@ -153,6 +153,16 @@ constexpr std::size_t kMaxHeldEvents = 100000;
 constexpr std::string_view kNoEpoch = "0";
 // How many channels stats() remembers this node published to, beyond those it subscribes.
 constexpr std::size_t kMaxTrackedChannels = 65536;
+// KEYS: the revocations hash. ARGV: field, value, ms the entry must live. The hash lives as
+// long as its longest-lived entry; a load skips the expired ones.
+constexpr std::string_view kStoreRevocationScript = R"lua(
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 1
+)lua";
+
 constexpr auto kCatchUpRetry = std::chrono::milliseconds(500);
 
 bool valid(const Channel& channel) {
@@ -320,6 +330,7 @@ class Impl {
         work_(asio::make_work_guard(io_)),
         retry_timer_(io_) {
     const std::string node = core::random_hex(4);
+    node_ = core::random_hex(8);
     cmd_ = std::make_unique<Connection>(
         io_, connection_options("streamgate-cmd-" + node, false),
         Connection::Handlers{[this] { on_cmd_up(); }, [this](const ErrorCode&) { on_health(); },
@@ -355,6 +366,7 @@ class Impl {
     stopped_ = true;
     asio::post(io_, [this] {
       retry_timer_.cancel();
+      fail_asks();
       cluster_->stop();
       cmd_->stop();
       sub_->stop();
@@ -494,6 +506,84 @@ class Impl {
     if (refused_after_quiesce(done)) return;
     asio::post(io_,
                [this, done = std::move(done)]() mutable { cluster_->node_stats(std::move(done)); });
+  }
+
+  void set_control_handler(ControlHandler handler) {
+    std::lock_guard lock(control_mutex_);
+    control_ = std::move(handler);
+  }
+
+  void broadcast_control(std::string message, std::function<void(Result<ControlReach>)> done) {
+    if (refused_after_quiesce(done)) return;
+    asio::post(io_, [this, message = std::move(message), done = std::move(done)] {
+      send_control('b', "*", "0", message, [done](const ErrorCode& ec, const redisReply* reply) {
+        if (!done) return;
+        if (ec || reply == nullptr || redis::is_error(reply)) {
+          done(failure(ec ? ec : make_error_code(BrokerError::kUnavailable)));
+          return;
+        }
+        done(ControlReach::kCluster);
+      });
+    });
+  }
+
+  void ask_nodes(std::string question, std::chrono::milliseconds timeout,
+                 std::function<void(Result<std::vector<std::string>>)> done) {
+    if (refused_after_quiesce(done)) return;
+    asio::post(io_, [this, question = std::move(question), timeout,
+                     done = std::move(done)]() mutable {
+      // How many nodes to wait for: those whose heartbeat is live (this one included).
+      cluster_->node_stats([this, question = std::move(question), timeout, done = std::move(done)](
+                               Result<std::vector<std::string>> nodes) mutable {
+        if (!nodes) {
+          if (done) done(failure(nodes.error()));
+          return;
+        }
+        start_ask(std::move(question), std::max<std::size_t>(1, nodes->size()), timeout,
+                  std::move(done));
+      });
+    });
+  }
+
+  void store_revocation(const Revocation& r, std::function<void(Result<void>)> done) {
+    if (refused_after_quiesce(done)) return;
+    const auto now = std::chrono::system_clock::now();
+    const auto ttl_ms = std::max<std::int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(r.expires - now).count());
+    std::string value;
+    core::append_decimal(value,
+                         static_cast<std::uint64_t>(std::max<std::int64_t>(0, r.issued_before)));
+    value.push_back(' ');
+    core::append_decimal(
+        value,
+        static_cast<std::uint64_t>(std::max<std::int64_t>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(r.expires.time_since_epoch())
+                   .count())));
+    asio::post(io_, [this, field = revocation_field(r.org, r.user), value = std::move(value),
+                     ttl = std::to_string(ttl_ms), done = std::move(done)] {
+      cmd_->send({"EVAL", kStoreRevocationScript, "1", revocations_key(), field, value, ttl},
+                 [done](const ErrorCode& ec, const redisReply* reply) {
+                   if (!done) return;
+                   if (ec || reply == nullptr || redis::is_error(reply)) {
+                     done(failure(ec ? ec : make_error_code(BrokerError::kUnavailable)));
+                     return;
+                   }
+                   done(Result<void>());
+                 });
+    });
+  }
+
+  void set_revocation_sink(std::size_t max, std::function<void(std::vector<Revocation>)> sink) {
+    {
+      std::lock_guard lock(control_mutex_);
+      revocation_sink_ = std::move(sink);
+      max_revocations_ = max;
+    }
+    if (!stopped_) {
+      asio::post(io_, [this] {
+        if (cmd_->up()) load_revocations();
+      });
+    }
   }
 
   LocalSubPtr subscribe(const Channel& channel, Sink sink, std::function<void()> on_ready,
@@ -805,6 +895,148 @@ class Impl {
     }
   }
 
+  // ---- control channel (I/O thread) ----
+  // One Pub/Sub channel per deployment, "<prefix>control", with messages
+  // "<kind> <from> <to> <ask id> <body>": kind b (broadcast, every node but the sender), q (a
+  // question, every node answers) or a (an answer, for node <to>); node ids are random per
+  // process.
+
+  std::string control_channel() const { return options_.key_prefix + "control"; }
+  std::string revocations_key() const { return options_.key_prefix + "revocations"; }
+
+  static std::string revocation_field(std::string_view org, std::string_view user) {
+    std::string field;
+    core::append_decimal(field, org.size());
+    field.push_back(':');
+    field.append(org);
+    field.push_back('/');
+    field.append(user);
+    return field;
+  }
+
+  void send_control(char kind, std::string_view to, std::string_view id, std::string_view body,
+                    redis::ReplyHandler handler) {
+    std::string payload(1, kind);
+    payload.push_back(' ');
+    payload += node_;
+    payload.push_back(' ');
+    payload.append(to);
+    payload.push_back(' ');
+    payload.append(id);
+    payload.push_back(' ');
+    payload.append(body);
+    cmd_->send({"PUBLISH", control_channel(), payload}, std::move(handler));
+  }
+
+  void start_ask(std::string question, std::size_t expected, std::chrono::milliseconds timeout,
+                 std::function<void(Result<std::vector<std::string>>)> done) {
+    const std::string id = std::to_string(++ask_serial_);
+    auto& ask = asks_[id];
+    ask = std::make_unique<Ask>(io_);
+    ask->expected = expected;
+    ask->done = std::move(done);
+    ask->timer.expires_after(timeout);
+    ask->timer.async_wait([this, id](const ErrorCode& ec) {
+      if (!ec) finish_ask(id, {});
+    });
+    send_control('q', "*", id, question, [this, id](const ErrorCode& ec, const redisReply* reply) {
+      if (ec || reply == nullptr || redis::is_error(reply)) {
+        finish_ask(id, failure(ec ? ec : make_error_code(BrokerError::kUnavailable)));
+      }
+    });
+  }
+
+  void finish_ask(std::string id, ErrorCode ec) {
+    auto it = asks_.find(id);
+    if (it == asks_.end()) return;
+    auto ask = std::move(it->second);
+    asks_.erase(it);
+    ask->timer.cancel();
+    if (!ask->done) return;
+    if (ec) {
+      ask->done(ec);
+    } else {
+      ask->done(std::move(ask->answers));
+    }
+  }
+
+  void fail_asks() {
+    while (!asks_.empty())
+      finish_ask(asks_.begin()->first, make_error_code(BrokerError::kShuttingDown));
+  }
+
+  void on_control(std::string_view payload) {
+    // kind, from, to, id: four words, then the body.
+    std::array<std::string_view, 4> words;
+    for (auto& word : words) {
+      const auto space = payload.find(' ');
+      if (space == std::string_view::npos) return;
+      word = payload.substr(0, space);
+      payload.remove_prefix(space + 1);
+    }
+    const auto [kind, from, to, id] = words;
+    if (kind == "a") {
+      if (to != node_) return;
+      auto it = asks_.find(id);
+      if (it == asks_.end()) return;
+      it->second->answers.emplace_back(payload);
+      if (it->second->answers.size() >= it->second->expected) finish_ask(it->first, {});
+      return;
+    }
+    if (kind == "b" && from == node_) return;
+    if (kind != "b" && kind != "q") return;
+    std::function<void(std::string)> answer;
+    if (kind == "q") {
+      answer = [this, from = std::string(from), id = std::string(id)](std::string text) {
+        if (stopped_) return;
+        asio::post(io_, [this, from, id, text = std::move(text)] {
+          send_control('a', from, id, text, [](const ErrorCode&, const redisReply*) {});
+        });
+      };
+    }
+    std::lock_guard lock(control_mutex_);
+    if (control_) control_(payload, std::move(answer));
+  }
+
+  void load_revocations() {
+    cmd_->send({"HGETALL", revocations_key()}, [this](const ErrorCode& ec,
+                                                      const redisReply* reply) {
+      if (ec || reply == nullptr || reply->type != REDIS_REPLY_ARRAY) return;
+      const auto now = std::chrono::system_clock::now();
+      std::vector<Revocation> list;
+      std::lock_guard lock(control_mutex_);
+      for (std::size_t i = 0; i + 1 < reply->elements && list.size() < max_revocations_; i += 2) {
+        auto r =
+            parse_revocation(reply_text(*reply->element[i]), reply_text(*reply->element[i + 1]));
+        if (r && r->expires > now) list.push_back(std::move(*r));
+      }
+      if (revocation_sink_) revocation_sink_(std::move(list));
+    });
+  }
+
+  static std::optional<Revocation> parse_revocation(std::string_view field,
+                                                    std::string_view value) {
+    const auto colon = field.find(':');
+    std::size_t org_len = 0;
+    if (colon == std::string_view::npos || !parse_number(field.substr(0, colon), org_len)) {
+      return std::nullopt;
+    }
+    field.remove_prefix(colon + 1);
+    if (field.size() < org_len + 1 || field[org_len] != '/') return std::nullopt;
+    const auto space = value.find(' ');
+    std::uint64_t issued = 0, expires_ms = 0;
+    if (space == std::string_view::npos || !parse_number(value.substr(0, space), issued) ||
+        !parse_number(value.substr(space + 1), expires_ms)) {
+      return std::nullopt;
+    }
+    Revocation r;
+    r.org = std::string(field.substr(0, org_len));
+    r.user = std::string(field.substr(org_len + 1));
+    r.issued_before = static_cast<std::int64_t>(issued);
+    r.expires = std::chrono::system_clock::time_point(std::chrono::milliseconds(expires_ms));
+    return r;
+  }
+
   void on_health() {
     const bool healthy = cmd_->up() && sub_->up();
     if (healthy_.exchange(healthy) == healthy) return;
@@ -816,10 +1048,12 @@ class Impl {
     on_health();
     retry_catch_ups();
     cluster_->on_up();
+    load_revocations();
   }
 
   void on_sub_up() {
     on_health();
+    sub_->send({"SUBSCRIBE", control_channel()}, [](const ErrorCode&, const redisReply*) {});
     for (auto& [name, state] : channels_) send_subscribe(*state);
   }
 
@@ -924,6 +1158,10 @@ class Impl {
   }
 
   void on_message(std::string_view name, std::string_view payload) {
+    if (name == control_channel()) {
+      on_control(payload);
+      return;
+    }
     auto it = channels_.find(name);
     if (it == channels_.end()) return;
     ChannelState& state = *it->second;
@@ -1085,6 +1323,23 @@ class Impl {
   std::mutex health_mutex_;
   std::condition_variable health_cv_;
 
+  // The control channel: this process's id in it, the questions waiting for answers (I/O
+  // thread), and what control messages and loaded revocations are handed to.
+  std::string node_;
+  struct Ask {
+    explicit Ask(asio::io_context& io) : timer(io) {}
+    std::size_t expected = 1;
+    std::vector<std::string> answers;
+    std::function<void(Result<std::vector<std::string>>)> done;
+    asio::steady_timer timer;
+  };
+  std::unordered_map<std::string, std::unique_ptr<Ask>, NameHash, std::equal_to<>> asks_;
+  std::uint64_t ask_serial_ = 0;
+  std::mutex control_mutex_;
+  ControlHandler control_;                                        // guarded by control_mutex_
+  std::function<void(std::vector<Revocation>)> revocation_sink_;  // guarded by control_mutex_
+  std::size_t max_revocations_ = 0;                               // guarded by control_mutex_
+
   std::atomic<std::uint64_t> subscriptions_{0};
   std::mutex stats_mutex_;
   std::unordered_map<std::string, Tracked> tracked_;  // guarded by stats_mutex_
@@ -1172,6 +1427,30 @@ class RedisBroker final : public Broker {
 
   void node_stats(std::function<void(Result<std::vector<std::string>>)> done) override {
     impl_->node_stats(std::move(done));
+  }
+
+  void set_control_handler(ControlHandler handler) override {
+    impl_->set_control_handler(std::move(handler));
+  }
+
+  void broadcast_control(std::string message,
+                         std::function<void(Result<ControlReach>)> done) override {
+    impl_->broadcast_control(std::move(message), std::move(done));
+  }
+
+  void ask_nodes(std::string question, std::chrono::milliseconds timeout,
+                 std::function<void(Result<std::vector<std::string>>)> done) override {
+    impl_->ask_nodes(std::move(question), timeout, std::move(done));
+  }
+
+  void store_revocation(const Revocation& revocation,
+                        std::function<void(Result<void>)> done) override {
+    impl_->store_revocation(revocation, std::move(done));
+  }
+
+  void set_revocation_sink(std::size_t max,
+                           std::function<void(std::vector<Revocation>)> sink) override {
+    impl_->set_revocation_sink(max, std::move(sink));
   }
 
   BrokerStats stats() const override { return impl_->stats(); }

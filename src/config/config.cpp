@@ -216,6 +216,20 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"upload-max-org-bytes", "BYTES", 0, kMaxUploadBytes, "",
        "Declared bytes of one org's unfinished uploads together; 0 = unlimited.",
        SG_NUMERIC_FIELD(upload_max_org_bytes)},
+      {"max-revocations", "N", 1, kMaxSize, "revoke needs room for one entry",
+       "Revocations (POST /v2/realtime/revoke) a node holds at once; another is refused with "
+       "503 revocations_full until one expires.",
+       SG_NUMERIC_FIELD(max_revocations)},
+      {"revocation-ttl", "SECONDS", 1, 10ull * 365 * 86400, "a revocation must outlive its call",
+       "How long a revocation is kept, in seconds; set it to at least the longest lifetime of "
+       "the tokens you issue.",
+       SG_NUMERIC_FIELD(revocation_ttl_seconds)},
+      {"api-list-max", "N", 1, 100000, "a list holds at least one item",
+       "Items in one answer of the producer API's history, channels and connections.",
+       SG_NUMERIC_FIELD(api_list_max)},
+      {"cluster-query-timeout", "MS", 10, kMaxDurationMs, "shorter than a Redis round trip",
+       "How long GET channels and connections wait for every node's answer, in milliseconds.",
+       SG_NUMERIC_FIELD(cluster_query_timeout_ms)},
   };
   return specs;
 }

@@ -121,6 +121,16 @@ struct Settings {
   // --upload-max-org-bytes: declared bytes of an org's unfinished uploads; 0 = unlimited
   std::uint64_t upload_max_org_bytes = 50ull << 30;
 
+  // The producer control API (docs/protocol.md#producer-api).
+  // --max-revocations: revocations a node holds; more are refused rather than one forgotten
+  std::size_t max_revocations = 100000;
+  // --revocation-ttl: how long a revocation is kept; at least the longest token lifetime
+  std::int64_t revocation_ttl_seconds = 86400;
+  std::size_t api_list_max =
+      1000;  // --api-list-max: items in one history/channels/connections answer
+  // --cluster-query-timeout: how long channels/connections wait for the other nodes' answers
+  std::int64_t cluster_query_timeout_ms = 1000;
+
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.
   bool dev = false;

@@ -7,6 +7,7 @@
 #include <bit>
 #include <cassert>
 #include <chrono>
+#include <map>
 
 namespace sg::hub {
 
@@ -408,11 +409,109 @@ void Shard::remove_slot(LocalChannel& local, std::uint32_t slot) {
   channels_.erase(local.key);  // destroys `local`
 }
 
+// ---- the producer API's index ----
+
+namespace {
+std::string org_user_key(const std::string& org, const std::string& user) {
+  std::string key = org;
+  key.push_back('\0');
+  key += user;
+  return key;
+}
+}  // namespace
+
+void Shard::enroll(Member& member, const std::string& org, const std::string& user) {
+  by_user_[org_user_key(org, user)].push_back(&member);
+}
+
+void Shard::leave(Member& member, const std::string& org, const std::string& user) {
+  auto it = by_user_.find(org_user_key(org, user));
+  if (it == by_user_.end()) return;
+  std::erase(it->second, &member);
+  if (it->second.empty()) by_user_.erase(it);
+}
+
+std::size_t Shard::cut_off(const Cutoff& cut) {
+  // Copied first: a member that closes leaves the index while it is walked.
+  std::vector<Member*> targets;
+  if (!cut.user.empty()) {
+    if (auto it = by_user_.find(org_user_key(cut.org, cut.user)); it != by_user_.end()) {
+      targets = it->second;
+    }
+  } else {
+    const std::string prefix = org_user_key(cut.org, {});
+    for (const auto& [key, members] : by_user_) {
+      if (key.starts_with(prefix)) targets.insert(targets.end(), members.begin(), members.end());
+    }
+  }
+  std::size_t closed = 0;
+  for (Member* member : targets) {
+    if (member->cut_off(cut)) ++closed;
+  }
+  return closed;
+}
+
+void Shard::describe_user(const std::string& org, const std::string& user, std::size_t max,
+                          std::vector<std::string>& out) const {
+  auto it = by_user_.find(org_user_key(org, user));
+  if (it == by_user_.end()) return;
+  for (const Member* member : it->second) {
+    if (out.size() >= max) return;
+    std::string text;
+    member->describe(text);
+    if (!text.empty()) out.push_back(std::move(text));
+  }
+}
+
+void Shard::channel_counts(const std::string& org,
+                           std::vector<std::pair<std::string, std::uint64_t>>& out) const {
+  for (const auto& [key, local] : channels_) {
+    if (local->channel.org == org) out.emplace_back(local->channel.topic, local->slots.size());
+  }
+}
+
+// ---- Revocations ----
+
+Revocations::Add Revocations::add(const broker::Revocation& r,
+                                  std::chrono::system_clock::time_point now) {
+  std::lock_guard lock(mu_);
+  const std::string key = org_user_key(r.org, r.user);
+  auto it = entries_.find(key);
+  if (it == entries_.end()) {
+    if (entries_.size() >= max_) purge(now);
+    if (entries_.size() >= max_) return Add::kFull;
+    it = entries_.emplace(key, Entry{r.issued_before, r.expires}).first;
+  } else {
+    it->second.issued_before = std::max(it->second.issued_before, r.issued_before);
+    it->second.expires = std::max(it->second.expires, r.expires);
+  }
+  count_.store(entries_.size(), std::memory_order_relaxed);
+  return Add::kAdded;
+}
+
+bool Revocations::revoked(const std::string& org, const std::string& user,
+                          std::optional<std::int64_t> issued_at,
+                          std::chrono::system_clock::time_point now) const {
+  if (count_.load(std::memory_order_relaxed) == 0) return false;
+  std::lock_guard lock(mu_);
+  auto it = entries_.find(org_user_key(org, user));
+  if (it == entries_.end() || it->second.expires <= now) return false;
+  return !issued_at || *issued_at < it->second.issued_before;
+}
+
+void Revocations::purge(std::chrono::system_clock::time_point now) {
+  std::erase_if(entries_, [now](const auto& e) { return e.second.expires <= now; });
+  count_.store(entries_.size(), std::memory_order_relaxed);
+}
+
 // ---- Hub ----
 
 Hub::Hub(broker::Broker& broker, std::vector<Post> workers, HubOptions options,
          metrics::Registry& metrics)
-    : broker_(broker), posts_(std::move(workers)), options_(options) {
+    : broker_(broker),
+      posts_(std::move(workers)),
+      options_(options),
+      revocations_(options.max_revocations) {
   assert(!posts_.empty() && posts_.size() <= kMaxWorkers);
   for (std::size_t i = 0; i < posts_.size(); ++i) {
     shards_.push_back(std::make_unique<Shard>(*this, i));
@@ -596,6 +695,88 @@ PoolStats Hub::stats() const {
 
 std::uint64_t Hub::events_delivered() const {
   return counters_->delivered.value();
+}
+
+namespace {
+// Runs `each` on every worker and hands the results, in worker order, to `done` on the thread
+// of the last worker to finish.
+template <class T>
+void gather(const std::vector<Post>& posts, std::vector<std::unique_ptr<Shard>>& shards,
+            std::function<T(Shard&)> each, std::function<void(std::vector<T>)> done) {
+  struct State {
+    std::mutex mu;
+    std::vector<T> results;
+    std::size_t waiting = 0;
+    std::function<T(Shard&)> each;
+    std::function<void(std::vector<T>)> done;
+  };
+  auto state = std::make_shared<State>();
+  state->results.resize(posts.size());
+  state->waiting = posts.size();
+  state->each = std::move(each);
+  state->done = std::move(done);
+  for (std::size_t i = 0; i < posts.size(); ++i) {
+    posts[i]([state, i, shard = shards[i].get()] {
+      T result = state->each(*shard);
+      bool last = false;
+      {
+        std::lock_guard lock(state->mu);
+        state->results[i] = std::move(result);
+        last = --state->waiting == 0;
+      }
+      if (last) state->done(std::move(state->results));
+    });
+  }
+}
+}  // namespace
+
+void Hub::cut_off(Cutoff cut, std::function<void(std::size_t)> done) {
+  gather<std::size_t>(
+      posts_, shards_, [cut = std::move(cut)](Shard& shard) { return shard.cut_off(cut); },
+      [done = std::move(done)](std::vector<std::size_t> counts) {
+        std::size_t total = 0;
+        for (std::size_t n : counts) total += n;
+        if (done) done(total);
+      });
+}
+
+void Hub::describe_user(std::string org, std::string user, std::size_t max,
+                        std::function<void(std::vector<std::string>)> done) {
+  gather<std::vector<std::string>>(
+      posts_, shards_,
+      [org = std::move(org), user = std::move(user), max](Shard& shard) {
+        std::vector<std::string> out;
+        shard.describe_user(org, user, max, out);
+        return out;
+      },
+      [max, done = std::move(done)](std::vector<std::vector<std::string>> parts) {
+        std::vector<std::string> all;
+        for (auto& part : parts) {
+          for (auto& text : part) {
+            if (all.size() < max) all.push_back(std::move(text));
+          }
+        }
+        if (done) done(std::move(all));
+      });
+}
+
+void Hub::channel_counts(
+    std::string org, std::function<void(std::vector<std::pair<std::string, std::uint64_t>>)> done) {
+  using Counts = std::vector<std::pair<std::string, std::uint64_t>>;
+  gather<Counts>(
+      posts_, shards_,
+      [org = std::move(org)](Shard& shard) {
+        Counts out;
+        shard.channel_counts(org, out);
+        return out;
+      },
+      [done = std::move(done)](std::vector<Counts> parts) {
+        std::map<std::string, std::uint64_t> sums;
+        for (const auto& part : parts) {
+          for (const auto& [topic, n] : part) sums[topic] += n;
+        }
+        if (done) done(Counts(sums.begin(), sums.end()));
+      });
 }
 
 }  // namespace sg::hub

@@ -7,6 +7,7 @@
 #include "broker/broker.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,6 +32,21 @@ struct ChannelEntry;
 // Runs a function on one worker's thread (asio::post in production). Must be FIFO.
 using Post = std::function<void(std::function<void()>)>;
 
+// What a producer asked of connections (POST /v2/realtime/disconnect and /revoke): which ones,
+// and how they close. Matched by each member itself (Member::cut_off).
+struct Cutoff {
+  std::string org;
+  std::string user;           // empty: every user of the org
+  std::string connection_id;  // set: only that connection
+  // Set (a revocation): only connections whose token was issued before it (unix seconds), or
+  // carries no iat.
+  std::optional<std::int64_t> issued_before;
+  std::uint16_t code = 0;    // WebSocket close code
+  std::string close_reason;  // the close frame's reason
+  std::string error;         // the error frame's code, sent before the close
+  std::string message;       // and its message
+};
+
 // A subscriber on one worker, implemented by the server's session. Its channel memberships live
 // in it (per-connection state stays with the connection) but are managed by the Shard.
 class Member {
@@ -41,6 +57,11 @@ class Member {
   // More live events arrived before go_live than the shard holds: the member missed some and
   // should close (slow consumer); go_live will say so too. Same rules as deliver.
   virtual void hold_overflowed() {}
+  // Closes the connection if `cut` names it (see Cutoff); true if it did. On the member's
+  // worker, outside any fan-out; the member may detach from inside.
+  virtual bool cut_off(const Cutoff& /*cut*/) { return false; }
+  // Appends the connection as a JSON object for the producer API (never its token).
+  virtual void describe(std::string& /*out*/) const {}
 
   struct Membership {
     LocalChannel* channel = nullptr;
@@ -107,6 +128,19 @@ class Shard {
   std::size_t index() const { return index_; }
   std::size_t local_channels() const { return channels_.size(); }
 
+  // The index of this worker's connections by (org, user), for the producer API: a member
+  // enrolls once its principal is known and leaves before it is destroyed.
+  void enroll(Member& member, const std::string& org, const std::string& user);
+  void leave(Member& member, const std::string& org, const std::string& user);
+  // Offers `cut` to each enrolled member it may concern; how many closed.
+  std::size_t cut_off(const Cutoff& cut);
+  // Up to `max` descriptions (Member::describe) of the user's connections here.
+  void describe_user(const std::string& org, const std::string& user, std::size_t max,
+                     std::vector<std::string>& out) const;
+  // (topic, members here) of each channel of `org` with members on this worker.
+  void channel_counts(const std::string& org,
+                      std::vector<std::pair<std::string, std::uint64_t>>& out) const;
+
  private:
   friend class Hub;
   void on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event);
@@ -128,6 +162,8 @@ class Shard {
   std::unordered_map<std::string, std::unique_ptr<LocalChannel>> channels_;
   struct Attaches;
   std::unique_ptr<Attaches> attaches_;
+  // org + '\0' + user → the user's members on this worker.
+  std::unordered_map<std::string, std::vector<Member*>> by_user_;
 };
 
 struct PoolStats {
@@ -140,6 +176,37 @@ struct PoolStats {
 struct HubOptions {
   std::size_t max_connections_per_user = 10000;  // 0 = unlimited (--max-connections-per-user)
   std::size_t max_connections = 0;               // per node; 0 = unlimited
+  std::size_t max_revocations = 100000;          // --max-revocations
+};
+
+// The revocations this node enforces (POST /v2/realtime/revoke, from this node, the control
+// channel, or loaded from the broker at start). Bounded: an add beyond `max` unexpired entries
+// is refused rather than evicting one, which would let revoked tokens back in. Thread-safe;
+// a check when there are none takes no lock.
+class Revocations {
+ public:
+  explicit Revocations(std::size_t max) : max_(max) {}
+  enum class Add { kAdded, kFull };
+  // One entry per (org, user): a second keeps the later issued_before and expiry.
+  Add add(const broker::Revocation& revocation, std::chrono::system_clock::time_point now);
+  // True when a token of (org, user) issued at `issued_at` (unix seconds; nullopt: the token
+  // has no iat, so it can't show it is newer) falls under an unexpired revocation.
+  bool revoked(const std::string& org, const std::string& user,
+               std::optional<std::int64_t> issued_at,
+               std::chrono::system_clock::time_point now) const;
+  std::size_t size() const { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Entry {
+    std::int64_t issued_before = 0;
+    std::chrono::system_clock::time_point expires;
+  };
+  void purge(std::chrono::system_clock::time_point now);
+
+  const std::size_t max_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> entries_;  // org + '\0' + user; guarded by mu_
+  std::atomic<std::size_t> count_{0};
 };
 
 // The broker presence scope that lists an org's connected users (every connection the hub
@@ -168,6 +235,17 @@ class Hub {
   PoolStats stats() const;
   std::uint64_t events_delivered() const;
 
+  // The producer API's view of every worker: each runs on the workers' threads (posted), and
+  // `done` runs once, on the thread of the last worker to answer.
+  void cut_off(Cutoff cut, std::function<void(std::size_t closed)> done);
+  void describe_user(std::string org, std::string user, std::size_t max,
+                     std::function<void(std::vector<std::string>)> done);
+  // Members per topic of `org` on this node, summed over the workers, sorted by topic.
+  void channel_counts(std::string org,
+                      std::function<void(std::vector<std::pair<std::string, std::uint64_t>>)> done);
+
+  Revocations& revocations() { return revocations_; }
+
  private:
   friend class Shard;
   using Entry = ChannelEntry;
@@ -191,6 +269,7 @@ class Hub {
 
   struct Counters;
   std::unique_ptr<Counters> counters_;
+  Revocations revocations_;
 };
 
 }  // namespace sg::hub

@@ -12,10 +12,10 @@ constexpr std::string_view kAuthReasons[] = {
     "missing_token",      "malformed_token",     "unsupported_algorithm", "bad_signature",
     "token_expired",      "token_not_yet_valid", "missing_claim",         "bad_claim",
     "origin_not_allowed", "invalid_api_key",     "too_many_connections",  "bad_audience",
-    "bad_issuer",         "refresh_mismatch",    "unknown_key",
+    "bad_issuer",         "refresh_mismatch",    "unknown_key",           "token_revoked",
 };
-constexpr std::uint16_t kCloseCodes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007,
-                                         1008, 1009, 1011, 4001, 4002, 4003, 4008};
+constexpr std::uint16_t kCloseCodes[] = {1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008,
+                                         1009, 1011, 4001, 4002, 4003, 4004, 4008};
 }  // namespace
 
 std::unique_ptr<ServerMetrics> make_server_metrics(metrics::Registry& r) {

@@ -15,7 +15,15 @@ std::string request_token(const HttpRequest& req) {
 }
 
 Result<auth::Principal> accept_token(Context& ctx, std::string_view token) {
-  return ctx.verifier->verify(token, core::WallClock::now());
+  const auto now = core::WallClock::now();
+  auto principal = ctx.verifier->verify(token, now);
+  if (!principal) return principal;
+  // A node-local table (fed by the control channel), so a connect costs no broker round trip.
+  if (ctx.hub != nullptr &&
+      ctx.hub->revocations().revoked(principal->org, principal->user, principal->issued_at, now)) {
+    return make_error_code(auth::AuthError::kRevoked);
+  }
+  return principal;
 }
 
 RefreshVerdict check_refresh(Context& ctx, const auth::Principal& current, std::string_view token,

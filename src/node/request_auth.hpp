@@ -25,7 +25,8 @@ UserAuth authenticate_user(Context& ctx, const net::HttpRequest& req);
 
 // The one acceptance check of a user's token, wherever it is presented: the stream and upload
 // upgrades, REST endpoints (authenticate_user) and in-band refresh on an open socket. A check
-// added here (revocation, say) applies to all of them. The error is auth's (core::reason gives
+// added here applies to all of them: the verifier, then the producers' revocations
+// (auth::AuthError::kRevoked, from a node-local table). The error is auth's (core::reason gives
 // its name). Never throws; any thread.
 Result<auth::Principal> accept_token(Context& ctx, std::string_view token);
 

@@ -21,7 +21,10 @@ namespace close_code {
 inline constexpr std::uint16_t kTokenExpired = 4001;      // refresh the token and reconnect
 inline constexpr std::uint16_t kHandshakeTimeout = 4002;  // no handshake message in time
 inline constexpr std::uint16_t kPingTimeout = 4003;       // no traffic after a ping
-inline constexpr std::uint16_t kSlowConsumer = 4008;      // fell behind; reconnect and resume
+// A producer disconnected the user (POST /v2/realtime/disconnect): don't reconnect unless the
+// close reason says "reconnect".
+inline constexpr std::uint16_t kDisconnected = 4004;
+inline constexpr std::uint16_t kSlowConsumer = 4008;  // fell behind; reconnect and resume
 }  // namespace close_code
 
 enum class ProtocolError {

@@ -113,7 +113,9 @@ class Server::Impl {
     }
     hub_ = std::make_unique<hub::Hub>(
         broker, std::move(posts),
-        hub::HubOptions{settings.max_connections_per_user, settings.max_connections}, registry_);
+        hub::HubOptions{settings.max_connections_per_user, settings.max_connections,
+                        settings.max_revocations},
+        registry_);
     context_.hub = hub_.get();
     chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
     context_.chat = chat_.get();
@@ -132,6 +134,8 @@ class Server::Impl {
   ~Impl() {
     // The broker may outlive this server; it must not call back into it.
     context_.broker.set_node_stats_source(nullptr);
+    context_.broker.set_control_handler(nullptr);
+    context_.broker.set_revocation_sink(0, nullptr);
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
     // After the workers: sessions may still have calls queued on the manager.

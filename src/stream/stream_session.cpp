@@ -44,6 +44,7 @@ void StreamSession::begin(std::string upgrade_response) {
              {"org", principal_.org},
              {"user", principal_.user},
              {"worker", worker().index()}});
+  shard().enroll(*this, principal_.org, principal_.user);
   start(std::move(upgrade_response));
 }
 
@@ -395,6 +396,7 @@ void StreamSession::on_protocol_error(std::string_view error) {
 }
 
 void StreamSession::on_closing() {
+  shard().leave(*this, principal_.org, principal_.user);
   shard().detach_all(*this);
   if (chat_) chat_->on_close();
   request_.reset();
@@ -411,6 +413,39 @@ void StreamSession::on_closed(std::uint16_t code) {
              {"user", principal_.user},
              {"code", code},
              {"duration_ms", duration.count()}});
+}
+
+// ---- the producer API ----
+
+bool StreamSession::cut_off(const hub::Cutoff& cut) {
+  if (closing()) return false;
+  if (!cut.connection_id.empty() && cut.connection_id != std::string_view(id_)) return false;
+  if (cut.issued_before && principal_.issued_at && *principal_.issued_at >= *cut.issued_before) {
+    return false;
+  }
+  send_text(protocol::serialize_error(cut.error, cut.message));
+  close(cut.code, cut.close_reason);
+  log::info(
+      "stream", "connection cut off",
+      {{"conn", id_}, {"org", principal_.org}, {"user", principal_.user}, {"code", cut.code}});
+  return true;
+}
+
+void StreamSession::describe(std::string& out) const {
+  const auto since = core::WallClock::now() - std::chrono::duration_cast<core::WallClock::duration>(
+                                                  Clock::now() - opened_at());
+  out += "{\"connectionId\":";
+  protocol::append_json_string(out, std::string_view(id_));
+  out += ",\"node\":";
+  protocol::append_json_string(out, ctx_.node_name);
+  out += ",\"since\":";
+  protocol::append_json_string(out, core::format_rfc3339(since));
+  out += ",\"services\":[";
+  for (std::size_t i = 0; i < services_.size(); ++i) {
+    if (i > 0) out += ',';
+    protocol::append_json_string(out, services_[i]);
+  }
+  out += "]}";
 }
 
 void StreamSession::on_tick(Clock::time_point now, std::chrono::system_clock::time_point wall) {

@@ -37,6 +37,8 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   // hub::Member
   void deliver(const broker::EventPtr& event) override;
   void hold_overflowed() override;
+  bool cut_off(const hub::Cutoff& cut) override;
+  void describe(std::string& out) const override;
 
  private:
   // net::WsConnection

@@ -43,6 +43,9 @@ const CLOSE_NORMAL = 1000;
 const CLOSE_CLIENT_GAVE_UP = 4000;
 
 const TOKEN_EXPIRED = 4001;
+// A producer disconnected this user (docs/protocol.md, "Disconnect"): reconnecting would undo
+// what the backend meant, unless the close reason says it may ("disconnected; reconnect").
+const DISCONNECTED = 4004;
 
 // In-band refresh (docs/protocol.md#token-refresh): a new token goes to the open socket at this
 // share of the current token's life, or when the server says `expiring`, whichever is first.
@@ -224,7 +227,7 @@ export class Connection {
     this.phase = 'opening';
     ws.onopen = () => this.onOpen(generation);
     ws.onmessage = (ev) => this.onMessage(generation, ev.data);
-    ws.onclose = (ev) => this.onClose(generation, ev.code);
+    ws.onclose = (ev) => this.onClose(generation, ev.code, ev.reason);
     ws.onerror = () => {}; // the close event that follows says what matters
   }
 
@@ -492,9 +495,18 @@ export class Connection {
 
   // ---- closing ----
 
-  private onClose(generation: number, code: number): void {
+  private onClose(generation: number, code: number, reason = ''): void {
     if (generation !== this.generation) return;
     this.ws = null;
+    if (code === DISCONNECTED && !/\breconnect\b/.test(reason)) {
+      this.phase = 'stopped';
+      this.clearTimers();
+      if (!this.serverError) {
+        this.hooks.error({ code: 'disconnected', message: 'the server disconnected this user', closeCode: code });
+      }
+      this.hooks.state({ state: 'closed', attempt: 0, closeCode: code });
+      return;
+    }
     this.disconnected(code);
   }
 

@@ -553,3 +553,36 @@ test('resume ids given at construction are sent on the first connection; malform
   });
   client.close();
 });
+
+test('disconnected by a producer (4004): no reconnect, the state is closed with the code', async (t) => {
+  const { env, client, tokens, states, errors } = await connected(t);
+  const sockets = env.sockets?.length;
+  const ws = env.lastSocket();
+  ws.receive({ type: 'error', code: 'disconnected', message: 'account suspended' });
+  ws.serverClose(4004, 'disconnected');
+  await env.clock.advance(60_000);
+  assert.equal(client.state, 'closed');
+  assert.equal(states.at(-1).closeCode, 4004);
+  assert.equal(tokens.calls.length, 1);
+  assert.equal(env.lastSocket(), ws);
+  if (sockets !== undefined) assert.equal(env.sockets.length, sockets);
+  assert.deepEqual(
+    errors.map((e) => e.code),
+    ['disconnected'],
+  );
+  client.close();
+});
+
+test('disconnected by a producer with reconnect allowed (4004 "disconnected; reconnect"): reconnects', async (t) => {
+  const { env, client, tokens } = await connected(t);
+  const ws = env.lastSocket();
+  ws.serverClose(4004, 'disconnected; reconnect');
+  assert.equal(client.state, 'reconnecting');
+  await env.clock.advance(env.clock.nextDelay());
+  assert.equal(tokens.calls.length, 2);
+  assert.notEqual(env.lastSocket(), ws);
+  env.lastSocket().open();
+  env.lastSocket().ack();
+  assert.equal(client.state, 'open');
+  client.close();
+});
