@@ -2,6 +2,7 @@
 
 #include "api/chat_api.hpp"
 #include "api/cluster_api.hpp"
+#include "api/org_limits_api.hpp"
 #include "auth/auth.hpp"
 #include "chat/chat.hpp"
 #include "core/core.hpp"
@@ -163,6 +164,11 @@ void publish(Context& ctx, const HttpRequest& req, Reply reply) {
       return;
     }
   }
+  if (auto refused = refuse_over_publish_rate(ctx, *parsed)) {
+    ctx.metrics->publish_errors.inc();
+    reply(std::move(*refused));
+    return;
+  }
   if (!parsed->batch) {
     // One event, the usual request: its answer needs no shared state to collect it in.
     auto& item = parsed->items.front();
@@ -236,6 +242,7 @@ void add_routes(net::HttpRoutes& routes, Context& ctx) {
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     reply(std::move(r));
   });
+  add_org_limits_routes(routes, ctx);
   add(net::path_is("/healthz"), "GET",
       [](const HttpRequest&, Reply reply) { reply(json_ok("{\"status\":\"ok\"}")); });
   add(net::path_is("/readyz"), "GET", [&ctx](const HttpRequest&, Reply reply) {

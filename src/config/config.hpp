@@ -96,6 +96,17 @@ struct Settings {
   // --upload-max-org-bytes: declared bytes of an org's unfinished uploads; 0 = unlimited
   std::uint64_t upload_max_org_bytes = 50ull << 30;
 
+  // Org quotas (docs/configuration.md#org-quotas): defaults for every org, each overridable
+  // per org through PUT /v2/realtime/orgs/{orgId}/limits. 0 = unlimited, the default, so a
+  // single-tenant deployment sees no change.
+  std::uint64_t org_max_connections = 0;       // --org-max-connections: WebSockets per org
+  std::uint64_t org_max_channels = 0;          // --org-max-channels: distinct services per org
+  std::uint64_t org_publish_rate = 0;          // --org-publish-rate: events/s per org
+  std::uint64_t org_publish_burst = 0;         // --org-publish-burst: 0 = one second's rate
+  std::uint64_t org_upload_bytes_per_day = 0;  // --org-upload-bytes-per-day: UTC day
+  // --org-max-overrides: orgs with an override at once; bounds the node's per-org state.
+  std::size_t org_max_overrides = 10000;
+
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.
   bool dev = false;

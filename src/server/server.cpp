@@ -13,6 +13,7 @@
 #include "node/context.hpp"
 #include "protocol/protocol.hpp"
 #include "server/routes.hpp"
+#include "tenancy/tenancy.hpp"
 #include "uploads/upload_events.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -52,6 +53,17 @@ chat::ChatOptions chat_options(const config::Settings& s) {
   o.max_rooms = s.chat_max_rooms;
   o.max_members = s.chat_max_members;
   o.typing_interval = std::chrono::milliseconds(s.chat_typing_interval_ms);
+  return o;
+}
+
+tenancy::QuotaOptions quota_options(const config::Settings& s) {
+  tenancy::QuotaOptions o;
+  o.defaults[tenancy::Quota::kMaxConnections] = s.org_max_connections;
+  o.defaults[tenancy::Quota::kMaxChannels] = s.org_max_channels;
+  o.defaults[tenancy::Quota::kPublishRate] = s.org_publish_rate;
+  o.defaults[tenancy::Quota::kPublishBurst] = s.org_publish_burst;
+  o.defaults[tenancy::Quota::kUploadBytesPerDay] = s.org_upload_bytes_per_day;
+  o.max_overrides = s.org_max_overrides;
   return o;
 }
 
@@ -110,8 +122,12 @@ class Server::Impl {
     }
     hub_ = std::make_unique<hub::Hub>(
         broker, std::move(posts),
-        hub::HubOptions{settings.max_connections_per_user, settings.max_connections}, registry_);
+        hub::HubOptions{settings.max_connections_per_user, settings.max_connections,
+                        [](std::string_view topic) { return chat::is_room_topic(topic); }},
+        registry_);
     context_.hub = hub_.get();
+    quotas_ = std::make_unique<tenancy::Quotas>(quota_options(settings), registry_);
+    context_.quotas = quotas_.get();
     chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
     context_.chat = chat_.get();
     bind(settings);
@@ -289,6 +305,8 @@ class Server::Impl {
   net::HttpRoutes routes_;
   // Outlives the workers (declared before them): their sessions call into it.
   std::unique_ptr<upload::Manager> uploads_;
+  // Outlives the workers too (declared before them); registers a scrape callback in registry_.
+  std::unique_ptr<tenancy::Quotas> quotas_;
   // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a
   // worker's io_context and is destroyed with io_.
   std::vector<std::unique_ptr<Worker>> workers_;
