@@ -7,7 +7,10 @@
 #include "node/quota.hpp"
 #include "tenancy/tenancy.hpp"
 
+#include <boost/json.hpp>
+
 #include <algorithm>
+#include <unordered_map>
 #include <vector>
 
 namespace sg::api {
@@ -111,6 +114,45 @@ std::optional<HttpResponse> refuse_over_publish_rate(Context& ctx,
   const tenancy::Decision d = ctx.quotas->take_publish(takes, tenancy::Quotas::Clock::now());
   if (d.allowed) return std::nullopt;
   return node::quota_exceeded(ctx, tenancy::Quota::kPublishRate, d.retry_after_seconds);
+}
+
+void refresh_quota_cluster_view(Context& ctx) {
+  ctx.broker.node_stats([&ctx](Result<std::vector<std::string>> snapshots) {
+    // Keep the last view while the broker is away: dropping it would lift the quotas then.
+    if (!snapshots) return;
+    std::size_t nodes = 1;  // this one, whether or not its own snapshot is there yet
+    std::unordered_map<std::string, std::uint64_t> remote;
+    for (const std::string& text : *snapshots) {
+      boost::system::error_code ec;
+      const boost::json::value parsed = boost::json::parse(text, ec);
+      const auto* node = ec ? nullptr : parsed.if_object();
+      if (node == nullptr) continue;
+      const auto* name = node->if_contains("node");
+      if (name != nullptr && name->is_string() && name->get_string() == ctx.node_name) continue;
+      ++nodes;
+      const auto* pool = node->if_contains("connectionPoolStats");
+      const auto* orgs =
+          pool && pool->is_object() ? pool->get_object().if_contains("connectionsByOrg") : nullptr;
+      if (orgs == nullptr || !orgs->is_array()) continue;
+      for (const auto& entry : orgs->get_array()) {
+        const auto* e = entry.if_object();
+        if (e == nullptr) continue;
+        const auto* id = e->if_contains("orgId");
+        const auto* count = e->if_contains("connections");
+        if (id == nullptr || count == nullptr || !count->is_number()) continue;
+        // The snapshot writes an integer org as a JSON number (api::append_org_id).
+        std::optional<std::string> org;
+        if (id->is_string()) org = core::org_id_from_text(std::string_view(id->get_string()));
+        if (id->is_int64()) org = core::org_id_from_integer(id->get_int64());
+        if (id->is_uint64()) org = core::org_id_from_integer(id->get_uint64());
+        if (!org) continue;
+        boost::system::error_code number_ec;
+        const auto n = count->to_number<std::uint64_t>(number_ec);
+        if (!number_ec) remote[*org] += n;
+      }
+    }
+    ctx.quotas->set_cluster_view(nodes, std::move(remote));
+  });
 }
 
 }  // namespace sg::api

@@ -16,4 +16,10 @@ void add_org_limits_routes(net::HttpRoutes& routes, Context& ctx);
 std::optional<HttpResponse> refuse_over_publish_rate(Context& ctx,
                                                      const protocol::PublishBody& body);
 
+// Reads every live node's metrics snapshot from the broker and gives the quotas the cluster
+// view (live nodes, each org's connections on the other nodes). The server calls it every
+// second; the answer arrives on the broker's thread. With the memory broker the cluster is this
+// node and the view stays empty.
+void refresh_quota_cluster_view(Context& ctx);
+
 }  // namespace sg::api

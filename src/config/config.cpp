@@ -202,13 +202,15 @@ const std::vector<NumericSpec>& numeric_specs() {
        SG_NUMERIC_FIELD(upload_max_org_bytes)},
       // Org quotas: 2^53 - 1 at most, the largest number every JSON client reads exactly.
       {"org-max-connections", "N", 0, kMaxQuota, "",
-       "Open WebSockets (stream and upload) of one org on this node; 0 = unlimited.",
+       "Open WebSockets (stream and upload) of one org; with Redis, on all nodes together. 0 = "
+       "unlimited.",
        SG_NUMERIC_FIELD(org_max_connections)},
       {"org-max-channels", "N", 0, kMaxQuota, "",
        "Distinct services one org's connections may subscribe to on this node; 0 = unlimited.",
        SG_NUMERIC_FIELD(org_max_channels)},
       {"org-publish-rate", "N", 0, kMaxQuota, "",
-       "Events per second one org may publish, sustained (token bucket); 0 = unlimited.",
+       "Events per second one org may publish, sustained (token bucket; with Redis, shared "
+       "equally among the live nodes); 0 = unlimited.",
        SG_NUMERIC_FIELD(org_publish_rate)},
       {"org-publish-burst", "N", 0, kMaxQuota, "",
        "Events one org may publish at once before --org-publish-rate applies; 0 = one "

@@ -83,7 +83,13 @@ UpgradeDecision decide_upgrade(Context& ctx, const HttpRequest& req) {
   }
 
   const std::uint64_t org_max = ctx.quotas->limit(principal->org, tenancy::Quota::kMaxConnections);
-  switch (ctx.hub->admit(principal->org, principal->user, org_max)) {
+  // With Redis the quota spans the cluster: what the other nodes hold leaves this one the rest.
+  const std::uint64_t remote = org_max == 0 ? 0 : ctx.quotas->remote_connections(principal->org);
+  const auto admission =
+      org_max != 0 && remote >= org_max
+          ? hub::Hub::Admission::kOrgLimit
+          : ctx.hub->admit(principal->org, principal->user, org_max == 0 ? 0 : org_max - remote);
+  switch (admission) {
     case hub::Hub::Admission::kAdmitted:
       break;
     case hub::Hub::Admission::kOrgLimit:

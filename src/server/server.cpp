@@ -1,6 +1,7 @@
 #include "server/server.hpp"
 
 #include "api/cluster_api.hpp"
+#include "api/org_limits_api.hpp"
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
 #include "chat/chat.hpp"
@@ -155,6 +156,7 @@ class Server::Impl {
                {"workers", workers_.size()},
                {"broker", without_credentials(context_.settings.broker)}});
     do_accept();
+    refresh_quota_view();
     io_.run();
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
@@ -257,6 +259,15 @@ class Server::Impl {
         });
   }
 
+  // On io_: the org quotas' view of the other nodes, every second (docs/scaling.md#org-quotas).
+  void refresh_quota_view() {
+    api::refresh_quota_cluster_view(context_);
+    quota_view_.expires_after(std::chrono::seconds(1));
+    quota_view_.async_wait([this](boost::system::error_code ec) {
+      if (!ec && !context_.shutting_down.load()) refresh_quota_view();
+    });
+  }
+
   // On io_.
   void shut_down() {
     if (context_.shutting_down.exchange(true)) return;
@@ -268,6 +279,7 @@ class Server::Impl {
     boost::system::error_code ec;
     acceptor_.close(ec);
     retry_.cancel();
+    quota_view_.cancel();
     for (auto& w : workers_) {
       asio::post(w->io(), [w = w.get()] { w->close_all(net::ws::close_code::kGoingAway); });
     }
@@ -317,6 +329,7 @@ class Server::Impl {
   asio::steady_timer retry_;
   asio::steady_timer period_;  // the end of --drain-period
   asio::steady_timer drain_;
+  asio::steady_timer quota_view_{io_};
   std::chrono::steady_clock::time_point drain_deadline_;
   std::size_t next_worker_ = 0;
 };

@@ -59,6 +59,12 @@ Quotas::Quotas(QuotaOptions options, metrics::Registry& metrics) : options_(opti
                          [this](std::vector<metrics::Registry::Sample>& out) {
                            out.push_back({{}, static_cast<double>(tracked_orgs())});
                          });
+  metrics.gauge_callback("streamgate_quota_cluster_nodes",
+                         "Live nodes the org quotas are shared among (1 with the memory broker)",
+                         [this](std::vector<metrics::Registry::Sample>& out) {
+                           std::lock_guard lock(mu_);
+                           out.push_back({{}, static_cast<double>(nodes_)});
+                         });
 }
 
 Quotas::~Quotas() = default;
@@ -129,7 +135,10 @@ Quotas::OrgState* Quotas::bucket_locked(std::string_view org, Clock::time_point 
   rate = limit_locked(existing, Quota::kPublishRate);
   if (rate == 0) return nullptr;
   const std::uint64_t burst = limit_locked(existing, Quota::kPublishBurst);
-  capacity = static_cast<double>(burst != 0 ? burst : rate);
+  // This node's share of the org's quota: each live node holds an equal lease of it.
+  const double share = 1.0 / static_cast<double>(nodes_);
+  capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
+  const double refill = static_cast<double>(rate) * share;
   OrgState& s = state_locked(org);
   if (!s.bucket_used) {
     s.bucket_used = true;
@@ -137,7 +146,7 @@ Quotas::OrgState* Quotas::bucket_locked(std::string_view org, Clock::time_point 
     s.refilled = now;
   } else if (now > s.refilled) {
     const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
-    s.tokens = std::min(capacity, s.tokens + elapsed * static_cast<double>(rate));
+    s.tokens = std::min(capacity, s.tokens + elapsed * refill);
     s.refilled = now;
   }
   s.tokens = std::min(s.tokens, capacity);  // an override may have shrunk the bucket
@@ -168,7 +177,8 @@ Decision Quotas::take_publish(std::span<const PublishTake> takes, Clock::time_po
     if (refused_org) *refused_org = std::string(takes[i].org);
     // A batch larger than the bucket never fits; the hint is then the time to a full bucket.
     const double missing = std::min(wanted, capacity) - s->tokens;
-    const auto wait = static_cast<std::int64_t>(std::ceil(missing / static_cast<double>(rate)));
+    const double refill = static_cast<double>(rate) / static_cast<double>(nodes_);
+    const auto wait = static_cast<std::int64_t>(std::ceil(missing / refill));
     return {false, std::max<std::int64_t>(1, wait)};
   }
   for (const auto& t : takes) {
@@ -213,6 +223,19 @@ void Quotas::return_upload_bytes(std::string_view org, std::uint64_t bytes,
   it->second->upload_bytes -= std::min(bytes, it->second->upload_bytes);
 }
 
+void Quotas::set_cluster_view(std::size_t nodes,
+                              std::unordered_map<std::string, std::uint64_t> remote_connections) {
+  std::lock_guard lock(mu_);
+  nodes_ = std::max<std::size_t>(1, nodes);
+  remote_connections_ = std::move(remote_connections);
+}
+
+std::uint64_t Quotas::remote_connections(std::string_view org) const {
+  std::lock_guard lock(mu_);
+  const auto it = remote_connections_.find(std::string(org));
+  return it == remote_connections_.end() ? 0 : it->second;
+}
+
 void Quotas::count_refusal(Quota q) {
   refusals_[static_cast<std::size_t>(q)]->inc();
 }
@@ -230,10 +253,11 @@ bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t 
   const std::uint64_t rate = limit_locked(&s, Quota::kPublishRate);
   if (rate == 0) return true;
   const std::uint64_t burst = limit_locked(&s, Quota::kPublishBurst);
-  const double capacity = static_cast<double>(burst != 0 ? burst : rate);
+  const double share = 1.0 / static_cast<double>(nodes_);
+  const double capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
   const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
   // Forgetting a bucket that has not refilled would hand the org a fresh burst.
-  return s.tokens + elapsed * static_cast<double>(rate) >= capacity;
+  return s.tokens + elapsed * static_cast<double>(rate) * share >= capacity;
 }
 
 void Quotas::forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day) {

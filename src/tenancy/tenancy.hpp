@@ -80,7 +80,8 @@ class Quotas {
   using WallClock = std::chrono::system_clock;
 
   // Registers streamgate_quota_refusals_total{quota} (one counter per quota, no org label) and
-  // streamgate_quota_orgs (orgs with state on this node) in `metrics`, which must outlive this.
+  // streamgate_quota_orgs (orgs with state on this node) and streamgate_quota_cluster_nodes in
+  // `metrics`, which must outlive this.
   Quotas(QuotaOptions options, metrics::Registry& metrics);
   ~Quotas();
   Quotas(const Quotas&) = delete;
@@ -119,6 +120,14 @@ class Quotas {
   // org, bytes and UTC day; nothing after midnight, when the count started over).
   void return_upload_bytes(std::string_view org, std::uint64_t bytes, WallClock::time_point now);
 
+  // What the other nodes sharing the broker report (their metrics snapshots): how many nodes
+  // are live, this one included, and each org's connections on the others. The connection
+  // quota is checked against local + remote; the publish bucket of each node is the org's
+  // rate and burst divided by `nodes` (a lease of an equal share). Replaces the last view.
+  void set_cluster_view(std::size_t nodes,
+                        std::unordered_map<std::string, std::uint64_t> remote_connections);
+  std::uint64_t remote_connections(std::string_view org) const;
+
   // Counts a refusal in streamgate_quota_refusals_total{quota=<name>}.
   void count_refusal(Quota q);
 
@@ -144,6 +153,8 @@ class Quotas {
   std::unordered_map<std::string, std::unique_ptr<OrgState>> orgs_;
   std::size_t overrides_ = 0;
   Clock::time_point last_sweep_{};
+  std::size_t nodes_ = 1;
+  std::unordered_map<std::string, std::uint64_t> remote_connections_;
 };
 
 }  // namespace sg::tenancy

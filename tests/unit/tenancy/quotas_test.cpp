@@ -52,6 +52,20 @@ TEST(Quotas, BurstZeroMeansOneSecondOfRate) {
   EXPECT_FALSE(q.take_publish("a", 1, t0).allowed);
 }
 
+TEST(Quotas, EachNodeHoldsAnEqualShareOfThePublishBucket) {
+  metrics::Registry registry;
+  Quotas q(options(10, 8), registry);
+  q.set_cluster_view(2, {{"a", 3}});
+  EXPECT_EQ(q.remote_connections("a"), 3u);
+  EXPECT_EQ(q.remote_connections("b"), 0u);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  EXPECT_TRUE(q.take_publish("a", 4, t0).allowed);
+  EXPECT_FALSE(q.take_publish("a", 1, t0).allowed);
+  // 5/s on this node: 200 ms gives one token back.
+  EXPECT_TRUE(q.take_publish("a", 1, t0 + 200ms).allowed);
+  EXPECT_FALSE(q.take_publish("a", 1, t0 + 200ms).allowed);
+}
+
 TEST(Quotas, UnlimitedByDefault) {
   metrics::Registry registry;
   Quotas q(QuotaOptions{}, registry);
