@@ -3,6 +3,7 @@
 #include "api/chat_api.hpp"
 #include "api/cluster_api.hpp"
 #include "api/control_api.hpp"
+#include "api/org_limits_api.hpp"
 #include "auth/auth.hpp"
 #include "chat/chat.hpp"
 #include "core/core.hpp"
@@ -184,6 +185,11 @@ void publish(Context& ctx, metrics::Histogram& latency, const HttpRequest& req, 
       return;
     }
   }
+  if (auto refused = refuse_over_publish_rate(ctx, *parsed)) {
+    ctx.metrics->publish_errors.inc();
+    reply(std::move(*refused));
+    return;
+  }
   if (!parsed->batch) {
     // One event, the usual request: its answer needs no shared state to collect it in.
     auto& item = parsed->items.front();
@@ -268,6 +274,7 @@ void add_routes(net::HttpRoutes& routes, Context& ctx) {
       handle_control_api(ctx, path, req, std::move(reply));
     });
   }
+  add_org_limits_routes(routes, ctx);
   if (ctx.hub != nullptr) start_control(ctx);
 }
 

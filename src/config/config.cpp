@@ -92,6 +92,7 @@ struct NumericSpec {
 constexpr std::uint64_t kMaxDurationMs = 24ull * 3600 * 1000;
 constexpr std::uint64_t kMaxSize = std::numeric_limits<std::uint32_t>::max();
 constexpr std::uint64_t kMaxUploadBytes = 1ull << 50;  // 1 PiB: far beyond any document
+constexpr std::uint64_t kMaxQuota = (1ull << 53) - 1;
 
 template <class T>
 std::function<std::uint64_t(const Settings&)> getter(T Settings::*field) {
@@ -230,6 +231,28 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"cluster-query-timeout", "MS", 10, kMaxDurationMs, "shorter than a Redis round trip",
        "How long GET channels and connections wait for every node's answer, in milliseconds.",
        SG_NUMERIC_FIELD(cluster_query_timeout_ms)},
+      // Org quotas: 2^53 - 1 at most, the largest number every JSON client reads exactly.
+      {"org-max-connections", "N", 0, kMaxQuota, "",
+       "Open WebSockets (stream and upload) of one org; with Redis, on all nodes together. 0 = "
+       "unlimited.",
+       SG_NUMERIC_FIELD(org_max_connections)},
+      {"org-max-channels", "N", 0, kMaxQuota, "",
+       "Distinct services one org's connections may subscribe to on this node; 0 = unlimited.",
+       SG_NUMERIC_FIELD(org_max_channels)},
+      {"org-publish-rate", "N", 0, kMaxQuota, "",
+       "Events per second one org may publish, sustained (token bucket; with Redis, shared "
+       "equally among the live nodes); 0 = unlimited.",
+       SG_NUMERIC_FIELD(org_publish_rate)},
+      {"org-publish-burst", "N", 0, kMaxQuota, "",
+       "Events one org may publish at once before --org-publish-rate applies; 0 = one "
+       "second's worth of the rate.",
+       SG_NUMERIC_FIELD(org_publish_burst)},
+      {"org-upload-bytes-per-day", "BYTES", 0, kMaxQuota, "",
+       "Declared bytes of the uploads one org may start per UTC day; 0 = unlimited.",
+       SG_NUMERIC_FIELD(org_upload_bytes_per_day)},
+      {"org-max-overrides", "N", 1, kMaxSize, "the limits API must be able to hold one override",
+       "Orgs that may have quota overrides at once; another gets 409.",
+       SG_NUMERIC_FIELD(org_max_overrides)},
   };
   return specs;
 }
@@ -367,6 +390,7 @@ constexpr std::string_view kGroupLimits = "Limits";
 constexpr std::string_view kGroupTimeouts = "Timeouts";
 constexpr std::string_view kGroupChat = "Chat";
 constexpr std::string_view kGroupUploads = "Uploads";
+constexpr std::string_view kGroupOrgQuotas = "Org quotas";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
@@ -374,6 +398,7 @@ std::string_view group_of(std::string_view flag) {
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
+  if (flag.starts_with("org-")) return kGroupOrgQuotas;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace" ||
       flag.starts_with("sse-")) {
     return kGroupTimeouts;

@@ -130,6 +130,16 @@ struct Settings {
       1000;  // --api-list-max: items in one history/channels/connections answer
   // --cluster-query-timeout: how long channels/connections wait for the other nodes' answers
   std::int64_t cluster_query_timeout_ms = 1000;
+  // Org quotas (docs/configuration.md#org-quotas): defaults for every org, each overridable
+  // per org through PUT /v2/realtime/orgs/{orgId}/limits. 0 = unlimited, the default, so a
+  // single-tenant deployment sees no change.
+  std::uint64_t org_max_connections = 0;       // --org-max-connections: WebSockets per org
+  std::uint64_t org_max_channels = 0;          // --org-max-channels: distinct services per org
+  std::uint64_t org_publish_rate = 0;          // --org-publish-rate: events/s per org
+  std::uint64_t org_publish_burst = 0;         // --org-publish-burst: 0 = one second's rate
+  std::uint64_t org_upload_bytes_per_day = 0;  // --org-upload-bytes-per-day: UTC day
+  // --org-max-overrides: orgs with an override at once; bounds the node's per-org state.
+  std::size_t org_max_overrides = 10000;
 
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.

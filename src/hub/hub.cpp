@@ -3,6 +3,7 @@
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cassert>
@@ -566,6 +567,7 @@ std::shared_ptr<ChannelEntry> Hub::acquire(const broker::Channel& channel, std::
       return slot;
     }
     slot = std::make_shared<Entry>();
+    if (counts_for_quota(channel)) ++channels_by_org_[channel.org];
     slot->local = std::make_unique<LocalChannel*[]>(shards_.size());
     slot->channel = channel;
     slot->key = key;
@@ -629,21 +631,53 @@ void Hub::release_channel(const std::shared_ptr<ChannelEntry>& entry, std::size_
     entry->released = true;
     subscription = std::move(entry->subscription);
     auto it = registry_.find(entry->key);
-    if (it != registry_.end() && it->second == entry) registry_.erase(it);
+    if (it != registry_.end() && it->second == entry) {
+      registry_.erase(it);
+      if (counts_for_quota(entry->channel)) {
+        auto org = channels_by_org_.find(entry->channel.org);
+        if (org != channels_by_org_.end() && --org->second == 0) channels_by_org_.erase(org);
+      }
+    }
   }
   subscription.reset();  // unsubscribes; the sink is not called after this returns
   log::info("hub", "subscription removed",
             {{"org", entry->channel.org}, {"service", entry->channel.topic}});
 }
 
+bool Hub::counts_for_quota(const broker::Channel& channel) const {
+  return !options_.quota_exempt || !options_.quota_exempt(channel.topic);
+}
+
+bool Hub::channels_within_quota(const std::string& org, const std::vector<std::string>& topics,
+                                std::uint64_t max) const {
+  if (max == 0) return true;
+  std::lock_guard lock(registry_mu_);
+  const auto it = channels_by_org_.find(org);
+  std::uint64_t held = it == channels_by_org_.end() ? 0 : it->second;
+  for (std::size_t i = 0; i < topics.size(); ++i) {
+    const broker::Channel channel{org, topics[i]};
+    if (!counts_for_quota(channel) || registry_.contains(channel.key())) continue;
+    if (std::find(topics.begin(), topics.begin() + static_cast<std::ptrdiff_t>(i), topics[i]) !=
+        topics.begin() + static_cast<std::ptrdiff_t>(i)) {
+      continue;  // named twice
+    }
+    if (++held > max) return false;
+  }
+  return true;
+}
+
 broker::Channel online_scope(const std::string& org) {
   return broker::Channel{org, "online"};
 }
 
-Hub::Admission Hub::admit(const std::string& org, const std::string& user) {
+Hub::Admission Hub::admit(const std::string& org, const std::string& user, std::uint64_t org_max) {
   std::lock_guard lock(conn_mu_);
   if (options_.max_connections != 0 && total_connections_ >= options_.max_connections) {
     return Admission::kNodeLimit;
+  }
+  if (org_max != 0) {
+    const auto it = conns_by_org_.find(org);
+    if (it != conns_by_org_.end() && it->second >= org_max) return Admission::kOrgLimit;
   }
   std::string user_key = org;
   user_key.push_back('\0');

@@ -176,7 +176,10 @@ struct PoolStats {
 struct HubOptions {
   std::size_t max_connections_per_user = 10000;  // 0 = unlimited (--max-connections-per-user)
   std::size_t max_connections = 0;               // per node; 0 = unlimited
-  std::size_t max_revocations = 100000;          // --max-revocations
+  // Topics that don't count against an org's channel quota (chat rooms, which have their own
+  // limits); null = every topic counts.
+  std::function<bool(std::string_view topic)> quota_exempt = nullptr;
+  std::size_t max_revocations = 100000;  // --max-revocations
 };
 
 // The revocations this node enforces (POST /v2/realtime/revoke, from this node, the control
@@ -226,11 +229,19 @@ class Hub {
   std::size_t workers() const { return shards_.size(); }
   broker::Broker& broker() { return broker_; }
 
-  enum class Admission { kAdmitted, kUserLimit, kNodeLimit };
-  // Counts a new connection of (org, user) unless a limit is reached. Each kAdmitted needs one
-  // release() when the connection ends.
-  Admission admit(const std::string& org, const std::string& user);
+  enum class Admission { kAdmitted, kUserLimit, kNodeLimit, kOrgLimit };
+  // Counts a new connection of (org, user) unless a limit is reached: the node's, the user's,
+  // or `org_max` (the org's connection quota; 0 = none), checked under the same lock so
+  // concurrent upgrades never pass it. Each kAdmitted needs one release() when the connection
+  // ends.
+  Admission admit(const std::string& org, const std::string& user, std::uint64_t org_max = 0);
   void release(const std::string& org, const std::string& user);
+
+  // The org's channel quota: true when the org's counted channels on this node plus those of
+  // `topics` it does not hold yet stay within `max` (0 = no quota). A check, not a
+  // reservation: subscribes racing on two workers may both take the last one.
+  bool channels_within_quota(const std::string& org, const std::vector<std::string>& topics,
+                             std::uint64_t max) const;
 
   PoolStats stats() const;
   std::uint64_t events_delivered() const;
@@ -253,6 +264,7 @@ class Hub {
   // Returns the entry; `ready` tells whether the broker subscription is already in place.
   std::shared_ptr<Entry> acquire(const broker::Channel& channel, std::size_t worker, bool& ready);
   void release_channel(const std::shared_ptr<Entry>& entry, std::size_t worker);
+  bool counts_for_quota(const broker::Channel& channel) const;
 
   broker::Broker& broker_;
   std::vector<Post> posts_;
@@ -261,6 +273,7 @@ class Hub {
 
   mutable std::mutex registry_mu_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> registry_;
+  std::unordered_map<std::string, std::uint64_t> channels_by_org_;  // counted entries per org
 
   mutable std::mutex conn_mu_;
   std::unordered_map<std::string, std::uint64_t> conns_by_org_;

@@ -13,6 +13,7 @@
 #include "metrics/metrics.hpp"
 #include "net/http_types.hpp"
 #include "net/ws_connection.hpp"
+#include "tenancy/tenancy.hpp"
 #include "upload/upload.hpp"
 
 #include <atomic>
@@ -59,7 +60,8 @@ struct Context {
   metrics::Registry& registry;
   hub::Hub* hub = nullptr;  // set once workers exist
   std::unique_ptr<ServerMetrics> metrics;
-  chat::Registry* chat = nullptr;  // set with the hub
+  chat::Registry* chat = nullptr;     // set with the hub
+  tenancy::Quotas* quotas = nullptr;  // per-org quotas; set with the hub, thread-safe
   // Document uploads; null = disabled. Thread-safe; callbacks run on its own thread.
   upload::Manager* uploads = nullptr;
   bool any_service = true;  // --services is "*"

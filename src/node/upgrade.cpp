@@ -4,6 +4,7 @@
 #include "log/log.hpp"
 #include "net/ws_codec.hpp"
 #include "node/context.hpp"
+#include "node/quota.hpp"
 #include "node/request_auth.hpp"
 
 namespace sg::node {
@@ -13,6 +14,9 @@ namespace {
 // What a refused upgrade on a draining node tells the client to wait: long enough for the
 // balancer to have seen /readyz turn 503, short enough that the client is back before long.
 constexpr int kDrainingRetryAfterSeconds = 1;
+// A connection quota frees up when one of the org's connections closes, which nobody can
+// predict; a few seconds keeps a reconnecting client's retries from hammering the node.
+constexpr std::int64_t kQuotaRetryAfterSeconds = 5;
 
 // True when the comma-separated header value lists `token` (case-insensitive).
 bool has_token(std::string_view value, std::string_view token) {
@@ -69,9 +73,21 @@ UpgradeDecision decide_connection(Context& ctx, const HttpRequest& req,
     return d;
   }
 
-  switch (ctx.hub->admit(principal->org, principal->user)) {
+  const std::uint64_t org_max = ctx.quotas->limit(principal->org, tenancy::Quota::kMaxConnections);
+  // With Redis the quota spans the cluster: what the other nodes hold leaves this one the rest.
+  const std::uint64_t remote = org_max == 0 ? 0 : ctx.quotas->remote_connections(principal->org);
+  const auto admission =
+      org_max != 0 && remote >= org_max
+          ? hub::Hub::Admission::kOrgLimit
+          : ctx.hub->admit(principal->org, principal->user, org_max == 0 ? 0 : org_max - remote);
+  switch (admission) {
     case hub::Hub::Admission::kAdmitted:
       break;
+    case hub::Hub::Admission::kOrgLimit:
+      log::warn("stream", "org connection quota hit",
+                {{"org", principal->org}, {"limit", org_max}});
+      d.reject = quota_exceeded(ctx, tenancy::Quota::kMaxConnections, kQuotaRetryAfterSeconds);
+      return d;
     case hub::Hub::Admission::kUserLimit:
       log::warn("stream", "connection limit hit",
                 {{"org", principal->org},

@@ -35,6 +35,7 @@ constexpr RouteName kRouteNames[] = {
     {"history", "/v2/realtime/history"},
     {"channels", "/v2/realtime/channels"},
     {"connections", "/v2/realtime/connections"},
+    {"org_limits", "/v2/realtime/orgs/o/limits"},
     {"metrics", "/metrics"},
     {"healthz", "/healthz"},
     {"readyz", "/readyz"},

@@ -2,6 +2,7 @@
 
 #include "api/api.hpp"
 #include "api/cluster_api.hpp"
+#include "api/org_limits_api.hpp"
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
 #include "chat/chat.hpp"
@@ -14,6 +15,7 @@
 #include "node/context.hpp"
 #include "protocol/protocol.hpp"
 #include "server/routes.hpp"
+#include "tenancy/tenancy.hpp"
 #include "uploads/upload_events.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -53,6 +55,17 @@ chat::ChatOptions chat_options(const config::Settings& s) {
   o.max_rooms = s.chat_max_rooms;
   o.max_members = s.chat_max_members;
   o.typing_interval = std::chrono::milliseconds(s.chat_typing_interval_ms);
+  return o;
+}
+
+tenancy::QuotaOptions quota_options(const config::Settings& s) {
+  tenancy::QuotaOptions o;
+  o.defaults[tenancy::Quota::kMaxConnections] = s.org_max_connections;
+  o.defaults[tenancy::Quota::kMaxChannels] = s.org_max_channels;
+  o.defaults[tenancy::Quota::kPublishRate] = s.org_publish_rate;
+  o.defaults[tenancy::Quota::kPublishBurst] = s.org_publish_burst;
+  o.defaults[tenancy::Quota::kUploadBytesPerDay] = s.org_upload_bytes_per_day;
+  o.max_overrides = s.org_max_overrides;
   return o;
 }
 
@@ -114,9 +127,12 @@ class Server::Impl {
     hub_ = std::make_unique<hub::Hub>(
         broker, std::move(posts),
         hub::HubOptions{settings.max_connections_per_user, settings.max_connections,
+                        [](std::string_view topic) { return chat::is_room_topic(topic); },
                         settings.max_revocations},
         registry_);
     context_.hub = hub_.get();
+    quotas_ = std::make_unique<tenancy::Quotas>(quota_options(settings), registry_);
+    context_.quotas = quotas_.get();
     chat_ = std::make_unique<chat::Registry>(broker, chat_options(settings), registry_);
     context_.chat = chat_.get();
     api::register_node_metrics(context_);
@@ -159,6 +175,7 @@ class Server::Impl {
                {"workers", workers_.size()},
                {"broker", without_credentials(context_.settings.broker)}});
     do_accept(acceptor_, retry_, routes_);
+    refresh_quota_view();
     io_.run();
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
@@ -276,6 +293,15 @@ class Server::Impl {
     });
   }
 
+  // On io_: the org quotas' view of the other nodes, every second (docs/scaling.md#org-quotas).
+  void refresh_quota_view() {
+    api::refresh_quota_cluster_view(context_);
+    quota_view_.expires_after(std::chrono::seconds(1));
+    quota_view_.async_wait([this](boost::system::error_code ec) {
+      if (!ec && !context_.shutting_down.load()) refresh_quota_view();
+    });
+  }
+
   // On io_.
   void shut_down() {
     if (context_.shutting_down.exchange(true)) return;
@@ -289,6 +315,7 @@ class Server::Impl {
     retry_.cancel();
     admin_acceptor_.close(ec);
     admin_retry_.cancel();
+    quota_view_.cancel();
     for (auto& w : workers_) {
       asio::post(w->io(), [w = w.get()] { w->close_all(net::ws::close_code::kGoingAway); });
     }
@@ -327,6 +354,8 @@ class Server::Impl {
   net::HttpRoutes admin_routes_;  // --admin-listen's; empty without it
   // Outlives the workers (declared before them): their sessions call into it.
   std::unique_ptr<upload::Manager> uploads_;
+  // Outlives the workers too (declared before them); registers a scrape callback in registry_.
+  std::unique_ptr<tenancy::Quotas> quotas_;
   // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a
   // worker's io_context and is destroyed with io_.
   std::vector<std::unique_ptr<Worker>> workers_;
@@ -339,6 +368,7 @@ class Server::Impl {
   asio::steady_timer admin_retry_;
   asio::steady_timer period_;  // the end of --drain-period
   asio::steady_timer drain_;
+  asio::steady_timer quota_view_{io_};
   std::chrono::steady_clock::time_point drain_deadline_;
   std::size_t next_worker_ = 0;
 };

@@ -5,6 +5,7 @@
 #include "log/log.hpp"
 #include "net/worker.hpp"
 #include "node/context.hpp"
+#include "node/quota.hpp"
 #include "node/request_auth.hpp"
 
 #include <algorithm>
@@ -128,6 +129,12 @@ void StreamSession::start_subscribe(std::vector<std::string> services,
                " services",
            cc::kPolicyViolation);
     return;
+  }
+  if (!ctx_.hub->channels_within_quota(
+          principal_.org, services,
+          ctx_.quotas->limit(principal_.org, tenancy::Quota::kMaxChannels))) {
+    send_text(node::quota_exceeded_frame(ctx_, tenancy::Quota::kMaxChannels));
+    return;  // nothing subscribed; the connection stays open for a smaller request
   }
   std::vector<std::optional<broker::Position>> positions(services.size());
   for (const auto& [service, raw_id] : resume) {

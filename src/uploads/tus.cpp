@@ -4,6 +4,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
+#include "node/quota.hpp"
 #include "node/request_auth.hpp"
 #include "upload/upload.hpp"
 #include "uploads/tus_headers.hpp"
@@ -268,9 +269,20 @@ void create(Context& ctx, const HttpRequest& req, Caller caller, Reply reply) {
   if (request.filename.empty()) request.filename = "upload";
   request.content_type = std::string(first_of(*metadata, {"filetype", "type", "contentType"}));
   request.metadata = std::move(*metadata);
+  const auto quota =
+      ctx.quotas->take_upload_bytes(caller.owner.org, *length, core::WallClock::now());
+  if (!quota.allowed) {
+    auto r =
+        node::quota_exceeded(ctx, tenancy::Quota::kUploadBytesPerDay, quota.retry_after_seconds);
+    return reply(std::move(decorate(r, h)));
+  }
   ctx.uploads->create(caller.owner, std::move(request),
-                      [&ctx, h, reply = std::move(reply)](Result<upload::UploadInfo> info) {
-                        if (!info) return reply(upload_error(h, info.error(), ctx, false));
+                      [&ctx, h, org = caller.owner.org, size = *length,
+                       reply = std::move(reply)](Result<upload::UploadInfo> info) {
+                        if (!info) {
+                          ctx.quotas->return_upload_bytes(org, size, core::WallClock::now());
+                          return reply(upload_error(h, info.error(), ctx, false));
+                        }
                         HttpResponse r;
                         r.status = 201;
                         decorate(r, h);

@@ -5,6 +5,7 @@
 #include "net/worker.hpp"
 #include "net/ws_connection.hpp"
 #include "node/context.hpp"
+#include "node/quota.hpp"
 #include "node/request_auth.hpp"
 #include "protocol/protocol.hpp"
 #include "upload/upload.hpp"
@@ -143,6 +144,12 @@ class UploadSession final : public net::WsConnection {
                        "this connection is already uploading; open another for a second upload",
                        cc::kPolicyViolation);
     }
+    const std::uint64_t size = m.start.size;
+    if (m.kind == UploadMessage::Kind::kStart &&
+        !ctx_.quotas->take_upload_bytes(owner_.org, size, core::WallClock::now()).allowed) {
+      send_text(node::quota_exceeded_frame(ctx_, tenancy::Quota::kUploadBytesPerDay));
+      return close(cc::kPolicyViolation, "quota_exceeded");
+    }
     wait_for_manager();
     if (m.kind == UploadMessage::Kind::kResume) {
       // Claimed, not just found: bytes of a dropped connection still in flight can't append
@@ -154,7 +161,10 @@ class UploadSession final : public net::WsConnection {
       return;
     }
     manager_.create(owner_, std::move(m.start),
-                    post_back([](UploadSession& s, Result<upload::UploadInfo> r) {
+                    post_back([size](UploadSession& s, Result<upload::UploadInfo> r) {
+                      if (!r)
+                        s.ctx_.quotas->return_upload_bytes(s.owner_.org, size,
+                                                           core::WallClock::now());
                       s.on_created(std::move(r));
                     }));
   }

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 59 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
+  // 65 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 63u);
+  EXPECT_EQ(flags_in(help).size(), 69u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
@@ -351,6 +351,27 @@ TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
   EXPECT_NE(zero.message.find("--chat-max-rooms"), std::string::npos) << zero.message;
   const ScopedEnv env("STREAMGATE_CHAT_MAX_MEMBERS", "7");
   EXPECT_EQ(run({"--dev"}).settings.chat_max_members, 7u);
+}
+
+TEST(Config, OrgQuotaFlagsDefaultToUnlimited) {
+  const ParseOutcome d = run({"--dev"});
+  ASSERT_EQ(d.kind, Kind::kRun) << d.message;
+  EXPECT_EQ(d.settings.org_max_connections, 0u);
+  EXPECT_EQ(d.settings.org_max_channels, 0u);
+  EXPECT_EQ(d.settings.org_publish_rate, 0u);
+  EXPECT_EQ(d.settings.org_publish_burst, 0u);
+  EXPECT_EQ(d.settings.org_upload_bytes_per_day, 0u);
+  EXPECT_EQ(d.settings.org_max_overrides, 10000u);
+  const ScopedEnv env("STREAMGATE_ORG_PUBLISH_RATE", "100");
+  const ParseOutcome o = run({"--dev", "--org-max-connections", "3", "--org-publish-burst", "20",
+                              "--org-upload-bytes-per-day", "9007199254740991"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.org_max_connections, 3u);
+  EXPECT_EQ(o.settings.org_publish_rate, 100u);
+  EXPECT_EQ(o.settings.org_publish_burst, 20u);
+  EXPECT_EQ(o.settings.org_upload_bytes_per_day, 9007199254740991u);
+  EXPECT_EQ(run({"--dev", "--org-max-overrides", "0"}).kind, Kind::kExit);
+  EXPECT_EQ(run({"--dev", "--org-max-channels", "9007199254740992"}).kind, Kind::kExit);
 }
 
 TEST(Config, UploadFlagsHaveDefaultsAndAreValidated) {

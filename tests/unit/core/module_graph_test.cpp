@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 using Modules = std::set<std::string>;
 
 // The modules every module below the endpoints may use: the domain (and core beneath it).
-const Modules kDomain = {"core",     "config", "log", "metrics", "auth",
-                         "protocol", "broker", "hub", "chat",    "upload"};
+const Modules kDomain = {"core",   "config", "log",  "metrics", "auth",   "protocol",
+                         "broker", "hub",    "chat", "upload",  "tenancy"};
 
 // The module a `#include "module/file.hpp"` line names; empty for any other line. Not
 // std::regex: with GCC 12 under ASan its inlined state machine trips -Wmaybe-uninitialized.
@@ -54,6 +54,7 @@ const std::map<std::string, Modules>& allowed() {
       {"hub", {"core", "broker", "log", "metrics", "protocol"}},
       {"chat", {"core", "broker", "metrics", "protocol"}},
       {"upload", {"core", "log"}},
+      {"tenancy", {"core", "metrics"}},
       {"net", {"core", "log", "metrics"}},
       {"node", with(kDomain, {"net"})},
       {"stream", with(kDomain, {"net", "node"})},

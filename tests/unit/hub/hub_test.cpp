@@ -322,6 +322,39 @@ TEST_F(HubTest, AdmitsUpToTheUserLimitAndCountsByOrg) {
   EXPECT_EQ(hub_->stats().total_orgs, 0u);
 }
 
+TEST_F(HubTest, RefusesAnOrgAtItsConnectionQuota) {
+  EXPECT_EQ(hub_->admit("1", "a", 2), Hub::Admission::kAdmitted);
+  EXPECT_EQ(hub_->admit("1", "b", 2), Hub::Admission::kAdmitted);
+  EXPECT_EQ(hub_->admit("1", "c", 2), Hub::Admission::kOrgLimit);
+  EXPECT_EQ(hub_->admit("2", "c", 2), Hub::Admission::kAdmitted);
+  EXPECT_EQ(hub_->admit("1", "c", 0), Hub::Admission::kAdmitted);  // 0 = no quota
+  hub_->release("1", "a");
+  hub_->release("1", "c");
+  EXPECT_EQ(hub_->admit("1", "c", 2), Hub::Admission::kAdmitted);
+  EXPECT_EQ(hub_->stats().total_connections, 3u);
+  for (const char* u : {"b", "c"}) hub_->release("1", u);
+  hub_->release("2", "c");
+}
+
+TEST_F(HubTest, CountsAnOrgsDistinctChannelsForItsQuota) {
+  Recorder a, b;
+  join(0, a, "u", {"1", "finance"});
+  join(1, b, "v", {"1", "ops"});
+  join(1, b, "v", {"1", "finance"});  // the same channel on another worker: still one
+  const std::vector<std::string> held = {"finance", "ops"};
+  const std::vector<std::string> one_more = {"finance", "hr", "hr"};
+  EXPECT_TRUE(hub_->channels_within_quota("1", held, 2));
+  EXPECT_FALSE(hub_->channels_within_quota("1", one_more, 2));
+  EXPECT_TRUE(hub_->channels_within_quota("1", one_more, 3));
+  EXPECT_TRUE(hub_->channels_within_quota("1", one_more, 0));
+  EXPECT_TRUE(hub_->channels_within_quota("2", one_more, 2));  // "hr" counts once
+  EXPECT_FALSE(hub_->channels_within_quota("2", one_more, 1));
+  hub_->shard(0).detach_all(a);
+  hub_->shard(1).detach_all(b);
+  drain();
+  EXPECT_TRUE(hub_->channels_within_quota("1", {"a", "b"}, 2));
+}
+
 // A broker whose events the test writes by hand, for what the real ones only do after a fault
 // (the memory broker never changes a live channel's epoch; Redis does after losing its data).
 class ScriptedBroker : public broker::Broker {

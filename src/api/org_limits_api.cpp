@@ -1,0 +1,158 @@
+#include "api/org_limits_api.hpp"
+
+#include "auth/auth.hpp"
+#include "core/core.hpp"
+#include "log/log.hpp"
+#include "node/context.hpp"
+#include "node/quota.hpp"
+#include "tenancy/tenancy.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+#include <vector>
+
+namespace sg::api {
+
+namespace {
+
+constexpr std::string_view kOrgsPrefix = "/v2/realtime/orgs/";
+constexpr std::string_view kLimitsSuffix = "/limits";
+
+bool is_org_limits_path(std::string_view path) {
+  return path.starts_with(kOrgsPrefix) && path.ends_with(kLimitsSuffix) &&
+         path.size() > kOrgsPrefix.size() + kLimitsSuffix.size();
+}
+
+// "/v2/realtime/orgs/<orgId>/limits" → the org, by the same rule as a token's org_id and a
+// publish's orgId; nothing when the segment is not an org id.
+std::optional<std::string> org_of(std::string_view path) {
+  const std::string_view raw =
+      path.substr(kOrgsPrefix.size(), path.size() - kOrgsPrefix.size() - kLimitsSuffix.size());
+  std::string decoded;
+  if (raw.find('/') != std::string_view::npos || !core::percent_decode(raw, decoded, false)) {
+    return std::nullopt;
+  }
+  return core::org_id_from_text(decoded);
+}
+
+HttpResponse refused_body(const tenancy::ParsedOverride& p) {
+  HttpResponse r;
+  r.status = 400;
+  r.body = "{\"error\":";
+  core::append_json_string(r.body, p.error);
+  r.body += ",\"message\":";
+  core::append_json_string(r.body, p.message);
+  if (!p.field.empty()) {
+    r.body += ",\"field\":";
+    core::append_json_string(r.body, p.field);
+  }
+  r.body += '}';
+  return r;
+}
+
+HttpResponse handle(Context& ctx, const HttpRequest& req) {
+  if (!auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
+    ctx.metrics->count_auth_failure("invalid_api_key");
+    auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  const auto org = org_of(req.path);
+  if (!org) return json_error(404, "not_found", "the path does not name a valid org id");
+  tenancy::Quotas& quotas = *ctx.quotas;
+  if (req.method == "GET" || req.method == "HEAD") {
+    return json_ok(
+        tenancy::serialize_override(quotas.override_of(*org).value_or(tenancy::Override{})));
+  }
+  if (req.method == "DELETE") {
+    if (quotas.remove_override(*org)) log::info("quota", "override removed", {{"org", *org}});
+    HttpResponse r;
+    r.status = 204;
+    return r;
+  }
+  if (req.method == "PUT") {
+    const tenancy::ParsedOverride parsed = tenancy::parse_override(req.body);
+    if (!parsed.value) return refused_body(parsed);
+    if (quotas.set_override(*org, *parsed.value) == tenancy::Quotas::SetResult::kTooManyOverrides) {
+      log::warn("quota", "override refused: too many overrides",
+                {{"org", *org}, {"limit", ctx.settings.org_max_overrides}});
+      return json_error(409, "too_many_overrides",
+                        "as many orgs as --org-max-overrides already have overrides; delete "
+                        "one first");
+    }
+    const std::string body = tenancy::serialize_override(*parsed.value);
+    log::info("quota", "override set", {{"org", *org}, {"limits", body}});
+    return json_ok(body);
+  }
+  auto r = json_error(405, "method_not_allowed", "use GET, PUT or DELETE");
+  r.headers.emplace_back("Allow", "GET, PUT, DELETE");
+  return r;
+}
+
+}  // namespace
+
+void add_org_limits_routes(net::HttpRoutes& routes, Context& ctx) {
+  routes.add(is_org_limits_path).handle = [&ctx](const HttpRequest& req, Reply reply) {
+    reply(handle(ctx, req));
+  };
+}
+
+std::optional<HttpResponse> refuse_over_publish_rate(Context& ctx,
+                                                     const protocol::PublishBody& body) {
+  std::vector<tenancy::Quotas::PublishTake> takes;
+  for (const auto& item : body.items) {
+    auto it =
+        std::find_if(takes.begin(), takes.end(), [&](const auto& t) { return t.org == item.org; });
+    if (it == takes.end()) {
+      takes.push_back({item.org, 1});
+    } else {
+      ++it->events;
+    }
+  }
+  const tenancy::Decision d = ctx.quotas->take_publish(takes, tenancy::Quotas::Clock::now());
+  if (d.allowed) return std::nullopt;
+  return node::quota_exceeded(ctx, tenancy::Quota::kPublishRate, d.retry_after_seconds);
+}
+
+void refresh_quota_cluster_view(Context& ctx) {
+  ctx.broker.node_stats([&ctx](Result<std::vector<std::string>> snapshots) {
+    // Keep the last view while the broker is away: dropping it would lift the quotas then.
+    if (!snapshots) return;
+    std::size_t nodes = 1;  // this one, whether or not its own snapshot is there yet
+    std::unordered_map<std::string, std::uint64_t> remote;
+    for (const std::string& text : *snapshots) {
+      boost::system::error_code ec;
+      const boost::json::value parsed = boost::json::parse(text, ec);
+      const auto* node = ec ? nullptr : parsed.if_object();
+      if (node == nullptr) continue;
+      const auto* name = node->if_contains("node");
+      if (name != nullptr && name->is_string() && name->get_string() == ctx.node_name) continue;
+      ++nodes;
+      const auto* pool = node->if_contains("connectionPoolStats");
+      const auto* orgs =
+          pool && pool->is_object() ? pool->get_object().if_contains("connectionsByOrg") : nullptr;
+      if (orgs == nullptr || !orgs->is_array()) continue;
+      for (const auto& entry : orgs->get_array()) {
+        const auto* e = entry.if_object();
+        if (e == nullptr) continue;
+        const auto* id = e->if_contains("orgId");
+        const auto* count = e->if_contains("connections");
+        if (id == nullptr || count == nullptr || !count->is_number()) continue;
+        // The snapshot writes an integer org as a JSON number (api::append_org_id).
+        std::optional<std::string> org;
+        if (id->is_string()) org = core::org_id_from_text(std::string_view(id->get_string()));
+        if (id->is_int64()) org = core::org_id_from_integer(id->get_int64());
+        if (id->is_uint64()) org = core::org_id_from_integer(id->get_uint64());
+        if (!org) continue;
+        boost::system::error_code number_ec;
+        const auto n = count->to_number<std::uint64_t>(number_ec);
+        if (!number_ec) remote[*org] += n;
+      }
+    }
+    ctx.quotas->set_cluster_view(nodes, std::move(remote));
+  });
+}
+
+}  // namespace sg::api

@@ -1,0 +1,276 @@
+#include "tenancy/tenancy.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace sg::tenancy {
+
+namespace {
+
+constexpr std::array<std::string_view, kQuotaCount> kNames = {
+    "maxConnections", "maxChannels", "publishRate", "publishBurst", "uploadBytesPerDay",
+};
+
+// A sweep walks every org under the lock; once a second keeps it off the publish path's cost.
+constexpr auto kSweepEvery = std::chrono::seconds(1);
+
+std::int64_t utc_day(Quotas::WallClock::time_point now) {
+  const auto secs =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  return secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+}
+
+}  // namespace
+
+std::string_view quota_name(Quota q) {
+  return kNames[static_cast<std::size_t>(q)];
+}
+
+std::optional<Quota> quota_from_name(std::string_view name) {
+  for (std::size_t i = 0; i < kQuotaCount; ++i) {
+    if (kNames[i] == name) return static_cast<Quota>(i);
+  }
+  return std::nullopt;
+}
+
+bool Override::empty() const {
+  return std::none_of(values.begin(), values.end(), [](const auto& v) { return v.has_value(); });
+}
+
+struct Quotas::OrgState {
+  std::optional<Override> override_;
+  // The publish bucket; meaningful only while `bucket_used` (a bucket nobody drew from is full).
+  bool bucket_used = false;
+  double tokens = 0;
+  Clock::time_point refilled{};
+  std::int64_t upload_day = 0;
+  std::uint64_t upload_bytes = 0;
+};
+
+Quotas::Quotas(QuotaOptions options, metrics::Registry& metrics) : options_(options) {
+  for (std::size_t i = 0; i < kQuotaCount; ++i) {
+    refusals_[i] = &metrics.counter("streamgate_quota_refusals_total",
+                                    "Requests refused because an org was over a quota, by quota",
+                                    {{"quota", std::string(kNames[i])}});
+  }
+  metrics.gauge_callback("streamgate_quota_orgs",
+                         "Orgs with quota state on this node (overrides, publish buckets, "
+                         "today's upload bytes)",
+                         [this](std::vector<metrics::Registry::Sample>& out) {
+                           out.push_back({{}, static_cast<double>(tracked_orgs())});
+                         });
+  metrics.gauge_callback("streamgate_quota_cluster_nodes",
+                         "Live nodes the org quotas are shared among (1 with the memory broker)",
+                         [this](std::vector<metrics::Registry::Sample>& out) {
+                           std::lock_guard lock(mu_);
+                           out.push_back({{}, static_cast<double>(nodes_)});
+                         });
+}
+
+Quotas::~Quotas() = default;
+
+std::uint64_t Quotas::limit_locked(const OrgState* s, Quota q) const {
+  if (s && s->override_) {
+    if (const auto& v = s->override_->values[static_cast<std::size_t>(q)]) return *v;
+  }
+  return options_.defaults[q];
+}
+
+std::uint64_t Quotas::limit(std::string_view org, Quota q) const {
+  std::lock_guard lock(mu_);
+  const auto it = orgs_.find(std::string(org));
+  return limit_locked(it == orgs_.end() ? nullptr : it->second.get(), q);
+}
+
+Quotas::OrgState& Quotas::state_locked(std::string_view org) {
+  auto& slot = orgs_[std::string(org)];
+  if (!slot) slot = std::make_unique<OrgState>();
+  return *slot;
+}
+
+Quotas::SetResult Quotas::set_override(const std::string& org, const Override& o) {
+  if (o.empty()) {
+    remove_override(org);
+    return SetResult::kSet;
+  }
+  std::lock_guard lock(mu_);
+  auto it = orgs_.find(org);
+  const bool had = it != orgs_.end() && it->second->override_;
+  if (!had && overrides_ >= options_.max_overrides) return SetResult::kTooManyOverrides;
+  OrgState& s = state_locked(org);
+  s.override_ = o;
+  // New limits start with a full bucket of the new size, so an operator who raises a quota
+  // sees it apply at once rather than after the old bucket refills.
+  s.bucket_used = false;
+  if (!had) ++overrides_;
+  return SetResult::kSet;
+}
+
+std::optional<Override> Quotas::override_of(std::string_view org) const {
+  std::lock_guard lock(mu_);
+  const auto it = orgs_.find(std::string(org));
+  if (it == orgs_.end()) return std::nullopt;
+  return it->second->override_;
+}
+
+bool Quotas::remove_override(std::string_view org) {
+  std::lock_guard lock(mu_);
+  const auto it = orgs_.find(std::string(org));
+  if (it == orgs_.end() || !it->second->override_) return false;
+  it->second->override_.reset();
+  --overrides_;
+  forget_if_idle_locked(org, Clock::now(), utc_day(WallClock::now()));
+  return true;
+}
+
+std::size_t Quotas::overrides() const {
+  std::lock_guard lock(mu_);
+  return overrides_;
+}
+
+Quotas::OrgState* Quotas::bucket_locked(std::string_view org, Clock::time_point now,
+                                        double& capacity, std::uint64_t& rate) {
+  const auto it = orgs_.find(std::string(org));
+  const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
+  rate = limit_locked(existing, Quota::kPublishRate);
+  if (rate == 0) return nullptr;
+  const std::uint64_t burst = limit_locked(existing, Quota::kPublishBurst);
+  // This node's share of the org's quota: each live node holds an equal lease of it.
+  const double share = 1.0 / static_cast<double>(nodes_);
+  capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
+  const double refill = static_cast<double>(rate) * share;
+  OrgState& s = state_locked(org);
+  if (!s.bucket_used) {
+    s.bucket_used = true;
+    s.tokens = capacity;
+    s.refilled = now;
+  } else if (now > s.refilled) {
+    const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
+    s.tokens = std::min(capacity, s.tokens + elapsed * refill);
+    s.refilled = now;
+  }
+  s.tokens = std::min(s.tokens, capacity);  // an override may have shrunk the bucket
+  return &s;
+}
+
+Decision Quotas::take_publish(std::string_view org, std::uint64_t events, Clock::time_point now) {
+  const PublishTake take{org, events};
+  return take_publish(std::span(&take, 1), now);
+}
+
+Decision Quotas::take_publish(std::span<const PublishTake> takes, Clock::time_point now,
+                              std::string* refused_org) {
+  std::lock_guard lock(mu_);
+  sweep_locked(now, utc_day(WallClock::now()));
+  // Check every org first (a batch names few orgs, usually one), then draw from each.
+  for (std::size_t i = 0; i < takes.size(); ++i) {
+    double capacity = 0;
+    std::uint64_t rate = 0;
+    OrgState* s = bucket_locked(takes[i].org, now, capacity, rate);
+    if (s == nullptr) continue;
+    std::uint64_t wanted_events = 0;
+    for (const auto& t : takes) {
+      if (t.org == takes[i].org) wanted_events += t.events;
+    }
+    const double wanted = static_cast<double>(wanted_events);
+    if (wanted <= s->tokens) continue;
+    if (refused_org) *refused_org = std::string(takes[i].org);
+    // A batch larger than the bucket never fits; the hint is then the time to a full bucket.
+    const double missing = std::min(wanted, capacity) - s->tokens;
+    const double refill = static_cast<double>(rate) / static_cast<double>(nodes_);
+    const auto wait = static_cast<std::int64_t>(std::ceil(missing / refill));
+    return {false, std::max<std::int64_t>(1, wait)};
+  }
+  for (const auto& t : takes) {
+    double capacity = 0;
+    std::uint64_t rate = 0;
+    if (OrgState* s = bucket_locked(t.org, now, capacity, rate)) {
+      s->tokens -= static_cast<double>(t.events);
+    }
+  }
+  return {};
+}
+
+Decision Quotas::take_upload_bytes(std::string_view org, std::uint64_t bytes,
+                                   WallClock::time_point now) {
+  std::lock_guard lock(mu_);
+  const std::int64_t day = utc_day(now);
+  sweep_locked(Clock::now(), day);
+  const auto it = orgs_.find(std::string(org));
+  const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
+  const std::uint64_t quota = limit_locked(existing, Quota::kUploadBytesPerDay);
+  if (quota == 0) return {};
+  OrgState& s = state_locked(org);
+  if (s.upload_day != day) {
+    s.upload_day = day;
+    s.upload_bytes = 0;
+  }
+  if (bytes > quota || s.upload_bytes > quota - bytes) {
+    const auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    forget_if_idle_locked(org, Clock::now(), day);
+    return {false, std::max<std::int64_t>(1, (day + 1) * 86400 - secs)};
+  }
+  s.upload_bytes += bytes;
+  return {};
+}
+
+void Quotas::return_upload_bytes(std::string_view org, std::uint64_t bytes,
+                                 WallClock::time_point now) {
+  std::lock_guard lock(mu_);
+  const auto it = orgs_.find(std::string(org));
+  if (it == orgs_.end() || it->second->upload_day != utc_day(now)) return;
+  it->second->upload_bytes -= std::min(bytes, it->second->upload_bytes);
+}
+
+void Quotas::set_cluster_view(std::size_t nodes,
+                              std::unordered_map<std::string, std::uint64_t> remote_connections) {
+  std::lock_guard lock(mu_);
+  nodes_ = std::max<std::size_t>(1, nodes);
+  remote_connections_ = std::move(remote_connections);
+}
+
+std::uint64_t Quotas::remote_connections(std::string_view org) const {
+  std::lock_guard lock(mu_);
+  const auto it = remote_connections_.find(std::string(org));
+  return it == remote_connections_.end() ? 0 : it->second;
+}
+
+void Quotas::count_refusal(Quota q) {
+  refusals_[static_cast<std::size_t>(q)]->inc();
+}
+
+std::size_t Quotas::tracked_orgs() {
+  std::lock_guard lock(mu_);
+  sweep_locked(Clock::now(), utc_day(WallClock::now()));
+  return orgs_.size();
+}
+
+bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const {
+  if (s.override_) return false;
+  if (s.upload_day == day && s.upload_bytes > 0) return false;
+  if (!s.bucket_used) return true;
+  const std::uint64_t rate = limit_locked(&s, Quota::kPublishRate);
+  if (rate == 0) return true;
+  const std::uint64_t burst = limit_locked(&s, Quota::kPublishBurst);
+  const double share = 1.0 / static_cast<double>(nodes_);
+  const double capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
+  const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
+  // Forgetting a bucket that has not refilled would hand the org a fresh burst.
+  return s.tokens + elapsed * static_cast<double>(rate) * share >= capacity;
+}
+
+void Quotas::forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day) {
+  const auto it = orgs_.find(std::string(org));
+  if (it != orgs_.end() && idle_locked(*it->second, now, day)) orgs_.erase(it);
+}
+
+void Quotas::sweep_locked(Clock::time_point now, std::int64_t day) {
+  if (now - last_sweep_ < kSweepEvery) return;
+  last_sweep_ = now;
+  for (auto it = orgs_.begin(); it != orgs_.end();) {
+    it = idle_locked(*it->second, now, day) ? orgs_.erase(it) : std::next(it);
+  }
+}
+
+}  // namespace sg::tenancy

@@ -1,0 +1,160 @@
+// tenancy: per-org quotas. The limits (defaults from the --org-* flags, per-org overrides set
+// through PUT /v2/realtime/orgs/{orgId}/limits), the publish token buckets, the daily upload
+// bytes, and the refusal counters. One Quotas per node, built by the server before the workers
+// start; every member is thread-safe (one mutex, held for a lookup and a little arithmetic),
+// called from workers, the upload thread and broker threads.
+#pragma once
+
+#include "metrics/metrics.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace sg::tenancy {
+
+enum class Quota : std::uint8_t {
+  kMaxConnections,
+  kMaxChannels,
+  kPublishRate,
+  kPublishBurst,
+  kUploadBytesPerDay,
+};
+inline constexpr std::size_t kQuotaCount = 5;
+
+// The camelCase name the API, the refusals and the metrics use ("maxConnections").
+std::string_view quota_name(Quota q);
+std::optional<Quota> quota_from_name(std::string_view name);
+
+// Largest value a quota takes: JSON numbers above 2^53 are not exact in every client.
+inline constexpr std::uint64_t kMaxQuotaValue = (std::uint64_t{1} << 53) - 1;
+
+// One value per quota; 0 = unlimited.
+struct Limits {
+  std::array<std::uint64_t, kQuotaCount> values{};
+  std::uint64_t operator[](Quota q) const { return values[static_cast<std::size_t>(q)]; }
+  std::uint64_t& operator[](Quota q) { return values[static_cast<std::size_t>(q)]; }
+};
+
+// An org's override: the quotas it names replace the defaults (0 included: unlimited for that
+// org); the others follow the flags.
+struct Override {
+  std::array<std::optional<std::uint64_t>, kQuotaCount> values{};
+  bool empty() const;
+  bool operator==(const Override&) const = default;
+};
+
+// A PUT body → an Override, or the reason it is refused: `error` is "malformed_json",
+// "bad_body" (not an object), "unknown_field" or "bad_value", `field` the key at fault.
+struct ParsedOverride {
+  std::optional<Override> value;
+  std::string error;
+  std::string field;
+  std::string message;
+};
+ParsedOverride parse_override(std::string_view json);
+// A flat JSON object of the quotas the override names, in enum order.
+std::string serialize_override(const Override& o);
+
+// A refusal tells the caller when trying again can succeed.
+struct Decision {
+  bool allowed = true;
+  std::int64_t retry_after_seconds = 0;  // ≥ 1 when refused
+};
+
+struct QuotaOptions {
+  Limits defaults;                    // the --org-* flags
+  std::size_t max_overrides = 10000;  // --org-max-overrides
+};
+
+class Quotas {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using WallClock = std::chrono::system_clock;
+
+  // Registers streamgate_quota_refusals_total{quota} (one counter per quota, no org label) and
+  // streamgate_quota_orgs (orgs with state on this node) and streamgate_quota_cluster_nodes in
+  // `metrics`, which must outlive this.
+  Quotas(QuotaOptions options, metrics::Registry& metrics);
+  ~Quotas();
+  Quotas(const Quotas&) = delete;
+  Quotas& operator=(const Quotas&) = delete;
+
+  // The limit of `org` for `q`: its override if it names q, else the default. 0 = unlimited.
+  std::uint64_t limit(std::string_view org, Quota q) const;
+
+  enum class SetResult { kSet, kTooManyOverrides };
+  // Replaces org's override (its publish bucket starts full under the new limits); an empty
+  // one removes it. kTooManyOverrides when `org` has none and
+  // --org-max-overrides orgs already do (nothing changes then).
+  SetResult set_override(const std::string& org, const Override& o);
+  std::optional<Override> override_of(std::string_view org) const;
+  bool remove_override(std::string_view org);  // false when there was none
+  std::size_t overrides() const;
+
+  // Takes `events` tokens from org's publish bucket (publishBurst tokens, refilled at
+  // publishRate per second; a burst of 0 means one second's worth). All or nothing: a batch
+  // that does not fit takes none. Unlimited when publishRate is 0.
+  Decision take_publish(std::string_view org, std::uint64_t events, Clock::time_point now);
+  // The same for a batch spanning several orgs: every org's bucket must hold its events, or
+  // none is drawn from. The refusal names the first org that did not fit (`refused_org`).
+  struct PublishTake {
+    std::string_view org;
+    std::uint64_t events = 0;
+  };
+  Decision take_publish(std::span<const PublishTake> takes, Clock::time_point now,
+                        std::string* refused_org = nullptr);
+
+  // Counts `bytes` (an upload's declared size) against org's uploadBytesPerDay for the UTC day
+  // of `now`; refused (taking nothing) when it would pass the quota, retry at midnight UTC.
+  Decision take_upload_bytes(std::string_view org, std::uint64_t bytes, WallClock::time_point now);
+
+  // Gives back what take_upload_bytes took for an upload that was then not created (same
+  // org, bytes and UTC day; nothing after midnight, when the count started over).
+  void return_upload_bytes(std::string_view org, std::uint64_t bytes, WallClock::time_point now);
+
+  // What the other nodes sharing the broker report (their metrics snapshots): how many nodes
+  // are live, this one included, and each org's connections on the others. The connection
+  // quota is checked against local + remote; the publish bucket of each node is the org's
+  // rate and burst divided by `nodes` (a lease of an equal share). Replaces the last view.
+  void set_cluster_view(std::size_t nodes,
+                        std::unordered_map<std::string, std::uint64_t> remote_connections);
+  std::uint64_t remote_connections(std::string_view org) const;
+
+  // Counts a refusal in streamgate_quota_refusals_total{quota=<name>}.
+  void count_refusal(Quota q);
+
+  // Orgs this node holds state for (an override, a bucket not yet refilled, upload bytes of
+  // today). An org with none of those is forgotten (swept at most once a second, by this or a
+  // take), so this stays bounded by the active orgs.
+  std::size_t tracked_orgs();
+
+ private:
+  struct OrgState;
+  OrgState& state_locked(std::string_view org);
+  bool idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const;
+  void forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day);
+  void sweep_locked(Clock::time_point now, std::int64_t day);
+  std::uint64_t limit_locked(const OrgState* s, Quota q) const;
+  // Refills org's bucket to `now` and returns it with its capacity; null when unlimited.
+  OrgState* bucket_locked(std::string_view org, Clock::time_point now, double& capacity,
+                          std::uint64_t& rate);
+
+  QuotaOptions options_;
+  std::array<metrics::Counter*, kQuotaCount> refusals_{};
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::unique_ptr<OrgState>> orgs_;
+  std::size_t overrides_ = 0;
+  Clock::time_point last_sweep_{};
+  std::size_t nodes_ = 1;
+  std::unordered_map<std::string, std::uint64_t> remote_connections_;
+};
+
+}  // namespace sg::tenancy
