@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
       if (!redis) {
         throw std::runtime_error(
             "--broker: not a usable URL; expected redis://[[user]:password@]host[:port][/db] "
-            "or rediss://… for TLS");
+            "or rediss://… for TLS, or redis-cluster://[[user]:password@]host[:port][,…]");
       }
       broker = std::move(*redis);
     }

@@ -15,6 +15,7 @@
 // once and in order.
 #include "broker/broker.hpp"
 
+#include "broker/redis_cluster_router.hpp"
 #include "broker/redis_cluster_state.hpp"
 #include "broker/redis_connection.hpp"
 #include "broker/redis_url.hpp"
@@ -306,10 +307,16 @@ struct ChannelState {
 
 class Impl {
  public:
-  Impl(const RedisBrokerOptions& options, RedisUrl url)
+  // `cluster`: the seeds of a Redis Cluster (url then carries their credentials and TLS);
+  // empty: one Redis at url.
+  Impl(const RedisBrokerOptions& options, RedisUrl url,
+       std::vector<std::pair<std::string, std::uint16_t>> cluster = {})
       : options_(options),
         url_(std::move(url)),
-        publish_sha_(sha1_hex(kPublishScript)),
+        // Redis Cluster: sharded Pub/Sub, so an event crosses only its own shard.
+        publish_script_(cluster.empty() ? std::string(kPublishScript) : sharded(kPublishScript)),
+        publish_command_(cluster.empty() ? "PUBLISH" : "SPUBLISH"),
+        publish_sha_(sha1_hex(publish_script_)),
         history_sha_(sha1_hex(kHistoryScript)),
         history_before_sha_(sha1_hex(kHistoryBeforeScript)),
         history_(std::to_string(options.history)),
@@ -320,6 +327,10 @@ class Impl {
         work_(asio::make_work_guard(io_)),
         retry_timer_(io_) {
     const std::string node = core::random_hex(4);
+    if (!cluster.empty()) {
+      start_cluster(node, cluster);
+      return;
+    }
     cmd_ = std::make_unique<Connection>(
         io_, connection_options("streamgate-cmd-" + node, false),
         Connection::Handlers{[this] { on_cmd_up(); }, [this](const ErrorCode&) { on_health(); },
@@ -340,7 +351,7 @@ class Impl {
   void start() {
     asio::post(io_, [this] {
       cmd_->start();
-      sub_->start();
+      if (sub_) sub_->start();
     });
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -357,7 +368,7 @@ class Impl {
       retry_timer_.cancel();
       cluster_->stop();
       cmd_->stop();
-      sub_->stop();
+      if (sub_) sub_->stop();
       channels_.clear();
     });
     work_.reset();
@@ -456,14 +467,15 @@ class Impl {
     payload += input.data;
     asio::post(io_, [this, name = channel_keys(options_.key_prefix, channel).name,
                      payload = std::move(payload), done = std::move(done)] {
-      cmd_->send({"PUBLISH", name, payload}, [done](const ErrorCode& ec, const redisReply* reply) {
-        if (!done) return;
-        if (ec || reply == nullptr || redis::is_error(reply)) {
-          done(make_error_code(BrokerError::kUnavailable));
-          return;
-        }
-        done(Result<void>());
-      });
+      cmd_->send({publish_command_, name, payload},
+                 [done](const ErrorCode& ec, const redisReply* reply) {
+                   if (!done) return;
+                   if (ec || reply == nullptr || redis::is_error(reply)) {
+                     done(make_error_code(BrokerError::kUnavailable));
+                     return;
+                   }
+                   done(Result<void>());
+                 });
     });
   }
 
@@ -568,6 +580,51 @@ class Impl {
                : make_error_code(BrokerError::kUnavailable);
   }
 
+  // ---- Redis Cluster ----
+
+  static std::string sharded(std::string_view script) {
+    std::string out(script);
+    const std::string_view from = "redis.call('PUBLISH',";
+    const std::size_t at = out.find(from);
+    assert(at != std::string::npos);
+    out.replace(at, from.size(), "redis.call('SPUBLISH',");
+    return out;
+  }
+
+  void start_cluster(const std::string& node,
+                     const std::vector<std::pair<std::string, std::uint16_t>>& seeds) {
+    std::vector<redis::NodeAddress> addresses;
+    for (const auto& [host, port] : seeds) addresses.push_back(redis::NodeAddress{host, port});
+    redis::ClusterRouter::Handlers handlers;
+    handlers.on_up = [this] { on_cmd_up(); };
+    handlers.on_change = [this] { on_health(); };
+    handlers.on_message = [this](std::string_view name, std::string_view payload) {
+      on_message(name, payload);
+    };
+    handlers.on_subscribed = [this](const std::string& name) {
+      auto it = channels_.find(name);
+      if (it != channels_.end()) on_subscribed(*it->second);
+    };
+    // The channel's slot moved or its shard's connection dropped: as after a lost Pub/Sub
+    // connection, it catches up from its position once subscribed again.
+    handlers.on_lost = [this](const std::string& name) {
+      auto it = channels_.find(name);
+      if (it == channels_.end()) return;
+      ChannelState& state = *it->second;
+      state.phase = ChannelState::Phase::kSubscribing;
+      state.held.clear();
+      state.held_overflow = false;
+      state.read_serial = 0;
+    };
+    auto router =
+        std::make_unique<redis::ClusterRouter>(io_, connection_options("streamgate-" + node, false),
+                                               std::move(addresses), std::move(handlers));
+    router_ = router.get();
+    cmd_ = std::move(router);
+    cluster_ = std::make_unique<redis::ClusterState>(io_, *cmd_, options_.key_prefix, node,
+                                                     options_.presence_ttl);
+  }
+
   // ---- I/O thread ----
 
   void send_publish(const std::shared_ptr<PublishCall>& call, bool by_sha) {
@@ -577,7 +634,7 @@ class Impl {
     std::array<std::string_view, 16> args{};
     std::size_t n = 0;
     args[n++] = by_sha ? "EVALSHA" : "EVAL";
-    args[n++] = by_sha ? std::string_view(publish_sha_) : kPublishScript;
+    args[n++] = by_sha ? std::string_view(publish_sha_) : std::string_view(publish_script_);
     args[n++] = keyed ? "4" : "3";
     args[n++] = call->keys.seq;
     args[n++] = call->keys.epoch;
@@ -806,7 +863,7 @@ class Impl {
   }
 
   void on_health() {
-    const bool healthy = cmd_->up() && sub_->up();
+    const bool healthy = router_ != nullptr ? router_->pubsub_up() : cmd_->up() && sub_->up();
     if (healthy_.exchange(healthy) == healthy) return;
     { std::lock_guard lock(health_mutex_); }
     health_cv_.notify_all();
@@ -840,7 +897,11 @@ class Impl {
       slot->channel = channel;
       slot->keys = std::move(keys);
       slot->serial = ++serials_;
-      if (sub_->up()) send_subscribe(*slot);
+      if (router_ != nullptr) {
+        router_->subscribe(slot->keys.name);
+      } else if (sub_->up()) {
+        send_subscribe(*slot);
+      }
     }
     slot->subs.push_back(sub);
     if (slot->phase == ChannelState::Phase::kLive) make_ready(*sub);
@@ -853,6 +914,10 @@ class Impl {
     std::erase(subs, sub);
     if (!subs.empty()) return;
     channels_.erase(it);
+    if (router_ != nullptr) {
+      router_->unsubscribe(name);
+      return;
+    }
     // A SUBSCRIBE still in flight is undone by this later UNSUBSCRIBE; its confirmation
     // finds no state of its serial and is ignored.
     if (sub_->up()) sub_->send({"UNSUBSCRIBE", name}, [](const ErrorCode&, const redisReply*) {});
@@ -1055,6 +1120,8 @@ class Impl {
 
   const RedisBrokerOptions options_;
   const RedisUrl url_;
+  const std::string publish_script_;
+  const std::string_view publish_command_;
   const std::string publish_sha_;
   const std::string history_sha_;
   const std::string history_before_sha_;
@@ -1071,9 +1138,10 @@ class Impl {
   std::mutex quiesce_mutex_;
   bool quiesced_ = false;  // guarded by quiesce_mutex_: the I/O thread is joined
 
-  // I/O thread only.
-  std::unique_ptr<Connection> cmd_;
+  // I/O thread only. With Redis Cluster, cmd_ is the router (router_) and sub_ is null.
+  std::unique_ptr<redis::Commands> cmd_;
   std::unique_ptr<Connection> sub_;
+  redis::ClusterRouter* router_ = nullptr;
   std::unique_ptr<redis::ClusterState> cluster_;
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, NameHash, std::equal_to<>>
       channels_;
@@ -1185,13 +1253,22 @@ class RedisBroker final : public Broker {
 }  // namespace
 
 Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options) {
-  auto url = parse_redis_url(options.url);
+  std::vector<std::pair<std::string, std::uint16_t>> seeds;
+  Result<RedisUrl> url = make_error_code(BrokerError::kBadUrl);
+  if (is_redis_cluster_url(options.url)) {
+    auto cluster = parse_redis_cluster_url(options.url);
+    if (!cluster) return cluster.error();
+    url = std::move(cluster->url);
+    seeds = std::move(cluster->seeds);
+  } else {
+    url = parse_redis_url(options.url);
+  }
   if (!url) return url.error();
   if (url->tls) {
     const redis::TlsOptions tls{options.tls_ca_file, options.tls_cert_file, options.tls_key_file};
     if (!redis::Connection::check_tls(tls)) return make_error_code(BrokerError::kBadTls);
   }
-  auto impl = std::make_shared<Impl>(options, std::move(*url));
+  auto impl = std::make_shared<Impl>(options, std::move(*url), std::move(seeds));
   impl->start();
   // Not fatal: the broker keeps redialling and says so through stats().healthy.
   impl->wait_healthy(options.connect_timeout);

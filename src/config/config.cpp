@@ -416,10 +416,12 @@ void build_app(Cli& app, Raw& raw) {
       app, raw.services, "services", "NAMES", "*",
       "Comma-separated services clients may subscribe to; * = any valid name.", kGroupAuth));
 
-  add_text(app, raw.broker, "broker", "URL", defaults.broker,
-           "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
-           "to share them between nodes.",
-           kGroupBroker);
+  add_text(
+      app, raw.broker, "broker", "URL", defaults.broker,
+      "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
+      "to share them between nodes; redis-cluster://host:port[,host:port...] (rediss-cluster:// "
+      "for TLS) for a Redis Cluster.",
+      kGroupBroker);
   add_text(app, raw.redis_tls_ca, "redis-tls-ca", "PATH", "",
            "rediss://: PEM file of the CAs that may sign Redis's certificate; empty = the "
            "system's CAs.",
@@ -964,11 +966,16 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   }
   s.io_uring = raw.io_uring == "auto";
 
-  const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://");
+  const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://") ||
+                     raw.broker.starts_with("redis-cluster://") ||
+                     raw.broker.starts_with("rediss-cluster://");
+  const bool redis_tls =
+      raw.broker.starts_with("rediss://") || raw.broker.starts_with("rediss-cluster://");
   const std::size_t scheme_end = raw.broker.find("://");
   if (!(raw.broker == "memory" || (redis && scheme_end + 3 < raw.broker.size()))) {
     return usage_error(failure(src("broker") +
-                               " must be memory, or redis://host:port or rediss://host:port, got "
+                               " must be memory, redis://host:port, rediss://host:port or "
+                               "redis-cluster://host:port[,host:port...], got "
                                "\"" +
                                raw.broker + "\""));
   }
@@ -978,7 +985,7 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   for (const auto& [flag, value] : {std::pair{"redis-tls-ca", &raw.redis_tls_ca},
                                     std::pair{"redis-tls-cert", &raw.redis_tls_cert},
                                     std::pair{"redis-tls-key", &raw.redis_tls_key}}) {
-    if (!value->empty() && !raw.broker.starts_with("rediss://")) {
+    if (!value->empty() && !redis_tls) {
       return usage_error(
           failure(src(flag) + " is for TLS to Redis; use it with a rediss:// --broker"));
     }

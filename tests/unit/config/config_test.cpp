@@ -507,12 +507,18 @@ TEST(Config, AcceptsPortBounds) {
 
 TEST(Config, RefusesUnknownBrokers) {
   const std::string expected_tail =
-      " must be memory, or redis://host:port or rediss://host:port, got \"";
+      " must be memory, redis://host:port, rediss://host:port or "
+      "redis-cluster://host:port[,host:port...], got \"";
   expect_error(run_valid({"--broker", "kafka://x"}),
                "streamgate: --broker" + expected_tail + "kafka://x\"");
   expect_error(run_valid({"--broker", "redis://"}),
                "streamgate: --broker" + expected_tail + "redis://\"");
   EXPECT_EQ(run_valid({"--broker", "rediss://cache:6380"}).settings.broker, "rediss://cache:6380");
+  EXPECT_EQ(run_valid({"--broker", "redis-cluster://a:7000,b:7001"}).settings.broker,
+            "redis-cluster://a:7000,b:7001");
+  EXPECT_EQ(run_valid({"--broker", "rediss-cluster://a:7000", "--redis-tls-ca", "/ca.pem"})
+                .settings.redis_tls_ca,
+            "/ca.pem");
 }
 
 TEST(Config, RedisTlsFlagsNeedARedissBrokerAndComeAsCertKeyPairs) {
