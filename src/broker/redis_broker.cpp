@@ -683,7 +683,7 @@ class Impl {
         done(make_error_code(BrokerError::kUnavailable));
         return;
       }
-      done(PublishResult{std::string(reply_text(*reply->element[1])), true});
+      wait_replicas(call, PublishResult{std::string(reply_text(*reply->element[1])), true});
       return;
     }
     if (reply->elements != 4 || reply->element[1]->type != REDIS_REPLY_STRING ||
@@ -693,7 +693,39 @@ class Impl {
     }
     const auto offset = static_cast<std::uint64_t>(reply->element[2]->integer);
     if (options_.history > 0) note_published(call->keys.name);
-    done(PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
+    wait_replicas(
+        call,
+        PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
+  }
+
+  // --redis-wait-replicas: the answer waits for WAIT on the channel's primary (the connection
+  // the script ran on, so WAIT covers its writes); too few replicas in time is kUnavailable.
+  void wait_replicas(const std::shared_ptr<PublishCall>& call, PublishResult result) {
+    if (options_.wait_replicas == 0) {
+      if (call->done) call->done(std::move(result));
+      return;
+    }
+    const std::string replicas = std::to_string(options_.wait_replicas);
+    const std::string timeout = std::to_string(options_.wait_timeout.count());
+    const std::array<std::string_view, 3> args{"WAIT", replicas, timeout};
+    cmd_->send_beside(call->keys.seq, args,
+                      [this, call, result = std::move(result)](const ErrorCode& ec,
+                                                               const redisReply* reply) mutable {
+                        if (!call->done) return;
+                        if (ec || reply == nullptr || reply->type != REDIS_REPLY_INTEGER) {
+                          call->done(ec ? failure(ec) : make_error_code(BrokerError::kUnavailable));
+                          return;
+                        }
+                        if (reply->integer < static_cast<long long>(options_.wait_replicas)) {
+                          log::warn("broker", "publish not confirmed by enough replicas in time",
+                                    {{"replicas", reply->integer},
+                                     {"wanted", options_.wait_replicas},
+                                     {"timeouts", ++wait_timeouts_}});
+                          call->done(make_error_code(BrokerError::kUnavailable));
+                          return;
+                        }
+                        call->done(std::move(result));
+                      });
   }
 
   // `limit`: at most that many entries, the oldest (0: all of history).
@@ -1148,6 +1180,7 @@ class Impl {
   std::uint64_t serials_ = 0;
   asio::steady_timer retry_timer_;
   bool retry_pending_ = false;
+  std::uint64_t wait_timeouts_ = 0;  // publishes WAIT did not confirm in time
 
   std::atomic<bool> healthy_{false};
   std::mutex health_mutex_;

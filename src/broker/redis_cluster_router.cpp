@@ -24,6 +24,9 @@ constexpr auto kRefreshSoon = std::chrono::milliseconds(20);
 // the script creates). Redis asks the client to come back; this often, for about 3 s at most.
 constexpr int kMaxTryAgain = 150;
 constexpr auto kTryAgainDelay = std::chrono::milliseconds(20);
+// Retired nodes kept (stopped) before they are destroyed; by then any cancelled operation of
+// theirs has long completed.
+constexpr std::size_t kMaxRetired = 16;
 
 void fail_later(asio::io_context& io, ReplyHandler handler) {
   asio::post(io, [handler = std::move(handler)] {
@@ -53,9 +56,8 @@ void ClusterRouter::stop() {
   if (stopped_) return;
   stopped_ = true;
   refresh_timer_.cancel();
-  auto nodes = std::move(nodes_);
-  nodes_.clear();
-  for (auto& [address, node] : nodes) {
+  // Stopped, not destroyed: their cancelled operations still complete through them.
+  for (auto& [address, node] : nodes_) {
     node->cmd->stop();
     if (node->sub) node->sub->stop();
   }
@@ -155,6 +157,16 @@ void ClusterRouter::send(std::span<const std::string_view> args, ReplyHandler ha
   // Owned, since a redirect sends the command again after the caller's views are gone.
   auto owned = std::make_shared<std::vector<std::string>>(args.begin(), args.end());
   route(std::move(owned), *node, false, 0, std::move(handler));
+}
+
+void ClusterRouter::send_beside(std::string_view key, std::span<const std::string_view> args,
+                                ReplyHandler handler) {
+  Node* node = stopped_ ? nullptr : owner(key_slot(key));
+  if (node == nullptr) {
+    fail_later(io_, std::move(handler));
+    return;
+  }
+  node->cmd->send(args, std::move(handler));
 }
 
 void ClusterRouter::try_again(Args args, int tries, ReplyHandler handler) {
@@ -354,13 +366,15 @@ void ClusterRouter::apply(const std::vector<SlotRange>& ranges) {
 void ClusterRouter::retire(const std::string& address) {
   auto it = nodes_.find(address);
   if (it == nodes_.end()) return;
-  std::shared_ptr<Node> node(std::move(it->second));
+  std::unique_ptr<Node> node = std::move(it->second);
   nodes_.erase(it);
-  // Stopped now (their waiting commands fail), destroyed later: this may run inside one of
-  // their own reply handlers.
+  // Stopped now (their waiting commands fail), destroyed much later: this may run inside one
+  // of their own reply handlers, and a cancelled resolve or connect still completes through
+  // them. A handful of retired nodes is all a failover or a resharding leaves.
   node->cmd->stop();
   if (node->sub) node->sub->stop();
-  asio::post(io_, [node] {});
+  retired_.push_back(std::move(node));
+  if (retired_.size() > kMaxRetired) retired_.pop_front();
 }
 
 void ClusterRouter::on_node_change() {

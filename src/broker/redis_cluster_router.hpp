@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -54,6 +55,8 @@ class ClusterRouter final : public Commands {
   // primary is unknown or unreachable.
   void send(std::span<const std::string_view> args, ReplyHandler handler) override;
   using Commands::send;
+  void send_beside(std::string_view key, std::span<const std::string_view> args,
+                   ReplyHandler handler) override;
 
   // Keeps `channel` subscribed (SSUBSCRIBE on its slot's primary) until unsubscribe().
   void subscribe(const std::string& channel);
@@ -101,6 +104,7 @@ class ClusterRouter final : public Commands {
   std::uint64_t serials_ = 0;
 
   std::unordered_map<std::string, std::unique_ptr<Node>> nodes_;  // by NodeAddress::text()
+  std::deque<std::unique_ptr<Node>> retired_;                     // oldest first
   // Slot → index into owners_; kNoOwner until a map covers it.
   static constexpr std::uint16_t kNoOwner = 0xffff;
   std::vector<std::uint16_t> slots_;

@@ -61,6 +61,12 @@ class Commands {
   void send(std::initializer_list<std::string_view> args, ReplyHandler handler) {
     send(std::span<const std::string_view>(args.begin(), args.size()), std::move(handler));
   }
+  // A command without a key (WAIT) that must reach the node serving `key`.
+  virtual void send_beside(std::string_view key, std::span<const std::string_view> args,
+                           ReplyHandler handler) {
+    (void)key;
+    send(args, std::move(handler));
+  }
 };
 
 struct ConnectionOptions : RedisLinkOptions {

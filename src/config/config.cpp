@@ -119,6 +119,11 @@ const std::vector<NumericSpec>& numeric_specs() {
        "Redis broker: how long a node that stopped (or died) still counts in presence and in "
        "the cluster metrics; live nodes refresh every third of it, in milliseconds.",
        SG_NUMERIC_FIELD(presence_ttl_ms)},
+      // Redis replication (issue 16).
+      {"redis-wait-replicas", "N", 0, 16, "",
+       "Redis broker: a publish is acknowledged only once WAIT says this many replicas of the "
+       "channel's primary have it (503 after 1.5 s without); 0 = don't wait. At most 16.",
+       SG_NUMERIC_FIELD(redis_wait_replicas)},
       {"max-publish-bytes", "BYTES", 256, kMaxSize,
        "a publish body smaller than that cannot hold a useful event",
        "Largest publish request body; larger gets HTTP 413.", SG_NUMERIC_FIELD(max_publish_bytes)},
@@ -334,7 +339,10 @@ constexpr std::string_view kGroupUploads = "Uploads";
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
   if (flag == "jwt-leeway") return kGroupAuth;
-  if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
+  if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl" ||
+      flag == "redis-wait-replicas") {
+    return kGroupBroker;
+  }
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace") {
@@ -998,6 +1006,9 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   s.redis_tls_ca = raw.redis_tls_ca;
   s.redis_tls_cert = raw.redis_tls_cert;
   s.redis_tls_key = raw.redis_tls_key;
+  if (s.redis_wait_replicas > 0 && !redis) {
+    return usage_error(failure(src("redis-wait-replicas") + " needs a Redis --broker"));
+  }
 
   s.services = split_list(raw.services);
   if (s.services.empty()) {

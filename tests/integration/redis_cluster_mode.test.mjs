@@ -151,6 +151,41 @@ describe('three nodes on a redis cluster', () => {
     await closeAll(subs.map((s) => s.client));
   });
 
+  test('--redis-wait-replicas: a publish is acknowledged after WAIT confirms it on the channel\'s primary, and answered 503 when too few replicas confirm in time', { timeout: ms(30000) }, async () => {
+    const [one, two] = await Promise.all([
+      startServer({ flags: { broker: cluster.url, 'redis-wait-replicas': 1 } }),
+      startServer({ flags: { broker: cluster.url, 'redis-wait-replicas': 2 } }),
+    ]);
+    try {
+      for (const node of [one, two]) {
+        await waitFor(async () => (await fetch(`${node.httpUrl}/readyz`)).status === 200, { timeout: ms(15000), what: 'ready' });
+      }
+      const placed = await orgsOnDistinctPrimaries(cluster, 3, 'wait');
+      const waits = async (port) => {
+        const info = await cluster.command(['INFO', 'commandstats'], port);
+        return Number(/cmdstat_wait:calls=(\d+)/.exec(info)?.[1] ?? 0);
+      };
+      for (const { port, org } of placed) {
+        const { client } = await openStream(nodes[0], { org });
+        const before = await waits(port);
+        // A replica idle since it synced may take up to its once-a-second ack to answer the
+        // first WAIT: retried with the same eventId, the publish gets its one id once confirmed.
+        const id = await publishRetrying(one, { orgId: org, service: 'finance', event: 'e', data: {} });
+        assert.ok((await waits(port)) > before, 'WAIT ran on the channel\'s primary');
+        assert.equal((await client.nextEvent()).id, id);
+        // Each primary has one replica: two can't confirm.
+        const r = await publish(two, { orgId: org, service: 'finance', event: 'e', data: {}, eventId: unique('evt') });
+        assert.equal(r.status, 503);
+        assert.equal(r.json.error, 'broker_unavailable');
+        await client.close();
+      }
+      assert.ok(two.logs().some((l) => l.message === 'publish not confirmed by enough replicas in time'));
+    } finally {
+      await one.stop();
+      await two.stop();
+    }
+  });
+
   test('SIGKILL of a primary: its replica takes over, publishes succeed again and subscribers get every event published after', { timeout: ms(60000) }, async () => {
     const org = unique('failover');
     const channel = channelName(org, 'finance');

@@ -294,7 +294,7 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
   }
   // 46 settings (listen_host and listen_port derive from --listen) + --config + --help +
   // --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 50u);
+  EXPECT_EQ(flags_in(help).size(), 51u);
 }
 
 TEST(Config, ChatLimitsHaveDefaultsFlagsAndEnv) {
@@ -519,6 +519,15 @@ TEST(Config, RefusesUnknownBrokers) {
   EXPECT_EQ(run_valid({"--broker", "rediss-cluster://a:7000", "--redis-tls-ca", "/ca.pem"})
                 .settings.redis_tls_ca,
             "/ca.pem");
+}
+
+TEST(Config, RedisWaitReplicasNeedsARedisBrokerAndAtMost16) {
+  expect_error(run_valid({"--redis-wait-replicas", "1"}),
+               "streamgate: --redis-wait-replicas needs a Redis --broker");
+  EXPECT_EQ(run_valid({"--broker", "redis://r:6379", "--redis-wait-replicas", "2"})
+                .settings.redis_wait_replicas,
+            2u);
+  EXPECT_EQ(run_valid({"--broker", "redis://r:6379", "--redis-wait-replicas", "17"}).exit_code, 2);
 }
 
 TEST(Config, RedisTlsFlagsNeedARedissBrokerAndComeAsCertKeyPairs) {
