@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { metricsUntil, publish, publishOk } from './support/http.mjs';
+import { get, metricsUntil, publish, publishOk } from './support/http.mjs';
 import { channelName } from './support/redis.mjs';
 import { startRedisCluster } from './support/redis_cluster_setup.mjs';
 import { startServer } from './support/server.mjs';
@@ -149,6 +149,30 @@ describe('three nodes on a redis cluster', () => {
       assert.deepEqual(got.map((m) => m.data.i), ids.map((_, k) => k));
     }
     await closeAll(subs.map((s) => s.client));
+  });
+
+  test('presence and the cluster metrics answer for every node, with orgs on different shards', async () => {
+    const placed = await orgsOnDistinctPrimaries(cluster, 3, 'presence');
+    const streams = [];
+    try {
+      for (const [i, { org }] of placed.entries()) streams.push(await openStream(nodes[i], { org, user: `u${i}` }));
+      for (const [i, { org }] of placed.entries()) {
+        let last;
+        await waitFor(async () => {
+          const r = await get(nodes[(i + 1) % 3], `/v2/realtime/presence?orgId=${encodeURIComponent(org)}`, { apiKey: nodes[0].apiKey });
+          last = r.json;
+          return r.status === 200 && r.json.online === 1 && r.json.users[0].userId === `u${i}`;
+        }, { what: `presence of ${org} from another node`, describe: async () => JSON.stringify(last) });
+      }
+      let view;
+      await waitFor(async () => {
+        view = (await get(nodes[0], '/v2/realtime/metrics?scope=cluster', { apiKey: nodes[0].apiKey })).json;
+        return view?.nodes?.length === 3 &&
+          placed.every(({ org }) => view.connectionPoolStats.connectionsByOrg.find((o) => o.orgId === org)?.connections === 1);
+      }, { what: 'the cluster view of three nodes', describe: async () => JSON.stringify(view) });
+    } finally {
+      await closeAll(streams.map((s) => s.client));
+    }
   });
 
   test('--redis-wait-replicas: a publish is acknowledged after WAIT confirms it on the channel\'s primary, and answered 503 when too few replicas confirm in time', { timeout: ms(30000) }, async () => {
