@@ -12,7 +12,9 @@
 // however many Subscriptions share it. Each channel remembers the last event it delivered;
 // after the connection comes back (or when an offset is skipped) it reads the Stream from there
 // while holding live messages, then merges by offset, so subscribers see every stored event
-// once and in order.
+// once and in order. On a Redis Cluster, redis::ClusterRouter stands in for both connections:
+// commands go to their slot's primary, channels SSUBSCRIBE on it, and a channel whose slot moves
+// catches up the same way.
 #include "broker/broker.hpp"
 
 #include "broker/redis_cluster_router.hpp"
@@ -586,8 +588,8 @@ class Impl {
     std::string out(script);
     const std::string_view from = "redis.call('PUBLISH',";
     const std::size_t at = out.find(from);
-    assert(at != std::string::npos);
-    out.replace(at, from.size(), "redis.call('SPUBLISH',");
+    assert(at != std::string::npos && "the publish script no longer PUBLISHes");
+    if (at != std::string::npos) out.replace(at, from.size(), "redis.call('SPUBLISH',");
     return out;
   }
 
