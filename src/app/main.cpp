@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
       options.history = settings.history;
       options.history_ttl = std::chrono::seconds(settings.history_ttl_seconds);
       options.presence_ttl = std::chrono::milliseconds(settings.presence_ttl_ms);
+      options.wait_replicas = settings.redis_wait_replicas;
       options.tls_ca_file = settings.redis_tls_ca;
       options.tls_cert_file = settings.redis_tls_cert;
       options.tls_key_file = settings.redis_tls_key;
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
       if (!redis) {
         throw std::runtime_error(
             "--broker: not a usable URL; expected redis://[[user]:password@]host[:port][/db] "
-            "or rediss://… for TLS");
+            "or rediss://… for TLS, or redis-cluster://[[user]:password@]host[:port][,…]");
       }
       broker = std::move(*redis);
     }

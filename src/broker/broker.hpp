@@ -272,6 +272,10 @@ struct RedisBrokerOptions : RedisLinkOptions {
   // A node's presence entries and metrics snapshot expire this long after its last heartbeat
   // (sent every third of it), so a node that dies stops counting within it.
   std::chrono::milliseconds presence_ttl{15000};
+  // A publish is acknowledged only after WAIT confirms this many replicas of the channel's
+  // primary have it (kUnavailable after wait_timeout); 0 = acknowledged once the primary has it.
+  std::uint32_t wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{1500};
 };
 
 // Channels live in Redis (a Stream per channel for history, one Pub/Sub channel per channel

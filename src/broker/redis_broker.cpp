@@ -12,9 +12,12 @@
 // however many Subscriptions share it. Each channel remembers the last event it delivered;
 // after the connection comes back (or when an offset is skipped) it reads the Stream from there
 // while holding live messages, then merges by offset, so subscribers see every stored event
-// once and in order.
+// once and in order. On a Redis Cluster, redis::ClusterRouter stands in for both connections:
+// commands go to their slot's primary, channels SSUBSCRIBE on it, and a channel whose slot moves
+// catches up the same way.
 #include "broker/broker.hpp"
 
+#include "broker/redis_cluster_router.hpp"
 #include "broker/redis_cluster_state.hpp"
 #include "broker/redis_connection.hpp"
 #include "broker/redis_url.hpp"
@@ -316,10 +319,16 @@ struct ChannelState {
 
 class Impl {
  public:
-  Impl(const RedisBrokerOptions& options, RedisUrl url)
+  // `cluster`: the seeds of a Redis Cluster (url then carries their credentials and TLS);
+  // empty: one Redis at url.
+  Impl(const RedisBrokerOptions& options, RedisUrl url,
+       std::vector<std::pair<std::string, std::uint16_t>> cluster = {})
       : options_(options),
         url_(std::move(url)),
-        publish_sha_(sha1_hex(kPublishScript)),
+        // Redis Cluster: sharded Pub/Sub, so an event crosses only its own shard.
+        publish_script_(cluster.empty() ? std::string(kPublishScript) : sharded(kPublishScript)),
+        publish_command_(cluster.empty() ? "PUBLISH" : "SPUBLISH"),
+        publish_sha_(sha1_hex(publish_script_)),
         history_sha_(sha1_hex(kHistoryScript)),
         history_before_sha_(sha1_hex(kHistoryBeforeScript)),
         history_(std::to_string(options.history)),
@@ -331,6 +340,10 @@ class Impl {
         retry_timer_(io_) {
     const std::string node = core::random_hex(4);
     node_ = core::random_hex(8);
+    if (!cluster.empty()) {
+      start_cluster(node, cluster);
+      return;
+    }
     cmd_ = std::make_unique<Connection>(
         io_, connection_options("streamgate-cmd-" + node, false),
         Connection::Handlers{[this] { on_cmd_up(); }, [this](const ErrorCode&) { on_health(); },
@@ -351,7 +364,7 @@ class Impl {
   void start() {
     asio::post(io_, [this] {
       cmd_->start();
-      sub_->start();
+      if (sub_) sub_->start();
     });
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -369,7 +382,7 @@ class Impl {
       fail_asks();
       cluster_->stop();
       cmd_->stop();
-      sub_->stop();
+      if (sub_) sub_->stop();
       channels_.clear();
     });
     work_.reset();
@@ -468,14 +481,15 @@ class Impl {
     payload += input.data;
     asio::post(io_, [this, name = channel_keys(options_.key_prefix, channel).name,
                      payload = std::move(payload), done = std::move(done)] {
-      cmd_->send({"PUBLISH", name, payload}, [done](const ErrorCode& ec, const redisReply* reply) {
-        if (!done) return;
-        if (ec || reply == nullptr || redis::is_error(reply)) {
-          done(make_error_code(BrokerError::kUnavailable));
-          return;
-        }
-        done(Result<void>());
-      });
+      cmd_->send({publish_command_, name, payload},
+                 [done](const ErrorCode& ec, const redisReply* reply) {
+                   if (!done) return;
+                   if (ec || reply == nullptr || redis::is_error(reply)) {
+                     done(make_error_code(BrokerError::kUnavailable));
+                     return;
+                   }
+                   done(Result<void>());
+                 });
     });
   }
 
@@ -658,6 +672,51 @@ class Impl {
                : make_error_code(BrokerError::kUnavailable);
   }
 
+  // ---- Redis Cluster ----
+
+  static std::string sharded(std::string_view script) {
+    std::string out(script);
+    const std::string_view from = "redis.call('PUBLISH',";
+    const std::size_t at = out.find(from);
+    assert(at != std::string::npos && "the publish script no longer PUBLISHes");
+    if (at != std::string::npos) out.replace(at, from.size(), "redis.call('SPUBLISH',");
+    return out;
+  }
+
+  void start_cluster(const std::string& node,
+                     const std::vector<std::pair<std::string, std::uint16_t>>& seeds) {
+    std::vector<redis::NodeAddress> addresses;
+    for (const auto& [host, port] : seeds) addresses.push_back(redis::NodeAddress{host, port});
+    redis::ClusterRouter::Handlers handlers;
+    handlers.on_up = [this] { on_cmd_up(); };
+    handlers.on_change = [this] { on_health(); };
+    handlers.on_message = [this](std::string_view name, std::string_view payload) {
+      on_message(name, payload);
+    };
+    handlers.on_subscribed = [this](const std::string& name) {
+      auto it = channels_.find(name);
+      if (it != channels_.end()) on_subscribed(*it->second);
+    };
+    // The channel's slot moved or its shard's connection dropped: as after a lost Pub/Sub
+    // connection, it catches up from its position once subscribed again.
+    handlers.on_lost = [this](const std::string& name) {
+      auto it = channels_.find(name);
+      if (it == channels_.end()) return;
+      ChannelState& state = *it->second;
+      state.phase = ChannelState::Phase::kSubscribing;
+      state.held.clear();
+      state.held_overflow = false;
+      state.read_serial = 0;
+    };
+    auto router =
+        std::make_unique<redis::ClusterRouter>(io_, connection_options("streamgate-" + node, false),
+                                               std::move(addresses), std::move(handlers));
+    router_ = router.get();
+    cmd_ = std::move(router);
+    cluster_ = std::make_unique<redis::ClusterState>(io_, *cmd_, options_.key_prefix, node,
+                                                     options_.presence_ttl);
+  }
+
   // ---- I/O thread ----
 
   void send_publish(const std::shared_ptr<PublishCall>& call, bool by_sha) {
@@ -667,7 +726,7 @@ class Impl {
     std::array<std::string_view, 16> args{};
     std::size_t n = 0;
     args[n++] = by_sha ? "EVALSHA" : "EVAL";
-    args[n++] = by_sha ? std::string_view(publish_sha_) : kPublishScript;
+    args[n++] = by_sha ? std::string_view(publish_sha_) : std::string_view(publish_script_);
     args[n++] = keyed ? "4" : "3";
     args[n++] = call->keys.seq;
     args[n++] = call->keys.epoch;
@@ -716,7 +775,7 @@ class Impl {
         done(make_error_code(BrokerError::kUnavailable));
         return;
       }
-      done(PublishResult{std::string(reply_text(*reply->element[1])), true});
+      wait_replicas(call, PublishResult{std::string(reply_text(*reply->element[1])), true});
       return;
     }
     if (reply->elements != 4 || reply->element[1]->type != REDIS_REPLY_STRING ||
@@ -726,7 +785,39 @@ class Impl {
     }
     const auto offset = static_cast<std::uint64_t>(reply->element[2]->integer);
     if (options_.history > 0) note_published(call->keys.name);
-    done(PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
+    wait_replicas(
+        call,
+        PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
+  }
+
+  // --redis-wait-replicas: the answer waits for WAIT on the channel's primary (the connection
+  // the script ran on, so WAIT covers its writes); too few replicas in time is kUnavailable.
+  void wait_replicas(const std::shared_ptr<PublishCall>& call, PublishResult result) {
+    if (options_.wait_replicas == 0) {
+      if (call->done) call->done(std::move(result));
+      return;
+    }
+    const std::string replicas = std::to_string(options_.wait_replicas);
+    const std::string timeout = std::to_string(options_.wait_timeout.count());
+    const std::array<std::string_view, 3> args{"WAIT", replicas, timeout};
+    cmd_->send_beside(call->keys.seq, args,
+                      [this, call, result = std::move(result)](const ErrorCode& ec,
+                                                               const redisReply* reply) mutable {
+                        if (!call->done) return;
+                        if (ec || reply == nullptr || reply->type != REDIS_REPLY_INTEGER) {
+                          call->done(ec ? failure(ec) : make_error_code(BrokerError::kUnavailable));
+                          return;
+                        }
+                        if (reply->integer < static_cast<long long>(options_.wait_replicas)) {
+                          log::warn("broker", "publish not confirmed by enough replicas in time",
+                                    {{"replicas", reply->integer},
+                                     {"wanted", options_.wait_replicas},
+                                     {"timeouts", ++wait_timeouts_}});
+                          call->done(make_error_code(BrokerError::kUnavailable));
+                          return;
+                        }
+                        call->done(std::move(result));
+                      });
   }
 
   // `limit`: at most that many entries, the oldest (0: all of history).
@@ -925,7 +1016,8 @@ class Impl {
     payload.append(id);
     payload.push_back(' ');
     payload.append(body);
-    cmd_->send({"PUBLISH", control_channel(), payload}, std::move(handler));
+    cmd_->send({router_ != nullptr ? "SPUBLISH" : "PUBLISH", control_channel(), payload},
+               std::move(handler));
   }
 
   void start_ask(std::string question, std::size_t expected, std::chrono::milliseconds timeout,
@@ -1038,7 +1130,7 @@ class Impl {
   }
 
   void on_health() {
-    const bool healthy = cmd_->up() && sub_->up();
+    const bool healthy = router_ != nullptr ? router_->pubsub_up() : cmd_->up() && sub_->up();
     if (healthy_.exchange(healthy) == healthy) return;
     { std::lock_guard lock(health_mutex_); }
     health_cv_.notify_all();
@@ -1046,6 +1138,9 @@ class Impl {
 
   void on_cmd_up() {
     on_health();
+    // With Redis Cluster the control channel is sharded like every channel (its slot's primary
+    // carries it); the router keeps it subscribed across slot moves. Idempotent.
+    if (router_ != nullptr) router_->subscribe(control_channel());
     retry_catch_ups();
     cluster_->on_up();
     load_revocations();
@@ -1074,7 +1169,11 @@ class Impl {
       slot->channel = channel;
       slot->keys = std::move(keys);
       slot->serial = ++serials_;
-      if (sub_->up()) send_subscribe(*slot);
+      if (router_ != nullptr) {
+        router_->subscribe(slot->keys.name);
+      } else if (sub_->up()) {
+        send_subscribe(*slot);
+      }
     }
     slot->subs.push_back(sub);
     if (slot->phase == ChannelState::Phase::kLive) make_ready(*sub);
@@ -1087,6 +1186,10 @@ class Impl {
     std::erase(subs, sub);
     if (!subs.empty()) return;
     channels_.erase(it);
+    if (router_ != nullptr) {
+      router_->unsubscribe(name);
+      return;
+    }
     // A SUBSCRIBE still in flight is undone by this later UNSUBSCRIBE; its confirmation
     // finds no state of its serial and is ignored.
     if (sub_->up()) sub_->send({"UNSUBSCRIBE", name}, [](const ErrorCode&, const redisReply*) {});
@@ -1293,6 +1396,8 @@ class Impl {
 
   const RedisBrokerOptions options_;
   const RedisUrl url_;
+  const std::string publish_script_;
+  const std::string_view publish_command_;
   const std::string publish_sha_;
   const std::string history_sha_;
   const std::string history_before_sha_;
@@ -1309,15 +1414,17 @@ class Impl {
   std::mutex quiesce_mutex_;
   bool quiesced_ = false;  // guarded by quiesce_mutex_: the I/O thread is joined
 
-  // I/O thread only.
-  std::unique_ptr<Connection> cmd_;
+  // I/O thread only. With Redis Cluster, cmd_ is the router (router_) and sub_ is null.
+  std::unique_ptr<redis::Commands> cmd_;
   std::unique_ptr<Connection> sub_;
+  redis::ClusterRouter* router_ = nullptr;
   std::unique_ptr<redis::ClusterState> cluster_;
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, NameHash, std::equal_to<>>
       channels_;
   std::uint64_t serials_ = 0;
   asio::steady_timer retry_timer_;
   bool retry_pending_ = false;
+  std::uint64_t wait_timeouts_ = 0;  // publishes WAIT did not confirm in time
 
   std::atomic<bool> healthy_{false};
   std::mutex health_mutex_;
@@ -1464,13 +1571,22 @@ class RedisBroker final : public Broker {
 }  // namespace
 
 Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options) {
-  auto url = parse_redis_url(options.url);
+  std::vector<std::pair<std::string, std::uint16_t>> seeds;
+  Result<RedisUrl> url = make_error_code(BrokerError::kBadUrl);
+  if (is_redis_cluster_url(options.url)) {
+    auto cluster = parse_redis_cluster_url(options.url);
+    if (!cluster) return cluster.error();
+    url = std::move(cluster->url);
+    seeds = std::move(cluster->seeds);
+  } else {
+    url = parse_redis_url(options.url);
+  }
   if (!url) return url.error();
   if (url->tls) {
     const redis::TlsOptions tls{options.tls_ca_file, options.tls_cert_file, options.tls_key_file};
     if (!redis::Connection::check_tls(tls)) return make_error_code(BrokerError::kBadTls);
   }
-  auto impl = std::make_shared<Impl>(options, std::move(*url));
+  auto impl = std::make_shared<Impl>(options, std::move(*url), std::move(seeds));
   impl->start();
   // Not fatal: the broker keeps redialling and says so through stats().healthy.
   impl->wait_healthy(options.connect_timeout);

@@ -92,7 +92,7 @@ bool parse_number(std::string_view text, T& out) {
 
 }  // namespace
 
-ClusterState::ClusterState(boost::asio::io_context& io, Connection& cmd, std::string key_prefix,
+ClusterState::ClusterState(boost::asio::io_context& io, Commands& cmd, std::string key_prefix,
                            std::string node_id, std::chrono::milliseconds ttl)
     : io_(io),
       cmd_(cmd),

@@ -31,7 +31,7 @@ std::string hash_tagged(std::string_view prefix, const Channel& channel);
 
 class ClusterState {
  public:
-  ClusterState(boost::asio::io_context& io, Connection& cmd, std::string key_prefix,
+  ClusterState(boost::asio::io_context& io, Commands& cmd, std::string key_prefix,
                std::string node_id, std::chrono::milliseconds ttl);
 
   // The command connection is (again) up: rewrite everything this node holds, since a
@@ -63,7 +63,7 @@ class ClusterState {
   std::string presence_key(const Channel& scope) const;
 
   boost::asio::io_context& io_;
-  Connection& cmd_;
+  Commands& cmd_;
   const std::string prefix_;
   const std::string node_;
   const std::chrono::milliseconds ttl_;

@@ -272,6 +272,12 @@ void Connection::send(std::span<const std::string_view> args, ReplyHandler handl
   enqueue(args, std::move(handler));
 }
 
+void Connection::send_unanswered(std::span<const std::string_view> args) {
+  if (state_ != State::kUp) return;
+  append_command(out_, args);
+  if (!write_in_flight_) do_write();
+}
+
 void Connection::enqueue(std::span<const std::string_view> args, ReplyHandler handler) {
   if (waiting_.empty()) last_progress_ = SteadyClock::now();
   append_command(out_, args);
@@ -349,12 +355,20 @@ void Connection::on_read(std::uint64_t gen, const ErrorCode& ec, std::size_t byt
 void Connection::dispatch(ReplyPtr reply) {
   if (options_.pubsub && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
       reply->element[0]->type == REDIS_REPLY_STRING &&
-      reply_text(*reply->element[0]) == "message" &&
+      (reply_text(*reply->element[0]) == "message" ||
+       reply_text(*reply->element[0]) == "smessage") &&
       reply->element[1]->type == REDIS_REPLY_STRING &&
       reply->element[2]->type == REDIS_REPLY_STRING) {
     if (handlers_.on_message) {
       handlers_.on_message(reply_text(*reply->element[1]), reply_text(*reply->element[2]));
     }
+    return;
+  }
+  if (options_.pubsub && on_sunsubscribe_ && reply->type == REDIS_REPLY_ARRAY &&
+      reply->elements == 3 && reply->element[0]->type == REDIS_REPLY_STRING &&
+      reply_text(*reply->element[0]) == "sunsubscribe" &&
+      reply->element[1]->type == REDIS_REPLY_STRING) {
+    on_sunsubscribe_(reply_text(*reply->element[1]));
     return;
   }
   if (waiting_.empty()) {

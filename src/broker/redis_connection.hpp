@@ -47,6 +47,28 @@ struct TlsOptions {
   std::string key_file;
 };
 
+// Where the broker sends commands: one Connection, or the cluster router that picks a
+// primary's Connection by each command's key. I/O thread only.
+class Commands {
+ public:
+  virtual ~Commands() = default;
+  virtual void start() = 0;
+  // Closes for good; every command still waiting gets kShuttingDown.
+  virtual void stop() = 0;
+  virtual bool up() const = 0;
+  // As Connection::send: the handler always runs later, never inside send().
+  virtual void send(std::span<const std::string_view> args, ReplyHandler handler) = 0;
+  void send(std::initializer_list<std::string_view> args, ReplyHandler handler) {
+    send(std::span<const std::string_view>(args.begin(), args.size()), std::move(handler));
+  }
+  // A command without a key (WAIT) that must reach the node serving `key`.
+  virtual void send_beside(std::string_view key, std::span<const std::string_view> args,
+                           ReplyHandler handler) {
+    (void)key;
+    send(args, std::move(handler));
+  }
+};
+
 struct ConnectionOptions : RedisLinkOptions {
   RedisUrl url;
   TlsOptions tls;       // used when url.tls
@@ -54,11 +76,12 @@ struct ConnectionOptions : RedisLinkOptions {
   bool pubsub = false;  // take "message" pushes
 };
 
-class Connection {
+class Connection final : public Commands {
  public:
   struct Handlers {
     std::function<void()> on_up;                    // connected, authenticated, db selected
     std::function<void(const ErrorCode&)> on_down;  // an up connection was lost
+    // "message" and sharded Pub/Sub's "smessage" pushes.
     std::function<void(std::string_view channel, std::string_view payload)> on_message;
   };
 
@@ -68,11 +91,11 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   // Dials, and redials with backoff whenever the connection is lost, until stop().
-  void start();
+  void start() override;
   // Closes for good; every command still waiting gets kShuttingDown.
-  void stop();
+  void stop() override;
 
-  bool up() const { return state_ == State::kUp; }
+  bool up() const override { return state_ == State::kUp; }
 
   // For rediss://: whether the TLS settings load (CA, client certificate and key). Checked
   // once at start-up, so a typo is a start-up error rather than an endless redial.
@@ -81,10 +104,17 @@ class Connection {
   // Queues a command. The handler always runs later, never inside send(): with the reply, or
   // with kUnavailable when the connection is not up, too many commands are waiting, or the
   // connection is lost first.
-  void send(std::span<const std::string_view> args, ReplyHandler handler);
-  void send(std::initializer_list<std::string_view> args, ReplyHandler handler) {
-    send(std::span<const std::string_view>(args.begin(), args.size()), std::move(handler));
+  void send(std::span<const std::string_view> args, ReplyHandler handler) override;
+  using Commands::send;
+  // Sharded Pub/Sub: once set (before start()), every "sunsubscribe" is taken as a push —
+  // Redis sends one unasked when the channel's slot leaves the node — so SUNSUBSCRIBE must be
+  // sent with send_unanswered.
+  void set_on_sunsubscribe(std::function<void(std::string_view channel)> handler) {
+    on_sunsubscribe_ = std::move(handler);
   }
+  // A command whose answer arrives as a push (SUNSUBSCRIBE with on_sunsubscribe set), so no
+  // reply is waited for. Dropped when the connection is not up.
+  void send_unanswered(std::span<const std::string_view> args);
 
  private:
   enum class State { kDown, kConnecting, kHandshake, kUp, kStopped };
@@ -112,6 +142,7 @@ class Connection {
   boost::asio::io_context& io_;
   const ConnectionOptions options_;
   const Handlers handlers_;
+  std::function<void(std::string_view)> on_sunsubscribe_;
   boost::asio::ip::tcp::resolver resolver_;
   boost::asio::ip::tcp::socket socket_;
   struct Tls;                 // the TLS layer over socket_, for rediss:// only

@@ -82,4 +82,45 @@ Result<RedisUrl> parse_redis_url(std::string_view url) {
   return out;
 }
 
+bool is_redis_cluster_url(std::string_view url) {
+  return url.starts_with("redis-cluster://") || url.starts_with("rediss-cluster://");
+}
+
+Result<RedisClusterUrl> parse_redis_cluster_url(std::string_view url) {
+  const ErrorCode bad = make_error_code(BrokerError::kBadUrl);
+  std::string_view scheme;
+  if (url.starts_with("redis-cluster://")) {
+    scheme = "redis://";
+    url.remove_prefix(16);
+  } else if (url.starts_with("rediss-cluster://")) {
+    scheme = "rediss://";
+    url.remove_prefix(17);
+  } else {
+    return bad;
+  }
+  const std::size_t slash = url.find('/');
+  const std::string_view path = slash == std::string_view::npos ? "" : url.substr(slash);
+  std::string_view authority = url.substr(0, slash);
+  std::string_view userinfo;
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    userinfo = authority.substr(0, at + 1);
+    authority = authority.substr(at + 1);
+  }
+  RedisClusterUrl out;
+  while (true) {
+    const std::size_t comma = authority.find(',');
+    std::string one(scheme);
+    one += userinfo;
+    one += authority.substr(0, comma);
+    one += path;
+    auto seed = parse_redis_url(one);
+    if (!seed || seed->db != 0) return bad;
+    if (out.seeds.empty()) out.url = *seed;
+    out.seeds.emplace_back(seed->host, seed->port);
+    if (comma == std::string_view::npos) break;
+    authority.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 }  // namespace sg::broker

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace sg::broker {
 
@@ -25,5 +27,15 @@ struct RedisUrl {
 // percent-decoded. Anything else — another scheme, an empty host, a port outside 1..65535, a
 // db that isn't a decimal number, a query or fragment — is kBadUrl.
 Result<RedisUrl> parse_redis_url(std::string_view url);
+
+// redis-cluster://[[user]:password@]host[:port][,host[:port]...] or rediss-cluster://…: the
+// seeds of a Redis Cluster, each parsed as a redis:// URL with the same credentials. A db
+// other than 0 is kBadUrl (a cluster has only db 0), as is an empty seed.
+struct RedisClusterUrl {
+  RedisUrl url;  // the first seed, carrying the credentials and TLS of every seed
+  std::vector<std::pair<std::string, std::uint16_t>> seeds;  // every seed, the first included
+};
+bool is_redis_cluster_url(std::string_view url);
+Result<RedisClusterUrl> parse_redis_cluster_url(std::string_view url);
 
 }  // namespace sg::broker

@@ -128,6 +128,11 @@ const std::vector<NumericSpec>& numeric_specs() {
        "Redis broker: how long a node that stopped (or died) still counts in presence and in "
        "the cluster metrics; live nodes refresh every third of it, in milliseconds.",
        SG_NUMERIC_FIELD(presence_ttl_ms)},
+      // Redis replication (issue 16).
+      {"redis-wait-replicas", "N", 0, 16, "",
+       "Redis broker: a publish is acknowledged only once WAIT says this many replicas of the "
+       "channel's primary have it (503 after 1.5 s without); 0 = don't wait. At most 16.",
+       SG_NUMERIC_FIELD(redis_wait_replicas)},
       {"max-publish-bytes", "BYTES", 256, kMaxSize,
        "a publish body smaller than that cannot hold a useful event",
        "Largest publish request body; larger gets HTTP 413.", SG_NUMERIC_FIELD(max_publish_bytes)},
@@ -395,7 +400,10 @@ constexpr std::string_view kGroupOrgQuotas = "Org quotas";
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
   if (flag == "jwt-leeway" || flag == "token-refresh-notice") return kGroupAuth;
-  if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl") return kGroupBroker;
+  if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl" ||
+      flag == "redis-wait-replicas") {
+    return kGroupBroker;
+  }
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
   if (flag.starts_with("org-")) return kGroupOrgQuotas;
@@ -499,10 +507,12 @@ void build_app(Cli& app, Raw& raw) {
       app, raw.services, "services", "NAMES", "*",
       "Comma-separated services clients may subscribe to; * = any valid name.", kGroupAuth));
 
-  add_text(app, raw.broker, "broker", "URL", defaults.broker,
-           "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
-           "to share them between nodes.",
-           kGroupBroker);
+  add_text(
+      app, raw.broker, "broker", "URL", defaults.broker,
+      "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
+      "to share them between nodes; redis-cluster://host:port[,host:port...] (rediss-cluster:// "
+      "for TLS) for a Redis Cluster.",
+      kGroupBroker);
   add_text(app, raw.redis_tls_ca, "redis-tls-ca", "PATH", "",
            "rediss://: PEM file of the CAs that may sign Redis's certificate; empty = the "
            "system's CAs.",
@@ -1071,11 +1081,16 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   }
   s.io_uring = raw.io_uring == "auto";
 
-  const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://");
+  const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://") ||
+                     raw.broker.starts_with("redis-cluster://") ||
+                     raw.broker.starts_with("rediss-cluster://");
+  const bool redis_tls =
+      raw.broker.starts_with("rediss://") || raw.broker.starts_with("rediss-cluster://");
   const std::size_t scheme_end = raw.broker.find("://");
   if (!(raw.broker == "memory" || (redis && scheme_end + 3 < raw.broker.size()))) {
     return usage_error(failure(src("broker") +
-                               " must be memory, or redis://host:port or rediss://host:port, got "
+                               " must be memory, redis://host:port, rediss://host:port or "
+                               "redis-cluster://host:port[,host:port...], got "
                                "\"" +
                                raw.broker + "\""));
   }
@@ -1085,7 +1100,7 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   for (const auto& [flag, value] : {std::pair{"redis-tls-ca", &raw.redis_tls_ca},
                                     std::pair{"redis-tls-cert", &raw.redis_tls_cert},
                                     std::pair{"redis-tls-key", &raw.redis_tls_key}}) {
-    if (!value->empty() && !raw.broker.starts_with("rediss://")) {
+    if (!value->empty() && !redis_tls) {
       return usage_error(
           failure(src(flag) + " is for TLS to Redis; use it with a rediss:// --broker"));
     }
@@ -1098,6 +1113,9 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   s.redis_tls_ca = raw.redis_tls_ca;
   s.redis_tls_cert = raw.redis_tls_cert;
   s.redis_tls_key = raw.redis_tls_key;
+  if (s.redis_wait_replicas > 0 && !redis) {
+    return usage_error(failure(src("redis-wait-replicas") + " needs a Redis --broker"));
+  }
 
   s.services = split_list(raw.services);
   if (s.services.empty()) {

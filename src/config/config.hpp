@@ -65,6 +65,8 @@ struct Settings {
   std::int64_t history_ttl_seconds = 86400;  // --history-ttl: 0 = no age limit
   // --presence-ttl: a dead node's presence entries and metrics snapshot expire after this
   std::int64_t presence_ttl_ms = 15000;
+  // --redis-wait-replicas: replicas WAIT must confirm before a publish is acknowledged
+  std::uint32_t redis_wait_replicas = 0;
   std::vector<std::string> allowed_origins;  // --allowed-origins: empty = any Origin
 
   unsigned workers = 0;            // --workers: I/O threads; 0 = default_workers()

@@ -183,5 +183,51 @@ TEST(RedisConnection, LostConnectionFailsWaitingCommandsAndRedials) {
   connection.stop();
 }
 
+TEST(RedisConnection, ShardedPubSubPushesReachTheirHandlersAndRepliesStayInStep) {
+  quiet_broker_logs();
+  auto& server = RedisServer::shared();
+  boost::asio::io_context io;
+  bool sub_up = false;
+  bool cmd_up = false;
+  std::vector<std::pair<std::string, std::string>> messages;
+  std::vector<std::string> unsubscribed;
+  Connection sub(io, options_for(server, true),
+                 {[&] { sub_up = true; }, nullptr,
+                  [&](std::string_view channel, std::string_view payload) {
+                    messages.emplace_back(channel, payload);
+                  }});
+  sub.set_on_sunsubscribe([&](std::string_view channel) { unsubscribed.emplace_back(channel); });
+  Connection cmd(io, options_for(server), {[&] { cmd_up = true; }, nullptr, nullptr});
+  sub.start();
+  cmd.start();
+  ASSERT_TRUE(run_until(io, [&] { return sub_up && cmd_up; }));
+  const std::string channel = "shard-test-" + core::random_hex(4);
+  bool subscribed = false;
+  sub.send({"SSUBSCRIBE", channel}, [&](const ErrorCode& ec, const redisReply* reply) {
+    ASSERT_FALSE(ec);
+    ASSERT_EQ(reply->type, REDIS_REPLY_ARRAY);
+    EXPECT_EQ(reply_text(*reply->element[0]), "ssubscribe");
+    subscribed = true;
+  });
+  ASSERT_TRUE(run_until(io, [&] { return subscribed; }));
+  cmd.send({"SPUBLISH", channel, "hello"}, [](const ErrorCode&, const redisReply*) {});
+  ASSERT_TRUE(run_until(io, [&] { return messages.size() == 1; }));
+  EXPECT_EQ(messages[0], (std::pair<std::string, std::string>{channel, "hello"}));
+  // The answer to SUNSUBSCRIBE is a push; the PING behind it still gets its own reply.
+  const std::array<std::string_view, 2> unsubscribe{"SUNSUBSCRIBE", channel};
+  sub.send_unanswered(unsubscribe);
+  bool ponged = false;
+  sub.send({"PING"}, [&](const ErrorCode& ec, const redisReply* reply) {
+    EXPECT_FALSE(ec);
+    EXPECT_NE(reply, nullptr);
+    ponged = true;
+  });
+  ASSERT_TRUE(run_until(io, [&] { return ponged && unsubscribed.size() == 1; }));
+  EXPECT_EQ(unsubscribed[0], channel);
+  EXPECT_TRUE(sub.up());
+  sub.stop();
+  cmd.stop();
+}
+
 }  // namespace
 }  // namespace sg::broker::redis

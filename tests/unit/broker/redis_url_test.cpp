@@ -107,5 +107,34 @@ TEST(RedisUrl, RejectsMalformedUrls) {
   }
 }
 
+TEST(RedisClusterUrl, ParsesEverySeedWithTheSharedCredentials) {
+  auto url =
+      parse_redis_cluster_url("redis-cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2,[::1]:7002");
+  ASSERT_TRUE(url);
+  EXPECT_EQ(url->url.username, "app");
+  EXPECT_EQ(url->url.password, "p@ss");
+  EXPECT_FALSE(url->url.tls);
+  ASSERT_EQ(url->seeds.size(), 3u);
+  EXPECT_EQ(url->seeds[0], (std::pair<std::string, std::uint16_t>{"10.0.0.1", 7000}));
+  EXPECT_EQ(url->seeds[1], (std::pair<std::string, std::uint16_t>{"10.0.0.2", 6379}));
+  EXPECT_EQ(url->seeds[2], (std::pair<std::string, std::uint16_t>{"::1", 7002}));
+}
+
+TEST(RedisClusterUrl, TlsSchemeAndDbZero) {
+  auto url = parse_redis_cluster_url("rediss-cluster://h1:7000/0");
+  ASSERT_TRUE(url);
+  EXPECT_TRUE(url->url.tls);
+  EXPECT_TRUE(is_redis_cluster_url("rediss-cluster://h1:7000"));
+  EXPECT_FALSE(is_redis_cluster_url("redis://h1:7000"));
+}
+
+TEST(RedisClusterUrl, RejectsEmptySeedsOtherDbsAndOtherSchemes) {
+  for (const char* bad : {"redis-cluster://", "redis-cluster://h1:7000,", "redis-cluster://,h1",
+                          "redis-cluster://h1:7000/3", "redis-cluster://h1:0", "redis://h1:7000",
+                          "redis-cluster://h1:7000?x=1"}) {
+    EXPECT_FALSE(parse_redis_cluster_url(bad)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace sg::broker

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 65 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
+  // 66 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 69u);
+  EXPECT_EQ(flags_in(help).size(), 70u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
@@ -554,12 +554,27 @@ TEST(Config, AcceptsPortBounds) {
 
 TEST(Config, RefusesUnknownBrokers) {
   const std::string expected_tail =
-      " must be memory, or redis://host:port or rediss://host:port, got \"";
+      " must be memory, redis://host:port, rediss://host:port or "
+      "redis-cluster://host:port[,host:port...], got \"";
   expect_error(run_valid({"--broker", "kafka://x"}),
                "streamgate: --broker" + expected_tail + "kafka://x\"");
   expect_error(run_valid({"--broker", "redis://"}),
                "streamgate: --broker" + expected_tail + "redis://\"");
   EXPECT_EQ(run_valid({"--broker", "rediss://cache:6380"}).settings.broker, "rediss://cache:6380");
+  EXPECT_EQ(run_valid({"--broker", "redis-cluster://a:7000,b:7001"}).settings.broker,
+            "redis-cluster://a:7000,b:7001");
+  EXPECT_EQ(run_valid({"--broker", "rediss-cluster://a:7000", "--redis-tls-ca", "/ca.pem"})
+                .settings.redis_tls_ca,
+            "/ca.pem");
+}
+
+TEST(Config, RedisWaitReplicasNeedsARedisBrokerAndAtMost16) {
+  expect_error(run_valid({"--redis-wait-replicas", "1"}),
+               "streamgate: --redis-wait-replicas needs a Redis --broker");
+  EXPECT_EQ(run_valid({"--broker", "redis://r:6379", "--redis-wait-replicas", "2"})
+                .settings.redis_wait_replicas,
+            2u);
+  EXPECT_EQ(run_valid({"--broker", "redis://r:6379", "--redis-wait-replicas", "17"}).exit_code, 2);
 }
 
 TEST(Config, RedisTlsFlagsNeedARedissBrokerAndComeAsCertKeyPairs) {
