@@ -238,7 +238,8 @@ const std::vector<NumericSpec>& numeric_specs() {
        SG_NUMERIC_FIELD(cluster_query_timeout_ms)},
       // Org quotas: 2^53 - 1 at most, the largest number every JSON client reads exactly.
       {"org-max-connections", "N", 0, kMaxQuota, "",
-       "Open WebSockets (stream and upload) of one org; with Redis, on all nodes together. 0 = "
+       "Open connections (stream and upload sockets, SSE streams) of one org; with Redis, on all "
+       "nodes together. 0 = "
        "unlimited.",
        SG_NUMERIC_FIELD(org_max_connections)},
       {"org-max-channels", "N", 0, kMaxQuota, "",

@@ -175,6 +175,31 @@ describe('three nodes on a redis cluster', () => {
     }
   });
 
+  test('the producer control channel crosses the cluster: a disconnect through one node closes the user on every node, and a revoke refuses the old token everywhere', async () => {
+    const org = unique('control');
+    const mine = await Promise.all(nodes.map((n) => openStream(n, { org, user: 'u1' })));
+    const other = await openStream(nodes[2], { org, user: 'u2' });
+    const r = await fetch(`${nodes[0].httpUrl}/v2/realtime/disconnect`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${nodes[0].apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ orgId: org, userId: 'u1' }),
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { closed: 1, cluster: true });
+    for (const { client } of mine) assert.equal((await client.waitClose()).code, 4004);
+    const id = await publishOk(nodes[1], { orgId: org, service: 'finance', event: 'e', data: {} });
+    assert.equal((await other.client.nextEvent()).id, id, 'the other user stays connected');
+
+    const revoked = await fetch(`${nodes[1].httpUrl}/v2/realtime/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${nodes[1].apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ orgId: org, userId: 'u2', issuedBefore: Math.floor(Date.now() / 1000) + 60 }),
+    });
+    assert.equal(revoked.status, 200);
+    // The open socket on node 2 holds a token issued before: closed with 4001 through the channel.
+    assert.equal((await other.client.waitClose()).code, 4001);
+  });
+
   test('--redis-wait-replicas: a publish is acknowledged after WAIT confirms it on the channel\'s primary, and answered 503 when too few replicas confirm in time', { timeout: ms(30000) }, async () => {
     const [one, two] = await Promise.all([
       startServer({ flags: { broker: cluster.url, 'redis-wait-replicas': 1 } }),

@@ -26,7 +26,9 @@ Reply parse(const std::string& resp) {
 }
 
 std::string bulk(std::string_view s) {
-  return "$" + std::to_string(s.size()) + "\r\n" + std::string(s) + "\r\n";
+  std::string out = "$";
+  out.append(std::to_string(s.size())).append("\r\n").append(s).append("\r\n");
+  return out;
 }
 
 // What CLUSTER KEYSLOT answered for these keys on redis-server 7.0.
