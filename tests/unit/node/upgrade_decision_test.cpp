@@ -10,6 +10,7 @@
 #include "log/log.hpp"
 #include "metrics/metrics.hpp"
 #include "node/context.hpp"
+#include "tenancy/tenancy.hpp"
 
 #include <gtest/gtest.h>
 
@@ -63,6 +64,7 @@ class Node {
     hub_ = std::make_unique<hub::Hub>(*broker_, std::move(posts),
                                       hub::HubOptions{limits.per_user, limits.per_node}, registry_);
     context_.hub = hub_.get();
+    context_.quotas = &quotas_;
   }
 
   Context& context() { return context_; }
@@ -102,6 +104,7 @@ class Node {
   }
 
   metrics::Registry registry_;
+  tenancy::Quotas quotas_{tenancy::QuotaOptions{}, registry_};  // unlimited, the default
   std::unique_ptr<broker::Broker> broker_;
   Context context_;
   std::unique_ptr<hub::Hub> hub_;
