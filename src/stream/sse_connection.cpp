@@ -212,77 +212,72 @@ void SseConnection::on_attached(std::size_t index, hub::AttachResult result) {
       if (!shard().go_live(*this, broker::Channel{principal_.org, services_[i]})) mark_slow();
       continue;
     }
-    if (!replays_) replays_ = std::make_unique<std::vector<Replay>>();
-    replays_->push_back(Replay{services_[i], {r.replay.begin(), r.replay.end()}, r.more, false});
+    replay_.add(services_[i], r.replay, r.more);
   }
   attached_.clear();
   attached_.shrink_to_fit();
   pump_replay();
 }
 
-void SseConnection::pump_replay() {
-  if (!replays_) return;
-  auto& replays = *replays_;
-  const std::size_t limit = options_->outbox_bytes;
-  // Half the outbox stays for live events of the connection's other services.
-  const std::size_t low_water = limit / 2;
-  const std::size_t per_event = kChunkOverhead + 64 + max_cursor_bytes(services_.size());
-  for (std::size_t i = 0; i < replays.size();) {
-    if (!active_ || closing() || lost()) return;
-    Replay& replay = replays[i];
-    while (!replay.queued.empty()) {
-      const std::size_t size = per_event + replay.queued.front()->body.size();
-      const std::size_t queued = queued_bytes();
-      // An event too big for even an empty outbox goes anyway, and fails as a live one would.
-      if (queued > 0 && (queued >= low_water || queued + size > limit)) break;
-      deliver(replay.queued.front());
-      replay.queued.pop_front();
-    }
-    if (!replay.queued.empty() || replay.reading) {
-      ++i;
-      continue;
-    }
-    if (replay.more) {
-      replay.reading = true;
-      shard().next_page(*this, broker::Channel{principal_.org, replay.service},
-                        [self = self(), service = replay.service](hub::ReplayPage page) {
-                          self->on_replay_page(service, std::move(page));
-                        });
-      ++i;
-      continue;
-    }
-    const broker::Channel channel{principal_.org, std::move(replay.service)};
-    replays.erase(replays.begin() + static_cast<std::ptrdiff_t>(i));
-    if (!shard().go_live(*this, channel)) mark_slow();
+struct SseConnection::ReplayOwner final : PacedReplay::Owner {
+  explicit ReplayOwner(SseConnection& connection)
+      : connection_(connection),
+        per_event_(kChunkOverhead + 64 + max_cursor_bytes(connection.services_.size())) {}
+  bool replay_open() const override {
+    return connection_.active_ && !connection_.closing() && !connection_.lost();
   }
-  if (replays_->empty()) replays_.reset();
+  std::size_t replay_queued_bytes() const override { return connection_.queued_bytes(); }
+  std::size_t replay_frame_bytes(const broker::Event& event) const override {
+    return per_event_ + event.body.size();
+  }
+  void replay_deliver(const broker::EventPtr& event) override { connection_.deliver(event); }
+  void replay_read_page(const std::string& service) override {
+    connection_.shard().next_page(connection_, broker::Channel{connection_.principal_.org, service},
+                                  [self = connection_.self(), service](hub::ReplayPage page) {
+                                    self->on_replay_page(service, std::move(page));
+                                  });
+  }
+  void replay_done(const std::string& service) override {
+    if (!connection_.shard().go_live(connection_,
+                                     broker::Channel{connection_.principal_.org, service})) {
+      connection_.mark_slow();
+    }
+  }
+  SseConnection& connection_;
+  const std::size_t per_event_;
+};
+
+void SseConnection::pump_replay() {
+  ReplayOwner owner(*this);
+  replay_.pump(owner, options_->outbox_bytes);
 }
 
 void SseConnection::on_replay_page(const std::string& service, hub::ReplayPage page) {
-  if (!active_ || closing() || !replays_) return;
-  auto it = std::find_if(replays_->begin(), replays_->end(),
-                         [&](const Replay& r) { return r.service == service; });
-  if (it == replays_->end() || !it->reading) return;
-  if (!page.failure.empty()) {
-    log::warn(
-        "stream", "replay interrupted",
-        {{"conn", id()}, {"org", principal_.org}, {"service", service}, {"reason", page.failure}});
-    // What was sent stays good: the client reconnects with the cursor of its last event.
-    send_message("error",
-                 protocol::serialize_error(
-                     "replay_interrupted",
-                     std::string("the replay of ")
-                         .append(service)
-                         .append(" could not go on; the stream resumes from the last event"),
-                     service),
-                 false);
-    close(net::ws::close_code::kInternalError, "replay_interrupted");
-    return;
+  if (!active_ || closing()) return;
+  switch (replay_.on_page(service, page)) {
+    case PacedReplay::Page::kStale:
+      return;
+    case PacedReplay::Page::kFailed:
+      log::warn("stream", "replay interrupted",
+                {{"conn", id()},
+                 {"org", principal_.org},
+                 {"service", service},
+                 {"reason", page.failure}});
+      // What was sent stays good: the client reconnects with the cursor of its last event.
+      send_message("error",
+                   protocol::serialize_error(
+                       "replay_interrupted",
+                       std::string("the replay of ")
+                           .append(service)
+                           .append(" could not go on; the stream resumes from the last event"),
+                       service),
+                   false);
+      close(net::ws::close_code::kInternalError, "replay_interrupted");
+      return;
+    case PacedReplay::Page::kQueued:
+      pump_replay();
+      return;
   }
-  it->reading = false;
-  it->more = page.more;
-  it->queued.insert(it->queued.end(), page.events.begin(), page.events.end());
-  pump_replay();
 }
 
 // ---- events ----
@@ -347,7 +342,7 @@ void SseConnection::hold_overflowed() {
 }
 
 void SseConnection::on_written() {
-  if (replays_) pump_replay();
+  if (replay_.active()) pump_replay();
 }
 
 // ---- deadlines and closing ----
@@ -388,7 +383,7 @@ void SseConnection::on_slow_consumer(std::string_view cause) {
 
 void SseConnection::on_closing() {
   shard().detach_all(*this);
-  replays_.reset();
+  replay_.clear();
 }
 
 void SseConnection::on_closed(std::uint16_t code) {

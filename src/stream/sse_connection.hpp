@@ -10,6 +10,7 @@
 #include "auth/auth.hpp"
 #include "hub/hub.hpp"
 #include "net/ws_connection.hpp"
+#include "stream/paced_replay.hpp"
 #include "stream/sse_request.hpp"
 
 #include <array>
@@ -83,14 +84,9 @@ class SseConnection final : public net::WsConnection, public hub::Member {
   bool sent_ = false;    // something was queued since the last tick
   Clock::time_point last_sent_;
 
-  // As StreamSession's: replays paced by the socket, a page at a time.
-  struct Replay {
-    std::string service;
-    std::deque<broker::EventPtr> queued;
-    bool more = false;
-    bool reading = false;
-  };
-  std::unique_ptr<std::vector<Replay>> replays_;
+  // As StreamSession's: replays paced by the socket, a page at a time (paced_replay.hpp).
+  PacedReplay replay_;
+  struct ReplayOwner;  // the connection as the replay's PacedReplay::Owner, made on the stack
 };
 
 // The bounds of every SSE connection: the WebSocket ones as a chunked byte stream.

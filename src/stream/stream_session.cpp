@@ -211,78 +211,62 @@ void StreamSession::on_attached(std::size_t request_id, std::string service,
   for (auto& [svc, res] : done->results) {
     const auto& name = svc;
     // Subscribing again to a service still replaying attached nothing: its replay goes on.
-    if (replays_ && std::any_of(replays_->begin(), replays_->end(),
-                                [&](const Replay& r) { return r.service == name; })) {
-      continue;
-    }
+    if (replay_.has(name)) continue;
     if (res.replay.empty() && !res.more) {
       if (!shard().go_live(*this, broker::Channel{principal_.org, svc})) mark_slow();
       continue;
     }
-    if (!replays_) replays_ = std::make_unique<std::vector<Replay>>();
-    replays_->push_back(Replay{svc, {res.replay.begin(), res.replay.end()}, res.more, false});
+    replay_.add(svc, res.replay, res.more);
   }
   pump_replay();
   resume_reading();
 }
 
-void StreamSession::pump_replay() {
-  if (!replays_) return;
-  auto& replays = *replays_;
-  const std::size_t limit = ctx_.settings.outbox_bytes;
-  // Half the outbox stays for live events of the connection's other channels.
-  const std::size_t low_water = limit / 2;
-  for (std::size_t i = 0; i < replays.size();) {
-    if (!active() || lost()) return;
-    Replay& replay = replays[i];
-    while (!replay.queued.empty()) {
-      const std::size_t size = net::OutFrame::kHeadBytes + replay.queued.front()->body.size();
-      const std::size_t queued = queued_bytes();
-      // An event too big for even an empty outbox goes anyway, and fails as a live one would.
-      if (queued > 0 && (queued >= low_water || queued + size > limit)) break;
-      deliver(replay.queued.front());
-      replay.queued.pop_front();
-    }
-    if (!replay.queued.empty() || replay.reading) {
-      ++i;
-      continue;
-    }
-    if (replay.more) {
-      replay.reading = true;
-      shard().next_page(*this, broker::Channel{principal_.org, replay.service},
-                        [self = self(), service = replay.service](hub::ReplayPage page) {
-                          self->on_replay_page(service, std::move(page));
-                        });
-      ++i;
-      continue;
-    }
-    // Everything up to where history was read is queued: the held live events follow.
-    const broker::Channel channel{principal_.org, std::move(replay.service)};
-    replays.erase(replays.begin() + static_cast<std::ptrdiff_t>(i));
-    if (!shard().go_live(*this, channel)) mark_slow();
+struct StreamSession::ReplayOwner final : PacedReplay::Owner {
+  explicit ReplayOwner(StreamSession& session) : session_(session) {}
+  bool replay_open() const override { return session_.active() && !session_.lost(); }
+  std::size_t replay_queued_bytes() const override { return session_.queued_bytes(); }
+  std::size_t replay_frame_bytes(const broker::Event& event) const override {
+    return net::OutFrame::kHeadBytes + event.body.size();
   }
-  if (replays_->empty()) replays_.reset();
+  void replay_deliver(const broker::EventPtr& event) override { session_.deliver(event); }
+  void replay_read_page(const std::string& service) override {
+    session_.shard().next_page(session_, broker::Channel{session_.principal_.org, service},
+                               [self = session_.self(), service](hub::ReplayPage page) {
+                                 self->on_replay_page(service, std::move(page));
+                               });
+  }
+  void replay_done(const std::string& service) override {
+    if (!session_.shard().go_live(session_, broker::Channel{session_.principal_.org, service})) {
+      session_.mark_slow();
+    }
+  }
+  StreamSession& session_;
+};
+
+void StreamSession::pump_replay() {
+  ReplayOwner owner(*this);
+  replay_.pump(owner, ctx_.settings.outbox_bytes);
 }
 
 void StreamSession::on_replay_page(const std::string& service, hub::ReplayPage page) {
-  if (!active() || !replays_) return;
-  auto it = std::find_if(replays_->begin(), replays_->end(),
-                         [&](const Replay& r) { return r.service == service; });
-  if (it == replays_->end() || !it->reading) return;
-  if (!page.failure.empty()) {
-    log::warn(
-        "stream", "replay interrupted",
-        {{"conn", id_}, {"org", principal_.org}, {"service", service}, {"reason", page.failure}});
-    // What was sent stays good: the client resumes from the last event it got.
-    reject("replay_interrupted",
-           "the replay of " + service + " could not go on; resume from the last event received",
-           cc::kInternalError, service);
-    return;
+  if (!active()) return;
+  switch (replay_.on_page(service, page)) {
+    case PacedReplay::Page::kStale:
+      return;
+    case PacedReplay::Page::kFailed:
+      log::warn(
+          "stream", "replay interrupted",
+          {{"conn", id_}, {"org", principal_.org}, {"service", service}, {"reason", page.failure}});
+      // What was sent stays good: the client resumes from the last event it got.
+      reject("replay_interrupted",
+             "the replay of " + service + " could not go on; resume from the last event received",
+             cc::kInternalError, service);
+      return;
+    case PacedReplay::Page::kQueued:
+      pump_replay();
+      return;
   }
-  it->reading = false;
-  it->more = page.more;
-  it->queued.insert(it->queued.end(), page.events.begin(), page.events.end());
-  pump_replay();
 }
 
 void StreamSession::unsubscribe(const std::vector<std::string>& services) {
@@ -290,9 +274,7 @@ void StreamSession::unsubscribe(const std::vector<std::string>& services) {
     if (chat::is_room_topic(service)) continue;  // rooms are left with "leave"
     shard().detach(*this, broker::Channel{principal_.org, service});
     services_.erase(std::remove(services_.begin(), services_.end(), service), services_.end());
-    if (replays_) {
-      std::erase_if(*replays_, [&](const Replay& r) { return r.service == service; });
-    }
+    replay_.drop(service);
   }
   send_text(protocol::serialize_unsubscribed(services));
 }
@@ -373,7 +355,7 @@ void StreamSession::hold_overflowed() {
 }
 
 void StreamSession::on_written() {
-  if (replays_) pump_replay();  // a replay refills the outbox as it drains
+  if (replay_.active()) pump_replay();  // a replay refills the outbox as it drains
 }
 
 // ---- closing ----

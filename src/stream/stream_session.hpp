@@ -10,6 +10,7 @@
 #include "net/ws_connection.hpp"
 #include "protocol/protocol.hpp"
 #include "stream/chat_conn.hpp"
+#include "stream/paced_replay.hpp"
 
 #include <array>
 #include <deque>
@@ -72,8 +73,8 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   void start_subscribe(std::vector<std::string> services, const protocol::ResumeMap& resume,
                        bool is_handshake);
   void on_attached(std::size_t request, std::string service, hub::AttachResult result);
-  // Moves replayed events into the outbox while it is below its low-water mark, asks the hub
-  // for the next page once a channel's are all queued, and takes a caught-up channel live.
+  // Moves replayed events into the outbox while it has room, asks the hub for the next page
+  // once a channel's are all queued, and takes a caught-up channel live (PacedReplay).
   void pump_replay();
   void on_replay_page(const std::string& service, hub::ReplayPage page);
   void unsubscribe(const std::vector<std::string>& services);
@@ -112,16 +113,9 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   };
   std::unique_ptr<Request> request_;
   std::size_t request_id_ = 0;
-  // Resumes still replaying history, paced by the socket: a page at a time, each fed to the
-  // outbox as it drains, so a backlog larger than the outbox is no slow consumer. Null when none
-  // (most of the time): a pointer costs an idle connection less than an empty vector.
-  struct Replay {
-    std::string service;
-    std::deque<broker::EventPtr> queued;  // read, not yet in the outbox
-    bool more = false;                    // the hub has more pages
-    bool reading = false;                 // a page is being read
-  };
-  std::unique_ptr<std::vector<Replay>> replays_;
+  // Resumes still replaying history, paced by the socket (paced_replay.hpp).
+  PacedReplay replay_;
+  struct ReplayOwner;  // the session as the replay's PacedReplay::Owner, made on the stack
   std::unique_ptr<ChatConn> chat_;  // from the first chat message on; null for event-only clients
 };
 
