@@ -5,28 +5,15 @@
 // packages scripts/install-deps.sh installs).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startCluster, stopCluster } from './support/cluster.mjs';
-import { inBatches, ms, unique, waitFor, withTimeout } from './support/env.mjs';
+import { inBatches, ms, unique, waitFor } from './support/env.mjs';
 import { metricsJson, publishOk } from './support/http.mjs';
-import { freePort } from './support/redis.mjs';
+import { NGINX, startNginx } from './support/nginx.mjs';
 import { openStream } from './support/ws.mjs';
 
-function findNginx() {
-  if (process.env.STREAMGATE_TEST_NGINX) return process.env.STREAMGATE_TEST_NGINX;
-  const dirs = (process.env.PATH || '').split(':').concat(['/usr/sbin', '/usr/local/sbin']);
-  for (const dir of dirs) {
-    const candidate = path.join(dir, 'nginx');
-    if (dir && existsSync(candidate)) return candidate;
-  }
-  return undefined;
-}
-
-const NGINX = findNginx();
 
 // docs/scaling.md's configuration, with the test's ports, no TLS, and every path in `dir`.
 function nginxConfig(dir, port, upstreams) {
@@ -82,42 +69,8 @@ ${upstreams.map((p) => `        server 127.0.0.1:${p} max_fails=1 fail_timeout=5
 `;
 }
 
-async function startNginx(upstreams) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-itest-nginx-'));
-  const port = await freePort();
-  writeFileSync(path.join(dir, 'nginx.conf'), nginxConfig(dir, port, upstreams));
-  const child = spawn(NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.on('exit', killOnExit);
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-    { timeout: ms(10000), what: 'nginx to proxy /healthz' },
-  );
-  return {
-    port,
-    dir,
-    async stop() {
-      child.kill('SIGTERM');
-      await withTimeout(exited, ms(5000), 'nginx to exit').catch(() => child.kill('SIGKILL'));
-      process.off('exit', killOnExit);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+
+const startNginxFor = (upstreams) => startNginx((dir, port) => nginxConfig(dir, port, upstreams));
 
 describe('nginx in front of two nodes on one redis', { skip: NGINX ? false : 'nginx is not installed' }, () => {
   let redis;
@@ -127,7 +80,7 @@ describe('nginx in front of two nodes on one redis', { skip: NGINX ? false : 'ng
   let front;
   before(async () => {
     ({ redis, nodes } = await startCluster(2, { history: 5000 }));
-    nginx = await startNginx(nodes.map((n) => n.port));
+    nginx = await startNginxFor(nodes.map((n) => n.port));
     front = {
       port: nginx.port,
       wsUrl: `ws://127.0.0.1:${nginx.port}/v2/realtime/stream`,

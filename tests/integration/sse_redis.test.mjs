@@ -5,16 +5,15 @@
 // node's streams come back on the other node. The nginx part is skipped when nginx is missing.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { EventSource } from 'eventsource';
 import { startCluster, stopCluster } from './support/cluster.mjs';
-import { ms, unique, waitFor, withTimeout } from './support/env.mjs';
+import { ms, unique, waitFor } from './support/env.mjs';
 import { metricsJson, publishOk } from './support/http.mjs';
+import { NGINX, startNginx } from './support/nginx.mjs';
 import { freePort } from './support/redis.mjs';
 import { startServer } from './support/server.mjs';
 import { openSseStream, SSE_PATH } from './support/sse.mjs';
@@ -44,6 +43,8 @@ function sseUrl(base, server, org, services) {
   const token = tokenFor(server, { org });
   return `${base}${SSE_PATH}?services=${services.join(',')}&access_token=${encodeURIComponent(token)}`;
 }
+
+const startNginxFor = (upstreams) => startNginx((dir, port) => nginxConfig(dir, port, upstreams));
 
 describe('SSE with Redis: two nodes', () => {
   let cluster;
@@ -142,56 +143,14 @@ ${example}
 `;
 }
 
-function findNginx() {
-  if (process.env.STREAMGATE_TEST_NGINX) return process.env.STREAMGATE_TEST_NGINX;
-  const dirs = (process.env.PATH || '').split(':').concat(['/usr/sbin', '/usr/local/sbin']);
-  return dirs.map((d) => path.join(d, 'nginx')).find((p) => existsSync(p));
-}
-const NGINX = findNginx();
 
-async function startNginx(upstreams) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-itest-sse-nginx-'));
-  const port = await freePort();
-  writeFileSync(path.join(dir, 'nginx.conf'), nginxConfig(dir, port, upstreams));
-  const child = spawn(NGINX, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.on('exit', killOnExit);
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-      try {
-        return (await fetch(`http://127.0.0.1:${port}/healthz`)).status === 200;
-      } catch {
-        return false;
-      }
-    },
-    { timeout: ms(10000), what: 'nginx to proxy /healthz' },
-  );
-  return {
-    port,
-    dir,
-    async stop() {
-      child.kill('SIGTERM');
-      await withTimeout(exited, ms(5000), 'nginx to exit').catch(() => child.kill('SIGKILL'));
-      process.off('exit', killOnExit);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 describe('SSE through the nginx example', { skip: NGINX ? false : 'nginx is not installed' }, () => {
   let cluster;
   let nginx;
   before(async () => {
     cluster = await startCluster(2, { 'sse-retry': 200 });
-    nginx = await startNginx(cluster.nodes.map((n) => n.port));
+    nginx = await startNginxFor(cluster.nodes.map((n) => n.port));
   });
   after(async () => {
     try {
