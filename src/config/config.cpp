@@ -813,7 +813,10 @@ std::optional<std::string> apply_file(Cli& app, Raw& raw, std::string_view sourc
     core::append_decimal(where, e.source().begin.column);
     return failure(where + ": not valid TOML: " + std::string(e.description()));
   }
-  for (auto&& [key, node] : table) {
+  for (auto&& entry : table) {
+    // Not a structured binding: clang (the fuzz build) refuses to capture one in a lambda.
+    const auto& key = entry.first;
+    auto& node = entry.second;
     const std::string name(key.str());
     const std::string where = at_line(path, key.source()) + ": " + name;
     const auto binding = std::find_if(app.bindings.begin(), app.bindings.end(),
