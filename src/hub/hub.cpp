@@ -15,7 +15,7 @@ namespace sg::hub {
 namespace {
 // One bit per worker in an entry's mask lets the broker's sink find the workers to post to
 // without taking a lock per event.
-constexpr std::size_t kMaxWorkers = 64;
+[[maybe_unused]] constexpr std::size_t kMaxWorkers = 64;  // read by an assert only
 // Live events held for one member while its history is read, before it goes live.
 constexpr std::size_t kMaxHeldEvents = 10000;
 

@@ -24,6 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case Kind::kResume:
       require(!m.upload_id.empty() && m.upload_id.size() <= 64);
       break;
+    case Kind::kRefresh:
+      require(!m.token.empty() && m.error.empty());
+      break;
     case Kind::kStart:
     case Kind::kPing:
       require(m.error.empty());
