@@ -11,26 +11,13 @@ import { after, before, describe, test } from 'node:test';
 import { startCluster, stopCluster } from './support/cluster.mjs';
 import { inBatches, ms, unique, waitFor } from './support/env.mjs';
 import { metricsJson, publishOk } from './support/http.mjs';
-import { NGINX, startNginx } from './support/nginx.mjs';
+import { NGINX, nginxMain, startNginx } from './support/nginx.mjs';
 import { openStream } from './support/ws.mjs';
 
 
 // docs/scaling.md's configuration, with the test's ports, no TLS, and every path in `dir`.
 function nginxConfig(dir, port, upstreams) {
-  return `
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    fastcgi_temp_path ${dir}/fastcgi;
-    uwsgi_temp_path ${dir}/uwsgi;
-    scgi_temp_path ${dir}/scgi;
-
+  return nginxMain(dir, `
     upstream streamgate {
         least_conn;
 ${upstreams.map((p) => `        server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`).join('\n')}
@@ -65,8 +52,7 @@ ${upstreams.map((p) => `        server 127.0.0.1:${p} max_fails=1 fail_timeout=5
             proxy_set_header Host $host;
         }
     }
-}
-`;
+`, { connections: 4096 });
 }
 
 

@@ -13,7 +13,7 @@ import { EventSource } from 'eventsource';
 import { startCluster, stopCluster } from './support/cluster.mjs';
 import { ms, unique, waitFor } from './support/env.mjs';
 import { metricsJson, publishOk } from './support/http.mjs';
-import { NGINX, startNginx } from './support/nginx.mjs';
+import { NGINX, nginxMain, startNginx } from './support/nginx.mjs';
 import { freePort } from './support/redis.mjs';
 import { startServer } from './support/server.mjs';
 import { openSseStream, SSE_PATH } from './support/sse.mjs';
@@ -125,22 +125,8 @@ function nginxConfig(dir, port, upstreams) {
   example = example.replace(/listen 443 ssl;/, `listen 127.0.0.1:${port};`);
   example = example.replace(/access_log \/var\/log\/nginx\/streamgate\.log/, `access_log ${dir}/access.log`);
   assert.match(example, /location = \/v2\/realtime\/sse/);
-  return `
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-    client_body_temp_path ${dir}/body;
-    proxy_temp_path ${dir}/proxy;
-    fastcgi_temp_path ${dir}/fastcgi;
-    uwsgi_temp_path ${dir}/uwsgi;
-    scgi_temp_path ${dir}/scgi;
-${example}
-}
-`;
+  return nginxMain(dir, `${example}
+`);
 }
 
 

@@ -21,6 +21,26 @@ function findNginx() {
 // The nginx binary, or undefined (the tests that need it skip, saying so).
 export const NGINX = findNginx();
 
+// A whole nginx.conf for a prefix `dir`: one foreground process, every path (pid, logs, temp
+// files) inside `dir`, and `http` as the http block's content.
+export function nginxMain(dir, http, { connections = 1024 } = {}) {
+  return `
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections ${connections}; }
+http {
+    client_body_temp_path ${dir}/body;
+    proxy_temp_path ${dir}/proxy;
+    fastcgi_temp_path ${dir}/fastcgi;
+    uwsgi_temp_path ${dir}/uwsgi;
+    scgi_temp_path ${dir}/scgi;
+${http}}
+`;
+}
+
 // `configFor(dir, port)` returns nginx.conf for a prefix `dir` listening on `port`.
 export async function startNginx(configFor) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-itest-nginx-'));
