@@ -78,7 +78,7 @@ redis-server on 127.0.0.1:$redis_port; streamgate nodes on ports $base_port, $((
 Logs: $work/node{0,1,2}.log and $work/redis.log (removed on exit).
 
 Subscribe on node 2 (org 456, user demo-user, 24 h token):
-  wscat -c 'ws://127.0.0.1:$((base_port + 1))/v2/realtime/stream?access_token=$token'
+  npx --yes wscat -c 'ws://127.0.0.1:$((base_port + 1))/v2/realtime/stream?access_token=$token'
     > {"services":["finance"],"version":1}
 
 Publish through node 1; the event reaches every node's clients:
