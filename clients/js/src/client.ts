@@ -17,6 +17,7 @@ import {
   type ElectionTiming,
 } from './leader.js';
 import { browserPlatform, type BusLike, type Platform } from './platform.js';
+import { upload, type UploadOptions, type UploadResult } from './upload.js';
 import type {
   ConnectionState,
   EventHandler,
@@ -245,6 +246,14 @@ export class RealtimeClient {
     if (!this.started) return;
     this.post({ t: 'hello', tab: this.tabId, services: next, lastIds: {}, reply: true });
     this.connection?.servicesChanged();
+  }
+
+  /**
+   * Uploads `file` over its own upload socket from this tab, resuming after dropped connections;
+   * resolves with the server's upload id and SHA-256. Works whether or not this tab leads.
+   */
+  upload(file: Blob, options: UploadOptions = {}): Promise<UploadResult> {
+    return upload(file, options, { url: this.options.url, getToken: this.options.getToken, platform: this.platform });
   }
 
   /** Starts after `autoStart: false` or a `close()`. Idempotent. */
