@@ -17,7 +17,7 @@ import {
   type ElectionTiming,
 } from './leader.js';
 import { browserPlatform, type BusLike, type Platform } from './platform.js';
-import { upload, type UploadOptions, type UploadResult } from './upload.js';
+import type { UploadOptions, UploadResult } from './upload.js';
 import type {
   ConnectionState,
   EventHandler,
@@ -252,7 +252,9 @@ export class RealtimeClient {
    * Uploads `file` over its own upload socket from this tab, resuming after dropped connections;
    * resolves with the server's upload id and SHA-256. Works whether or not this tab leads.
    */
-  upload(file: Blob, options: UploadOptions = {}): Promise<UploadResult> {
+  async upload(file: Blob, options: UploadOptions = {}): Promise<UploadResult> {
+    // Loaded on first use: pages that never upload don't pay for it.
+    const { upload } = await import('./upload.js');
     return upload(file, options, { url: this.options.url, getToken: this.options.getToken, platform: this.platform });
   }
 

@@ -8,6 +8,7 @@
 import { Backoff } from './backoff.js';
 import type { Platform, SocketLike } from './platform.js';
 import { Sha256 } from './sha256.js';
+import { UploadError } from './upload_error.js';
 import type { TokenRequest } from './types.js';
 
 export interface UploadOptions {
@@ -43,17 +44,6 @@ export interface UploadResult {
   size: number;
   /** The stored file's SHA-256, as the server computed it (hex). */
   sha256: string;
-}
-
-/** Why an upload failed: a server error code (docs/protocol.md) or `connection_lost`, `checksum_mismatch`. */
-export class UploadError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'UploadError';
-  }
 }
 
 export interface UploadContext {
