@@ -26,8 +26,13 @@ export interface UploadOptions {
   sha256?: boolean;
   /** Consecutive connections that may fail without storing a byte before the upload gives up. Default 5. */
   maxRetries?: number;
-  /** The upload socket's URL. Default: the client's URL with `/stream` replaced by `/upload`. */
+  /**
+   * The upload socket's URL (default: the client's URL with `/stream` replaced by `/upload`), or
+   * with `protocol: 'tus'` the tus creation URL (default: `http(s)://<host>/v2/uploads/`).
+   */
   url?: string;
+  /** `websocket` (default), or `tus`: tus 1.0 over HTTP (fetch), e.g. where WebSockets are blocked. */
+  protocol?: 'websocket' | 'tus';
 }
 
 export interface UploadProgress {
@@ -42,7 +47,10 @@ export interface UploadProgress {
 export interface UploadResult {
   uploadId: string;
   size: number;
-  /** The stored file's SHA-256, as the server computed it (hex). */
+  /**
+   * The stored file's SHA-256 (hex): the server's over the upload socket; over tus the client's
+   * (every 1 MiB piece checked by the server), empty with `sha256: false`.
+   */
   sha256: string;
 }
 
@@ -100,6 +108,132 @@ async function hashFile(file: Blob, signal: AbortSignal | undefined): Promise<st
   return hash.hex();
 }
 
+export function tusUrl(streamUrl: string): string {
+  const url = new URL(streamUrl);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  url.pathname = url.pathname.replace(/\/realtime\/stream$/, '/uploads/');
+  url.search = '';
+  url.hash = '';
+  return url.href;
+}
+
+function sleep(platform: Platform, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = platform.setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      platform.clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+const base64 = (bytes: ArrayBuffer) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
+
+// tus 1.0 (docs/protocol.md, "tus uploads"): create, then PATCH 1 MiB at a time with each piece's
+// SHA-256 in Upload-Checksum, which the server checks (a damaged piece is rolled back and sent
+// again); after a failed request HEAD says where to continue. tus reports no digest of the whole
+// file, and the progress API that does answers no cross-origin request, so the result carries the
+// client's own digest of the file.
+async function tus(
+  file: Blob,
+  options: UploadOptions,
+  context: UploadContext,
+  sha256: string | undefined,
+  backoff: Backoff,
+): Promise<UploadResult> {
+  const { signal } = options;
+  const total = file.size;
+  const base = options.url ?? tusUrl(context.url);
+  let uploadId = options.uploadId;
+  let offset = -1; // unknown: ask with HEAD
+  let reason: TokenRequest['reason'] = 'initial';
+  const report = (received: number) =>
+    options.onProgress?.({
+      uploadId: uploadId!,
+      received,
+      total,
+      percent: total === 0 ? 100 : Math.floor((received / total) * 10000) / 100,
+    });
+  for (;;) {
+    aborted(signal);
+    const token = await context.getToken({ reason, forceRefresh: reason === 'expired', attempt: backoff.attempt });
+    const headers = (extra: Record<string, string>) => ({
+      authorization: `Bearer ${token}`,
+      'tus-resumable': '1.0.0',
+      ...extra,
+    });
+    let progressed = false;
+    try {
+      if (uploadId === undefined) {
+        const name = options.filename ?? (file as { name?: string }).name ?? 'upload';
+        const type = options.contentType ?? (file.type || 'application/octet-stream');
+        const enc = (v: string) => base64(new TextEncoder().encode(v).buffer as ArrayBuffer);
+        const res = await fetch(base, {
+          method: 'POST',
+          headers: headers({
+            'upload-length': String(total),
+            'upload-metadata': `filename ${enc(name)},filetype ${enc(type)}`,
+          }),
+          signal,
+        });
+        await expect(res, 201);
+        uploadId = (res.headers.get('location') ?? '').split('/').pop()!;
+        offset = 0;
+        report(0);
+      }
+      const at = new URL(uploadId, base).href;
+      if (offset < 0) {
+        const res = await fetch(at, { method: 'HEAD', headers: headers({}), signal });
+        await expect(res, 200);
+        offset = Number(res.headers.get('upload-offset'));
+        report(offset);
+      }
+      while (offset < total) {
+        const body = await file.slice(offset, offset + (1 << 20)).arrayBuffer();
+        const digest = await globalThis.crypto?.subtle?.digest('SHA-256', body);
+        const res = await fetch(at, {
+          method: 'PATCH',
+          headers: headers({
+            'content-type': 'application/offset+octet-stream',
+            'upload-offset': String(offset),
+            ...(digest ? { 'upload-checksum': `sha256 ${base64(digest)}` } : {}),
+          }),
+          body,
+          signal,
+        });
+        if (res.status === 409 || res.status === 460) {
+          offset = -1; // someone else moved it on, or the piece arrived damaged: ask again
+          break;
+        }
+        await expect(res, 204);
+        offset = Number(res.headers.get('upload-offset'));
+        progressed = true;
+        report(offset);
+      }
+      if (offset === total) return { uploadId, size: total, sha256: sha256 ?? '' };
+    } catch (error) {
+      // fetch's TypeError: the request failed on the network. Anything else is final.
+      if (!(error instanceof TypeError || error instanceof Unauthorized)) throw error;
+      offset = -1;
+      reason = error instanceof Unauthorized ? 'expired' : 'reconnect';
+    }
+    if (progressed) backoff.reset();
+    if (backoff.attempt >= (options.maxRetries ?? 5)) {
+      throw new UploadError('connection_lost', `no progress after ${backoff.attempt + 1} attempts`);
+    }
+    await sleep(context.platform, backoff.next(), signal);
+  }
+
+  async function expect(res: Response, status: number): Promise<void> {
+    if (res.status === status) return;
+    const body = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
+    if (res.status === 401) throw new Unauthorized();
+    throw new UploadError(body.error ?? `http_${res.status}`, body.message ?? res.statusText);
+  }
+}
+
+class Unauthorized extends Error {}
+
 function withToken(url: string, token: string): string {
   return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
 }
@@ -113,6 +247,7 @@ export async function upload(file: Blob, options: UploadOptions, context: Upload
   aborted(signal);
   const sha256 = options.sha256 === false ? undefined : await hashFile(file, signal);
   const backoff = new Backoff({ baseMs: 250, maxMs: 5000, random: () => platform.random() });
+  if (options.protocol === 'tus') return tus(file, options, context, sha256, backoff);
   const maxRetries = options.maxRetries ?? 5;
   let uploadId = options.uploadId;
   let reason: TokenRequest['reason'] = 'initial';
@@ -247,13 +382,6 @@ export async function upload(file: Blob, options: UploadOptions, context: Upload
       throw new UploadError('connection_lost', `no progress after ${backoff.attempt + 1} connections`);
     }
     reason = outcome.expired ? 'expired' : outcome.opened ? 'reconnect' : 'rejected';
-    const delay = backoff.next();
-    await new Promise<void>((resolve) => {
-      const timer = platform.setTimeout(resolve, delay);
-      signal?.addEventListener('abort', () => {
-        platform.clearTimeout(timer);
-        resolve();
-      });
-    });
+    await sleep(platform, backoff.next(), signal);
   }
 }

@@ -195,3 +195,45 @@ test('abort closes the socket and rejects with the reason', async () => {
   await assert.rejects(done, /user cancelled/);
   assert.equal(sockets[0].closedWith, 1000);
 });
+
+test('tus: creates, PATCHes 1 MiB pieces with their SHA-256, resumes from HEAD after a network failure', async (t) => {
+  const { clock, tokens, client } = setup();
+  const data = randomBytes((2 << 20) + 5);
+  const requests = [];
+  let offset = 0;
+  let failNext = true;
+  t.mock.method(globalThis, 'fetch', async (url, init) => {
+    const h = init.headers;
+    requests.push([init.method, url, h['upload-offset'], h['upload-checksum'], h.authorization]);
+    if (init.method === 'POST') return new Response(null, { status: 201, headers: { location: '/v2/uploads/abc' } });
+    if (init.method === 'HEAD')
+      return new Response(null, { status: 200, headers: { 'upload-offset': String(offset) } });
+    if (offset === 1 << 20 && failNext) {
+      failNext = false;
+      throw new TypeError('network error');
+    }
+    offset += init.body.byteLength;
+    return new Response(null, { status: 204, headers: { 'upload-offset': String(offset) } });
+  });
+  const progress = [];
+  const done = client.upload(new Blob([data]), { protocol: 'tus', onProgress: (p) => progress.push(p.received) });
+  await until(() => requests.length === 3, 'the failed PATCH');
+  await clock.advance(5000);
+  const result = await done;
+  assert.deepEqual(result, { uploadId: 'abc', size: data.length, sha256: sha(data) });
+  const piece = (from, to) => `sha256 ${createHash('sha256').update(data.subarray(from, to)).digest('base64')}`;
+  assert.deepEqual(
+    requests.map(([method, url, at, checksum]) => [method, url, at, checksum]),
+    [
+      ['POST', 'https://rt.example.com/v2/uploads/', undefined, undefined],
+      ['PATCH', 'https://rt.example.com/v2/uploads/abc', '0', piece(0, 1 << 20)],
+      ['PATCH', 'https://rt.example.com/v2/uploads/abc', String(1 << 20), piece(1 << 20, 2 << 20)],
+      ['HEAD', 'https://rt.example.com/v2/uploads/abc', undefined, undefined],
+      ['PATCH', 'https://rt.example.com/v2/uploads/abc', String(1 << 20), piece(1 << 20, 2 << 20)],
+      ['PATCH', 'https://rt.example.com/v2/uploads/abc', String(2 << 20), piece(2 << 20, data.length)],
+    ],
+  );
+  assert.ok(requests.every(([, , , , auth]) => auth.startsWith('Bearer tok-')));
+  assert.deepEqual(progress, [0, 1 << 20, 1 << 20, 2 << 20, data.length]);
+  assert.equal(tokens.length, 2);
+});
