@@ -119,11 +119,15 @@ export function tusUrl(streamUrl: string): string {
 
 function sleep(platform: Platform, ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise<void>((resolve) => {
-    const timer = platform.setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const wake = () => {
       platform.clearTimeout(timer);
       resolve();
-    });
+    };
+    const timer = platform.setTimeout(() => {
+      signal?.removeEventListener('abort', wake);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', wake, { once: true });
   });
 }
 
@@ -312,7 +316,14 @@ export async function upload(file: Blob, options: UploadOptions, context: Upload
         pumping = true;
         while (!over && ready && sent < total && sent - stored < WINDOW_BYTES) {
           const end = Math.min(total, sent + CHUNK_BYTES);
-          const bytes = await file.slice(sent, end).arrayBuffer();
+          let bytes: ArrayBuffer;
+          try {
+            bytes = await file.slice(sent, end).arrayBuffer();
+          } catch (error) {
+            // The file changed or vanished on disk since it was picked: nothing to resume with.
+            finish(new UploadError('file_unreadable', error instanceof Error ? error.message : String(error)));
+            break;
+          }
           if (over) break;
           try {
             ws.send(bytes);
