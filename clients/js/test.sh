@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests the browser client: installs what is missing (Chromium from Debian, the npm packages the
-# lock file pins), builds with tsc, runs the unit tests (fake WebSocket, virtual clock), then the
-# end-to-end tests in headless Chromium against the real streamgate binary ($STREAMGATE_BIN,
-# default: build/streamgate of this repository). Exits non-zero on any failure.
+# lock file pins), builds (tsc, and esbuild for the single-file minified build), runs the unit
+# tests (fake WebSocket, virtual clock), then the end-to-end tests in headless Chromium against
+# the real streamgate binary ($STREAMGATE_BIN, default: build/streamgate of this repository).
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,9 +29,9 @@ npm ci --no-audit --no-fund --loglevel=error
 echo "== format check (prettier)"
 npx --no-install prettier --check . >/dev/null
 
-echo "== build (tsc)"
+echo "== build (tsc, esbuild)"
 rm -rf dist
-npx --no-install tsc -p tsconfig.json
+npm run build --silent
 # The React test page, type-checked against the built declarations as an app would use them.
 npx --no-install tsc -p test/e2e/pages/tsconfig.json
 

@@ -17,6 +17,8 @@ import {
   type ElectionTiming,
 } from './leader.js';
 import { browserPlatform, type BusLike, type Platform } from './platform.js';
+import { hubOf, roomOf, type Room } from './room.js';
+import type { UploadOptions, UploadResult } from './upload.js';
 import type {
   ConnectionState,
   EventHandler,
@@ -81,7 +83,9 @@ type BusMessage =
   | { t: 'state'; tab: string; change: Omit<StateChange, 'previous'> }
   | { t: 'resume'; tab: string; failure: ResumeFailure }
   | { t: 'error'; tab: string; error: RealtimeError }
-  | { t: 'wake'; tab: string };
+  | { t: 'wake'; tab: string }
+  | { t: 'send'; tab: string; m: Record<string, unknown> }
+  | { t: 'frame'; tab: string; f: Record<string, unknown> };
 
 // How long a new leader waits for the other tabs to report their last ids before it connects.
 const COLLECT_MS = 250;
@@ -247,6 +251,39 @@ export class RealtimeClient {
     this.connection?.servicesChanged();
   }
 
+  /**
+   * Uploads `file` over its own upload socket from this tab, resuming after dropped connections;
+   * resolves with the server's upload id and SHA-256. Works whether or not this tab leads.
+   */
+  async upload(file: Blob, options: UploadOptions = {}): Promise<UploadResult> {
+    // Loaded on first use: pages that never upload don't pay for it.
+    const { upload } = await import('./upload.js');
+    return upload(file, options, { url: this.options.url, getToken: this.options.getToken, platform: this.platform });
+  }
+
+  /** Chat room `name` (the same object on every call): join, leave, send, typing, history, events. */
+  room(name: string): Room {
+    return roomOf(this, name);
+  }
+
+  // ---- plumbing for room.ts (internal) ----
+
+  /** @internal A client message from this tab; the leader's room hub puts it on the socket. */
+  sendMessage(message: Record<string, unknown>): void {
+    if (this.leader) hubOf(this).outgoing(message, this.tabId);
+    else this.post({ t: 'send', tab: this.tabId, m: message });
+  }
+
+  /** @internal Leader only: writes a client message on the socket; false when none is open. */
+  sendToSocket(message: Record<string, unknown>): boolean {
+    return this.connection?.sendMessage(message) ?? false;
+  }
+
+  /** @internal Leader only: hands a chat frame to the other tabs. */
+  relayFrame(frame: Record<string, unknown>): void {
+    this.post({ t: 'frame', tab: this.tabId, f: frame });
+  }
+
   /** Starts after `autoStart: false` or a `close()`. Idempotent. */
   start(): void {
     if (this.started) return;
@@ -374,6 +411,7 @@ export class RealtimeClient {
           this.post({ t: 'error', tab: this.tabId, error });
           emit(this.errorListeners, error);
         },
+        frame: (frame) => hubOf(this).frame(frame, true),
       },
       this.platform,
       this.everOpen ? 'reconnecting' : 'connecting',
@@ -449,7 +487,10 @@ export class RealtimeClient {
       if (!this.dedup.add(`${event.service}\n${event.id}`)) return;
       this.lastIds.set(event.service, event.id);
     }
-    if (!this.wanted.includes(event.service)) return;
+    if (!this.wanted.includes(event.service)) {
+      if (event.service.startsWith('room:')) hubOf(this).frame({ type: 'event', ...event }, false);
+      return;
+    }
     this.dispatch(`${event.service}\u0000${event.event}`, event);
     this.dispatch(`${event.service}\u0000*`, event);
     this.dispatch(`*\u0000${event.event}`, event);
@@ -570,6 +611,12 @@ export class RealtimeClient {
         break;
       case 'wake':
         this.connection?.wake();
+        break;
+      case 'send':
+        if (this.leader) hubOf(this).outgoing(message.m, message.tab);
+        break;
+      case 'frame':
+        if (!this.leader) hubOf(this).frame(message.f, false);
         break;
     }
   }

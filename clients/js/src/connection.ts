@@ -30,6 +30,8 @@ export interface ConnectionHooks {
   state(change: Omit<StateChange, 'previous'>): void;
   resumed(service: string, recovered: boolean, reason: string, lastId: string): void;
   error(error: RealtimeError): void;
+  /** Frames the connection doesn't act on itself: chat's replies and error frames naming a room. */
+  frame(frame: Record<string, unknown>): void;
 }
 
 type Phase = 'idle' | 'token' | 'opening' | 'handshake' | 'active' | 'waiting' | 'stopped';
@@ -149,6 +151,13 @@ export class Connection {
     } else if (this.phase === 'active') {
       this.probe();
     }
+  }
+
+  /** Sends a client message (chat) on the open socket; false when there is none. */
+  sendMessage(message: Record<string, unknown>): boolean {
+    if (this.phase !== 'active') return false;
+    this.send(message);
+    return true;
   }
 
   /** The wanted services changed: subscribe/unsubscribe live, or retry now after a rejection. */
@@ -295,10 +304,12 @@ export class Connection {
           this.refreshing = false;
         }
         this.hooks.error(error);
+        if (typeof message.room === 'string') this.hooks.frame(message);
         break;
       }
       default:
-        break; // pong, unsubscribed, and anything a later server version adds
+        this.hooks.frame(message); // chat's joined, left, sent, history; pong, unsubscribed, ...
+        break;
     }
   }
 

@@ -6,6 +6,10 @@ export type { RealtimeClientOptions, ReconnectOptions } from './client.js';
 export { Backoff } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
 export { DedupCache } from './dedup.js';
+export { RoomError } from './room.js';
+export type { ChatMessage, HistoryPage, Room, RoomEvents, RoomPresence, RoomState, SendResult } from './room.js';
+export { UploadError } from './upload_error.js';
+export type { UploadOptions, UploadProgress, UploadResult } from './upload.js';
 export type { ElectionKind, ElectionTiming } from './leader.js';
 export type {
   BusConstructor,
