@@ -8,6 +8,7 @@
 #include "chat/chat.hpp"
 #include "core/core.hpp"
 #include "log/log.hpp"
+#include "node/browser_cors.hpp"
 #include "node/context.hpp"
 #include "protocol/protocol.hpp"
 
@@ -263,10 +264,20 @@ void add_routes(net::HttpRoutes& routes, Context& ctx) {
       });
   add(net::path_is("/v2/realtime/metrics"), "GET",
       [&ctx](const HttpRequest& req, Reply reply) { handle_metrics(ctx, req, std::move(reply)); });
-  add(net::path_is("/v2/realtime/presence"), "GET",
+  // What pages call with their user's token: CORS around the method check, so that a
+  // preflight (OPTIONS) is answered rather than refused with 405.
+  auto add_for_browsers = [&](std::function<bool(std::string_view)> matches,
+                              std::function<void(const HttpRequest&, Reply)> handler) {
+    add(std::move(matches), "GET", std::move(handler));
+    net::HttpRoute& route = routes.routes.back();
+    route.handle = node::with_browser_cors(ctx, std::move(route.handle));
+  };
+  add_for_browsers(
+      net::path_is("/v2/realtime/presence"),
       [&ctx](const HttpRequest& req, Reply reply) { handle_presence(ctx, req, std::move(reply)); });
-  add(is_chat_api_path, "GET",
-      [&ctx](const HttpRequest& req, Reply reply) { handle_chat_api(ctx, req, std::move(reply)); });
+  add_for_browsers(is_chat_api_path, [&ctx](const HttpRequest& req, Reply reply) {
+    handle_chat_api(ctx, req, std::move(reply));
+  });
   for (auto [path, method] : {std::pair{kDisconnectPath, "POST"}, std::pair{kRevokePath, "POST"},
                               std::pair{kHistoryPath, "GET"}, std::pair{kChannelsPath, "GET"},
                               std::pair{kConnectionsPath, "GET"}}) {

@@ -1,5 +1,6 @@
 #include "uploads/endpoint.hpp"
 
+#include "node/browser_cors.hpp"
 #include "node/context.hpp"
 #include "node/upgrade.hpp"
 #include "uploads/status_api.hpp"
@@ -15,10 +16,11 @@ void add_routes(net::HttpRoutes& routes, Context& ctx) {
         start_upload_session(worker, std::move(socket), ctx, std::move(principal),
                              std::move(response), std::move(leftover));
       });
-  routes.add(net::path_under(std::string(kUploadsPath))).handle = [&ctx](const HttpRequest& req,
-                                                                         Reply reply) {
-    handle_upload_status(ctx, req, std::move(reply));
-  };
+  // Upload progress is read by pages on other origins too (docs/protocol.md, CORS).
+  routes.add(net::path_under(std::string(kUploadsPath))).handle =
+      node::with_browser_cors(ctx, [&ctx](const HttpRequest& req, Reply reply) {
+        handle_upload_status(ctx, req, std::move(reply));
+      });
   auto& tus_route = routes.add(tus::is_tus_path);
   tus_route.handle = [&ctx](const HttpRequest& req, Reply reply) {
     tus::handle(ctx, req, std::move(reply));

@@ -9,7 +9,8 @@ namespace sg::uploads {
 
 inline constexpr std::string_view kUploadsPath = "/v2/realtime/uploads/";
 
-// `req.path` starts with kUploadsPath. `reply` may run on the upload manager's thread.
+// `req.path` starts with kUploadsPath; the route's CORS wrapper (node/browser_cors.hpp) has
+// already applied the Origin policy. `reply` may run on the upload manager's thread.
 void handle_upload_status(Context& ctx, const HttpRequest& req, Reply reply);
 
 }  // namespace sg::uploads
