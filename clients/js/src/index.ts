@@ -2,6 +2,8 @@
 // loadable by a browser as is.
 
 export { RealtimeClient } from './client.js';
+export { Subscription } from './subscription.js';
+export type { SubscriptionEvents } from './subscription.js';
 export type { RealtimeClientOptions, ReconnectOptions } from './client.js';
 export { Backoff } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
@@ -27,6 +29,7 @@ export type {
   RealtimeEvent,
   ResumeFailure,
   StateChange,
+  SubscriptionState,
   TokenReason,
   TokenRequest,
 } from './types.js';

@@ -69,3 +69,10 @@ export interface RealtimeError {
 }
 
 export type EventHandler<T = unknown> = (event: RealtimeEvent<T>) => void;
+
+/**
+ * `subscribing`: asked for, not yet confirmed by the server (also while reconnecting);
+ * `subscribed`: the open connection receives its events; `error`: the server refused the service
+ * (`forbidden_service`, `unknown_service`); the other services are not affected.
+ */
+export type SubscriptionState = 'subscribing' | 'subscribed' | 'error';
