@@ -19,6 +19,7 @@ import {
 import { browserPlatform, type BusLike, type Platform } from './platform.js';
 import { hubOf, roomOf, type Room } from './room.js';
 import type { UploadOptions, UploadResult } from './upload.js';
+import { FallbackTransport, LazyTransport, sseUrlFor } from './fallback.js';
 import { Subscription } from './subscription.js';
 import type {
   ConnectionState,
@@ -28,7 +29,9 @@ import type {
   ResumeFailure,
   StateChange,
   SubscriptionState,
+  TokenReason,
   TokenRequest,
+  TransportKind,
 } from './types.js';
 
 export interface ReconnectOptions {
@@ -70,6 +73,20 @@ export interface RealtimeClientOptions {
   resume?: Readonly<Record<string, string>>;
   /** Start at once (default). `false`: nothing happens until `start()`. */
   autoStart?: boolean;
+  /**
+   * How the leader tab may receive events, in order of preference. Default both: the WebSocket,
+   * and Server-Sent Events after `fallbackAfter` WebSocket attempts in a row failed to open.
+   */
+  transports?: readonly TransportKind[];
+  /** The SSE endpoint. Default: `url` with `ws(s):` → `http(s):` and a final `/stream` → `/sse`. */
+  sseUrl?: string;
+  /** WebSocket attempts in a row that fail to open before falling back to SSE. Default 3. */
+  fallbackAfter?: number;
+  /**
+   * While on SSE, when to try the WebSocket again, in ms: the first window (default 30000),
+   * doubling up to the largest (default 300000).
+   */
+  websocketRetry?: { baseDelayMs?: number; maxDelayMs?: number };
   /** Environment overrides; for tests. */
   platform?: Partial<Platform>;
   /** BroadcastChannel election timing; for tests. */
@@ -142,6 +159,7 @@ export class RealtimeClient {
   // connection, and those it refused (left out of the connection until no tab wants them).
   private confirmed: string[] = [];
   private readonly refused = new Map<string, RealtimeError>();
+  private currentTransport: TransportKind = 'websocket';
   private currentState: ConnectionState = 'connecting';
   private everOpen = false;
   private started = false;
@@ -175,6 +193,11 @@ export class RealtimeClient {
     this.platform = { ...browserPlatform(), ...options.platform };
     this.explicit = normalizeServices(options.services);
     this.wanted = [...this.explicit];
+    const kinds = options.transports ?? ['websocket', 'sse'];
+    if (kinds.length === 0 || kinds.some((k) => k !== 'websocket' && k !== 'sse')) {
+      throw new TypeError("streamgate: `transports` lists 'websocket' and/or 'sse'");
+    }
+    if (kinds[0] === 'sse') this.currentTransport = 'sse';
     this.name = options.name ?? options.url.split(/[?#]/)[0]!;
     // The counter keeps clients of one page apart even if `random` is not random (tests).
     instances += 1;
@@ -202,6 +225,11 @@ export class RealtimeClient {
   /** The services this tab asked for (`services`/`setServices`, then active subscriptions). */
   get services(): readonly string[] {
     return this.wanted;
+  }
+
+  /** The leader's transport (`sse` while the WebSocket can't open). */
+  get transport(): TransportKind {
+    return this.currentTransport;
   }
 
   /**
@@ -482,20 +510,63 @@ export class RealtimeClient {
 
   private createConnection(): Transport {
     const o = this.options;
-    return new Connection(
-      {
-        url: o.url,
-        getToken: o.getToken,
-        baseDelayMs: o.reconnect?.baseDelayMs ?? 500,
-        maxDelayMs: o.reconnect?.maxDelayMs ?? 30000,
-        stableAfterMs: o.reconnect?.stableAfterMs ?? 10000,
-        connectTimeoutMs: o.connectTimeoutMs ?? 15000,
-        pingIntervalMs: o.pingIntervalMs ?? 20000,
-        pongTimeoutMs: o.pongTimeoutMs ?? 10000,
-      },
-      this.connectionHooks(),
+    const common = {
+      getToken: o.getToken,
+      baseDelayMs: o.reconnect?.baseDelayMs ?? 500,
+      maxDelayMs: o.reconnect?.maxDelayMs ?? 30000,
+      stableAfterMs: o.reconnect?.stableAfterMs ?? 10000,
+      connectTimeoutMs: o.connectTimeoutMs ?? 15000,
+    };
+    const pingIntervalMs = o.pingIntervalMs ?? 20000;
+    const pongTimeoutMs = o.pongTimeoutMs ?? 10000;
+    const first: ConnectionState = this.everOpen ? 'reconnecting' : 'connecting';
+    const hooks = this.connectionHooks();
+    const websocket = (h: ConnectionHooks, state: ConnectionState, startAttempt = 0) =>
+      new Connection({ ...common, url: o.url, pingIntervalMs, pongTimeoutMs, startAttempt }, h, this.platform, state);
+    // The server pings a quiet stream every --sse-heartbeat (15 s): silence past a ping interval
+    // and its timeout is a dead stream.
+    const sse = (h: ConnectionHooks, state: ConnectionState, firstReason: TokenReason = 'initial') =>
+      new LazyTransport(
+        () =>
+          import('./sse_transport.js').then(
+            ({ SseConnection }) =>
+              new SseConnection(
+                {
+                  ...common,
+                  url: o.sseUrl ?? sseUrlFor(o.url),
+                  idleTimeoutMs: pingIntervalMs + pongTimeoutMs,
+                  firstReason,
+                },
+                h,
+                this.platform,
+                state,
+              ),
+          ),
+        h,
+        this.platform,
+        common.maxDelayMs,
+      );
+    const kinds = o.transports ?? ['websocket', 'sse'];
+    const tag = (kind: TransportKind): ConnectionHooks => ({
+      ...hooks,
+      state: (change) => hooks.state({ ...change, transport: kind }),
+    });
+    if (kinds[0] === 'sse') return sse(tag('sse'), first);
+    // Without fetch (an old browser, a test platform) there is nothing to fall back to.
+    if (!kinds.includes('sse') || !this.platform.fetch) return websocket(tag('websocket'), first);
+    return new FallbackTransport(
+      websocket,
+      sse,
+      hooks,
       this.platform,
-      this.everOpen ? 'reconnecting' : 'connecting',
+      {
+        fallbackAfter: Math.max(1, o.fallbackAfter ?? 3),
+        baseDelayMs: common.baseDelayMs,
+        maxDelayMs: common.maxDelayMs,
+        retryBaseMs: o.websocketRetry?.baseDelayMs ?? 30000,
+        retryMaxMs: o.websocketRetry?.maxDelayMs ?? 300000,
+      },
+      first,
     );
   }
 
@@ -641,10 +712,14 @@ export class RealtimeClient {
     if (state === 'connecting' && this.everOpen) state = 'reconnecting';
     if (state === 'open') this.everOpen = true;
     const previous = this.currentState;
-    // A repeated `reconnecting` is news only when it announces another scheduled retry.
-    if (state === previous && !(state === 'reconnecting' && change.delayMs !== undefined)) return;
+    // A repeated `reconnecting` is news only when it announces another scheduled retry, and a
+    // repeated `open` only when the transport changed (back to the WebSocket from SSE).
+    const transportChanged = change.transport !== undefined && change.transport !== this.currentTransport;
+    const news = (state === 'reconnecting' && change.delayMs !== undefined) || (state === 'open' && transportChanged);
+    if (state === previous && !news) return;
     if (previous === 'closed' && this.started === false && state !== 'closed') return;
     this.currentState = state;
+    if (change.transport !== undefined) this.currentTransport = change.transport;
     emit(this.stateListeners, { ...change, state, previous });
     this.updateSubscriptions();
   }
@@ -691,7 +766,7 @@ export class RealtimeClient {
             if (this.collecting.pending.size === 0) this.collecting.done();
           }
           if (!known) {
-            const change = { state: this.currentState, attempt: 0 };
+            const change = { state: this.currentState, attempt: 0, transport: this.currentTransport };
             this.post({ t: 'state', tab: this.tabId, change });
           }
           this.pruneRefused();

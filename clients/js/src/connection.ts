@@ -15,6 +15,8 @@ export interface ConnectionOptions {
   connectTimeoutMs: number;
   pingIntervalMs: number;
   pongTimeoutMs: number;
+  /** Failed attempts already behind this connection (its backoff continues from there). */
+  startAttempt?: number;
 }
 
 export interface ConnectionHooks {
@@ -34,9 +36,11 @@ export interface ConnectionHooks {
   frame(frame: Record<string, unknown>): void;
   /** The services the server confirmed on this connection (`[]` once it is down). */
   subscribed?(services: string[]): void;
+  /** An attempt failed before the server's ack, not because the server refused the request. */
+  openFailed?(): void;
 }
 
-/** What the client drives: the WebSocket (Connection). */
+/** What the client drives: a WebSocket (Connection) or Server-Sent Events (SseConnection). */
 export interface Transport {
   start(): void;
   stop(): void;
@@ -132,6 +136,9 @@ export class Connection implements Transport {
       maxMs: options.maxDelayMs,
       random: () => platform.random(),
     });
+    while (this.backoff.attempt < (options.startAttempt ?? 0)) this.backoff.next();
+    // Following attempts that never opened (on another transport): the token is suspect too.
+    if (this.backoff.attempt > 0) this.tokenReason = 'rejected';
   }
 
   get attempt(): number {
@@ -566,6 +573,7 @@ export class Connection implements Transport {
       this.confirmed = [];
       this.hooks.subscribed?.([]);
     }
+    if (wasPhase === 'opening' || (wasPhase === 'handshake' && !this.serverError)) this.hooks.openFailed?.();
     if (wasPhase === 'active' && this.platform.now() - this.openedAt >= this.options.stableAfterMs) {
       this.backoff.reset();
     }

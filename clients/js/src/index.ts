@@ -16,6 +16,8 @@ export type { ElectionKind, ElectionTiming } from './leader.js';
 export type {
   BusConstructor,
   BusLike,
+  FetchLike,
+  FetchResponseLike,
   LifecycleHandlers,
   LockManagerLike,
   Platform,
@@ -32,4 +34,5 @@ export type {
   SubscriptionState,
   TokenReason,
   TokenRequest,
+  TransportKind,
 } from './types.js';
