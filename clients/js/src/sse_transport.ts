@@ -363,11 +363,14 @@ export class SseConnection implements Transport {
       this.armIdle();
       buffer += decoder.decode(chunk.value, { stream: true });
       let start = 0;
+      const eol = /\r\n|\r|\n/g;
       for (;;) {
-        const nl = buffer.slice(start).search(/\r\n|\r|\n/);
-        if (nl < 0) break;
-        const line = buffer.slice(start, start + nl);
-        start += nl + (buffer.startsWith('\r\n', start + nl) ? 2 : 1);
+        eol.lastIndex = start;
+        const match = eol.exec(buffer);
+        // A CR at the end of what arrived may be the first half of a CRLF: wait for the rest.
+        if (!match || (match[0] === '\r' && match.index === buffer.length - 1)) break;
+        const line = buffer.slice(start, match.index);
+        start = match.index + match[0].length;
         if (line === '') {
           if (id !== undefined) this.cursor = id === '' ? undefined : id;
           if (data.length > 0) this.dispatch(event || 'message', data.join('\n'), token);

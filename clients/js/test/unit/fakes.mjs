@@ -183,7 +183,9 @@ export class FakeStream {
     this.rejectResponse(new TypeError('Failed to fetch'));
   }
   write(text) {
-    const chunk = new TextEncoder().encode(text);
+    this.writeBytes(new TextEncoder().encode(text));
+  }
+  writeBytes(chunk) {
     const waiter = this.waiters.shift();
     if (waiter) waiter.resolve({ done: false, value: chunk });
     else this.chunks.push(chunk);

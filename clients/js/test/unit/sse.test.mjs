@@ -27,8 +27,12 @@ function solo(options = {}, envOptions = {}) {
   });
   client.onStateChange((s) => states.push(s));
   client.onError((e) => errors.push(e));
-  client.on('*', '*', (e) => events.push(`${e.service}/${e.id}`));
-  return { env, tokens, client, states, errors, events };
+  const data = [];
+  client.on('*', '*', (e) => {
+    events.push(`${e.service}/${e.id}`);
+    data.push(e.data);
+  });
+  return { env, tokens, client, states, errors, events, data };
 }
 
 /** Fails `count` WebSocket attempts before they open, running the retry timers in between. */
@@ -360,5 +364,25 @@ test('a server that is down fails SSE too: the client goes back to the WebSocket
   assert.equal(client.state, 'open');
   assert.equal(client.transport, 'websocket');
   assert.equal(env.streams.length, 1);
+  client.close();
+});
+
+test('the stream parser takes CRLF, CR and LF line ends, split anywhere between chunks', async () => {
+  const ctx = solo({ transports: ['sse'] });
+  const { env, client, events } = ctx;
+  await settle();
+  const stream = env.lastStream();
+  stream.respond(200);
+  const ack = JSON.stringify({ type: 'ack', seq: 0, services: ['finance', 'crm'] });
+  const ev = (seq, id) =>
+    JSON.stringify({ type: 'event', seq, service: 'finance', id, event: 'x', data: { a: 'b\u00e9' }, timestamp: 't' });
+  const text = `event: ack\r\ndata: ${ack}\r\n\r\nid: c1\revent: x\rdata: ${ev(1, 'a-1')}\r\r: ping\n\nevent: x\ndata: ${ev(2, 'a-2')}\n\n`;
+  const bytes = new TextEncoder().encode(text);
+  // Byte by byte: CRLF pairs and the two bytes of é are split between chunks.
+  for (const b of bytes) stream.writeBytes(Uint8Array.of(b));
+  await settle();
+  assert.equal(client.state, 'open');
+  assert.deepEqual(events, ['finance/a-1', 'finance/a-2']);
+  assert.deepEqual(ctx.data, [{ a: 'bé' }, { a: 'bé' }]);
   client.close();
 });
