@@ -3,7 +3,7 @@
 // relays what it receives to the other tabs over a BroadcastChannel; every tab deduplicates and
 // dispatches on its own, so handlers see the same events, once, in every tab.
 
-import { Connection } from './connection.js';
+import { Connection, type ConnectionHooks, type Transport } from './connection.js';
 import { DedupCache } from './dedup.js';
 import { earlier, isAfter, isServiceName, parseEventId } from './ids.js';
 import {
@@ -19,6 +19,8 @@ import {
 import { browserPlatform, type BusLike, type Platform } from './platform.js';
 import { hubOf, roomOf, type Room } from './room.js';
 import type { UploadOptions, UploadResult } from './upload.js';
+import { FallbackTransport, LazyTransport, sseUrlFor } from './fallback.js';
+import { Subscription } from './subscription.js';
 import type {
   ConnectionState,
   EventHandler,
@@ -26,7 +28,10 @@ import type {
   RealtimeEvent,
   ResumeFailure,
   StateChange,
+  SubscriptionState,
+  TokenReason,
   TokenRequest,
+  TransportKind,
 } from './types.js';
 
 export interface ReconnectOptions {
@@ -68,6 +73,20 @@ export interface RealtimeClientOptions {
   resume?: Readonly<Record<string, string>>;
   /** Start at once (default). `false`: nothing happens until `start()`. */
   autoStart?: boolean;
+  /**
+   * How the leader tab may receive events, in order of preference. Default both: the WebSocket,
+   * and Server-Sent Events after `fallbackAfter` WebSocket attempts in a row failed to open.
+   */
+  transports?: readonly TransportKind[];
+  /** The SSE endpoint. Default: `url` with `ws(s):` → `http(s):` and a final `/stream` → `/sse`. */
+  sseUrl?: string;
+  /** WebSocket attempts in a row that fail to open before falling back to SSE. Default 3. */
+  fallbackAfter?: number;
+  /**
+   * While on SSE, when to try the WebSocket again, in ms: the first window (default 30000),
+   * doubling up to the largest (default 300000).
+   */
+  websocketRetry?: { baseDelayMs?: number; maxDelayMs?: number };
   /** Environment overrides; for tests. */
   platform?: Partial<Platform>;
   /** BroadcastChannel election timing; for tests. */
@@ -85,7 +104,10 @@ type BusMessage =
   | { t: 'error'; tab: string; error: RealtimeError }
   | { t: 'wake'; tab: string }
   | { t: 'send'; tab: string; m: Record<string, unknown> }
-  | { t: 'frame'; tab: string; f: Record<string, unknown> };
+  | { t: 'frame'; tab: string; f: Record<string, unknown> }
+  | { t: 'subs'; tab: string; confirmed: string[]; refused: RealtimeError[] };
+
+const REFUSALS = new Set(['forbidden_service', 'unknown_service']);
 
 // How long a new leader waits for the other tabs to report their last ids before it connects.
 const COLLECT_MS = 250;
@@ -130,13 +152,21 @@ export class RealtimeClient {
   private readonly options: RealtimeClientOptions;
   private readonly platform: Platform;
   private wanted: string[];
+  private explicit: string[];
+  private readonly subscriptions = new Map<string, Set<Subscription>>();
+  private subsQueued = false;
+  // Decided by the leader, relayed to every tab: services the server confirmed on the open
+  // connection, and those it refused (left out of the connection until no tab wants them).
+  private confirmed: string[] = [];
+  private readonly refused = new Map<string, RealtimeError>();
+  private currentTransport: TransportKind = 'websocket';
   private currentState: ConnectionState = 'connecting';
   private everOpen = false;
   private started = false;
   private leader = false;
   private bus: BusLike | null = null;
   private election: Election | null = null;
-  private connection: Connection | null = null;
+  private connection: Transport | null = null;
   private unlisten: (() => void) | null = null;
   private suspended = false;
   private readonly dedup: DedupCache;
@@ -161,7 +191,13 @@ export class RealtimeClient {
     }
     this.options = options;
     this.platform = { ...browserPlatform(), ...options.platform };
-    this.wanted = normalizeServices(options.services);
+    this.explicit = normalizeServices(options.services);
+    this.wanted = [...this.explicit];
+    const kinds = options.transports ?? ['websocket', 'sse'];
+    if (kinds.length === 0 || kinds.some((k) => k !== 'websocket' && k !== 'sse')) {
+      throw new TypeError("streamgate: `transports` lists 'websocket' and/or 'sse'");
+    }
+    if (kinds[0] === 'sse') this.currentTransport = 'sse';
     this.name = options.name ?? options.url.split(/[?#]/)[0]!;
     // The counter keeps clients of one page apart even if `random` is not random (tests).
     instances += 1;
@@ -186,9 +222,42 @@ export class RealtimeClient {
     return this.leader;
   }
 
-  /** The services this tab asked for. */
+  /** The services this tab asked for (`services`/`setServices`, then active subscriptions). */
   get services(): readonly string[] {
     return this.wanted;
+  }
+
+  /** The leader's transport (`sse` while the WebSocket can't open). */
+  get transport(): TransportKind {
+    return this.currentTransport;
+  }
+
+  /**
+   * Subscribes this tab to `service` and returns a handle with its state (`subscribing`,
+   * `subscribed`, `error`) and its events. Handles are counted: the service stays subscribed
+   * while any handle, in any tab, is active. A service the server refuses fails only its own
+   * subscriptions: the connection goes on without it.
+   */
+  subscribe<T = unknown>(service: string): Subscription<T> {
+    const [name] = normalizeServices([service]);
+    const subscription = new Subscription<T>(name!, {
+      on: (s, type, handler) => this.on(s, type, handler),
+      release: (sub) => {
+        const set = this.subscriptions.get(sub.service);
+        set?.delete(sub);
+        if (set && set.size === 0) this.subscriptions.delete(sub.service);
+        this.wantedChanged();
+      },
+    });
+    let set = this.subscriptions.get(name!);
+    if (!set) {
+      set = new Set();
+      this.subscriptions.set(name!, set);
+    }
+    set.add(subscription as Subscription);
+    subscription.update(this.subscriptionState(name!), this.refused.get(name!));
+    this.wantedChanged();
+    return subscription;
   }
 
   /** The last event id seen per service (in any tab), e.g. to persist for the next page load. */
@@ -244,10 +313,11 @@ export class RealtimeClient {
   /** Replaces the services this tab wants; the shared socket subscribes/unsubscribes live. */
   setServices(services: readonly string[]): void {
     const next = normalizeServices(services);
-    if (next.length === this.wanted.length && next.every((s, i) => s === this.wanted[i])) return;
-    this.wanted = next;
-    if (!this.started) return;
-    this.post({ t: 'hello', tab: this.tabId, services: next, lastIds: {}, reply: true });
+    if (next.length === this.explicit.length && next.every((s, i) => s === this.explicit[i])) return;
+    this.explicit = next;
+    if (!this.recomputeWanted() || !this.started) return;
+    this.post({ t: 'hello', tab: this.tabId, services: this.wanted, lastIds: {}, reply: true });
+    this.pruneRefused();
     this.connection?.servicesChanged();
   }
 
@@ -282,6 +352,62 @@ export class RealtimeClient {
   /** @internal Leader only: hands a chat frame to the other tabs. */
   relayFrame(frame: Record<string, unknown>): void {
     this.post({ t: 'frame', tab: this.tabId, f: frame });
+  }
+
+  private recomputeWanted(): boolean {
+    const next = [...this.explicit];
+    for (const service of this.subscriptions.keys()) if (!next.includes(service)) next.push(service);
+    if (next.length === this.wanted.length && next.every((s, i) => s === this.wanted[i])) return false;
+    this.wanted = next;
+    return true;
+  }
+
+  // Subscriptions change in bursts (React's StrictMode mounts, unmounts and mounts an effect in
+  // one go): the connection hears of the net change once, after the burst.
+  private wantedChanged(): void {
+    if (this.subsQueued) return;
+    this.subsQueued = true;
+    queueMicrotask(() => {
+      this.subsQueued = false;
+      if (!this.recomputeWanted() || !this.started) return;
+      this.post({ t: 'hello', tab: this.tabId, services: this.wanted, lastIds: {}, reply: true });
+      this.pruneRefused();
+      this.connection?.servicesChanged();
+    });
+  }
+
+  // ---- subscription states ----
+
+  private subscriptionState(service: string): SubscriptionState {
+    if (this.refused.has(service)) return 'error';
+    return this.currentState === 'open' && this.confirmed.includes(service) ? 'subscribed' : 'subscribing';
+  }
+
+  private updateSubscriptions(): void {
+    for (const [service, set] of this.subscriptions) {
+      const state = this.subscriptionState(service);
+      for (const sub of [...set]) sub.update(state, this.refused.get(service));
+    }
+  }
+
+  /** Leader: tells the other tabs what the server confirmed and refused. */
+  private postSubs(): void {
+    if (!this.leader) return;
+    this.post({ t: 'subs', tab: this.tabId, confirmed: this.confirmed, refused: [...this.refused.values()] });
+  }
+
+  /** Leader: a refused service nobody wants any more may be asked for again later. */
+  private pruneRefused(): void {
+    if (!this.leader || this.refused.size === 0) return;
+    const all = this.union(false);
+    let changed = false;
+    for (const service of [...this.refused.keys()]) {
+      if (!all.includes(service)) {
+        this.refused.delete(service);
+        changed = true;
+      }
+    }
+    if (changed) this.postSubs();
   }
 
   /** Starts after `autoStart: false` or a `close()`. Idempotent. */
@@ -382,49 +508,108 @@ export class RealtimeClient {
     emit(this.leaderListeners, leader);
   }
 
-  private createConnection(): Connection {
+  private createConnection(): Transport {
     const o = this.options;
-    return new Connection(
-      {
-        url: o.url,
-        getToken: o.getToken,
-        baseDelayMs: o.reconnect?.baseDelayMs ?? 500,
-        maxDelayMs: o.reconnect?.maxDelayMs ?? 30000,
-        stableAfterMs: o.reconnect?.stableAfterMs ?? 10000,
-        connectTimeoutMs: o.connectTimeoutMs ?? 15000,
-        pingIntervalMs: o.pingIntervalMs ?? 20000,
-        pongTimeoutMs: o.pongTimeoutMs ?? 10000,
-      },
-      {
-        services: () => this.union(),
-        resumeId: (service) => this.resumeId(service),
-        beforeConnect: () => this.collected(),
-        handshakeSent: () => {
-          this.peerFloor = null;
-        },
-        event: (event) => this.accept(event, true),
-        state: (change) => this.leaderState(change),
-        resumed: (service, recovered, reason, lastId) => {
-          if (!recovered) this.resumeFailed({ service, reason, lastId }, true);
-        },
-        error: (error) => {
-          this.post({ t: 'error', tab: this.tabId, error });
-          emit(this.errorListeners, error);
-        },
-        frame: (frame) => hubOf(this).frame(frame, true),
-      },
+    const common = {
+      getToken: o.getToken,
+      baseDelayMs: o.reconnect?.baseDelayMs ?? 500,
+      maxDelayMs: o.reconnect?.maxDelayMs ?? 30000,
+      stableAfterMs: o.reconnect?.stableAfterMs ?? 10000,
+      connectTimeoutMs: o.connectTimeoutMs ?? 15000,
+    };
+    const pingIntervalMs = o.pingIntervalMs ?? 20000;
+    const pongTimeoutMs = o.pongTimeoutMs ?? 10000;
+    const first: ConnectionState = this.everOpen ? 'reconnecting' : 'connecting';
+    const hooks = this.connectionHooks();
+    const websocket = (h: ConnectionHooks, state: ConnectionState, startAttempt = 0) =>
+      new Connection({ ...common, url: o.url, pingIntervalMs, pongTimeoutMs, startAttempt }, h, this.platform, state);
+    // The server pings a quiet stream every --sse-heartbeat (15 s): silence past a ping interval
+    // and its timeout is a dead stream.
+    const sse = (h: ConnectionHooks, state: ConnectionState, firstReason: TokenReason = 'initial') =>
+      new LazyTransport(
+        () =>
+          import('./sse_transport.js').then(
+            ({ SseConnection }) =>
+              new SseConnection(
+                {
+                  ...common,
+                  url: o.sseUrl ?? sseUrlFor(o.url),
+                  idleTimeoutMs: pingIntervalMs + pongTimeoutMs,
+                  firstReason,
+                },
+                h,
+                this.platform,
+                state,
+              ),
+          ),
+        h,
+        this.platform,
+        common.maxDelayMs,
+      );
+    const kinds = o.transports ?? ['websocket', 'sse'];
+    const tag = (kind: TransportKind): ConnectionHooks => ({
+      ...hooks,
+      state: (change) => hooks.state({ ...change, transport: kind }),
+    });
+    if (kinds[0] === 'sse') return sse(tag('sse'), first);
+    // Without fetch (an old browser, a test platform) there is nothing to fall back to.
+    if (!kinds.includes('sse') || !this.platform.fetch) return websocket(tag('websocket'), first);
+    return new FallbackTransport(
+      websocket,
+      sse,
+      hooks,
       this.platform,
-      this.everOpen ? 'reconnecting' : 'connecting',
+      {
+        fallbackAfter: Math.max(1, o.fallbackAfter ?? 3),
+        baseDelayMs: common.baseDelayMs,
+        maxDelayMs: common.maxDelayMs,
+        retryBaseMs: o.websocketRetry?.baseDelayMs ?? 30000,
+        retryMaxMs: o.websocketRetry?.maxDelayMs ?? 300000,
+      },
+      first,
     );
   }
 
-  /** Services of this tab first, then the other tabs', each once. */
-  private union(): string[] {
+  private connectionHooks(): ConnectionHooks {
+    return {
+      services: () => this.union(),
+      resumeId: (service) => this.resumeId(service),
+      beforeConnect: () => this.collected(),
+      handshakeSent: () => {
+        this.peerFloor = null;
+      },
+      event: (event) => this.accept(event, true),
+      state: (change) => this.leaderState(change),
+      resumed: (service, recovered, reason, lastId) => {
+        if (!recovered) this.resumeFailed({ service, reason, lastId }, true);
+      },
+      error: (error) => {
+        // Refused: that service's subscriptions fail, and the connection goes on without it.
+        if (REFUSALS.has(error.code) && error.service !== undefined && this.union(false).includes(error.service)) {
+          this.refused.set(error.service, error);
+          this.postSubs();
+          this.updateSubscriptions();
+          queueMicrotask(() => this.connection?.servicesChanged());
+        }
+        this.post({ t: 'error', tab: this.tabId, error });
+        emit(this.errorListeners, error);
+      },
+      frame: (frame) => hubOf(this).frame(frame, true),
+      subscribed: (services) => {
+        this.confirmed = services;
+        this.postSubs();
+        this.updateSubscriptions();
+      },
+    };
+  }
+
+  /** Services of this tab first, then the other tabs', each once; without the refused ones. */
+  private union(withoutRefused = true): string[] {
     const all = [...this.wanted];
     for (const services of this.peers.values()) {
       for (const s of services) if (!all.includes(s)) all.push(s);
     }
-    return all;
+    return withoutRefused ? all.filter((s) => !this.refused.has(s)) : all;
   }
 
   private resumeId(service: string): string | undefined {
@@ -527,11 +712,16 @@ export class RealtimeClient {
     if (state === 'connecting' && this.everOpen) state = 'reconnecting';
     if (state === 'open') this.everOpen = true;
     const previous = this.currentState;
-    // A repeated `reconnecting` is news only when it announces another scheduled retry.
-    if (state === previous && !(state === 'reconnecting' && change.delayMs !== undefined)) return;
+    // A repeated `reconnecting` is news only when it announces another scheduled retry, and a
+    // repeated `open` only when the transport changed (back to the WebSocket from SSE).
+    const transportChanged = change.transport !== undefined && change.transport !== this.currentTransport;
+    const news = (state === 'reconnecting' && change.delayMs !== undefined) || (state === 'open' && transportChanged);
+    if (state === previous && !news) return;
     if (previous === 'closed' && this.started === false && state !== 'closed') return;
     this.currentState = state;
+    if (change.transport !== undefined) this.currentTransport = change.transport;
     emit(this.stateListeners, { ...change, state, previous });
+    this.updateSubscriptions();
   }
 
   private wake(): void {
@@ -575,13 +765,19 @@ export class RealtimeClient {
             this.collecting.pending.delete(message.tab);
             if (this.collecting.pending.size === 0) this.collecting.done();
           }
-          if (!known) this.post({ t: 'state', tab: this.tabId, change: { state: this.currentState, attempt: 0 } });
+          if (!known) {
+            const change = { state: this.currentState, attempt: 0, transport: this.currentTransport };
+            this.post({ t: 'state', tab: this.tabId, change });
+          }
+          this.pruneRefused();
+          this.postSubs();
           this.connection?.servicesChanged();
         }
         break;
       }
       case 'bye':
         this.peers.delete(message.tab);
+        this.pruneRefused();
         if (this.leaderTab === message.tab) this.leaderTab = null;
         if (this.collecting) {
           this.collecting.pending.delete(message.tab);
@@ -617,6 +813,16 @@ export class RealtimeClient {
         break;
       case 'frame':
         if (!this.leader) hubOf(this).frame(message.f, false);
+        break;
+      case 'subs':
+        if (!this.leader && Array.isArray(message.confirmed) && Array.isArray(message.refused)) {
+          this.confirmed = normalizeSafe(message.confirmed);
+          this.refused.clear();
+          for (const error of message.refused) {
+            if (typeof error?.service === 'string') this.refused.set(error.service, error);
+          }
+          this.updateSubscriptions();
+        }
         break;
     }
   }

@@ -15,6 +15,8 @@ export interface ConnectionOptions {
   connectTimeoutMs: number;
   pingIntervalMs: number;
   pongTimeoutMs: number;
+  /** Failed attempts already behind this connection (its backoff continues from there). */
+  startAttempt?: number;
 }
 
 export interface ConnectionHooks {
@@ -32,6 +34,20 @@ export interface ConnectionHooks {
   error(error: RealtimeError): void;
   /** Frames the connection doesn't act on itself: chat's replies and error frames naming a room. */
   frame(frame: Record<string, unknown>): void;
+  /** The services the server confirmed on this connection (`[]` once it is down). */
+  subscribed?(services: string[]): void;
+  /** An attempt failed before the server's ack, not because the server refused the request. */
+  openFailed?(): void;
+}
+
+/** What the client drives: a WebSocket (Connection) or Server-Sent Events (SseConnection). */
+export interface Transport {
+  start(): void;
+  stop(): void;
+  wake(): void;
+  servicesChanged(): void;
+  /** Writes a client message (chat) on the open connection; false when it can't. */
+  sendMessage(message: Record<string, unknown>): boolean;
 }
 
 type Phase = 'idle' | 'token' | 'opening' | 'handshake' | 'active' | 'waiting' | 'stopped';
@@ -86,7 +102,7 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export class Connection {
+export class Connection implements Transport {
   private ws: SocketLike | null = null;
   private phase: Phase = 'idle';
   private generation = 0;
@@ -101,6 +117,7 @@ export class Connection {
   private lastRx = 0;
   private expectedSeq = 0;
   private subscribed: string[] = [];
+  private confirmed: string[] = [];
   private pendingResume = new Map<string, string>();
   private serverError: RealtimeError | null = null;
   private held: HeldToken | null = null;
@@ -119,6 +136,9 @@ export class Connection {
       maxMs: options.maxDelayMs,
       random: () => platform.random(),
     });
+    while (this.backoff.attempt < (options.startAttempt ?? 0)) this.backoff.next();
+    // Following attempts that never opened (on another transport): the token is suspect too.
+    if (this.backoff.attempt > 0) this.tokenReason = 'rejected';
   }
 
   get attempt(): number {
@@ -282,7 +302,11 @@ export class Connection {
         this.onEvent(message);
         break;
       case 'subscribed':
+        this.confirm(message.services, []);
         this.reportResume(message.resume);
+        break;
+      case 'unsubscribed':
+        this.confirm([], message.services);
         break;
       case 'expiring':
         this.onExpiring();
@@ -326,6 +350,8 @@ export class Connection {
     if (Array.isArray(message.services)) {
       this.subscribed = message.services.filter((s): s is string => typeof s === 'string');
     }
+    this.confirmed = [];
+    this.confirm(this.subscribed, []);
     this.hooks.state({ state: 'open', attempt: this.backoff.attempt });
     this.reportResume(message.resume);
     this.armKeepalive(this.options.pingIntervalMs);
@@ -465,6 +491,16 @@ export class Connection {
     this.subscribed = wanted;
   }
 
+  private confirm(added: unknown, removed: unknown): void {
+    const names = (list: unknown) =>
+      Array.isArray(list) ? list.filter((s): s is string => typeof s === 'string') : [];
+    const gone = names(removed);
+    const next = this.confirmed.filter((s) => !gone.includes(s));
+    for (const s of names(added)) if (!next.includes(s)) next.push(s);
+    this.confirmed = next;
+    this.hooks.subscribed?.(next);
+  }
+
   private send(message: unknown): void {
     try {
       this.ws?.send(JSON.stringify(message));
@@ -533,6 +569,11 @@ export class Connection {
     this.clearTimers();
     if (wasPhase === 'stopped') return;
     const opened = wasPhase === 'handshake' || wasPhase === 'active';
+    if (this.confirmed.length > 0) {
+      this.confirmed = [];
+      this.hooks.subscribed?.([]);
+    }
+    if (wasPhase === 'opening' || (wasPhase === 'handshake' && !this.serverError)) this.hooks.openFailed?.();
     if (wasPhase === 'active' && this.platform.now() - this.openedAt >= this.options.stableAfterMs) {
       this.backoff.reset();
     }
@@ -546,6 +587,14 @@ export class Connection {
       this.tokenReason = 'reconnect';
     }
     this.lastCloseRejected = REQUEST_REJECTED.has(code);
+    const refused = this.serverError?.service;
+    if (this.lastCloseRejected && refused !== undefined && !this.hooks.services().includes(refused)) {
+      // The server refused one service and the client has dropped it (its subscription reports
+      // the error): the rest of the request is fine, so reconnect at once without it.
+      this.lastCloseRejected = false;
+      this.retry(code, 0);
+      return;
+    }
     if (this.lastCloseRejected) {
       if (!this.serverError) {
         this.hooks.error({ code: 'closed', message: `server closed the connection (${code})`, closeCode: code });
@@ -555,11 +604,11 @@ export class Connection {
     this.retry(code);
   }
 
-  private retry(closeCode: number | undefined): void {
+  private retry(closeCode: number | undefined, immediateMs?: number): void {
     if (this.phase === 'stopped') return;
     if (this.timer !== null) this.platform.clearTimeout(this.timer);
     this.phase = 'waiting';
-    const delayMs = this.backoff.next();
+    const delayMs = immediateMs ?? this.backoff.next();
     const change: Omit<StateChange, 'previous'> = { state: 'reconnecting', attempt: this.backoff.attempt, delayMs };
     if (closeCode !== undefined) change.closeCode = closeCode;
     this.hooks.state(change);

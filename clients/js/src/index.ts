@@ -2,6 +2,8 @@
 // loadable by a browser as is.
 
 export { RealtimeClient } from './client.js';
+export { Subscription } from './subscription.js';
+export type { SubscriptionEvents } from './subscription.js';
 export type { RealtimeClientOptions, ReconnectOptions } from './client.js';
 export { Backoff } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
@@ -14,6 +16,8 @@ export type { ElectionKind, ElectionTiming } from './leader.js';
 export type {
   BusConstructor,
   BusLike,
+  FetchLike,
+  FetchResponseLike,
   LifecycleHandlers,
   LockManagerLike,
   Platform,
@@ -27,6 +31,8 @@ export type {
   RealtimeEvent,
   ResumeFailure,
   StateChange,
+  SubscriptionState,
   TokenReason,
   TokenRequest,
+  TransportKind,
 } from './types.js';

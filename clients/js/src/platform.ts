@@ -20,6 +20,20 @@ export interface BusLike {
   onmessage: ((ev: { data: unknown }) => void) | null;
 }
 
+/** The part of a fetch Response the SSE transport reads. */
+export interface FetchResponseLike {
+  readonly status: number;
+  readonly body: {
+    getReader(): { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(): Promise<void> };
+  } | null;
+  text(): Promise<string>;
+}
+
+export type FetchLike = (
+  url: string,
+  init: { signal: AbortSignal; cache: 'no-store'; credentials: 'omit'; headers: Record<string, string> },
+) => Promise<FetchResponseLike>;
+
 export type BusConstructor = new (name: string) => BusLike;
 
 /** The part of the Web Locks API the client uses (`navigator.locks`). */
@@ -42,6 +56,8 @@ export interface LifecycleHandlers {
 
 export interface Platform {
   WebSocket: SocketConstructor | undefined;
+  /** For the Server-Sent Events fallback; without it the client uses only the WebSocket. */
+  fetch?: FetchLike | undefined;
   BroadcastChannel: BusConstructor | undefined;
   locks: LockManagerLike | undefined;
   setTimeout(fn: () => void, ms: number): unknown;
@@ -54,6 +70,7 @@ export interface Platform {
 
 interface BrowserGlobals {
   WebSocket?: SocketConstructor;
+  fetch?: FetchLike;
   BroadcastChannel?: BusConstructor;
   navigator?: { locks?: LockManagerLike };
   setTimeout(fn: () => void, ms: number): unknown;
@@ -97,6 +114,8 @@ export function browserPlatform(): Platform {
   const locks = g.navigator?.locks;
   return {
     WebSocket: g.WebSocket,
+    // Called through the global: a detached window.fetch throws "Illegal invocation".
+    fetch: typeof g.fetch === 'function' ? (url, init) => g.fetch!(url, init) : undefined,
     BroadcastChannel: g.BroadcastChannel,
     locks: locks && typeof locks.request === 'function' ? locks : undefined,
     setTimeout: (fn, ms) => g.setTimeout(fn, ms),

@@ -18,7 +18,8 @@ import {
   type ReactNode,
 } from 'react';
 import { RealtimeClient, type RealtimeClientOptions } from './client.js';
-import type { ConnectionState, EventHandler, ResumeFailure } from './types.js';
+import type { Subscription } from './subscription.js';
+import type { ConnectionState, EventHandler, RealtimeError, ResumeFailure, SubscriptionState } from './types.js';
 
 const ClientContext = createContext<RealtimeClient | null>(null);
 
@@ -117,8 +118,10 @@ export function useRealtimeClient(): RealtimeClient {
 }
 
 /**
- * Calls `handler` for each event of `service` with type `eventType` (`'*'` for any). The latest
- * handler is used without resubscribing; changing `service` or `eventType` resubscribes.
+ * Calls `handler` for each event of `service` with type `eventType` (`'*'` for any). Subscribes
+ * the service itself (a counted subscription, so the provider need not list it; `'*'` means the
+ * services already asked for) and lets it go on unmount. The latest handler is used without
+ * resubscribing; changing `service` or `eventType` resubscribes.
  */
 export function useRealtimeEvent<T = unknown>(service: string, eventType: string, handler: EventHandler<T>): void {
   const client = useRealtimeClient();
@@ -126,7 +129,38 @@ export function useRealtimeEvent<T = unknown>(service: string, eventType: string
   useEffect(() => {
     ref.current = handler;
   });
-  useEffect(() => client.on<T>(service, eventType, (event) => ref.current(event)), [client, service, eventType]);
+  useEffect(() => {
+    const subscription = service === '*' ? null : client.subscribe(service);
+    const off = client.on<T>(service, eventType, (event) => ref.current(event));
+    return () => {
+      off();
+      subscription?.unsubscribe();
+    };
+  }, [client, service, eventType]);
+}
+
+/**
+ * Subscribes `service` for the component's life and returns its state (`subscribing`,
+ * `subscribed`, `error`) and, when refused, the server's error; re-renders when they change.
+ */
+export function useSubscription(service: string): { state: SubscriptionState; error: RealtimeError | undefined } {
+  const client = useRealtimeClient();
+  const [subscription, setSubscription] = useState<Subscription | null>(null);
+  useEffect(() => {
+    const sub = client.subscribe(service);
+    setSubscription(sub);
+    return () => sub.unsubscribe();
+  }, [client, service]);
+  const subscribe = useCallback(
+    (onChange: () => void) => (subscription ? subscription.on('state', onChange) : () => {}),
+    [subscription],
+  );
+  const state = useSyncExternalStore(
+    subscribe,
+    () => subscription?.state ?? 'subscribing',
+    () => 'subscribing' as const,
+  );
+  return { state, error: state === 'error' ? subscription?.error : undefined };
 }
 
 /** The connection state; re-renders when it changes. */
@@ -150,5 +184,13 @@ export function useResumeFailed(handler: (failure: ResumeFailure) => void): void
   useEffect(() => client.onResumeFailed((failure) => ref.current(failure)), [client]);
 }
 
-export type { ConnectionState, EventHandler, RealtimeEvent, ResumeFailure } from './types.js';
+export type {
+  ConnectionState,
+  EventHandler,
+  RealtimeError,
+  RealtimeEvent,
+  ResumeFailure,
+  SubscriptionState,
+} from './types.js';
+export type { Subscription } from './subscription.js';
 export { RealtimeClient } from './client.js';

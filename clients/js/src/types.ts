@@ -29,6 +29,8 @@ export interface StateChange {
   delayMs?: number;
   /** The WebSocket close code that ended the previous connection, if there was one. */
   closeCode?: number;
+  /** The transport of this state (`open` over `sse` means the WebSocket fallback is in use). */
+  transport?: TransportKind;
 }
 
 /** Why `getToken` is being called. */
@@ -69,3 +71,13 @@ export interface RealtimeError {
 }
 
 export type EventHandler<T = unknown> = (event: RealtimeEvent<T>) => void;
+
+/**
+ * `subscribing`: asked for, not yet confirmed by the server (also while reconnecting);
+ * `subscribed`: the open connection receives its events; `error`: the server refused the service
+ * (`forbidden_service`, `unknown_service`); the other services are not affected.
+ */
+export type SubscriptionState = 'subscribing' | 'subscribed' | 'error';
+
+/** How the leader tab receives events: a WebSocket, or Server-Sent Events when it can't open one. */
+export type TransportKind = 'websocket' | 'sse';

@@ -1,6 +1,7 @@
 // Scenario 6: a React page using <RealtimeProvider> and the hooks renders live events; re-renders
 // (ten a second, new getToken and services identities each time, StrictMode) open one socket and
-// call getToken once; changing services subscribes live; unmounting closes the socket.
+// call getToken once; changing services subscribes live; a feed of a service the provider does not
+// list subscribes it itself (useRealtimeEvent) and lets it go on unmount; unmounting closes the socket.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -82,6 +83,37 @@ test('the provider and hooks render live events without reconnecting on re-rende
   );
   assert.equal(await server.connections(), 1);
   assert.deepEqual((await page.evaluate(() => window.reactLog)).tokens, ['initial']);
+
+  // A feed of a service the provider doesn't list: useRealtimeEvent subscribes it itself, on the
+  // same socket, and lets it go when the feed unmounts.
+  const services = () => page.evaluate(() => [...window.reactClient.services]);
+  assert.deepEqual(await services(), ['finance', 'crm']);
+  await page.click('#hr');
+  await waitFor(async () => (await services()).includes('hr'), { what: 'hr asked for' });
+  const hrIds = [];
+  await waitFor(
+    async () => {
+      hrIds.push(await server.publish(601, 'hr', 'hired', { n: hrIds.length }));
+      return page
+        .locator(`#feed-hr li[data-id="${hrIds.at(-1)}"]`)
+        .count()
+        .then((n) => n === 1);
+    },
+    { what: 'an hr event rendered', interval: 100 },
+  );
+  // StrictMode mounted the hook twice: still one handler call per rendered event.
+  const rendered = await page.locator('#feed-hr li').evaluateAll((lis) => lis.map((li) => li.dataset.id));
+  assert.ok(rendered.length >= 1);
+  assert.deepEqual(rendered, hrIds.slice(hrIds.length - rendered.length));
+  const handled = (await page.evaluate(() => window.reactLog)).handled.filter((h) => h.startsWith('hr:'));
+  assert.equal(handled.length, rendered.length);
+  // useSubscription: a second handle of hr, its state rendered.
+  await page.click('#hr-state');
+  await page.waitForSelector('#state-hr:text("subscribed")', { timeout: 10000 });
+  await page.click('#hr');
+  await page.click('#hr-state');
+  await waitFor(async () => !(await services()).includes('hr'), { what: 'hr let go when its last hook unmounted' });
+  assert.equal(await server.connections(), 1);
 
   // Unmounting the provider closes the socket.
   await page.click('#toggle');

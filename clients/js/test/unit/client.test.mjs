@@ -291,23 +291,125 @@ test('a rejected request (1008) waits the largest window instead of hammering', 
     { random: 0.5 },
   );
   const ws = env.lastSocket();
-  ws.receive({
-    type: 'error',
-    code: 'forbidden_service',
-    message: 'the token does not allow service finance',
-    service: 'finance',
-  });
+  ws.receive({ type: 'error', code: 'bad_field', message: 'resume: not an object' });
   ws.serverClose(1008);
-  assert.deepEqual(errors, [
-    { code: 'forbidden_service', message: 'the token does not allow service finance', service: 'finance' },
-  ]);
+  assert.deepEqual(errors, [{ code: 'bad_field', message: 'resume: not an object' }]);
   assert.equal(env.clock.nextDelay(), 10000);
-  // Fixing the services retries at once.
+  // Changing the services retries at once.
   client.setServices(['crm']);
   await settle();
   assert.equal(env.sockets.length, 2);
   env.lastSocket().open();
   assert.deepEqual(env.lastSocket().sent[0].services, ['crm']);
+  client.close();
+});
+
+test('subscribe() returns a counted handle whose state follows the server', async () => {
+  const { env, client } = solo({ services: [] });
+  const a = client.subscribe('finance');
+  const b = client.subscribe('finance');
+  const states = [];
+  a.on('state', (s) => states.push(s));
+  const seen = [];
+  a.on('event', (e) => seen.push(e.id));
+  assert.equal(a.state, 'subscribing');
+  await settle();
+  const ws = env.lastSocket();
+  ws.open();
+  assert.deepEqual(ws.sent[0].services, ['finance']);
+  ws.ack();
+  assert.equal(a.state, 'subscribed');
+  assert.equal(b.state, 'subscribed');
+  ws.event('finance', 'f-1');
+  assert.deepEqual(seen, ['f-1']);
+  // One handle goes: the other still holds the service.
+  a.unsubscribe();
+  a.unsubscribe();
+  await settle();
+  assert.equal(ws.sent.length, 1);
+  ws.event('finance', 'f-2');
+  assert.deepEqual(seen, ['f-1']); // a's listeners went with it
+  // A burst (StrictMode: mount, unmount, mount) reaches the socket as its net change: nothing.
+  const c = client.subscribe('crm');
+  c.unsubscribe();
+  client.subscribe('crm');
+  await settle();
+  assert.deepEqual(ws.sent.slice(1), [{ type: 'subscribe', services: ['crm'] }]);
+  b.unsubscribe();
+  await settle();
+  assert.deepEqual(ws.sent.slice(2), [{ type: 'unsubscribe', services: ['finance'] }]);
+  // Down: subscribing again until the next ack.
+  ws.serverClose(1001);
+  assert.equal(client.subscribe('hr').state, 'subscribing');
+  assert.deepEqual(states, ['subscribed']);
+  client.close();
+});
+
+test('a service the server refuses fails only its subscription: the client reconnects at once without it', async () => {
+  const { env, client, errors } = solo({ services: [], reconnect: { baseDelayMs: 500, maxDelayMs: 30000 } });
+  const finance = client.subscribe('finance');
+  const crm = client.subscribe('crm');
+  const failures = [];
+  finance.on('error', (e) => failures.push(e.code));
+  await settle();
+  const ws = env.lastSocket();
+  ws.open();
+  assert.deepEqual(ws.sent[0].services, ['finance', 'crm']);
+  const refusal = {
+    type: 'error',
+    code: 'forbidden_service',
+    message: 'the token does not allow service finance',
+    service: 'finance',
+  };
+  ws.receive(refusal);
+  ws.serverClose(1008);
+  assert.equal(finance.state, 'error');
+  assert.equal(finance.error.code, 'forbidden_service');
+  assert.deepEqual(failures, ['forbidden_service']);
+  assert.equal(crm.state, 'subscribing');
+  assert.equal(errors.length, 1);
+  // At once, not after the largest window.
+  assert.equal(env.clock.nextDelay(), 0);
+  await env.clock.advance(0);
+  assert.equal(env.sockets.length, 2);
+  const ws2 = env.lastSocket();
+  ws2.open();
+  assert.deepEqual(ws2.sent[0].services, ['crm']);
+  ws2.ack();
+  assert.equal(crm.state, 'subscribed');
+  assert.equal(finance.state, 'error');
+  assert.equal(client.state, 'open');
+  // A new handle of the refused service fails at once; the socket isn't asked again.
+  const again = client.subscribe('finance');
+  assert.equal(again.state, 'error');
+  await settle();
+  assert.equal(ws2.sent.length, 1);
+  // Once nobody wants it, it may be asked for again.
+  finance.unsubscribe();
+  again.unsubscribe();
+  await settle();
+  const third = client.subscribe('finance');
+  await settle();
+  assert.equal(third.state, 'subscribing');
+  assert.deepEqual(ws2.sent.slice(1), [{ type: 'subscribe', services: ['finance'] }]);
+  client.close();
+});
+
+test('a service a refreshed token no longer grants fails its subscription; the socket stays', async () => {
+  const { env, client } = solo({ services: [] });
+  const finance = client.subscribe('finance');
+  const crm = client.subscribe('crm');
+  await settle();
+  const ws = env.lastSocket();
+  ws.open();
+  ws.ack();
+  ws.receive({ type: 'unsubscribed', services: ['finance'] });
+  ws.receive({ type: 'error', code: 'forbidden_service', message: 'no longer granted: finance', service: 'finance' });
+  await settle();
+  assert.equal(finance.state, 'error');
+  assert.equal(crm.state, 'subscribed');
+  assert.equal(env.sockets.length, 1);
+  assert.equal(client.state, 'open');
   client.close();
 });
 

@@ -112,6 +112,110 @@ export function socketClass(registry) {
   };
 }
 
+/**
+ * One GET of the SSE endpoint through the fake fetch: the test answers it with a status, then
+ * writes the stream (`ack`, `event`, raw text) and ends or breaks it. Aborting (the client
+ * closing it) rejects pending reads, as fetch does.
+ */
+export class FakeStream {
+  constructor(url, init, registry) {
+    this.url = url;
+    this.init = init;
+    this.chunks = [];
+    this.waiters = [];
+    this.done = false;
+    this.error = null;
+    this.aborted = false;
+    this.seq = 0;
+    this.response = new Promise((resolve, reject) => {
+      this.resolveResponse = resolve;
+      this.rejectResponse = reject;
+    });
+    init.signal?.addEventListener('abort', () => {
+      this.aborted = true;
+      this.fail(new DOMException('aborted', 'AbortError'));
+    });
+    registry.push(this);
+  }
+  get params() {
+    return new URL(this.url).searchParams;
+  }
+  get services() {
+    return this.params.get('services').split(',');
+  }
+  get token() {
+    return this.params.get('access_token');
+  }
+  /** The cursor sent, decoded: { service: id }. */
+  get cursor() {
+    const c = this.params.get('lastEventId');
+    if (c === null) return null;
+    const plain = Buffer.from(c, 'base64url').toString();
+    return Object.fromEntries(
+      plain
+        .split(' ')
+        .slice(1)
+        .map((e) => e.split('=')),
+    );
+  }
+  respond(status = 200, body = '') {
+    const stream = this;
+    const reader = {
+      read() {
+        if (stream.chunks.length > 0) return Promise.resolve({ done: false, value: stream.chunks.shift() });
+        if (stream.error) return Promise.reject(stream.error);
+        if (stream.done) return Promise.resolve({ done: true });
+        return new Promise((resolve, reject) => stream.waiters.push({ resolve, reject }));
+      },
+      cancel() {
+        stream.done = true;
+        return Promise.resolve();
+      },
+    };
+    this.resolveResponse({
+      status,
+      body: status === 200 ? { getReader: () => reader } : null,
+      text: async () => body,
+    });
+  }
+  /** The request fails before any response (network error, refused connection). */
+  refuse() {
+    this.rejectResponse(new TypeError('Failed to fetch'));
+  }
+  write(text) {
+    this.writeBytes(new TextEncoder().encode(text));
+  }
+  writeBytes(chunk) {
+    const waiter = this.waiters.shift();
+    if (waiter) waiter.resolve({ done: false, value: chunk });
+    else this.chunks.push(chunk);
+  }
+  /** The server's cursor for positions { service: id }. */
+  static cursorOf(positions) {
+    const plain = ['1', ...Object.entries(positions).map(([s, id]) => `${s}=${id}`)].join(' ');
+    return Buffer.from(plain).toString('base64url');
+  }
+  ack(extra = {}, positions = {}) {
+    const frame = { type: 'ack', seq: 0, timestamp: 't', connectionId: 'c', services: this.services, ...extra };
+    this.write(`retry: 3000\n\nid: ${FakeStream.cursorOf(positions)}\nevent: ack\ndata: ${JSON.stringify(frame)}\n\n`);
+  }
+  event(service, id, positions, event = 'changed', data = null) {
+    this.seq += 1;
+    const frame = { type: 'event', seq: this.seq, service, id, event, data, timestamp: 't' };
+    this.write(`id: ${FakeStream.cursorOf(positions)}\nevent: ${event}\ndata: ${JSON.stringify(frame)}\n\n`);
+  }
+  /** The server ends the stream (last chunk). */
+  end() {
+    this.done = true;
+    for (const w of this.waiters.splice(0)) w.resolve({ done: true });
+  }
+  fail(error = new TypeError('network error')) {
+    this.error = error;
+    for (const w of this.waiters.splice(0)) w.reject(error);
+    this.rejectResponse(error);
+  }
+}
+
 /** In-memory BroadcastChannels: delivery is asynchronous and structured-cloned, as in browsers. */
 export class BusNetwork {
   constructor() {
@@ -214,8 +318,17 @@ export class FakeLocks {
 }
 
 /** A complete fake Platform plus handles to drive it. */
-export function makeEnv({ random = () => 0.5, locks = true, bus = true, network, lockManager, clock } = {}) {
+export function makeEnv({
+  random = () => 0.5,
+  locks = true,
+  bus = true,
+  sse = false,
+  network,
+  lockManager,
+  clock,
+} = {}) {
   const sockets = [];
+  const streams = [];
   const wakeHandlers = [];
   const c = clock ?? new FakeClock();
   const n = network ?? new BusNetwork();
@@ -225,6 +338,8 @@ export function makeEnv({ random = () => 0.5, locks = true, bus = true, network,
   const Channel = n.channelClass();
   const platform = {
     WebSocket: socketClass(sockets),
+    // Node has a real fetch: the fake one, or none (no SSE fallback), never the network.
+    fetch: sse ? (url, init) => new FakeStream(url, init, streams).response : undefined,
     BroadcastChannel: bus
       ? class extends Channel {
           constructor(name) {
@@ -249,6 +364,8 @@ export function makeEnv({ random = () => 0.5, locks = true, bus = true, network,
   return {
     platform,
     sockets,
+    streams,
+    lastStream: () => streams[streams.length - 1],
     clock: c,
     network: n,
     locks: l,

@@ -347,3 +347,47 @@ test('tabs with different names do not share', async () => {
   assert.equal(b.sockets().length, 2);
   for (const t of b.tabs) t.client.close();
 });
+
+test('subscriptions are counted across tabs, and a refusal reaches the followers that asked', async () => {
+  const b = browser();
+  const t1 = b.openTab([]);
+  await settle();
+  const t2 = b.openTab([]);
+  await settle();
+  const s1 = t1.client.subscribe('crm');
+  const s2 = t2.client.subscribe('crm');
+  const h2 = t2.client.subscribe('hr');
+  await settle();
+  const ws = t1.env.lastSocket();
+  ws.open();
+  ws.ack();
+  await settle();
+  const wanted = () => [
+    ...new Set([
+      ...ws.sent[0].services,
+      ...ws.sent.slice(1).flatMap((m) => (m.type === 'subscribe' ? m.services : [])),
+    ]),
+  ];
+  assert.deepEqual(wanted().sort(), ['crm', 'hr']);
+  ws.receive({ type: 'subscribed', services: wanted().filter((s) => !ws.sent[0].services.includes(s)) });
+  await settle();
+  assert.deepEqual([s1.state, s2.state, h2.state], ['subscribed', 'subscribed', 'subscribed']);
+  // The leader's handle goes; the follower's keeps the service.
+  s1.unsubscribe();
+  await settle();
+  assert.equal(ws.sent.filter((m) => m.type === 'unsubscribe').length, 0);
+  // The server refuses hr (a refreshed token): only the follower's hr handle fails.
+  ws.receive({ type: 'unsubscribed', services: ['hr'] });
+  ws.receive({ type: 'error', code: 'forbidden_service', message: 'not granted: hr', service: 'hr' });
+  await settle();
+  assert.equal(h2.state, 'error');
+  assert.equal(h2.error.service, 'hr');
+  assert.equal(s2.state, 'subscribed');
+  // A new tab asking for hr learns of the refusal from the leader.
+  const t3 = b.openTab([]);
+  await settle();
+  const h3 = t3.client.subscribe('hr');
+  await settle();
+  assert.equal(h3.state, 'error');
+  for (const t of [t3, t2, t1]) t.client.close();
+});

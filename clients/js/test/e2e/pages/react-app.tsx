@@ -6,8 +6,10 @@ import { createRoot } from 'react-dom/client';
 import {
   RealtimeProvider,
   useConnectionState,
+  useRealtimeClient,
   useRealtimeEvent,
   useResumeFailed,
+  useSubscription,
   type RealtimeEvent,
   type ResumeFailure,
 } from '../../../dist/react.js';
@@ -15,6 +17,7 @@ import {
 declare global {
   interface Window {
     reactLog: { tokens: string[]; renders: number; handled: string[] };
+    reactClient: ReturnType<typeof useRealtimeClient>;
   }
 }
 
@@ -50,6 +53,20 @@ function Feed({ service }: { service: string }) {
   );
 }
 
+// The provider's client, for the test to read which services the tab asks for.
+function Expose() {
+  const client = useRealtimeClient();
+  useEffect(() => {
+    window.reactClient = client;
+  }, [client]);
+  return null;
+}
+
+function SubscriptionState({ service }: { service: string }) {
+  const { state } = useSubscription(service);
+  return <p id={`state-${service}`}>{state}</p>;
+}
+
 function Refetch() {
   const [failures, setFailures] = useState<ResumeFailure[]>([]);
   useResumeFailed((f) => setFailures((list) => [...list, f]));
@@ -59,6 +76,8 @@ function Refetch() {
 function App() {
   const [mounted, setMounted] = useState(true);
   const [withCrm, setWithCrm] = useState(false);
+  const [withHr, setWithHr] = useState(false);
+  const [withHrState, setWithHrState] = useState(false);
   const [ticks, setTicks] = useState(0);
   log.renders += 1;
   useEffect(() => {
@@ -74,6 +93,12 @@ function App() {
       <button id="crm" onClick={() => setWithCrm(true)}>
         crm
       </button>
+      <button id="hr" onClick={() => setWithHr((h) => !h)}>
+        hr
+      </button>
+      <button id="hr-state" onClick={() => setWithHrState((h) => !h)}>
+        hr state
+      </button>
       {mounted && (
         <RealtimeProvider
           url={q.get('ws') ?? ''}
@@ -86,10 +111,14 @@ function App() {
             return res.text();
           }}
         >
+          <Expose />
           <Status />
           <Refetch />
           <Feed service="finance" />
           {withCrm && <Feed service="crm" />}
+          {/* A service the provider doesn't list: the hooks subscribe it themselves. */}
+          {withHr && <Feed service="hr" />}
+          {withHrState && <SubscriptionState service="hr" />}
         </RealtimeProvider>
       )}
     </>
