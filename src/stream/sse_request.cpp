@@ -14,6 +14,18 @@ constexpr std::string_view kCursorVersion = "1";
 // " " + service + "=" + epoch (at most 32) + "-" + offset (at most 20 digits).
 constexpr std::size_t kMaxEntryBytes = 1 + protocol::kMaxNameBytes + 1 + 32 + 1 + 20;
 
+// A refusal that names its service in a field, as the stream's error frame does, so a client
+// drops that one service without reading the message.
+net::HttpResponse service_error(unsigned status, std::string_view code, std::string_view message,
+                                std::string_view service) {
+  net::HttpResponse r = net::json_error(status, code, message);
+  r.body.pop_back();
+  r.body += ",\"service\":";
+  core::append_json_string(r.body, service);
+  r.body += '}';
+  return r;
+}
+
 }  // namespace
 
 std::string encode_cursor(const std::vector<CursorEntry>& entries) {
@@ -79,14 +91,16 @@ std::variant<SseRequest, net::HttpResponse> parse_sse_request(const node::Contex
     rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
     if (service.empty()) continue;
     if (!ctx.service_allowed(service)) {
-      return json_error(400, "unknown_service", std::string("no such service: ").append(service));
+      return service_error(400, "unknown_service", std::string("no such service: ").append(service),
+                           service);
     }
     const bool own_uploads = ctx.uploads && service == node::kUploadsService;
     if (principal.services && !own_uploads &&
         std::find(principal.services->begin(), principal.services->end(), service) ==
             principal.services->end()) {
-      return json_error(403, "forbidden_service",
-                        std::string("the token does not allow service ").append(service));
+      return service_error(403, "forbidden_service",
+                           std::string("the token does not allow service ").append(service),
+                           service);
     }
     if (std::find(out.services.begin(), out.services.end(), service) != out.services.end()) {
       continue;

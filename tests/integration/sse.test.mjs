@@ -86,20 +86,22 @@ describe('SSE stream', () => {
       [{ token: null }, 401, 'missing_token'],
       [{ token: 'not.a.jwt' }, 401, undefined],
       [{ origin: 'https://evil.example' }, 403, 'origin_not_allowed'],
-      [{ services: ['no such'] }, 400, 'unknown_service'],
+      [{ services: ['no such'] }, 400, 'unknown_service', 'no such'],
       [{ services: [] }, 400, 'missing_services'],
       [{ services: ['a', 'b', 'c', 'd', 'e'] }, 400, 'too_many_services'],
-      [{ services: ['hr'], claimOpts: { services: ['finance'] } }, 403, 'forbidden_service'],
+      [{ services: ['hr'], claimOpts: { services: ['finance'] } }, 403, 'forbidden_service', 'hr'],
       [{ method: 'POST' }, 405, 'method_not_allowed'],
       [{ lastEventId: 'bm90IGEgY3Vyc29y' }, 400, 'bad_last_event_id'],
       [{ lastEventId: '%%%' }, 400, 'bad_last_event_id'],
       [{ lastEventIdQuery: 'A'.repeat(2000) }, 400, 'bad_last_event_id'],
     ];
     const before = (await metricsJson(server)).activeConnections;
-    for (const [opts, status, code] of cases) {
+    for (const [opts, status, code, service] of cases) {
       const c = await openSse(server, opts);
       assert.equal(c.head.status, status, `${JSON.stringify(opts).slice(0, 80)} → ${c.bodyText}`);
       if (code) assert.equal(c.json.error, code);
+      // A refused service is named in a field, as in the WebSocket's error frame.
+      assert.equal(c.json.service, service);
       assert.equal(typeof c.json.message, 'string');
     }
     assert.equal((await metricsJson(server)).activeConnections, before);

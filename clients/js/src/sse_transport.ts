@@ -292,7 +292,7 @@ export class SseConnection implements Transport {
   }
 
   private async refused(generation: number, response: FetchResponseLike, services: string[]): Promise<void> {
-    let body: { error?: unknown; message?: unknown } = {};
+    let body: { error?: unknown; message?: unknown; service?: unknown } = {};
     try {
       const parsed: unknown = JSON.parse((await response.text()).slice(0, 4096));
       if (typeof parsed === 'object' && parsed !== null) body = parsed as typeof body;
@@ -305,9 +305,12 @@ export class SseConnection implements Transport {
     const message = typeof body.message === 'string' ? body.message : `event stream refused (${response.status})`;
     const error: RealtimeError = { code, message };
     if (code === 'forbidden_service' || code === 'unknown_service') {
-      // The body names the service only in its message, after the other words: the longest
-      // requested name it ends with.
-      const named = services.filter((s) => message.endsWith(` ${s}`)).sort((a, b) => b.length - a.length)[0];
+      // The body's `service`; a server before it named the service only at the end of the
+      // message: then the longest requested name the message ends with.
+      const named =
+        typeof body.service === 'string' && services.includes(body.service)
+          ? body.service
+          : services.filter((s) => message.endsWith(` ${s}`)).sort((a, b) => b.length - a.length)[0];
       if (named !== undefined) error.service = named;
     }
     this.hooks.error(error);
