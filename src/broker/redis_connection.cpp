@@ -233,12 +233,9 @@ void Connection::handshake() {
         const std::string detail = reply != nullptr ? std::string(reply_text(*reply)) : "";
         // Once per streak of failed dials, like "redis connect failed": a wrong password
         // would otherwise log at every redial.
-        // A Sentinel with no password answers AUTH this way; the URL's credentials are the
-        // primary's.
-        if (options_.auth_optional && what == std::string_view("auth") &&
-            detail.find("without any password configured") != std::string::npos) {
-          return;
-        }
+        // The URL's credentials are the primary's; a Sentinel without them refuses AUTH but
+        // serves anyway, and one that does need credentials answers the next command NOAUTH.
+        if (options_.auth_optional && what == std::string_view("auth")) return;
         if (failed_dials_ == 0) {
           log::warn("broker", "redis refused the connection setup",
                     {{"connection", options_.name},

@@ -79,7 +79,8 @@ struct ConnectionOptions : RedisLinkOptions {
   // handler saw the error.
   bool require_primary = false;
   // Sentinel: Sentinels are often run without a password while the data nodes have one, and
-  // get the same URL's credentials; their "no password is set" answer to AUTH is let through.
+  // get the same URL's credentials: a refused AUTH doesn't end the handshake (a Sentinel that
+  // does require credentials refuses the commands after it).
   bool auth_optional = false;
 };
 

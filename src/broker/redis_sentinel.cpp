@@ -51,6 +51,7 @@ void SentinelResolver::start() {
   if (!stopped_ || sentinels_.empty()) return;
   stopped_ = false;
   verified_ = false;
+  unverified_since_ = SteadyClock::now();
   connect();
   schedule(kSearchInterval);
 }
@@ -198,7 +199,10 @@ void SentinelResolver::on_switch(std::string_view payload) {
 void SentinelResolver::set_verified(bool verified) {
   if (stopped_ || verified == verified_) return;
   verified_ = verified;
-  if (!verified) ask();
+  if (!verified) {
+    unverified_since_ = SteadyClock::now();
+    ask();
+  }
   schedule(verified ? kCheckInterval : kSearchInterval);
 }
 
@@ -206,10 +210,17 @@ void SentinelResolver::schedule(std::chrono::milliseconds after) {
   timer_.expires_after(after);
   timer_.async_wait([this](const ErrorCode& ec) {
     if (ec || stopped_) return;
+    const auto now = SteadyClock::now();
     // A Sentinel that never came up in a connect timeout is as good as gone.
-    if (leave_reason_.empty() && (!ask_ || !ask_->up()) &&
-        SteadyClock::now() - since_ > base_.connect_timeout) {
+    if (leave_reason_.empty() && (!ask_ || !ask_->up()) && now - since_ > base_.connect_timeout) {
       leave_reason_ = "unreachable";
+    }
+    // One whose answer doesn't verify for as long may be cut off from the others, which
+    // have moved on: ask another (at most once per connect timeout).
+    if (leave_reason_.empty() && !verified_ && now - unverified_since_ > base_.connect_timeout &&
+        now - since_ > base_.connect_timeout) {
+      leave_reason_ = "the primary it names does not verify";
+      unverified_since_ = now;
     }
     if (!leave_reason_.empty()) {
       next_sentinel();

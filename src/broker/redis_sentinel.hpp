@@ -2,8 +2,9 @@
 // URL's order, SENTINEL get-master-addr-by-name and hands the answer to the broker, whose
 // connections verify it with ROLE; it listens for +switch-master on one Sentinel to hear of a
 // failover at once, and asks again whenever the broker says it has no verified primary. A
-// Sentinel that can't be reached, doesn't answer or doesn't know the master name is left for
-// the next one. Internal to the broker module; I/O thread only.
+// Sentinel that can't be reached, doesn't answer, doesn't know the master name, or whose
+// answer doesn't verify for a connect timeout is left for the next one. Internal to the broker
+// module; I/O thread only.
 #pragma once
 
 #include "broker/redis_connection.hpp"
@@ -77,6 +78,7 @@ class SentinelResolver {
   // certainly have (a few moves later).
   std::deque<std::unique_ptr<Connection>> retired_;
   std::chrono::steady_clock::time_point since_{};  // when the current Sentinel was chosen
+  std::chrono::steady_clock::time_point unverified_since_{};
   std::string leave_reason_;  // set: the current Sentinel is to be left, for this reason
   std::size_t moves_ = 0;     // moves since a Sentinel last named the primary
   bool asking_ = false;

@@ -1,4 +1,4 @@
-// Three streamgate nodes on Redis Sentinel (--broker redis-sentinel://s1,s2,s3/mymaster over
+// Three streamgate nodes on Redis Sentinel (--broker redis-sentinel://user:pw@s1,s2,s3/mymaster over
 // one primary, one replica and three Sentinels; --redis-wait-replicas 1): events cross nodes
 // through the primary the Sentinels name; a SENTINEL FAILOVER and a SIGKILL of the primary while
 // events flow are followed by every node — /readyz and publishes answer 503 while there is no
@@ -73,6 +73,11 @@ describe('three nodes on redis sentinel', () => {
         assert.ok(node.logs().some((l) => l.message === 'redis sentinel names the primary' && l.redis === `127.0.0.1:${primary}`),
           'the node found the primary through a Sentinel');
       }
+      // The URL's user and password reached the primary (the Sentinels, which have none,
+      // served the nodes all the same).
+      const clients = (await redisCommand(primary, ['CLIENT', 'LIST'])).split('\n').filter((l) => / name=streamgate-(cmd|sub)-/.test(l));
+      assert.equal(clients.length, 6, 'two connections per node');
+      for (const line of clients) assert.match(line, / user=streamgate /);
     } finally {
       await closeAll(streams.map((s) => s.client));
     }

@@ -14,6 +14,10 @@ import { ms, waitFor, withTimeout } from './env.mjs';
 import { Redis, freePort, redisCommand } from './redis.mjs';
 
 export const MASTER_NAME = 'mymaster';
+// The ACL user streamgate logs in as on the data nodes. The Sentinels have no users, as is
+// common, so they get (and refuse) the same AUTH; the default user stays open for the helpers.
+export const USER = 'streamgate';
+export const PASSWORD = 's3cret';
 
 function findRedisServer() {
   const env = process.env.STREAMGATE_TEST_REDIS_SERVER;
@@ -114,7 +118,7 @@ export class RedisSentinelSetup {
   }
 
   get url() {
-    return `redis-sentinel://${this.sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/${MASTER_NAME}`;
+    return `redis-sentinel://${USER}:${PASSWORD}@${this.sentinels.map((s) => `127.0.0.1:${s.port}`).join(',')}/${MASTER_NAME}`;
   }
 
   server(port) {
@@ -206,7 +210,8 @@ export async function startRedisSentinel({ downAfter = 1000, failoverTimeout = 3
       if (!ports.includes(p)) ports.push(p);
     }
     // A replica syncs at once (no 5 s wait for more replicas to join a diskless transfer).
-    const baseArgs = ['--repl-diskless-sync-delay', '0', '--appendonly', 'no'];
+    const baseArgs = ['--repl-diskless-sync-delay', '0', '--appendonly', 'no',
+      '--user', USER, 'on', `>${PASSWORD}`, '~*', '&*', '+@all'];
     for (const [i, port] of ports.slice(0, 2).entries()) {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'sg-itest-rsentinel-'));
       const extra = i === 0 ? baseArgs : [...baseArgs, '--replicaof', '127.0.0.1', String(ports[0])];
