@@ -133,6 +133,7 @@ void SentinelResolver::retire(std::unique_ptr<Connection> connection) {
 void SentinelResolver::ask() {
   if (stopped_ || asking_ || !ask_ || !ask_->up()) return;
   asking_ = true;
+  ++asks_;
   const std::uint64_t gen = gen_;
   ask_->send(
       {"SENTINEL", "get-master-addr-by-name", master_name_},
@@ -143,6 +144,9 @@ void SentinelResolver::on_answer(std::uint64_t gen, const ErrorCode& ec, const r
   if (gen != gen_) return;
   asking_ = false;
   if (ec) return;  // the connection was lost; its on_down moves on
+  // Asked before a +switch-master that arrived first (the two come on different
+  // connections): the answer may name the old primary, which is still a master for a while.
+  if (asks_ <= stale_asks_) return;
   std::uint16_t port = 0;
   if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
       reply->element[0]->type == REDIS_REPLY_STRING && reply->element[0]->len > 0 &&
@@ -189,6 +193,7 @@ void SentinelResolver::on_switch(std::string_view payload) {
   std::uint16_t port = 0;
   if (payload != master_name_ || tail[1].empty() || !parse_port(tail[0], port)) return;
   const std::string host(tail[1]);
+  stale_asks_ = asks_;
   log::info("broker", "redis sentinel announced a failover",
             {{"master", master_name_}, {"redis", address(host, port)}});
   last_host_ = host;

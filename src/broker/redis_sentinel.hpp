@@ -82,6 +82,8 @@ class SentinelResolver {
   std::string leave_reason_;  // set: the current Sentinel is to be left, for this reason
   std::size_t moves_ = 0;     // moves since a Sentinel last named the primary
   bool asking_ = false;
+  std::uint64_t asks_ = 0;        // questions asked; the one in flight, if asking_
+  std::uint64_t stale_asks_ = 0;  // answers to questions up to this one came too late
   bool verified_ = false;
   bool stopped_ = true;
   std::string last_host_;  // the last address handed to on_primary, for the log
