@@ -1,6 +1,7 @@
 // Three streamgate nodes on Redis Sentinel (--broker redis-sentinel://user:pw@s1,s2,s3/mymaster over
 // one primary, one replica and three Sentinels; --redis-wait-replicas 1): events cross nodes
-// through the primary the Sentinels name; a SENTINEL FAILOVER and a SIGKILL of the primary while
+// through the primary the Sentinels name; a SENTINEL FAILOVER (after the Sentinel the nodes
+// listen to died) and a SIGKILL of the primary while
 // events flow are followed by every node — /readyz and publishes answer 503 while there is no
 // primary, recover once the promoted replica is verified, and every subscriber gets every
 // acknowledged event, once, with its own content.
@@ -130,8 +131,13 @@ describe('three nodes on redis sentinel', () => {
     await closeAll(subs.map((s) => s.client));
   }
 
-  test('SENTINEL FAILOVER while events flow: every node follows the switch, /readyz recovers, every acknowledged event arrives once', { timeout: ms(60000) }, async () => {
+  test('SENTINEL FAILOVER while events flow, after the Sentinel the nodes ask and watch died: every node moves to the next Sentinel and follows the switch, /readyz recovers, every acknowledged event arrives once', { timeout: ms(60000) }, async () => {
     await failoverWhileFlowing('switch', async (old) => {
+      // The first Sentinel of the URL is the one every node asks and listens to.
+      const first = setup.sentinels[0];
+      await first.kill();
+      await waitFor(() => nodes.every((n) => n.logs().some((l) => l.message === 'leaving a redis sentinel' &&
+        l.sentinel === `127.0.0.1:${first.port}`)), { timeout: ms(10000), what: 'every node to leave the dead Sentinel' });
       await setup.failover();
       const primary = await setup.waitNewPrimary(old);
       // With --redis-wait-replicas 1 the new primary needs the old one as its replica.

@@ -97,16 +97,23 @@ class Sentinel {
     }
   }
 
+  get running() {
+    return this.child !== undefined;
+  }
+
   command(...args) {
     return redisCommand(this.port, args);
   }
 
+  async kill() {
+    if (!this.child) return;
+    const exited = this.exited;
+    this.child.kill('SIGKILL');
+    await withTimeout(exited, ms(10000), 'redis sentinel to exit');
+  }
+
   async cleanup() {
-    if (this.child) {
-      const exited = this.exited;
-      this.child.kill('SIGKILL');
-      await withTimeout(exited, ms(10000), 'redis sentinel to exit');
-    }
+    await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -146,6 +153,7 @@ export class RedisSentinelSetup {
     return waitFor(async () => {
       const ports = [];
       for (const s of this.sentinels) {
+        if (!s.running) continue;
         try {
           const reply = await s.command('SENTINEL', 'get-master-addr-by-name', MASTER_NAME);
           ports.push(Number(reply[1]));
@@ -164,9 +172,9 @@ export class RedisSentinelSetup {
     }, { timeout, interval: 50, what: `the Sentinels to agree on a primary other than ${oldPort}`, describe: () => seen });
   }
 
-  // SENTINEL FAILOVER on the first Sentinel: a failover without asking the others.
+  // SENTINEL FAILOVER on the first running Sentinel: a failover without asking the others.
   async failover() {
-    const reply = await this.sentinels[0].command('SENTINEL', 'FAILOVER', MASTER_NAME);
+    const reply = await this.sentinels.find((s) => s.running).command('SENTINEL', 'FAILOVER', MASTER_NAME);
     if (reply !== 'OK') throw new Error(`SENTINEL FAILOVER: ${JSON.stringify(reply)}`);
   }
 
