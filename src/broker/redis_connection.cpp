@@ -230,12 +230,12 @@ void Connection::handshake() {
     return [this, gen, what](const ErrorCode& ec, const redisReply* reply) {
       if (gen != gen_ || ec) return;
       if (reply == nullptr || is_error(reply)) {
-        const std::string detail = reply != nullptr ? std::string(reply_text(*reply)) : "";
-        // Once per streak of failed dials, like "redis connect failed": a wrong password
-        // would otherwise log at every redial.
         // The URL's credentials are the primary's; a Sentinel without them refuses AUTH but
         // serves anyway, and one that does need credentials answers the next command NOAUTH.
         if (options_.auth_optional && what == std::string_view("auth")) return;
+        const std::string detail = reply != nullptr ? std::string(reply_text(*reply)) : "";
+        // Once per streak of failed dials, like "redis connect failed": a wrong password
+        // would otherwise log at every redial.
         if (failed_dials_ == 0) {
           log::warn("broker", "redis refused the connection setup",
                     {{"connection", options_.name},
