@@ -92,7 +92,8 @@ int main(int argc, char** argv) {
       if (!redis) {
         throw std::runtime_error(
             "--broker: not a usable URL; expected redis://[[user]:password@]host[:port][/db] "
-            "or rediss://… for TLS, or redis-cluster://[[user]:password@]host[:port][,…]");
+            "or rediss://… for TLS, redis-cluster://[[user]:password@]host[:port][,…], or "
+            "redis-sentinel://[[user]:password@]host[:port][,…]/<master-name>[/db]");
       }
       broker = std::move(*redis);
     }

@@ -20,6 +20,7 @@
 #include "broker/redis_cluster_router.hpp"
 #include "broker/redis_cluster_state.hpp"
 #include "broker/redis_connection.hpp"
+#include "broker/redis_sentinel.hpp"
 #include "broker/redis_url.hpp"
 #include "log/log.hpp"
 #include "protocol/protocol.hpp"
@@ -320,9 +321,11 @@ struct ChannelState {
 class Impl {
  public:
   // `cluster`: the seeds of a Redis Cluster (url then carries their credentials and TLS);
-  // empty: one Redis at url.
+  // `sentinel`: the Sentinels that name the primary (url then carries its credentials, TLS and
+  // db, and no host); neither: one Redis at url.
   Impl(const RedisBrokerOptions& options, RedisUrl url,
-       std::vector<std::pair<std::string, std::uint16_t>> cluster = {})
+       std::vector<std::pair<std::string, std::uint16_t>> cluster = {},
+       std::optional<RedisSentinelUrl> sentinel = std::nullopt)
       : options_(options),
         url_(std::move(url)),
         // Redis Cluster: sharded Pub/Sub, so an event crosses only its own shard.
@@ -344,16 +347,30 @@ class Impl {
       start_cluster(node, cluster);
       return;
     }
-    cmd_ = std::make_unique<Connection>(
-        io_, connection_options("streamgate-cmd-" + node, false),
+    auto cmd = std::make_unique<Connection>(
+        io_, connection_options("streamgate-cmd-" + node, false, sentinel.has_value()),
         Connection::Handlers{[this] { on_cmd_up(); }, [this](const ErrorCode&) { on_health(); },
                              nullptr});
+    Connection* const primary_cmd = cmd.get();
+    cmd_ = std::move(cmd);
     sub_ = std::make_unique<Connection>(
-        io_, connection_options("streamgate-sub-" + node, true),
+        io_, connection_options("streamgate-sub-" + node, true, sentinel.has_value()),
         Connection::Handlers{[this] { on_sub_up(); }, [this](const ErrorCode&) { on_sub_down(); },
                              [this](std::string_view name, std::string_view payload) {
                                on_message(name, payload);
                              }});
+    if (sentinel) {
+      // Both connections go where the Sentinels say and come up only on a verified primary;
+      // the broker is healthy, and asks the Sentinels nothing more, while both are up.
+      sentinel_ = std::make_unique<redis::SentinelResolver>(
+          io_, connection_options("streamgate-sentinel-" + node, false),
+          std::move(sentinel->master_name), std::move(sentinel->sentinels),
+          redis::SentinelResolver::Handlers{
+              [this, primary_cmd](const std::string& host, std::uint16_t port) {
+                primary_cmd->redirect(host, port);
+                sub_->redirect(host, port);
+              }});
+    }
     cluster_ = std::make_unique<redis::ClusterState>(io_, *cmd_, options_.key_prefix, node,
                                                      options_.presence_ttl);
   }
@@ -365,6 +382,7 @@ class Impl {
     asio::post(io_, [this] {
       cmd_->start();
       if (sub_) sub_->start();
+      if (sentinel_) sentinel_->start();
     });
     thread_ = std::thread([this] { io_.run(); });
   }
@@ -381,6 +399,7 @@ class Impl {
       retry_timer_.cancel();
       fail_asks();
       cluster_->stop();
+      if (sentinel_) sentinel_->stop();
       cmd_->stop();
       if (sub_) sub_->stop();
       channels_.clear();
@@ -656,12 +675,14 @@ class Impl {
     std::optional<SteadyClock::time_point> published;
   };
 
-  redis::ConnectionOptions connection_options(std::string name, bool pubsub) const {
+  redis::ConnectionOptions connection_options(std::string name, bool pubsub,
+                                              bool require_primary = false) const {
     redis::ConnectionOptions o;
     o.url = url_;
     o.tls = {options_.tls_ca_file, options_.tls_cert_file, options_.tls_key_file};
     o.name = std::move(name);
     o.pubsub = pubsub;
+    o.require_primary = require_primary;
     static_cast<RedisLinkOptions&>(o) = options_;
     return o;
   }
@@ -1131,6 +1152,7 @@ class Impl {
 
   void on_health() {
     const bool healthy = router_ != nullptr ? router_->pubsub_up() : cmd_->up() && sub_->up();
+    if (sentinel_) sentinel_->set_verified(healthy);
     if (healthy_.exchange(healthy) == healthy) return;
     { std::lock_guard lock(health_mutex_); }
     health_cv_.notify_all();
@@ -1419,6 +1441,7 @@ class Impl {
   std::unique_ptr<Connection> sub_;
   redis::ClusterRouter* router_ = nullptr;
   std::unique_ptr<redis::ClusterState> cluster_;
+  std::unique_ptr<redis::SentinelResolver> sentinel_;  // with redis-sentinel:// only
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, NameHash, std::equal_to<>>
       channels_;
   std::uint64_t serials_ = 0;
@@ -1572,12 +1595,18 @@ class RedisBroker final : public Broker {
 
 Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& options) {
   std::vector<std::pair<std::string, std::uint16_t>> seeds;
+  std::optional<RedisSentinelUrl> sentinel;
   Result<RedisUrl> url = make_error_code(BrokerError::kBadUrl);
   if (is_redis_cluster_url(options.url)) {
     auto cluster = parse_redis_cluster_url(options.url);
     if (!cluster) return cluster.error();
     url = std::move(cluster->url);
     seeds = std::move(cluster->seeds);
+  } else if (is_redis_sentinel_url(options.url)) {
+    auto parsed = parse_redis_sentinel_url(options.url);
+    if (!parsed) return parsed.error();
+    url = parsed->url;
+    sentinel = std::move(*parsed);
   } else {
     url = parse_redis_url(options.url);
   }
@@ -1586,7 +1615,8 @@ Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& opti
     const redis::TlsOptions tls{options.tls_ca_file, options.tls_cert_file, options.tls_key_file};
     if (!redis::Connection::check_tls(tls)) return make_error_code(BrokerError::kBadTls);
   }
-  auto impl = std::make_shared<Impl>(options, std::move(*url), std::move(seeds));
+  auto impl =
+      std::make_shared<Impl>(options, std::move(*url), std::move(seeds), std::move(sentinel));
   impl->start();
   // Not fatal: the broker keeps redialling and says so through stats().healthy.
   impl->wait_healthy(options.connect_timeout);

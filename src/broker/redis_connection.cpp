@@ -89,6 +89,7 @@ Result<void> Connection::check_tls(const TlsOptions& tls) {
 Connection::Connection(asio::io_context& io, ConnectionOptions options, Handlers handlers)
     : io_(io),
       options_(std::move(options)),
+      target_(options_.url),
       handlers_(std::move(handlers)),
       resolver_(io),
       socket_(io),
@@ -109,8 +110,24 @@ Connection::Connection(asio::io_context& io, ConnectionOptions options, Handlers
 Connection::~Connection() = default;
 
 void Connection::start() {
-  if (state_ != State::kDown) return;
+  if (state_ != State::kDown || started_) return;
+  started_ = true;
   start_watchdog();
+  if (!target_.host.empty()) dial();
+}
+
+void Connection::redirect(const std::string& host, std::uint16_t port) {
+  if (state_ == State::kStopped || (host == target_.host && port == target_.port)) return;
+  // Before the address changes, so the log names the node that was left.
+  if (started_) drop("primary moved", make_error_code(BrokerError::kUnavailable));
+  if (state_ != State::kDown) return;  // on_down stopped us
+  target_.host = host;
+  target_.port = port;
+  if (!started_) return;
+  // A new address owes nothing to the old one's failures: no backoff, and its own log line.
+  redial_timer_.cancel();
+  backoff_ = options_.reconnect_min;
+  failed_dials_ = 0;
   dial();
 }
 
@@ -139,7 +156,7 @@ void Connection::dial() {
     drop("connect timed out", make_error_code(boost::system::errc::timed_out));
   });
   resolver_.async_resolve(
-      options_.url.host, std::to_string(options_.url.port),
+      target_.host, std::to_string(target_.port),
       [this, gen](const ErrorCode& ec, const tcp::resolver::results_type& results) {
         on_resolve(gen, ec, results);
       });
@@ -176,7 +193,7 @@ void Connection::on_connect(std::uint64_t gen, const ErrorCode& ec) {
     return;
   }
   auto& stream = tls_->stream.emplace(socket_, *tls_->context);
-  const std::string& host = options_.url.host;
+  const std::string& host = target_.host;
   // SNI for names (not addresses), and the certificate must name the host we dialled.
   ErrorCode ip_ec;
   asio::ip::make_address(host, ip_ec);
@@ -213,6 +230,9 @@ void Connection::handshake() {
     return [this, gen, what](const ErrorCode& ec, const redisReply* reply) {
       if (gen != gen_ || ec) return;
       if (reply == nullptr || is_error(reply)) {
+        // The URL's credentials are the primary's; a Sentinel without them refuses AUTH but
+        // serves anyway, and one that does need credentials answers the next command NOAUTH.
+        if (options_.auth_optional && what == std::string_view("auth")) return;
         const std::string detail = reply != nullptr ? std::string(reply_text(*reply)) : "";
         // Once per streak of failed dials, like "redis connect failed": a wrong password
         // would otherwise log at every redial.
@@ -220,7 +240,7 @@ void Connection::handshake() {
           log::warn("broker", "redis refused the connection setup",
                     {{"connection", options_.name},
                      {"step", what},
-                     {"redis", options_.url.display()},
+                     {"redis", target_.display()},
                      {"reply", detail}});
         }
         drop("setup refused", make_error_code(BrokerError::kUnavailable));
@@ -247,15 +267,43 @@ void Connection::handshake() {
               inner(ec, reply);
               return;
             }
-            connect_timer_.cancel();
-            state_ = State::kUp;
-            log::info("broker", ever_up_ ? "redis connection regained" : "redis connected",
-                      {{"connection", options_.name}, {"redis", options_.url.display()}});
-            ever_up_ = true;
-            failed_dials_ = 0;
-            backoff_ = options_.reconnect_min;
-            if (handlers_.on_up) handlers_.on_up();
+            if (!options_.require_primary) on_handshake_done();
           });
+  if (!options_.require_primary) return;
+  // After PING, which a loading node refuses; ROLE is answered while loading.
+  enqueue(std::array<std::string_view, 1>{"ROLE"}, [this, gen](const ErrorCode& ec,
+                                                               const redisReply* reply) {
+    if (gen != gen_ || ec) return;
+    if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        reply_text(*reply->element[0]) == "master") {
+      on_handshake_done();
+      return;
+    }
+    if (failed_dials_ == 0) {
+      std::string role = "unreadable";
+      if (reply != nullptr && reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+          reply->element[0]->type == REDIS_REPLY_STRING) {
+        role = std::string(reply_text(*reply->element[0]));
+      } else if (is_error(reply)) {
+        role = std::string(reply_text(*reply));
+      }
+      log::warn("broker", "redis is not a primary",
+                {{"connection", options_.name}, {"redis", target_.display()}, {"role", role}});
+    }
+    drop("not a primary", make_error_code(BrokerError::kUnavailable));
+  });
+}
+
+void Connection::on_handshake_done() {
+  connect_timer_.cancel();
+  state_ = State::kUp;
+  log::info("broker", ever_up_ ? "redis connection regained" : "redis connected",
+            {{"connection", options_.name}, {"redis", target_.display()}});
+  ever_up_ = true;
+  failed_dials_ = 0;
+  backoff_ = options_.reconnect_min;
+  if (handlers_.on_up) handlers_.on_up();
 }
 
 void Connection::send(std::span<const std::string_view> args, ReplyHandler handler) {
@@ -378,7 +426,16 @@ void Connection::dispatch(ReplyPtr reply) {
   }
   ReplyHandler handler = std::move(waiting_.front());
   waiting_.pop_front();
+  // The node was demoted to a replica, or restarted and is loading its data: it is no longer
+  // the primary this connection verified, so the caller (the Sentinel resolver) must look again.
+  const bool demoted =
+      options_.require_primary && state_ == State::kUp && reply->type == REDIS_REPLY_ERROR &&
+      (reply_text(*reply).starts_with("READONLY") || reply_text(*reply).starts_with("LOADING"));
+  const std::uint64_t gen = gen_;
   handler(ErrorCode(), reply.get());
+  if (demoted && gen == gen_) {
+    drop("no longer a primary", make_error_code(BrokerError::kUnavailable));
+  }
 }
 
 void Connection::start_watchdog() {
@@ -421,13 +478,13 @@ void Connection::drop(std::string_view why, const ErrorCode& ec) {
   if (was_up) {
     log::warn("broker", "redis connection lost",
               {{"connection", options_.name},
-               {"redis", options_.url.display()},
+               {"redis", target_.display()},
                {"reason", why},
                {"error", ec.message()}});
   } else if (failed_dials_ == 0) {
     log::warn("broker", "redis connect failed",
               {{"connection", options_.name},
-               {"redis", options_.url.display()},
+               {"redis", target_.display()},
                {"reason", why},
                {"error", ec.message()}});
   }

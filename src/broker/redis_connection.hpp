@@ -70,10 +70,18 @@ class Commands {
 };
 
 struct ConnectionOptions : RedisLinkOptions {
-  RedisUrl url;
+  RedisUrl url;         // an empty host: nothing is dialled until redirect() names one
   TlsOptions tls;       // used when url.tls
   std::string name;     // CLIENT SETNAME and the "connection" field of logs
   bool pubsub = false;  // take "message" pushes
+  // Sentinel: the handshake ends with ROLE and goes up only on a primary; a -READONLY or
+  // -LOADING reply later (the node was demoted or restarted) drops the connection, after its
+  // handler saw the error.
+  bool require_primary = false;
+  // Sentinel: Sentinels are often run without a password while the data nodes have one, and
+  // get the same URL's credentials: a refused AUTH doesn't end the handshake (a Sentinel that
+  // does require credentials refuses the commands after it).
+  bool auth_optional = false;
 };
 
 class Connection final : public Commands {
@@ -116,6 +124,11 @@ class Connection final : public Commands {
   // reply is waited for. Dropped when the connection is not up.
   void send_unanswered(std::span<const std::string_view> args);
 
+  // Sentinel: dial host:port from now on. Connected or dialling elsewhere, the connection is
+  // dropped (on_down if it was up) and host:port dialled at once, as it is when the connection
+  // was waiting to redial; the same address changes nothing.
+  void redirect(const std::string& host, std::uint16_t port);
+
  private:
   enum class State { kDown, kConnecting, kHandshake, kUp, kStopped };
 
@@ -125,6 +138,7 @@ class Connection final : public Commands {
   void on_connect(std::uint64_t gen, const ErrorCode& ec);
   void on_transport_ready(std::uint64_t gen);
   void handshake();
+  void on_handshake_done();
   void do_read();
   void on_read(std::uint64_t gen, const ErrorCode& ec, std::size_t bytes);
   void dispatch(ReplyPtr reply);
@@ -141,6 +155,7 @@ class Connection final : public Commands {
 
   boost::asio::io_context& io_;
   const ConnectionOptions options_;
+  RedisUrl target_;  // options_.url, with host and port as redirect() last set them
   const Handlers handlers_;
   std::function<void(std::string_view)> on_sunsubscribe_;
   boost::asio::ip::tcp::resolver resolver_;
@@ -152,6 +167,7 @@ class Connection final : public Commands {
   boost::asio::steady_timer watchdog_;
 
   State state_ = State::kDown;
+  bool started_ = false;
   // Bumped whenever the socket is closed, so completions of an older socket are ignored.
   std::uint64_t gen_ = 0;
   std::unique_ptr<redisReader, void (*)(redisReader*)> reader_;

@@ -123,4 +123,61 @@ Result<RedisClusterUrl> parse_redis_cluster_url(std::string_view url) {
   return out;
 }
 
+bool is_redis_sentinel_url(std::string_view url) {
+  return url.starts_with("redis-sentinel://") || url.starts_with("rediss-sentinel://");
+}
+
+Result<RedisSentinelUrl> parse_redis_sentinel_url(std::string_view url) {
+  const ErrorCode bad = make_error_code(BrokerError::kBadUrl);
+  std::string_view scheme;
+  if (url.starts_with("redis-sentinel://")) {
+    scheme = "redis://";
+    url.remove_prefix(17);
+  } else if (url.starts_with("rediss-sentinel://")) {
+    scheme = "rediss://";
+    url.remove_prefix(18);
+  } else {
+    return bad;
+  }
+  if (url.find_first_of("?#") != std::string_view::npos) return bad;
+  const std::size_t slash = url.find('/');
+  if (slash == std::string_view::npos) return bad;
+  std::string_view authority = url.substr(0, slash);
+  std::string_view path = url.substr(slash + 1);
+  const std::size_t db_slash = path.find('/');
+  const std::string_view db = db_slash == std::string_view::npos ? "" : path.substr(db_slash + 1);
+  path = path.substr(0, db_slash);
+  RedisSentinelUrl out;
+  if (!core::percent_decode(path, out.master_name, false) || out.master_name.empty()) return bad;
+  std::string_view userinfo;
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    userinfo = authority.substr(0, at + 1);
+    authority = authority.substr(at + 1);
+  }
+  while (true) {
+    const std::size_t comma = authority.find(',');
+    const std::string_view one = authority.substr(0, comma);
+    std::string text(scheme);
+    text += userinfo;
+    text += one;
+    if (out.sentinels.empty()) {
+      text.push_back('/');
+      text += db;
+    }
+    auto parsed = parse_redis_url(text);
+    if (!parsed) return bad;
+    // parse_redis_url's default port is Redis's; a Sentinel's is another.
+    const bool has_port = one.starts_with('[') ? one.find("]:") != std::string_view::npos
+                                               : one.find(':') != std::string_view::npos;
+    if (!has_port) parsed->port = kDefaultSentinelPort;
+    if (out.sentinels.empty()) out.url = *parsed;
+    out.sentinels.emplace_back(parsed->host, parsed->port);
+    if (comma == std::string_view::npos) break;
+    authority.remove_prefix(comma + 1);
+  }
+  out.url.host.clear();
+  out.url.port = 0;
+  return out;
+}
+
 }  // namespace sg::broker

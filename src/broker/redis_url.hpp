@@ -38,4 +38,18 @@ struct RedisClusterUrl {
 bool is_redis_cluster_url(std::string_view url);
 Result<RedisClusterUrl> parse_redis_cluster_url(std::string_view url);
 
+// redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/<master-name>[/db] or
+// rediss-sentinel://…: the Sentinels watching one primary (port 26379 by default), asked in
+// order. The credentials and TLS serve both the Sentinels and the primary they name; the
+// master name is percent-decoded. No master name, an empty Sentinel, or anything
+// parse_redis_url refuses is kBadUrl.
+struct RedisSentinelUrl {
+  RedisUrl url;  // credentials, TLS and db of the primary; no host (the Sentinels tell it)
+  std::string master_name;
+  std::vector<std::pair<std::string, std::uint16_t>> sentinels;  // in the URL's order
+};
+inline constexpr std::uint16_t kDefaultSentinelPort = 26379;
+bool is_redis_sentinel_url(std::string_view url);
+Result<RedisSentinelUrl> parse_redis_sentinel_url(std::string_view url);
+
 }  // namespace sg::broker

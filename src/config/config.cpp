@@ -512,7 +512,8 @@ void build_app(Cli& app, Raw& raw) {
       app, raw.broker, "broker", "URL", defaults.broker,
       "Where events live: memory (one node), or redis://host:port[/db] (rediss:// for TLS) "
       "to share them between nodes; redis-cluster://host:port[,host:port...] (rediss-cluster:// "
-      "for TLS) for a Redis Cluster.",
+      "for TLS) for a Redis Cluster; redis-sentinel://host:port[,host:port...]/MASTER "
+      "(rediss-sentinel:// for TLS) for a primary found through Redis Sentinel.",
       kGroupBroker);
   add_text(app, raw.redis_tls_ca, "redis-tls-ca", "PATH", "",
            "rediss://: PEM file of the CAs that may sign Redis's certificate; empty = the "
@@ -1085,16 +1086,19 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
   }
   s.io_uring = raw.io_uring == "auto";
 
-  const bool redis = raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://") ||
-                     raw.broker.starts_with("redis-cluster://") ||
-                     raw.broker.starts_with("rediss-cluster://");
-  const bool redis_tls =
-      raw.broker.starts_with("rediss://") || raw.broker.starts_with("rediss-cluster://");
+  const bool redis =
+      raw.broker.starts_with("redis://") || raw.broker.starts_with("rediss://") ||
+      raw.broker.starts_with("redis-cluster://") || raw.broker.starts_with("rediss-cluster://") ||
+      raw.broker.starts_with("redis-sentinel://") || raw.broker.starts_with("rediss-sentinel://");
+  const bool redis_tls = raw.broker.starts_with("rediss://") ||
+                         raw.broker.starts_with("rediss-cluster://") ||
+                         raw.broker.starts_with("rediss-sentinel://");
   const std::size_t scheme_end = raw.broker.find("://");
   if (!(raw.broker == "memory" || (redis && scheme_end + 3 < raw.broker.size()))) {
     return usage_error(failure(src("broker") +
-                               " must be memory, redis://host:port, rediss://host:port or "
-                               "redis-cluster://host:port[,host:port...], got "
+                               " must be memory, redis://host:port, rediss://host:port, "
+                               "redis-cluster://host:port[,host:port...] or "
+                               "redis-sentinel://host:port[,host:port...]/MASTER, got "
                                "\"" +
                                raw.broker + "\""));
   }

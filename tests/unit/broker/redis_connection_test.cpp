@@ -183,6 +183,56 @@ TEST(RedisConnection, LostConnectionFailsWaitingCommandsAndRedials) {
   connection.stop();
 }
 
+// What the Sentinel mode relies on: ROLE gates "up", redirect() moves a connection at once,
+// and a -READONLY reply (the node was demoted under it) drops it after its command saw the error.
+TEST(RedisConnection, RequirePrimaryGoesUpOnlyOnAPrimaryFollowsRedirectAndLeavesOnReadonly) {
+  quiet_broker_logs();
+  auto primary = RedisServer::start();
+  auto replica = RedisServer::start();
+  replica->command({"REPLICAOF", "127.0.0.1", std::to_string(primary->port())});
+  boost::asio::io_context io;
+  int ups = 0;
+  int downs = 0;
+  ConnectionOptions options;
+  options.url = *parse_redis_url("redis://127.0.0.1:1");
+  options.url.host.clear();  // nothing to dial until redirect()
+  options.name = "connection-test";
+  options.require_primary = true;
+  options.reconnect_min = 20ms;
+  options.reconnect_max = 50ms;
+  Connection connection(io, options, {[&] { ++ups; }, [&](const ErrorCode&) { ++downs; }, nullptr});
+  connection.start();
+  connection.redirect("127.0.0.1", replica->port());
+  // Dialled and refused by ROLE, again and again: never up.
+  auto role_calls = [&] {
+    const std::string stats = replica->command({"INFO", "commandstats"});
+    const std::size_t at = stats.find("cmdstat_role:calls=");
+    return at == std::string::npos ? 0 : std::stoi(stats.substr(at + 19));
+  };
+  ASSERT_TRUE(run_until(io, [&] { return role_calls() >= 2; }));
+  EXPECT_EQ(ups, 0);
+  EXPECT_FALSE(connection.up());
+  connection.redirect("127.0.0.1", primary->port());
+  ASSERT_TRUE(run_until(io, [&] { return ups == 1; }));
+  // The primary becomes a replica of the other (itself promoted) under the open connection.
+  replica->command({"REPLICAOF", "NO", "ONE"});
+  primary->command({"REPLICAOF", "127.0.0.1", std::to_string(replica->port())});
+  std::string error;
+  bool answered = false;
+  connection.send({"SET", "k", "v"}, [&](const ErrorCode& ec, const redisReply* reply) {
+    EXPECT_FALSE(ec);
+    if (is_error(reply)) error = std::string(reply_text(*reply));
+    answered = true;
+  });
+  ASSERT_TRUE(run_until(io, [&] { return answered && downs == 1; }));
+  // LOADING if the command came while it loads the other's data set.
+  EXPECT_TRUE(error.starts_with("READONLY") || error.starts_with("LOADING")) << error;
+  EXPECT_FALSE(connection.up());
+  connection.redirect("127.0.0.1", replica->port());
+  ASSERT_TRUE(run_until(io, [&] { return ups == 2; }));
+  connection.stop();
+}
+
 TEST(RedisConnection, ShardedPubSubPushesReachTheirHandlersAndRepliesStayInStep) {
   quiet_broker_logs();
   auto& server = RedisServer::shared();

@@ -136,5 +136,47 @@ TEST(RedisClusterUrl, RejectsEmptySeedsOtherDbsAndOtherSchemes) {
   }
 }
 
+TEST(RedisSentinelUrl, ParsesSentinelsMasterNameAndThePrimarysCredentials) {
+  auto url = parse_redis_sentinel_url(
+      "redis-sentinel://app:p%40ss@10.0.0.1:26380,10.0.0.2,[::1]:26381/my%20master/2");
+  ASSERT_TRUE(url);
+  EXPECT_EQ(url->master_name, "my master");
+  EXPECT_EQ(url->url.username, "app");
+  EXPECT_EQ(url->url.password, "p@ss");
+  EXPECT_EQ(url->url.db, 2u);
+  EXPECT_FALSE(url->url.tls);
+  EXPECT_EQ(url->url.host, "") << "the Sentinels name the primary";
+  ASSERT_EQ(url->sentinels.size(), 3u);
+  EXPECT_EQ(url->sentinels[0], (std::pair<std::string, std::uint16_t>{"10.0.0.1", 26380}));
+  EXPECT_EQ(url->sentinels[1], (std::pair<std::string, std::uint16_t>{"10.0.0.2", 26379}));
+  EXPECT_EQ(url->sentinels[2], (std::pair<std::string, std::uint16_t>{"::1", 26381}));
+}
+
+TEST(RedisSentinelUrl, TlsSchemeDefaultsAndDetection) {
+  auto url = parse_redis_sentinel_url("rediss-sentinel://s1/mymaster");
+  ASSERT_TRUE(url);
+  EXPECT_TRUE(url->url.tls);
+  EXPECT_EQ(url->url.db, 0u);
+  EXPECT_EQ(url->url.password, "");
+  ASSERT_EQ(url->sentinels.size(), 1u);
+  EXPECT_EQ(url->sentinels[0].second, kDefaultSentinelPort);
+  EXPECT_TRUE(is_redis_sentinel_url("redis-sentinel://s1/m"));
+  EXPECT_TRUE(is_redis_sentinel_url("rediss-sentinel://s1/m"));
+  EXPECT_FALSE(is_redis_sentinel_url("redis://s1/1"));
+  EXPECT_FALSE(is_redis_cluster_url("redis-sentinel://s1/m"));
+}
+
+TEST(RedisSentinelUrl, RejectsMissingMasterEmptySentinelsAndBadParts) {
+  for (const char* bad :
+       {"redis-sentinel://", "redis-sentinel://s1", "redis-sentinel://s1/",
+        "redis-sentinel://s1:26379,/m", "redis-sentinel://,s1/m", "redis-sentinel://s1:0/m",
+        "redis-sentinel://s1/m/x", "redis-sentinel://s1/m?x=1", "redis-sentinel://user@s1/m",
+        "redis-sentinel://s1/%zz", "redis://s1/m"}) {
+    const auto url = parse_redis_sentinel_url(bad);
+    ASSERT_FALSE(url) << bad;
+    EXPECT_EQ(url.error(), make_error_code(BrokerError::kBadUrl)) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace sg::broker

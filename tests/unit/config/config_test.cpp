@@ -554,8 +554,9 @@ TEST(Config, AcceptsPortBounds) {
 
 TEST(Config, RefusesUnknownBrokers) {
   const std::string expected_tail =
-      " must be memory, redis://host:port, rediss://host:port or "
-      "redis-cluster://host:port[,host:port...], got \"";
+      " must be memory, redis://host:port, rediss://host:port, "
+      "redis-cluster://host:port[,host:port...] or "
+      "redis-sentinel://host:port[,host:port...]/MASTER, got \"";
   expect_error(run_valid({"--broker", "kafka://x"}),
                "streamgate: --broker" + expected_tail + "kafka://x\"");
   expect_error(run_valid({"--broker", "redis://"}),
@@ -564,6 +565,11 @@ TEST(Config, RefusesUnknownBrokers) {
   EXPECT_EQ(run_valid({"--broker", "redis-cluster://a:7000,b:7001"}).settings.broker,
             "redis-cluster://a:7000,b:7001");
   EXPECT_EQ(run_valid({"--broker", "rediss-cluster://a:7000", "--redis-tls-ca", "/ca.pem"})
+                .settings.redis_tls_ca,
+            "/ca.pem");
+  EXPECT_EQ(run_valid({"--broker", "redis-sentinel://a:26379,b/mymaster"}).settings.broker,
+            "redis-sentinel://a:26379,b/mymaster");
+  EXPECT_EQ(run_valid({"--broker", "rediss-sentinel://a/m", "--redis-tls-ca", "/ca.pem"})
                 .settings.redis_tls_ca,
             "/ca.pem");
 }
