@@ -343,6 +343,9 @@ struct ChannelState {
   std::vector<LocalSubPtr> subs;
   Phase phase = Phase::kSubscribing;
   std::optional<Position> position;  // the newest event delivered to the subscribers
+  // The epoch delivery moved away from (empty: none). Its messages still in flight (held during
+  // a catch-up, or sent before a move) are older than anything delivered since: never delivered.
+  std::string left_epoch;
   std::vector<Incoming> held;
   bool held_overflow = false;
   std::uint64_t read_serial = 0;  // the catch-up read in flight, 0 if none
@@ -1360,6 +1363,7 @@ class Impl {
   }
 
   static void deliver(ChannelState& state, const std::string& epoch, const EventPtr& event) {
+    if (state.position && state.position->epoch != epoch) state.left_epoch = state.position->epoch;
     state.position = Position{epoch, event->offset};
     for (const auto& sub : state.subs) {
       if (!sub->ready) continue;
@@ -1397,6 +1401,7 @@ class Impl {
       deliver_signal(state, incoming->event);
       return;
     }
+    if (incoming->epoch == state.left_epoch) return;
     if (state.phase == ChannelState::Phase::kCatchingUp) {
       hold(state, std::move(*incoming));
       return;
@@ -1459,6 +1464,7 @@ class Impl {
       // epoch is news to the subscribers.
       log::warn("broker", "channel epoch changed in redis",
                 {{"org", state.channel.org}, {"channel", state.channel.topic}});
+      state.left_epoch = at.epoch;
       at = Position{read.epoch, 0};
       start_catch_up(state);
       return;
@@ -1491,8 +1497,9 @@ class Impl {
     const bool overflowed = state.held_overflow;
     state.held_overflow = false;
     for (const auto& incoming : held) {
-      if (incoming.epoch == state.position->epoch &&
-          incoming.event->offset <= state.position->offset) {
+      if (incoming.epoch == state.left_epoch ||
+          (incoming.epoch == state.position->epoch &&
+           incoming.event->offset <= state.position->offset)) {
         continue;
       }
       deliver(state, incoming.epoch, incoming.event);

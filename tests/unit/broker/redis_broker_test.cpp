@@ -384,6 +384,37 @@ TEST(RedisBroker, TwoNodesNoticingTheSameRegressionMoveTheChannelOnce) {
   EXPECT_EQ(offset_of(id_a) + offset_of(id_b), 3u);  // 1 and 2, in either order
 }
 
+// Once a channel's delivery moved to a new epoch, a message of the epoch it left (held during a
+// catch-up, or sent just before a move) is older than what was delivered: it must not follow.
+TEST(RedisBroker, MessageOfTheEpochDeliveryLeftIsNotDelivered) {
+  auto server = RedisServer::start();
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  const std::string old_epoch = epoch_of(publish_id(*broker, channel, input("old")));
+  ASSERT_TRUE(collector.wait_for(1));
+  const std::string new_epoch = "0000newepoch";
+  const std::string now = std::to_string(core::unix_millis(std::chrono::system_clock::now()));
+  // The publish script's message: "<epoch> <offset> <ms> <user bytes> <event bytes>
+  // <user><event><data>".
+  const auto send = [&](const std::string& epoch, int offset, const std::string& event) {
+    const std::string payload = epoch + " " + std::to_string(offset) + " " + now + " 0 " +
+                                std::to_string(event.size()) + " " + event + "{}";
+    server->command({"PUBLISH", pubsub_name(channel), payload});
+  };
+  send(new_epoch, 1, "new");
+  ASSERT_TRUE(collector.wait_for(2));
+  send(old_epoch, 2, "stale");
+  send(new_epoch, 2, "new");
+  ASSERT_TRUE(collector.wait_for(3));
+  std::this_thread::sleep_for(100ms);  // room for the stale one to show up
+  const auto events = collector.events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[1]->id, protocol::format_event_id(new_epoch, 1));
+  EXPECT_EQ(events[2]->id, protocol::format_event_id(new_epoch, 2));
+}
+
 TEST(RedisBroker, RedisLosingEverythingStartsTheChannelOverUnderANewEpoch) {
   auto server = RedisServer::start();
   auto broker = make_redis_broker_or_throw(fast_options(*server));
