@@ -6,7 +6,10 @@
 # one (zero loss, no duplicates), and tears everything down. Results: bench/results/cluster-<time>/.
 #
 #   bench/cluster-100k.sh [--nodes 6] [--connections 100000] [--events 5] [--gap 1] [--no-build]
+#                         [--broker URL]
 #
+# --broker: use this broker (e.g. a Redis Cluster, redis-cluster://127.0.0.1:7000) instead of a
+# private redis-server; bench/redis-cluster.mjs starts a private one on loopback.
 # --gap: seconds between the published events; one event to 100,000 sockets takes about a
 # second of the nodes' one shared core (one sendmsg per socket), so a shorter gap queues them.
 #
@@ -17,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-nodes=6 conns=100000 events=5 gap=1 build=1
+nodes=6 conns=100000 events=5 gap=1 build=1 broker=""
 while [ $# -gt 0 ]; do
   case $1 in
     --nodes) nodes=$2; shift ;;
@@ -25,7 +28,8 @@ while [ $# -gt 0 ]; do
     --events) events=$2; shift ;;
     --gap) gap=$2; shift ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    --broker) broker=$2; shift ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "cluster-100k.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -71,18 +75,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "redis-server (private, no persistence)"
-redis_dir=$(mktemp -d /tmp/sg-cluster-redis.XXXXXX)
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$redis_dir" --save '' --appendonly no \
-  --protected-mode no --daemonize no --logfile "$redis_dir/redis.log" &
-redis_pid=$!
-wait_port "$redis_port"
+if [ -z "$broker" ]; then
+  say "redis-server (private, no persistence)"
+  redis_dir=$(mktemp -d /tmp/sg-cluster-redis.XXXXXX)
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$redis_dir" --save '' --appendonly no \
+    --protected-mode no --daemonize no --logfile "$redis_dir/redis.log" &
+  redis_pid=$!
+  wait_port "$redis_port"
+  broker=redis://127.0.0.1:$redis_port
+fi
 
-say "$nodes streamgate nodes with --broker redis://127.0.0.1:$redis_port"
+say "$nodes streamgate nodes with --broker $broker"
 for k in $(seq 0 $((nodes - 1))); do
   port=$(free_port)
-  "${srv[@]}" "$sg_bin" --listen "127.0.0.1:$port" --broker "redis://127.0.0.1:$redis_port" \
+  "${srv[@]}" "$sg_bin" --listen "127.0.0.1:$port" --broker "$broker" \
     --jwt-secret "$secret" --api-key "$key" --log-level warn --workers 1 --drain-period 0 2>"$out/node-$k.log" &
   node_pids+=($!) node_ports+=("$port")
 done
@@ -171,7 +178,8 @@ done
 published=$(grep -c '"id"' "$out/publish.log" || true)
 jq -s -c --argjson nodes "$nodes" --argjson conns "$conns" --argjson events "$events" \
   --argjson published "$published" --arg sched "$sched" --arg load "$load_start" \
-  '{bench: "cluster", nodes: $nodes, target: $conns, connections: (map(.connections) | add),
+  --arg broker "$broker" \
+  '{bench: "cluster", broker: $broker, nodes: $nodes, target: $conns, connections: (map(.connections) | add),
     failed: (map(.failed) | add), events: $events, published: $published,
     complete: (map(.complete) | add), delivered: (map(.delivered) | add),
     expected: ((map(.connections) | add) * $events),

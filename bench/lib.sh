@@ -2,14 +2,16 @@
 
 say() { printf '\n== %s\n' "$*"; }
 
-# The Release build both scripts measure; sets sg_bin and gen_bin.
+# The Release build both scripts measure; sets sg_bin and gen_bin. STREAMGATE_BENCH_BUILD names
+# another build directory (with --no-build: one that already has both binaries).
+bench_dir=${STREAMGATE_BENCH_BUILD:-$PWD/build-bench}
 bench_build() {
   say "build (Release)"
-  cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-  ninja -C build-bench -j2 streamgate streamgate-bench
+  cmake -S . -B "$bench_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+  ninja -C "$bench_dir" -j2 streamgate streamgate-bench
 }
-sg_bin=$PWD/build-bench/streamgate
-gen_bin=$PWD/build-bench/tools/bench/streamgate-bench
+sg_bin=$bench_dir/streamgate
+gen_bin=$bench_dir/tools/bench/streamgate-bench
 
 # Scheduling: servers on CPU 0, generators on CPU 1. Other work on a shared machine preempts the
 # server and the generator for tens of ms at a time, which then shows up as latency. A real-time

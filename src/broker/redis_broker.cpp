@@ -52,8 +52,15 @@ using SteadyClock = std::chrono::steady_clock;
 
 // KEYS: offset counter, epoch, stream[, idempotency key]
 // ARGV: epoch to create the channel with, history, history ttl (ms), idempotency ttl (s),
-//       stream idle expiry (s), Pub/Sub channel, event, data, user
-// Returns {0, first id} for a repeated idempotency key, else {1, epoch, offset, time in ms}.
+//       stream idle expiry (s), Pub/Sub channel, event, data, user, then the publishing node's
+//       mark: the epoch ('' = none) and highest offset it acknowledged or delivered
+// Returns {0, first id} for a repeated idempotency key, else {1, epoch, offset, time in ms,
+// 1 if the channel moved to a new epoch first}.
+// A counter below the mark in the mark's epoch has gone back (a failover lost its tail, or it
+// was rewound): the next offsets would name events clients already saw. The channel then
+// starts over as if Redis had lost it whole (the epoch the caller offers, offset 1, empty
+// history), which is what resuming clients are told by `epoch_changed`. Checked and moved in
+// one script, so two nodes that notice at once move it only once.
 // Offsets and times go through string.format('%d'): Lua 5.1 prints large numbers as 1e+14.
 constexpr std::string_view kPublishScript = R"lua(
 if KEYS[4] then
@@ -61,6 +68,13 @@ if KEYS[4] then
   if first then return {0, first} end
 end
 local epoch = redis.call('GET', KEYS[2])
+local moved = 0
+if epoch and epoch == ARGV[10] and
+   tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[11]) then
+  redis.call('DEL', KEYS[1], KEYS[3])
+  epoch = nil
+  moved = 1
+end
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
@@ -103,7 +117,24 @@ if KEYS[4] then
 end
 redis.call('PUBLISH', ARGV[6], string.format('%s %d %d %d %d ', epoch, offset, ms, #ARGV[9],
            #ARGV[7]) .. ARGV[9] .. ARGV[7] .. ARGV[8])
-return {1, epoch, offset, ms}
+return {1, epoch, offset, ms, moved}
+)lua";
+
+// KEYS: offset counter, epoch, stream
+// ARGV: the epoch a node delivered in, the highest offset it delivered there, a new epoch
+// Returns {1 if it moved the channel, the channel's epoch or '', its last offset}. The same
+// check and move as the publish script's, for a node that sees the regression on a read or a
+// live message rather than on its own publish. Only ever given what a node delivered, never a
+// client's resume position: a client could claim any offset.
+constexpr std::string_view kMoveEpochScript = R"lua(
+local epoch = redis.call('GET', KEYS[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if not epoch or epoch ~= ARGV[1] or last >= tonumber(ARGV[2]) then
+  return {0, epoch or '', last}
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('SET', KEYS[2], ARGV[3])
+return {1, ARGV[3], 0}
 )lua";
 
 // The start of both read scripts: the channel's epoch ('' when none), its last offset, and
@@ -313,9 +344,13 @@ struct ChannelState {
   std::vector<LocalSubPtr> subs;
   Phase phase = Phase::kSubscribing;
   std::optional<Position> position;  // the newest event delivered to the subscribers
+  // The epoch delivery moved away from (empty: none). Its messages still in flight (held during
+  // a catch-up, or sent before a move) are older than anything delivered since: never delivered.
+  std::string left_epoch;
   std::vector<Incoming> held;
   bool held_overflow = false;
   std::uint64_t read_serial = 0;  // the catch-up read in flight, 0 if none
+  bool checking = false;          // a regression check (kMoveEpochScript) is in flight
 };
 
 class Impl {
@@ -434,6 +469,7 @@ class Impl {
       return;
     }
     auto call = std::make_shared<PublishCall>();
+    call->channel = channel;
     call->keys = channel_keys(options_.key_prefix, channel);
     if (!input.event_key.empty() && options_.idempotency_ttl.count() > 0) {
       call->idempotency_key = call->keys.name + ":key:" + input.event_key;
@@ -662,6 +698,7 @@ class Impl {
 
  private:
   struct PublishCall {
+    Channel channel;
     ChannelKeys keys;
     std::string idempotency_key;
     PublishInput input;
@@ -744,7 +781,10 @@ class Impl {
     const PublishInput& in = call->input;
     const bool keyed = !call->idempotency_key.empty();
     const std::string epoch = core::random_hex(6);
-    std::array<std::string_view, 16> args{};
+    const std::optional<Position> mark = mark_of(call->keys.name);
+    const std::string mark_offset =
+        std::to_string(mark ? std::min(mark->offset, kMaxLuaOffset) : 0);
+    std::array<std::string_view, 18> args{};
     std::size_t n = 0;
     args[n++] = by_sha ? "EVALSHA" : "EVAL";
     args[n++] = by_sha ? std::string_view(publish_sha_) : std::string_view(publish_script_);
@@ -762,6 +802,8 @@ class Impl {
     args[n++] = in.event;
     args[n++] = in.data;
     args[n++] = in.user;
+    args[n++] = mark ? std::string_view(mark->epoch) : std::string_view();
+    args[n++] = mark_offset;
     cmd_->send(std::span(args.data(), n),
                [this, call, by_sha](const ErrorCode& ec, const redisReply* reply) {
                  on_published(call, by_sha, ec, reply);
@@ -799,16 +841,94 @@ class Impl {
       wait_replicas(call, PublishResult{std::string(reply_text(*reply->element[1])), true});
       return;
     }
-    if (reply->elements != 4 || reply->element[1]->type != REDIS_REPLY_STRING ||
-        reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer <= 0) {
+    if (reply->elements != 5 || reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer <= 0 ||
+        reply->element[4]->type != REDIS_REPLY_INTEGER) {
       done(make_error_code(BrokerError::kUnavailable));
       return;
     }
+    const std::string epoch(reply_text(*reply->element[1]));
     const auto offset = static_cast<std::uint64_t>(reply->element[2]->integer);
+    if (reply->element[4]->integer == 1) log_moved(call->channel, "publish", epoch);
     if (options_.history > 0) note_published(call->keys.name);
-    wait_replicas(
-        call,
-        PublishResult{protocol::format_event_id(reply_text(*reply->element[1]), offset), false});
+    note_acknowledged(call->channel, call->keys, epoch, offset);
+    wait_replicas(call, PublishResult{protocol::format_event_id(epoch, offset), false});
+  }
+
+  // ---- regressions: a channel's counter below an offset this node handed out ----
+
+  // The highest offset of `name` this node acknowledged (marks_) or delivered (its position),
+  // in the newest epoch it saw; what a counter must not fall below. When the two disagree on
+  // the epoch, the delivered one wins: it came in the channel's own order.
+  std::optional<Position> mark_of(const std::string& name) const {
+    std::optional<Position> mark;
+    if (auto it = marks_.find(name); it != marks_.end()) mark = it->second;
+    auto it = channels_.find(name);
+    if (it == channels_.end() || !it->second->position) return mark;
+    const Position& delivered = *it->second->position;
+    if (!mark || mark->epoch != delivered.epoch) return delivered;
+    mark->offset = std::max(mark->offset, delivered.offset);
+    return mark;
+  }
+
+  // An acknowledged offset at or below one acknowledged before in the same epoch was handed
+  // out twice, unless the replies crossed (a slot moving between primaries): Redis's counter
+  // tells which. Marks are bounded; a forgotten channel is only checked against deliveries.
+  void note_acknowledged(const Channel& channel, const ChannelKeys& keys, const std::string& epoch,
+                         std::uint64_t offset) {
+    auto it = marks_.find(keys.name);
+    if (it == marks_.end()) {
+      if (marks_.size() >= kMaxTrackedChannels) marks_.erase(marks_.begin());
+      marks_.emplace(keys.name, Position{epoch, offset});
+      return;
+    }
+    Position& mark = it->second;
+    if (mark.epoch != epoch) {
+      mark = Position{epoch, offset};
+      return;
+    }
+    if (offset > mark.offset) {
+      mark.offset = offset;
+      return;
+    }
+    check_regression(channel, keys, mark);
+  }
+
+  // Moves the channel to a new epoch if its counter is still below `seen` in seen's epoch;
+  // otherwise nothing (the counter never legitimately goes below what was handed out, so a
+  // false alarm can't move a channel). At most one check per subscribed channel in flight.
+  void check_regression(const Channel& channel, const ChannelKeys& keys, const Position& seen) {
+    auto state = channels_.find(keys.name);
+    if (state != channels_.end()) {
+      if (state->second->checking) return;
+      state->second->checking = true;
+    }
+    const std::string floor = std::to_string(std::min(seen.offset, kMaxLuaOffset));
+    const std::string epoch = core::random_hex(6);
+    cmd_->send({"EVAL", kMoveEpochScript, "3", keys.seq, keys.epoch, keys.stream, seen.epoch, floor,
+                epoch},
+               [this, channel, name = keys.name](const ErrorCode& ec, const redisReply* reply) {
+                 if (auto it = channels_.find(name); it != channels_.end()) {
+                   it->second->checking = false;
+                 }
+                 if (ec || reply == nullptr || reply->type != REDIS_REPLY_ARRAY ||
+                     reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_INTEGER) {
+                   if (reply != nullptr && redis::is_error(reply)) {
+                     log::warn("broker", "redis refused a regression check",
+                               {{"reply", reply_text(*reply)}});
+                   }
+                   return;
+                 }
+                 if (reply->element[0]->integer == 1) {
+                   log_moved(channel, "check", std::string(reply_text(*reply->element[1])));
+                 }
+               });
+  }
+
+  // Logged once per move, by the node whose script moved it.
+  static void log_moved(const Channel& channel, std::string_view by, const std::string& epoch) {
+    log::warn("broker", "channel counter went back: moved to a new epoch",
+              {{"org", channel.org}, {"channel", channel.topic}, {"by", by}, {"epoch", epoch}});
   }
 
   // --redis-wait-replicas: the answer waits for WAIT on the channel's primary (the connection
@@ -1265,6 +1385,7 @@ class Impl {
   }
 
   static void deliver(ChannelState& state, const std::string& epoch, const EventPtr& event) {
+    if (state.position && state.position->epoch != epoch) state.left_epoch = state.position->epoch;
     state.position = Position{epoch, event->offset};
     for (const auto& sub : state.subs) {
       if (!sub->ready) continue;
@@ -1302,13 +1423,20 @@ class Impl {
       deliver_signal(state, incoming->event);
       return;
     }
+    if (incoming->epoch == state.left_epoch) return;
     if (state.phase == ChannelState::Phase::kCatchingUp) {
       hold(state, std::move(*incoming));
       return;
     }
     if (state.position && state.position->epoch == incoming->epoch) {
       const std::uint64_t offset = incoming->event->offset;
-      if (offset <= state.position->offset) return;
+      if (offset <= state.position->offset) {
+        // Usually a message the catch-up read already delivered. If the counter went back, it
+        // is another event under an id the subscribers already have: never delivered, and
+        // the check moves the channel on, so what follows comes under a new epoch.
+        check_regression(state.channel, state.keys, *state.position);
+        return;
+      }
       if (offset > state.position->offset + 1) {
         // Offsets have no holes, so one was missed: read it from the stream.
         hold(state, std::move(*incoming));
@@ -1358,9 +1486,14 @@ class Impl {
       // epoch is news to the subscribers.
       log::warn("broker", "channel epoch changed in redis",
                 {{"org", state.channel.org}, {"channel", state.channel.topic}});
+      state.left_epoch = at.epoch;
       at = Position{read.epoch, 0};
       start_catch_up(state);
       return;
+    }
+    // The counter is below what this node delivered: Redis lost the channel's tail.
+    if (!read.epoch.empty() && read.last_offset < at.offset) {
+      check_regression(state.channel, state.keys, at);
     }
     const std::uint64_t first =
         read.events.empty() ? read.last_offset + 1 : read.events.front()->offset;
@@ -1386,8 +1519,9 @@ class Impl {
     const bool overflowed = state.held_overflow;
     state.held_overflow = false;
     for (const auto& incoming : held) {
-      if (incoming.epoch == state.position->epoch &&
-          incoming.event->offset <= state.position->offset) {
+      if (incoming.epoch == state.left_epoch ||
+          (incoming.epoch == state.position->epoch &&
+           incoming.event->offset <= state.position->offset)) {
         continue;
       }
       deliver(state, incoming.epoch, incoming.event);
@@ -1445,6 +1579,9 @@ class Impl {
   std::unordered_map<std::string, std::unique_ptr<ChannelState>, NameHash, std::equal_to<>>
       channels_;
   std::uint64_t serials_ = 0;
+  // The highest offset this node acknowledged per channel, in the epoch acknowledged last: at
+  // most kMaxTrackedChannels, an arbitrary one forgotten beyond (mark_of).
+  std::unordered_map<std::string, Position> marks_;
   asio::steady_timer retry_timer_;
   bool retry_pending_ = false;
   std::uint64_t wait_timeouts_ = 0;  // publishes WAIT did not confirm in time

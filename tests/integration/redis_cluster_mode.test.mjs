@@ -2,8 +2,9 @@
 // redis-cluster://…): channels spread over every shard are delivered across nodes; each node
 // holds one sharded subscription per channel, on the channel's own primary; a client resumes
 // on another node; a busy channel's slot is resharded to another primary while events flow
-// (nothing lost, nothing twice); a primary killed with SIGKILL is replaced by its replica and
-// publishes and deliveries resume.
+// (nothing lost, nothing twice); a channel whose counter is behind on its primary moves to a new
+// epoch; a primary killed with SIGKILL is replaced by its replica and publishes and deliveries
+// resume.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -233,6 +234,28 @@ describe('three nodes on a redis cluster', () => {
       await one.stop();
       await two.stop();
     }
+  });
+
+  test('a channel\'s counter behind on its primary (what a failover to a replica without the last writes leaves): the next publish moves it to a new epoch, no id twice', async () => {
+    const org = unique('rewound');
+    const channel = channelName(org, 'finance');
+    const owner = await cluster.ownerPort(await cluster.keySlot(channel));
+    const { client } = await openStream(nodes[0], { org });
+    const ids = [];
+    for (let i = 0; i < 3; i++) ids.push(await publishOk(nodes[1], { orgId: org, service: 'finance', event: 'before', data: { i } }));
+    assert.equal(await cluster.command(['SET', `${channel}:seq`, '1'], owner), 'OK');
+    assert.equal(await cluster.command(['XDEL', `${channel}:stream`, '2-0', '3-0'], owner), 2);
+    assert.equal(await cluster.command(['XSETID', `${channel}:stream`, '1-0'], owner), 'OK');
+    ids.push(await publishOk(nodes[1], { orgId: org, service: 'finance', event: 'after', data: {} }));
+    const [oldEpoch] = ids[0].split('-');
+    const [newEpoch, offset] = ids[3].split('-');
+    assert.notEqual(newEpoch, oldEpoch);
+    assert.equal(offset, '1');
+    const got = await client.eventsUntil((m) => m.id === ids[3], { timeout: ms(10000) });
+    assert.deepEqual(got.map((m) => m.id), ids);
+    const { client: resumed, ack } = await openStream(nodes[2], { org, user: 'back', resume: { finance: ids[2] } });
+    assert.deepEqual(ack.resume, { finance: { recovered: false, reason: 'epoch_changed' } });
+    await closeAll([client, resumed]);
   });
 
   test('SIGKILL of a primary: its replica takes over, publishes succeed again and subscribers get every event published after', { timeout: ms(60000) }, async () => {

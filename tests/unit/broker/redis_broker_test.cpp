@@ -274,6 +274,164 @@ TEST(RedisBroker, OffsetSkippedOnALiveConnectionIsReadFromTheStream) {
   EXPECT_EQ(collector.events()[1]->id, protocol::format_event_id(epoch_of(first), 2));
 }
 
+// Issue 16: a failover to a replica that lacks the channel's last writes leaves its epoch, and
+// its counter and stream behind offsets already handed out. This does the same without a
+// failover: the counter set back from `from` to `to`, the stream's entries above it deleted
+// and its last id set back too.
+void rewind_channel(const Channel& channel, int from, int to) {
+  const std::string name = pubsub_name(channel);
+  ASSERT_EQ(RedisServer::shared().command({"SET", name + ":seq", std::to_string(to)}), "+OK\r\n");
+  for (int offset = to + 1; offset <= from; ++offset) {
+    const std::string id = std::to_string(offset) + "-0";
+    ASSERT_EQ(RedisServer::shared().command({"XDEL", name + ":stream", id}), ":1\r\n");
+  }
+  const std::string top = std::to_string(to) + "-0";
+  ASSERT_EQ(RedisServer::shared().command({"XSETID", name + ":stream", top}), "+OK\r\n");
+}
+
+std::string epoch_in_redis(const Channel& channel) {
+  const std::string reply = RedisServer::shared().command({"GET", pubsub_name(channel) + ":epoch"});
+  const std::size_t start = reply.find("\r\n");
+  return start == std::string::npos ? std::string() : reply.substr(start + 2, 12);
+}
+
+TEST(RedisBroker, PublishAfterTheCounterWentBackMovesTheChannelToANewEpoch) {
+  auto a = make_test_redis_broker({});
+  auto b = make_test_redis_broker({});
+  const Channel channel = fresh_channel();
+  std::string last;
+  for (int i = 0; i < 3; ++i) last = publish_id(*a, channel, input("before"));
+  const std::string old_epoch = epoch_of(last);
+  rewind_channel(channel, 3, 1);
+
+  // A remembers acknowledging offset 3: its publish moves the channel instead of reusing 2.
+  const std::string moved = publish_id(*a, channel, input("after"));
+  EXPECT_NE(epoch_of(moved), old_epoch);
+  EXPECT_EQ(offset_of(moved), 1u);
+  // Every node goes on in the new epoch; B knew nothing and needed to know nothing.
+  const std::string next = publish_id(*b, channel, input("after"));
+  EXPECT_EQ(epoch_of(next), epoch_of(moved));
+  EXPECT_EQ(offset_of(next), 2u);
+  // A reader of the old epoch is told, and the new history holds only the new epoch's events.
+  const auto old_reader = history(*b, channel, Position{old_epoch, 3});
+  ASSERT_TRUE(old_reader);
+  EXPECT_FALSE(old_reader->complete);
+  EXPECT_EQ(old_reader->epoch, epoch_of(moved));
+  const auto new_reader = history(*b, channel, Position{epoch_of(moved), 0});
+  ASSERT_TRUE(new_reader);
+  EXPECT_TRUE(new_reader->complete);
+  EXPECT_EQ(offsets(new_reader->events), range(1, 2));
+}
+
+TEST(RedisBroker, CounterAtOrAboveWhatANodeHandedOutIsNoRegression) {
+  auto a = make_test_redis_broker({});
+  auto b = make_test_redis_broker({});
+  const Channel channel = fresh_channel();
+  publish_id(*a, channel, input("e"));
+  // B's publishes move the counter past A's mark: A's next publish is simply the next offset.
+  for (int i = 0; i < 3; ++i) publish_id(*b, channel, input("e"));
+  const std::string id = publish_id(*a, channel, input("e"));
+  EXPECT_EQ(offset_of(id), 5u);
+  EXPECT_EQ(epoch_of(id), epoch_in_redis(channel));
+}
+
+TEST(RedisBroker, SubscriberSeeingAnOffsetItDeliveredAgainMovesTheChannel) {
+  auto subscriber = make_test_redis_broker({});
+  auto producer = make_test_redis_broker({});
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*subscriber, channel, collector);
+  for (int i = 0; i < 3; ++i) publish_id(*producer, channel, input("before"));
+  ASSERT_TRUE(collector.wait_for(3));
+  const std::string old_epoch = epoch_in_redis(channel);
+  rewind_channel(channel, 3, 1);
+
+  // A node that never handed out offset 2 can't tell: its publish gets the old id 2. The
+  // subscriber delivered 2 already: it keeps the clash from its subscribers and moves the
+  // channel, so the next publish comes under a new epoch.
+  auto stranger = make_test_redis_broker({});
+  const std::string clash = publish_id(*stranger, channel, input("clash"));
+  EXPECT_EQ(clash, protocol::format_event_id(old_epoch, 2));
+  ASSERT_TRUE(eventually([&] { return epoch_in_redis(channel) != old_epoch; }));
+  const std::string after = publish_id(*stranger, channel, input("after"));
+  EXPECT_NE(epoch_of(after), old_epoch);
+  ASSERT_TRUE(collector.wait_for(4));
+  std::this_thread::sleep_for(100ms);  // room for the clash to show up, were it delivered
+  const auto events = collector.events();
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(offsets({events.begin(), events.begin() + 3}), range(1, 3));
+  EXPECT_EQ(events[3]->id, after);
+  for (const auto& event : events) {
+    EXPECT_EQ(event->body.find(R"("event":"clash")"), std::string::npos);
+  }
+}
+
+TEST(RedisBroker, TwoNodesNoticingTheSameRegressionMoveTheChannelOnce) {
+  auto a = make_test_redis_broker({});
+  auto b = make_test_redis_broker({});
+  const Channel channel = fresh_channel();
+  publish_id(*a, channel, input("e"));
+  publish_id(*b, channel, input("e"));
+  publish_id(*a, channel, input("e"));
+  const std::string old_epoch = epoch_of(publish_id(*b, channel, input("e")));
+  rewind_channel(channel, 4, 0);
+  auto from_a = std::async(std::launch::async, [&] { return publish_id(*a, channel, input("x")); });
+  auto from_b = std::async(std::launch::async, [&] { return publish_id(*b, channel, input("x")); });
+  const std::string id_a = from_a.get();
+  const std::string id_b = from_b.get();
+  EXPECT_NE(epoch_of(id_a), old_epoch);
+  EXPECT_EQ(epoch_of(id_a), epoch_of(id_b));
+  EXPECT_EQ(offset_of(id_a) + offset_of(id_b), 3u);  // 1 and 2, in either order
+}
+
+// Once a channel's delivery moved to a new epoch, a message of the epoch it left (held during a
+// catch-up, or sent just before a move) is older than what was delivered: it must not follow.
+TEST(RedisBroker, MessageOfTheEpochDeliveryLeftIsNotDelivered) {
+  auto server = RedisServer::start();
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  const std::string old_epoch = epoch_of(publish_id(*broker, channel, input("old")));
+  ASSERT_TRUE(collector.wait_for(1));
+  const std::string new_epoch = "0000newepoch";
+  const std::string now = std::to_string(core::unix_millis(std::chrono::system_clock::now()));
+  // The publish script's message: "<epoch> <offset> <ms> <user bytes> <event bytes>
+  // <user><event><data>".
+  const auto send = [&](const std::string& epoch, int offset, const std::string& event) {
+    const std::string payload = epoch + " " + std::to_string(offset) + " " + now + " 0 " +
+                                std::to_string(event.size()) + " " + event + "{}";
+    server->command({"PUBLISH", pubsub_name(channel), payload});
+  };
+  send(new_epoch, 1, "new");
+  ASSERT_TRUE(collector.wait_for(2));
+  send(old_epoch, 2, "stale");
+  send(new_epoch, 2, "new");
+  ASSERT_TRUE(collector.wait_for(3));
+  std::this_thread::sleep_for(100ms);  // room for the stale one to show up
+  const auto events = collector.events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[1]->id, protocol::format_event_id(new_epoch, 1));
+  EXPECT_EQ(events[2]->id, protocol::format_event_id(new_epoch, 2));
+}
+
+TEST(RedisBroker, RedisLosingEverythingStartsTheChannelOverUnderANewEpoch) {
+  auto server = RedisServer::start();
+  auto broker = make_redis_broker_or_throw(fast_options(*server));
+  const Channel channel = fresh_channel();
+  Collector collector;
+  auto subscription = subscribe(*broker, channel, collector);
+  const std::string first = publish_id(*broker, channel, input("e"));
+  publish_id(*broker, channel, input("e"));
+  ASSERT_TRUE(collector.wait_for(2));
+  ASSERT_EQ(server->command({"FLUSHALL"}), "+OK\r\n");
+  const std::string after = publish_id(*broker, channel, input("e"));
+  EXPECT_NE(epoch_of(after), epoch_of(first));
+  EXPECT_EQ(offset_of(after), 1u);
+  ASSERT_TRUE(collector.wait_for(3));
+  EXPECT_EQ(collector.events().at(2)->id, after);
+}
+
 TEST(RedisBroker, RedisDownMeansUnhealthyAndUnavailableThenRecoversWithItsData) {
   auto server = RedisServer::start();
   auto broker = make_redis_broker_or_throw(fast_options(*server));
