@@ -400,4 +400,13 @@ void SseConnection::on_closed(std::uint16_t code) {
              {"duration_ms", duration.count()}});
 }
 
+// The org's egressBytes quota paces every byte its connections on this node write.
+std::size_t SseConnection::egress_allowance(std::size_t wanted, Clock::time_point now) {
+  return ctx_.quotas ? ctx_.quotas->egress_allowance(principal_.org, wanted, now) : wanted;
+}
+
+void SseConnection::egress_spent(std::size_t bytes, Clock::time_point now) {
+  if (ctx_.quotas) ctx_.quotas->spend_egress(principal_.org, bytes, now);
+}
+
 }  // namespace sg::stream

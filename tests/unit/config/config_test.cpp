@@ -294,7 +294,7 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
   }
   // 66 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 70u);
+  EXPECT_EQ(flags_in(help).size(), 71u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {

@@ -1,0 +1,133 @@
+// Per-org fairness quotas against the real binary (issue 18): egressBytes paces what one org's
+// connections are written on a node (delayed, never dropped; another org unaffected). One
+// server for the whole file.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ms, unique, waitFor } from './support/env.mjs';
+import { promValue, publishOk } from './support/http.mjs';
+import { startServer } from './support/server.mjs';
+import { openStream } from './support/ws.mjs';
+
+const EGRESS = 2000; // --org-egress-bytes, bytes/s per org; its bucket holds one second's worth
+const OUTBOX = 65536; // --outbox-bytes: what a paced connection may fall behind by
+
+const limitsPath = (org) => `/v2/realtime/orgs/${encodeURIComponent(org)}/limits`;
+
+async function limits(server, method, org, body) {
+  const res = await fetch(`${server.httpUrl}${limitsPath(org)}`, {
+    method,
+    headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
+}
+
+const refusals = (server, quota) => promValue(server, 'streamgate_quota_refusals_total', { quota });
+
+// Records each text message's arrival time and size next to what the Client keeps.
+function timed(client) {
+  const arrivals = [];
+  client.ws.on('message', (data, isBinary) => {
+    if (!isBinary) arrivals.push({ at: Date.now(), bytes: data.length, m: JSON.parse(data.toString('utf8')) });
+  });
+  return arrivals;
+}
+
+describe(`org fairness quotas (--org-egress-bytes ${EGRESS})`, () => {
+  let server;
+  before(async () => {
+    server = await startServer({ flags: { 'org-egress-bytes': EGRESS, 'outbox-bytes': OUTBOX } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('egressBytes: an org over its rate gets every event, in order, paced; another org is not delayed', async () => {
+    const orgA = unique('ea');
+    const orgB = unique('eb');
+    const { client: a } = await openStream(server, { org: orgA, user: 'u1' });
+    const { client: b } = await openStream(server, { org: orgB, user: 'u1' });
+    const arrivalsA = timed(a);
+    const refusedBefore = (await refusals(server, 'egressBytes')) ?? 0;
+
+    // 10 events of ~1 KB: five seconds' worth of the org's rate, so at most the first ~2 KB
+    // can go out at once.
+    const count = 10;
+    for (let n = 0; n < count; n += 1) {
+      await publishOk(server, { orgId: orgA, service: 'finance', event: 'big', data: { n, pad: 'x'.repeat(1000) } });
+    }
+    await waitFor(() => arrivalsA.length >= 1, { what: "org A's first event", timeout: ms(5000) });
+    // Org B's event, published while A's are still paced, arrives before A's last one.
+    await publishOk(server, { orgId: orgB, service: 'finance', event: 'small', data: { n: 0 } });
+    const eventB = await b.nextEvent({ timeout: ms(5000) });
+    assert.equal(eventB.event, 'small');
+    const aDoneWhenBArrived = arrivalsA.length;
+    assert.ok(aDoneWhenBArrived < count, `org B's event waited for all of org A's (${aDoneWhenBArrived} of ${count})`);
+
+    await waitFor(() => arrivalsA.length >= count, { what: `org A's ${count} events`, timeout: ms(15000) });
+    assert.ok(a.isOpen, 'paced, not closed');
+    assert.deepEqual(
+      arrivalsA.map((x) => x.m.data.n),
+      [...Array(count).keys()],
+      'every event, once, in order',
+    );
+    // A bucket of EGRESS bytes refilled at EGRESS bytes/s can pass at most EGRESS + EGRESS·t
+    // bytes in t seconds: the bytes after the first event need at least this long (less a
+    // margin for the client's own scheduling of the first arrival).
+    const after1 = arrivalsA.slice(1).reduce((sum, x) => sum + x.bytes, 0);
+    const minimum = ((after1 - EGRESS) / EGRESS) * 1000 - 250;
+    const spread = arrivalsA[count - 1].at - arrivalsA[0].at;
+    assert.ok(spread >= minimum, `${after1} bytes at ${EGRESS} B/s arrived over ${spread} ms (at least ${minimum} ms)`);
+    assert.ok((await refusals(server, 'egressBytes')) > refusedBefore, 'waits counted as egressBytes refusals');
+    a.ws.close();
+    b.ws.close();
+  });
+
+  test('egressBytes: a paced client that falls more than --outbox-bytes behind is closed as a slow consumer and resumes', async () => {
+    const org = unique('es');
+    const { client } = await openStream(server, { org, user: 'u1' });
+    const slowBefore = (await promValue(server, 'streamgate_slow_consumer_closes_total')) ?? 0;
+    // A first small event, so the client has a position to resume from.
+    await publishOk(server, { orgId: org, service: 'finance', event: 'small', data: { n: -1 } });
+    await client.nextEvent();
+    // 100 KB queued at 2 KB/s: past the 64 KiB bound long before it could be written.
+    const ids = [];
+    for (let n = 0; n < 10; n += 1) {
+      ids.push(await publishOk(server, { orgId: org, service: 'finance', event: 'big', data: { n, pad: 'x'.repeat(10000) } }));
+    }
+    const closed = await client.closed;
+    assert.equal(closed.code, 4008, JSON.stringify(closed));
+    const got = client.received.filter((m) => m.type === 'event');
+    assert.ok(got.length < ids.length + 1, `${got.length} events before the close`);
+    assert.deepEqual(got.map((m) => m.data.n), [...Array(got.length).keys()].map((k) => k - 1), 'a prefix, in order');
+    assert.equal(await promValue(server, 'streamgate_slow_consumer_closes_total'), slowBefore + 1);
+    // It resumes from the last event it has, as any slow consumer does.
+    const resume = { finance: got[got.length - 1].id };
+    const { client: again, ack } = await openStream(server, { org, user: 'u1', resume });
+    assert.deepEqual(ack.resume?.finance, { recovered: true }, JSON.stringify(ack));
+    again.ws.close();
+  });
+
+  test('egressBytes override: set, read back; 0 lifts the default for that org', async () => {
+    const org = unique('eo');
+    let r = await limits(server, 'PUT', org, { egressBytes: 0 });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { egressBytes: 0 });
+    const { client } = await openStream(server, { org, user: 'u1' });
+    const arrivals = timed(client);
+    const refusedBefore = (await refusals(server, 'egressBytes')) ?? 0;
+    const count = 10;
+    for (let n = 0; n < count; n += 1) {
+      await publishOk(server, { orgId: org, service: 'finance', event: 'big', data: { n, pad: 'x'.repeat(1000) } });
+    }
+    // Five seconds of the default's rate, yet never held back.
+    await waitFor(() => arrivals.length >= count, { what: 'the unpaced events', timeout: ms(5000) });
+    assert.equal((await refusals(server, 'egressBytes')) ?? 0, refusedBefore, 'no egress wait');
+    r = await limits(server, 'PUT', org, { egressBytes: 5000, publishRate: 0 });
+    assert.deepEqual(r.json, { publishRate: 0, egressBytes: 5000 });
+    assert.equal((await limits(server, 'DELETE', org)).status, 204);
+    client.ws.close();
+  });
+});
