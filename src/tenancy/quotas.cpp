@@ -8,8 +8,8 @@ namespace sg::tenancy {
 namespace {
 
 constexpr std::array<std::string_view, kQuotaCount> kNames = {
-    "maxConnections", "maxChannels",       "publishRate",
-    "publishBurst",   "uploadBytesPerDay", "egressBytes",
+    "maxConnections",    "maxChannels", "publishRate", "publishBurst",
+    "uploadBytesPerDay", "egressBytes", "chatRate",    "chatBurst",
 };
 
 // A paced connection asks again on its worker's next tick (100 ms); it is let write once the
@@ -51,6 +51,10 @@ struct Quotas::OrgState {
   Clock::time_point refilled{};
   std::int64_t upload_day = 0;
   std::uint64_t upload_bytes = 0;
+  // The chat bucket, as the publish bucket.
+  bool chat_used = false;
+  double chat_tokens = 0;
+  Clock::time_point chat_refilled{};
   // The egress bucket, as the publish bucket: full while unused.
   bool egress_used = false;
   double egress_tokens = 0;
@@ -120,6 +124,7 @@ Quotas::SetResult Quotas::set_override(const std::string& org, const Override& o
   // sees it apply at once rather than after the old bucket refills.
   s.bucket_used = false;
   s.egress_used = false;
+  s.chat_used = false;
   if (!had) ++overrides_;
   update_egress_limited_locked();
   return SetResult::kSet;
@@ -248,6 +253,36 @@ void Quotas::return_upload_bytes(std::string_view org, std::uint64_t bytes,
   it->second->upload_bytes -= std::min(bytes, it->second->upload_bytes);
 }
 
+Decision Quotas::take_chat(std::string_view org, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  sweep_locked(now, utc_day(WallClock::now()));
+  const auto it = orgs_.find(std::string(org));
+  const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
+  const std::uint64_t rate = limit_locked(existing, Quota::kChatRate);
+  if (rate == 0) return {};
+  const std::uint64_t burst = limit_locked(existing, Quota::kChatBurst);
+  const double share = 1.0 / static_cast<double>(nodes_);
+  const double capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
+  const double refill = static_cast<double>(rate) * share;
+  OrgState& s = existing ? *it->second : state_locked(org);
+  if (!s.chat_used) {
+    s.chat_used = true;
+    s.chat_tokens = capacity;
+    s.chat_refilled = now;
+  } else if (now > s.chat_refilled) {
+    const double elapsed = std::chrono::duration<double>(now - s.chat_refilled).count();
+    s.chat_tokens = std::min(capacity, s.chat_tokens + elapsed * refill);
+    s.chat_refilled = now;
+  }
+  s.chat_tokens = std::min(s.chat_tokens, capacity);
+  if (s.chat_tokens < 1.0) {
+    const auto wait = static_cast<std::int64_t>(std::ceil((1.0 - s.chat_tokens) / refill));
+    return {false, std::max<std::int64_t>(1, wait)};
+  }
+  s.chat_tokens -= 1.0;
+  return {};
+}
+
 void Quotas::update_egress_limited_locked() {
   egress_limited_.store(options_.defaults[Quota::kEgressBytes] != 0 || egress_overrides_ != 0,
                         std::memory_order_relaxed);
@@ -326,6 +361,16 @@ std::size_t Quotas::tracked_orgs() {
 bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const {
   if (s.override_) return false;
   if (s.upload_day == day && s.upload_bytes > 0) return false;
+  if (s.chat_used) {
+    const std::uint64_t crate = limit_locked(&s, Quota::kChatRate);
+    const std::uint64_t cburst = limit_locked(&s, Quota::kChatBurst);
+    const double cshare = 1.0 / static_cast<double>(nodes_);
+    const double ccap = std::max(1.0, static_cast<double>(cburst != 0 ? cburst : crate) * cshare);
+    const double elapsed = std::chrono::duration<double>(now - s.chat_refilled).count();
+    if (crate != 0 && s.chat_tokens + elapsed * static_cast<double>(crate) * cshare < ccap) {
+      return false;
+    }
+  }
   if (s.egress_used) {
     // As the publish bucket below: an unrefilled one forgotten would be a fresh second's worth.
     const auto erate = static_cast<double>(limit_locked(&s, Quota::kEgressBytes));

@@ -28,8 +28,10 @@ enum class Quota : std::uint8_t {
   kPublishBurst,
   kUploadBytesPerDay,
   kEgressBytes,
+  kChatRate,
+  kChatBurst,
 };
-inline constexpr std::size_t kQuotaCount = 6;
+inline constexpr std::size_t kQuotaCount = 8;
 
 // The camelCase name the API, the refusals and the metrics use ("maxConnections").
 std::string_view quota_name(Quota q);
@@ -121,6 +123,11 @@ class Quotas {
   // Gives back what take_upload_bytes took for an upload that was then not created (same
   // org, bytes and UTC day; nothing after midnight, when the count started over).
   void return_upload_bytes(std::string_view org, std::uint64_t bytes, WallClock::time_point now);
+
+  // Takes one token from org's chat bucket (chatBurst messages, refilled at chatRate per
+  // second; a burst of 0 means one second's worth; with Redis each live node holds an equal
+  // share, as for publishing). Unlimited when chatRate is 0. Refused: nothing taken.
+  Decision take_chat(std::string_view org, Clock::time_point now);
 
   // Bytes `org`'s connections on this node may write now, at most `wanted`: what its
   // egressBytes bucket holds (one second's worth, refilled at egressBytes per second; per node,

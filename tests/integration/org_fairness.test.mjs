@@ -1,11 +1,12 @@
 // Per-org fairness quotas against the real binary (issue 18): egressBytes paces what one org's
-// connections are written on a node (delayed, never dropped; another org unaffected). One
-// server for the whole file.
+// connections are written on a node (delayed, never dropped; another org unaffected); chatRate
+// refuses an org's chat messages past its bucket. One server for the whole file.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
 import { promValue, publishOk } from './support/http.mjs';
+import { chatClient, expectRoomError, join, roomGetOk, say } from './support/chat.mjs';
 import { startServer } from './support/server.mjs';
 import { openStream } from './support/ws.mjs';
 
@@ -35,10 +36,12 @@ function timed(client) {
   return arrivals;
 }
 
-describe(`org fairness quotas (--org-egress-bytes ${EGRESS})`, () => {
+describe(`org fairness quotas (--org-egress-bytes ${EGRESS} --org-chat-rate 1 --org-chat-burst 2)`, () => {
   let server;
   before(async () => {
-    server = await startServer({ flags: { 'org-egress-bytes': EGRESS, 'outbox-bytes': OUTBOX } });
+    server = await startServer({
+      flags: { 'org-egress-bytes': EGRESS, 'outbox-bytes': OUTBOX, 'org-chat-rate': 1, 'org-chat-burst': 2 },
+    });
   });
   after(async () => {
     await server?.stop();
@@ -129,5 +132,39 @@ describe(`org fairness quotas (--org-egress-bytes ${EGRESS})`, () => {
     assert.deepEqual(r.json, { publishRate: 0, egressBytes: 5000 });
     assert.equal((await limits(server, 'DELETE', org)).status, 204);
     client.ws.close();
+  });
+
+  test('chatRate: past the org burst a message gets quota_exceeded, nothing stored; another org unaffected', async () => {
+    const org = unique('ch');
+    const other = unique('ch');
+    const alice = await chatClient(server, { org, user: 'alice' });
+    const bob = await chatClient(server, { org, user: 'bob' });
+    const carol = await chatClient(server, { org: other, user: 'carol' });
+    await join(alice, 'general');
+    await join(bob, 'general');
+    await join(carol, 'general');
+    const refusedBefore = (await refusals(server, 'chatRate')) ?? 0;
+    // The burst (2) is the org's, shared by its users, each far under their own --chat-burst.
+    // Sent back to back: the bucket refills one message a second, far slower than this.
+    alice.send({ type: 'message', room: 'general', text: 'one', clientMessageId: 'm1' });
+    alice.send({ type: 'message', room: 'general', text: 'two', clientMessageId: 'm2' });
+    const replies = [];
+    for (const id of ['m1', 'm2']) {
+      replies.push(await alice.next((m) => m.clientMessageId === id && (m.type === 'sent' || m.type === 'error'), { what: id }));
+    }
+    assert.deepEqual(replies.map((m) => m.type), ['sent', 'sent'], JSON.stringify(replies));
+    bob.send({ type: 'message', room: 'general', text: 'three', clientMessageId: 'm3' });
+    const refused = await expectRoomError(bob, 'general', 'quota_exceeded');
+    assert.equal(refused.clientMessageId, 'm3');
+    assert.match(refused.message, /chatRate/);
+    assert.equal(await refusals(server, 'chatRate'), refusedBefore + 1);
+    // Another org's bucket is its own; the refused message was not stored.
+    await say(carol, 'general', 'hi', 'c1');
+    const stats = await roomGetOk(server, 'general', 'stats', alice.token);
+    assert.equal(stats.messagesTotal, 2, JSON.stringify(stats));
+    assert.ok(alice.isOpen && bob.isOpen, 'the connection stays open');
+    alice.ws.close();
+    bob.ws.close();
+    carol.ws.close();
   });
 });

@@ -294,7 +294,7 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
   }
   // 66 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 71u);
+  EXPECT_EQ(flags_in(help).size(), 73u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {

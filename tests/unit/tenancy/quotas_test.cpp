@@ -201,6 +201,28 @@ TEST(Quotas, EgressOverrideAppliesAndZeroLiftsIt) {
   EXPECT_EQ(q.egress_allowance("a", 500, t0), 500u);
 }
 
+TEST(Quotas, ChatBucketIsPerOrgAndRefills) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kChatRate] = 2;
+  o.defaults[Quota::kChatBurst] = 3;
+  Quotas q(o, registry);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.take_chat("a", t0).allowed);
+  const Decision refused = q.take_chat("a", t0);
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.retry_after_seconds, 1);
+  EXPECT_TRUE(q.take_chat("b", t0).allowed);
+  // 2/s: half a second gives one message back.
+  EXPECT_TRUE(q.take_chat("a", t0 + 500ms).allowed);
+  EXPECT_FALSE(q.take_chat("a", t0 + 500ms).allowed);
+  // An override of 0 lifts it for that org.
+  Override unlimited;
+  unlimited.values[static_cast<std::size_t>(Quota::kChatRate)] = 0;
+  ASSERT_EQ(q.set_override("a", unlimited), Quotas::SetResult::kSet);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.take_chat("a", t0 + 500ms).allowed);
+}
+
 TEST(ParseOverride, AcceptsKnownQuotasAsWholeNumbers) {
   const auto p = parse_override(R"({"maxConnections":3,"publishRate":100,"uploadBytesPerDay":0})");
   ASSERT_TRUE(p.value) << p.message;
