@@ -79,6 +79,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void tick(Clock::time_point now, std::chrono::system_clock::time_point wall);
   // The node stops: close with `code` (1001). An endpoint may say more first.
   virtual void shut_down(std::uint16_t code);
+  // Connections of one group (an org, for the stream) share a turn in the worker's flush,
+  // which serves the groups round robin. Called at each flush request; cheap.
+  virtual std::uint64_t flush_group() const { return 0; }
   // Whether the drain period closes this connection (else only the final shut_down does).
   virtual bool leaves_on_drain() const { return true; }
   std::size_t worker_slot() const { return worker_slot_; }

@@ -409,4 +409,9 @@ void SseConnection::egress_spent(std::size_t bytes, Clock::time_point now) {
   if (ctx_.quotas) ctx_.quotas->spend_egress(principal_.org, bytes, now);
 }
 
+// The worker's flush takes turns by org: one org's burst can't hold back another's writes.
+std::uint64_t SseConnection::flush_group() const {
+  return std::hash<std::string>{}(principal_.org);
+}
+
 }  // namespace sg::stream

@@ -42,6 +42,7 @@ class SseConnection final : public net::WsConnection, public hub::Member {
   // hub::Member
   void deliver(const broker::EventPtr& event) override;
   void hold_overflowed() override;
+  std::uint64_t flush_group() const override;
 
  private:
   // net::WsConnection

@@ -40,6 +40,7 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   void hold_overflowed() override;
   bool cut_off(const hub::Cutoff& cut) override;
   void describe(std::string& out) const override;
+  std::uint64_t flush_group() const override;
 
  private:
   // net::WsConnection

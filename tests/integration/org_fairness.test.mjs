@@ -1,14 +1,15 @@
 // Per-org fairness quotas against the real binary (issue 18): egressBytes paces what one org's
 // connections are written on a node (delayed, never dropped; another org unaffected); chatRate
-// refuses an org's chat messages past its bucket. One server for the whole file.
+// refuses an org's chat messages past its bucket. Fair fan-out: one worker writes a small org's
+// event among another org's burst, not after it. One server per describe.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ms, unique, waitFor } from './support/env.mjs';
+import { inBatches, ms, unique, waitFor } from './support/env.mjs';
 import { promValue, publishOk } from './support/http.mjs';
 import { chatClient, expectRoomError, join, roomGetOk, say } from './support/chat.mjs';
 import { startServer } from './support/server.mjs';
-import { openStream } from './support/ws.mjs';
+import { closeAll, openStream } from './support/ws.mjs';
 
 const EGRESS = 2000; // --org-egress-bytes, bytes/s per org; its bucket holds one second's worth
 const OUTBOX = 65536; // --outbox-bytes: what a paced connection may fall behind by
@@ -166,5 +167,51 @@ describe(`org fairness quotas (--org-egress-bytes ${EGRESS} --org-chat-rate 1 --
     alice.ws.close();
     bob.ws.close();
     carol.ws.close();
+  });
+});
+
+describe('fair flush: one worker, org A with many connections, org B with one', () => {
+  let server;
+  before(async () => {
+    server = await startServer({ flags: { workers: 1 } });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test("org B's event is written among org A's burst, not after all of it", { timeout: ms(60000) }, async () => {
+    const orgA = unique('fa');
+    const orgB = unique('fb');
+    const MANY = 500; // about two flush batches (256 connections each)
+    const opened = await inBatches(Array.from({ length: MANY }, (_, k) => k), 50, (k) =>
+      openStream(server, { org: orgA, user: `u${k}` }),
+    );
+    const clients = opened.map((o) => o.client);
+    const { client: b } = await openStream(server, { org: orgB, user: 'u1' });
+    // One count over every client: the rank in which the event frames arrived.
+    let rank = 0;
+    const ranks = new Map();
+    for (const c of [...clients, b]) {
+      c.ws.on('message', (data) => {
+        if (JSON.parse(data.toString('utf8')).type === 'event') ranks.set(c, ++rank);
+      });
+    }
+    // One request: org A's event (to MANY connections), then org B's; the worker fans both out
+    // before its first flush.
+    const res = await fetch(`${server.httpUrl}/v2/realtime/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify([
+        { orgId: orgA, service: 'finance', event: 'burst', data: {} },
+        { orgId: orgB, service: 'finance', event: 'single', data: {} },
+      ]),
+    });
+    assert.equal(res.status, 200, await res.text());
+    await waitFor(() => ranks.size === MANY + 1, { what: 'every event', timeout: ms(20000) });
+    // In arrival order org B's event would be last (rank MANY + 1) if flushes ran first come,
+    // first served; round robin by org writes it in the first batch.
+    const rankB = ranks.get(b);
+    assert.ok(rankB <= MANY - 100, `org B's event arrived ${rankB}th of ${MANY + 1}`);
+    await closeAll([...clients, b]);
   });
 });
