@@ -33,6 +33,7 @@ enum class ChatError {
   kMessageTooLarge,  // text over --chat-max-bytes
   kRateLimited,      // the user's message bucket is empty (--chat-messages-per-minute)
   kUnavailable,      // the broker could not be read or written
+  kQuotaExceeded,    // the org is over its chat quota (chatRate, docs/protocol.md#org-quotas)
 };
 std::string_view to_string(ChatError e);
 constexpr const char* error_domain(ChatError) {

@@ -36,7 +36,7 @@ Registry::Registry(broker::Broker& broker, ChatOptions options, metrics::Registr
       options_(options),
       messages_(metrics.counter("streamgate_chat_messages_total",
                                 "Chat messages stored through this node (retries not counted)")) {
-  constexpr ChatError kLast = ChatError::kUnavailable;
+  constexpr ChatError kLast = ChatError::kQuotaExceeded;
   refusals_.resize(static_cast<std::size_t>(kLast) + 1, nullptr);
   for (int e = 1; e <= static_cast<int>(kLast); ++e) {
     const auto error = static_cast<ChatError>(e);

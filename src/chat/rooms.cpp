@@ -22,6 +22,8 @@ std::string_view to_string(ChatError e) {
       return "rate_limited";
     case ChatError::kUnavailable:
       return "unavailable";
+    case ChatError::kQuotaExceeded:
+      return "quota_exceeded";
   }
   return "unknown";
 }

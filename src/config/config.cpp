@@ -256,6 +256,18 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"org-upload-bytes-per-day", "BYTES", 0, kMaxQuota, "",
        "Declared bytes of the uploads one org may start per UTC day; 0 = unlimited.",
        SG_NUMERIC_FIELD(org_upload_bytes_per_day)},
+      {"org-egress-bytes", "BYTES", 0, kMaxQuota, "",
+       "Bytes per second one org's connections may be written on this node together; over it "
+       "their deliveries wait in their queues (never dropped). 0 = unlimited.",
+       SG_NUMERIC_FIELD(org_egress_bytes)},
+      {"org-chat-rate", "N", 0, kMaxQuota, "",
+       "Chat messages per second one org's users may send, sustained (token bucket; with Redis, "
+       "shared equally among the live nodes); 0 = unlimited.",
+       SG_NUMERIC_FIELD(org_chat_rate)},
+      {"org-chat-burst", "N", 0, kMaxQuota, "",
+       "Chat messages one org's users may send at once before --org-chat-rate applies; 0 = one "
+       "second's worth of the rate.",
+       SG_NUMERIC_FIELD(org_chat_burst)},
       {"org-max-overrides", "N", 1, kMaxSize, "the limits API must be able to hold one override",
        "Orgs that may have quota overrides at once; another gets 409.",
        SG_NUMERIC_FIELD(org_max_overrides)},

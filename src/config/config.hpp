@@ -140,6 +140,9 @@ struct Settings {
   std::uint64_t org_publish_rate = 0;          // --org-publish-rate: events/s per org
   std::uint64_t org_publish_burst = 0;         // --org-publish-burst: 0 = one second's rate
   std::uint64_t org_upload_bytes_per_day = 0;  // --org-upload-bytes-per-day: UTC day
+  std::uint64_t org_egress_bytes = 0;          // --org-egress-bytes: bytes/s per org, per node
+  std::uint64_t org_chat_rate = 0;             // --org-chat-rate: chat messages/s per org
+  std::uint64_t org_chat_burst = 0;            // --org-chat-burst: 0 = one second's rate
   // --org-max-overrides: orgs with an override at once; bounds the node's per-org state.
   std::size_t org_max_overrides = 10000;
 

@@ -8,6 +8,7 @@
 #include <bit>
 #include <cassert>
 #include <chrono>
+#include <deque>
 #include <map>
 
 namespace sg::hub {
@@ -18,6 +19,13 @@ namespace {
 [[maybe_unused]] constexpr std::size_t kMaxWorkers = 64;  // read by an assert only
 // Live events held for one member while its history is read, before it goes live.
 constexpr std::size_t kMaxHeldEvents = 10000;
+// Deliveries one handler makes before it yields the worker (to input, flushes, other posts).
+// At light load an event to up to this many members goes out in the turn it arrived; a larger
+// fan-out, or any while others wait, continues in later turns, round robin by org.
+constexpr std::size_t kFanoutTurn = 4096;
+// An org's share of a turn when several orgs have fan-out waiting: an event to a few members
+// waits for at most one such share of each other org's, not for all of a burst to thousands.
+constexpr std::size_t kFanoutShare = 512;
 
 bool wants(const broker::Event& event, std::string_view user) {
   return event.user.empty() || event.user == user;
@@ -60,6 +68,9 @@ struct LocalChannel {
   std::uint64_t last_offset = 0;  // newest offset seen live on this worker
   std::string epoch;              // of the newest event seen live
   std::vector<Slot> slots;
+  // While an event's fan-out spans turns (fanning): slots below `cursor` have been offered it.
+  std::uint32_t cursor = 0;
+  bool fanning = false;
   std::vector<std::uint64_t> waiting;  // attaches queued until the subscription is ready
   // Members whose `delivered` was taken from their resume position before this worker knew the
   // channel's epoch (the broker could not be read): it holds only if the epoch is theirs.
@@ -83,6 +94,19 @@ struct PendingAttach {
 
 struct Shard::Attaches {
   std::unordered_map<std::uint64_t, PendingAttach> by_id;
+};
+
+// An event whose fan-out on this worker has not finished; its progress is its channel's
+// `cursor` (a channel belongs to one org, whose events are served in order, so one at a time).
+struct Shard::FanoutTask {
+  std::shared_ptr<ChannelEntry> entry;
+  broker::EventPtr event;
+};
+
+// An org's waiting fan-out, oldest first.
+struct Shard::OrgFanout {
+  std::string org;
+  std::deque<FanoutTask> tasks;
 };
 
 struct Hub::Counters {
@@ -299,27 +323,51 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
   LocalChannel* local = entry->local[index_];
   if (local == nullptr) return;
   if (event->offset == 0) return deliver_ephemeral(*local, event);
-  const std::string_view epoch = epoch_of(event->id);
-  if (epoch != local->epoch) {
+  FanoutTask task{entry, event};
+  if (fanout_.empty()) {
+    // Nothing waiting: the whole fan-out now if it fits a turn, as it always did.
+    std::size_t budget = kFanoutTurn;
+    if (fan_out(task, budget)) return;
+  }
+  enqueue_fanout(std::move(task));
+}
+
+bool Shard::begin_event(LocalChannel& local, const broker::Event& event) {
+  const std::string_view epoch = epoch_of(event.id);
+  if (epoch != local.epoch) {
     // The broker lost the channel's history (a Redis without its data) and counts from 1 again:
     // offsets of the old epoch say nothing about the new one.
-    if (!local->epoch.empty()) {
-      local->last_offset = 0;
-      for (Slot& slot : local->slots) slot.delivered = 0;
+    if (!local.epoch.empty()) {
+      local.last_offset = 0;
+      for (Slot& slot : local.slots) slot.delivered = 0;
     }
-    for (const auto& [member, pinned] : local->pins) {
+    for (const auto& [member, pinned] : local.pins) {
       if (pinned == epoch) continue;
-      if (Member::Membership* m = find_membership(*member, local->key)) {
-        local->slots[m->slot].delivered = 0;
+      if (Member::Membership* m = find_membership(*member, local.key)) {
+        local.slots[m->slot].delivered = 0;
       }
     }
-    local->pins.clear();
-    local->epoch.assign(epoch);
+    local.pins.clear();
+    local.epoch.assign(epoch);
   }
-  if (event->offset <= local->last_offset) return;
-  local->last_offset = event->offset;
+  if (event.offset <= local.last_offset) return false;
+  local.last_offset = event.offset;
+  return true;
+}
+
+bool Shard::fan_out(FanoutTask& task, std::size_t& budget) {
+  LocalChannel* local = task.entry->local[index_];
+  if (local == nullptr) return true;  // its last member here left
+  const broker::EventPtr& event = task.event;
+  if (!local->fanning) {
+    if (!begin_event(*local, *event)) return true;
+    local->fanning = true;
+    local->cursor = 0;
+  }
   std::uint64_t delivered = 0;
-  for (Slot& slot : local->slots) {
+  while (local->cursor < local->slots.size() && budget > 0) {
+    Slot& slot = local->slots[local->cursor++];
+    --budget;
     if (event->offset <= slot.delivered || !wants(*event, slot.user)) continue;
     if (!slot.live) {
       auto it = attaches_->by_id.find(slot.attach_id);
@@ -340,8 +388,55 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
     ++delivered;
   }
   if (delivered > 0) hub_.counters_->delivered.inc(delivered);
+  if (local->cursor < local->slots.size()) return false;
+  local->fanning = false;
   const auto age = std::chrono::system_clock::now() - event->published_at;
   hub_.counters_->latency.observe(std::chrono::duration<double>(age).count());
+  return true;
+}
+
+void Shard::enqueue_fanout(FanoutTask task) {
+  const std::string& org = task.entry->channel.org;
+  OrgFanout*& queue = fanout_by_org_[org];
+  if (queue == nullptr) {
+    fanout_.push_back(std::make_unique<OrgFanout>());
+    queue = fanout_.back().get();
+    queue->org = org;
+  }
+  queue->tasks.push_back(std::move(task));
+  if (!fanout_scheduled_) {
+    fanout_scheduled_ = true;
+    hub_.posts_[index_]([this] { fan_turn(); });
+  }
+}
+
+void Shard::fan_turn() {
+  fanout_scheduled_ = false;
+  // Round robin over the orgs with fan-out waiting, a share each, until the turn's budget is
+  // spent; what is left waits behind the input that arrived meanwhile.
+  std::size_t budget = kFanoutTurn;
+  while (budget > 0 && !fanout_.empty()) {
+    if (fanout_next_ >= fanout_.size()) fanout_next_ = 0;
+    OrgFanout& queue = *fanout_[fanout_next_];
+    std::size_t share = std::min(budget, kFanoutShare);
+    budget -= share;
+    while (share > 0 && !queue.tasks.empty()) {
+      if (!fan_out(queue.tasks.front(), share)) break;
+      queue.tasks.pop_front();
+    }
+    budget += share;  // what the org did not need goes to the others
+    if (!queue.tasks.empty()) {
+      ++fanout_next_;
+      continue;
+    }
+    fanout_by_org_.erase(queue.org);
+    if (fanout_next_ + 1 != fanout_.size()) fanout_[fanout_next_] = std::move(fanout_.back());
+    fanout_.pop_back();
+  }
+  if (!fanout_.empty() && !fanout_scheduled_) {
+    fanout_scheduled_ = true;
+    hub_.posts_[index_]([this] { fan_turn(); });
+  }
 }
 
 // An ephemeral event has no offset to order or resume by: live members get it now, members
@@ -388,20 +483,30 @@ void Shard::detach_all(Member& member) {
   }
 }
 
+void Shard::move_slot(LocalChannel& local, std::uint32_t from, std::uint32_t to) {
+  local.slots[to] = local.slots[from];
+  // The moved member's membership must follow its slot.
+  Member& moved = *local.slots[to].member;
+  for (auto& m : moved.memberships()) {
+    if (m.channel == &local) m.slot = to;
+  }
+  auto it = attaches_->by_id.find(local.slots[to].attach_id);
+  if (it != attaches_->by_id.end()) it->second.slot = to;
+}
+
 void Shard::remove_slot(LocalChannel& local, std::uint32_t slot) {
   attaches_->by_id.erase(local.slots[slot].attach_id);
   std::erase_if(local.pins, [&](const auto& pin) { return pin.first == local.slots[slot].member; });
-  const auto last = static_cast<std::uint32_t>(local.slots.size() - 1);
-  if (slot != last) {
-    local.slots[slot] = local.slots[last];
-    // The moved member's membership must follow its slot.
-    Member& moved = *local.slots[slot].member;
-    for (auto& m : moved.memberships()) {
-      if (m.channel == &local) m.slot = slot;
-    }
-    auto it = attaches_->by_id.find(local.slots[slot].attach_id);
-    if (it != attaches_->by_id.end()) it->second.slot = slot;
+  if (local.fanning && slot < local.cursor) {
+    // A fan-out is under way: the hole is filled from the last slot already offered the event,
+    // so the one that fills that hole below (not yet offered it) keeps its turn.
+    const std::uint32_t offered = local.cursor - 1;
+    if (slot != offered) move_slot(local, offered, slot);
+    slot = offered;
+    --local.cursor;
   }
+  const auto last = static_cast<std::uint32_t>(local.slots.size() - 1);
+  if (slot != last) move_slot(local, last, slot);
   local.slots.pop_back();
   if (!local.slots.empty()) return;
   local.entry->local[index_] = nullptr;

@@ -143,7 +143,18 @@ class Shard {
 
  private:
   friend class Hub;
+  struct FanoutTask;
+  struct OrgFanout;
   void on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::EventPtr& event);
+  // The channel's epoch and order checks before an event's fan-out; false: already delivered.
+  bool begin_event(LocalChannel& local, const broker::Event& event);
+  // Offers the task's event to at most `budget` more members, taking what it used from the
+  // budget; true once every member was offered it (or none is left).
+  bool fan_out(FanoutTask& task, std::size_t& budget);
+  void enqueue_fanout(FanoutTask task);
+  // One turn of the waiting fan-out, round robin by org; posts the next turn if work is left.
+  void fan_turn();
+  void move_slot(LocalChannel& local, std::uint32_t from, std::uint32_t to);
   void deliver_ephemeral(LocalChannel& local, const broker::EventPtr& event);
   void on_ready(const std::shared_ptr<ChannelEntry>& entry);
   void start_attach(std::uint64_t attach_id);
@@ -164,6 +175,12 @@ class Shard {
   std::unique_ptr<Attaches> attaches_;
   // org + '\0' + user → the user's members on this worker.
   std::unordered_map<std::string, std::vector<Member*>> by_user_;
+  // Fan-out that did not fit the turn its event arrived in, per org, served round robin from
+  // fanout_next_: one org's burst to many members cannot hold back another org's event.
+  std::vector<std::unique_ptr<OrgFanout>> fanout_;
+  std::unordered_map<std::string, OrgFanout*> fanout_by_org_;
+  std::size_t fanout_next_ = 0;
+  bool fanout_scheduled_ = false;
 };
 
 struct PoolStats {

@@ -75,8 +75,38 @@ void Worker::remove(WsConnection& connection) {
 }
 
 void Worker::mark_dirty(WsConnection& connection) {
-  dirty_.push_back(connection.shared_from_this());
+  const std::uint64_t key = connection.flush_group();
+  auto [it, added] = dirty_index_.try_emplace(key, dirty_.size());
+  if (added) {
+    dirty_.push_back(DirtyGroup{key, std::move(spare_queue_), 0});
+    spare_queue_.clear();
+  }
+  dirty_[it->second].queue.push_back(connection.shared_from_this());
   if (!flush_scheduled_) post_flush();
+}
+
+bool Worker::take_dirty(std::size_t index, std::size_t room) {
+  DirtyGroup& group = dirty_[index];
+  const std::size_t end = std::min(group.queue.size(), group.head + room);
+  for (std::size_t i = group.head; i < end; ++i) flushing_.push_back(std::move(group.queue[i]));
+  group.head = end;
+  if (group.head < group.queue.size()) {
+    if (group.head > 4 * kFlushBatch && group.head * 2 > group.queue.size()) {
+      group.queue.erase(group.queue.begin(),
+                        group.queue.begin() + static_cast<std::ptrdiff_t>(group.head));
+      group.head = 0;
+    }
+    return true;
+  }
+  dirty_index_.erase(group.key);
+  group.queue.clear();
+  if (spare_queue_.capacity() < group.queue.capacity()) spare_queue_ = std::move(group.queue);
+  if (index + 1 != dirty_.size()) {
+    dirty_[index] = std::move(dirty_.back());
+    dirty_index_[dirty_[index].key] = index;
+  }
+  dirty_.pop_back();
+  return false;
 }
 
 void Worker::post_flush() {
@@ -112,17 +142,19 @@ void Worker::open_send_ring() {
 
 void Worker::flush_dirty() {
   flush_scheduled_ = false;
-  // The oldest requests first. Connections marked dirty while this batch runs (a write finished
-  // and more was queued) join the back of the queue.
-  const std::size_t end = std::min(dirty_.size(), dirty_head_ + kFlushBatch);
-  for (std::size_t i = dirty_head_; i < end; ++i) flushing_.push_back(std::move(dirty_[i]));
-  dirty_head_ = end;
-  if (dirty_head_ == dirty_.size()) {
-    dirty_.clear();
-    dirty_head_ = 0;
-  } else if (dirty_head_ > 4 * kFlushBatch && dirty_head_ * 2 > dirty_.size()) {
-    dirty_.erase(dirty_.begin(), dirty_.begin() + static_cast<std::ptrdiff_t>(dirty_head_));
-    dirty_head_ = 0;
+  // Each group's oldest requests first, the groups round robin with an equal share of the batch
+  // each (what a group does not need goes to the others). Connections marked dirty while this
+  // batch runs (a write finished and more was queued) join the back of their group's queue.
+  std::size_t room = kFlushBatch;
+  while (room > 0 && !dirty_.empty()) {
+    const std::size_t share = std::max<std::size_t>(1, room / dirty_.size());
+    for (std::size_t visits = dirty_.size(); visits > 0 && room > 0 && !dirty_.empty(); --visits) {
+      if (dirty_next_ >= dirty_.size()) dirty_next_ = 0;
+      const std::size_t before = flushing_.size();
+      const bool left = take_dirty(dirty_next_, std::min(share, room));
+      room -= flushing_.size() - before;
+      if (left) ++dirty_next_;
+    }
   }
   std::size_t next = 0;
   while (ring_ && next < flushing_.size()) {
@@ -141,7 +173,7 @@ void Worker::flush_dirty() {
   flushing_.clear();
   publish_write_counts();
   // Yield: the rest runs after what became ready meanwhile, which may add to their queues.
-  if (dirty_head_ < dirty_.size() && !flush_scheduled_) post_flush();
+  if (!dirty_.empty() && !flush_scheduled_) post_flush();
 }
 
 void Worker::close_all(std::uint16_t code) {

@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace sg::metrics {
@@ -74,6 +75,9 @@ class Worker {
   void drain_step(std::chrono::steady_clock::time_point now);
   void flush_dirty();
   void post_flush();
+  // Moves up to `room` connections of dirty_[index] into flushing_; false: the group is now
+  // empty and was removed (dirty_[index] is another group, or past the end).
+  bool take_dirty(std::size_t index, std::size_t room);
   void publish_write_counts();
   void open_send_ring();
 
@@ -94,10 +98,21 @@ class Worker {
   std::vector<char> scratch_;
   std::vector<std::shared_ptr<WsConnection>> connections_;
   std::atomic<std::size_t> connection_count_{0};
-  // Connections waiting for their flush, oldest first from dirty_head_; each at most once (its
-  // own dirty flag), so one fanned out to again before its turn sends everything in one write.
-  std::vector<std::shared_ptr<WsConnection>> dirty_;
-  std::size_t dirty_head_ = 0;
+  // Connections waiting for their flush, grouped by WsConnection::flush_group() (the org, for
+  // the stream), each group oldest first from its head; each connection at most once (its own
+  // dirty flag), so one fanned out to again before its turn sends everything in one write. A
+  // batch takes from the groups round robin: one org's burst to thousands of connections does
+  // not make another org's connection wait behind all of them.
+  struct DirtyGroup {
+    std::uint64_t key = 0;
+    std::vector<std::shared_ptr<WsConnection>> queue;
+    std::size_t head = 0;
+  };
+  std::vector<DirtyGroup> dirty_;
+  std::unordered_map<std::uint64_t, std::size_t> dirty_index_;  // group key → index in dirty_
+  std::size_t dirty_next_ = 0;  // the group the next batch starts with
+  // A drained group's queue, kept for the next group so light load allocates nothing per flush.
+  std::vector<std::shared_ptr<WsConnection>> spare_queue_;
   std::vector<std::shared_ptr<WsConnection>> flushing_;  // the batch being flushed
   std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
   bool flush_scheduled_ = false;

@@ -339,8 +339,11 @@ bool WsConnection::flush_into(SendRing& ring, std::uint32_t tag) {
     write_now();
     return true;
   }
+  const std::size_t budget = egress_budget(Clock::now());
+  if (budget == 0) return true;
   std::array<iovec, SendRing::kMaxIov> iov;
-  const std::size_t count = gather(std::span(iov).first(std::min(iov.size(), ring.iov_room())));
+  const std::size_t count =
+      gather(std::span(iov).first(std::min(iov.size(), ring.iov_room())), budget);
   if (!ring.add(socket_.native_handle(), {iov.data(), count}, tag)) write_now();
   return true;
 }
@@ -350,19 +353,33 @@ void WsConnection::on_sent(int result) {
   if (apply_write(result)) write_now();
 }
 
-std::size_t WsConnection::gather(std::span<iovec> iov) const {
+std::size_t WsConnection::egress_budget(Clock::time_point now) {
+  const std::size_t queued = outbox_.bytes() - write_offset_;
+  // A closing connection's last bytes (at most its bound, once) go unpaced: paced, the close
+  // frame could miss the close handshake's deadline and the client would see 1006, not why.
+  if (state_ != State::kOpen) return queued;
+  const std::size_t budget = egress_allowance(queued, now);
+  egress_waiting_ = budget == 0 && queued != 0;
+  return budget;
+}
+
+std::size_t WsConnection::gather(std::span<iovec> iov, std::size_t max_bytes) const {
   std::size_t count = 0;
   std::size_t offset = write_offset_;
-  for (std::size_t i = 0; i < outbox_.frames() && count + 2 <= iov.size(); ++i) {
+  for (std::size_t i = 0; i < outbox_.frames() && count + 2 <= iov.size() && max_bytes > 0; ++i) {
     const OutFrame& f = outbox_.at(i);
     if (offset < f.head_len) {
-      iov[count++] = {const_cast<char*>(f.head.data() + offset), f.head_len - offset};
+      const std::size_t n = std::min<std::size_t>(f.head_len - offset, max_bytes);
+      iov[count++] = {const_cast<char*>(f.head.data() + offset), n};
+      max_bytes -= n;
       offset = 0;
     } else {
       offset -= f.head_len;
     }
-    if (offset < f.body.size()) {
-      iov[count++] = {const_cast<char*>(f.body.data() + offset), f.body.size() - offset};
+    if (offset < f.body.size() && max_bytes > 0) {
+      const std::size_t n = std::min(f.body.size() - offset, max_bytes);
+      iov[count++] = {const_cast<char*>(f.body.data() + offset), n};
+      max_bytes -= n;
     }
     offset = 0;
   }
@@ -385,6 +402,7 @@ bool WsConnection::apply_write(long result) {
     finalize(kAbnormal);
     return false;
   }
+  if (result > 0) egress_spent(static_cast<std::size_t>(result), Clock::now());
   // Drop whole frames written; remember how far into the next one we got.
   std::size_t written = static_cast<std::size_t>(result) + write_offset_;
   std::size_t done = 0;
@@ -405,10 +423,12 @@ bool WsConnection::apply_write(long result) {
 void WsConnection::write_now() {
   const int fd = socket_.native_handle();
   while (!outbox_.empty()) {
+    const std::size_t budget = egress_budget(Clock::now());
+    if (budget == 0) return;
     std::array<iovec, kMaxIov> iov;
     msghdr msg{};
     msg.msg_iov = iov.data();
-    msg.msg_iovlen = gather(iov);
+    msg.msg_iovlen = gather(iov, budget);
     const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (!apply_write(n < 0 ? -errno : n)) return;
   }
@@ -527,6 +547,11 @@ void WsConnection::tick(Clock::time_point now, std::chrono::system_clock::time_p
   // Queue memory is kept while a connection is busy (no regrowth per write) and given back
   // once it has drained.
   if (outbox_.empty()) outbox_.release_memory();
+  // Paced by egress_allowance: the queue waited for this tick (the close frame too).
+  if (egress_waiting_ && state_ != State::kClosed) {
+    egress_waiting_ = false;
+    schedule_flush();
+  }
   switch (state_) {
     case State::kClosed:
       return;

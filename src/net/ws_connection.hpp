@@ -79,6 +79,9 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void tick(Clock::time_point now, std::chrono::system_clock::time_point wall);
   // The node stops: close with `code` (1001). An endpoint may say more first.
   virtual void shut_down(std::uint16_t code);
+  // Connections of one group (an org, for the stream) share a turn in the worker's flush,
+  // which serves the groups round robin. Called at each flush request; cheap.
+  virtual std::uint64_t flush_group() const { return 0; }
   // Whether the drain period closes this connection (else only the final shut_down does).
   virtual bool leaves_on_drain() const { return true; }
   std::size_t worker_slot() const { return worker_slot_; }
@@ -102,6 +105,14 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   virtual void on_throttled(bool /*throttled*/) {}
   // The peer broke RFC 6455; the connection closes with the codec's code.
   virtual void on_protocol_error(std::string_view /*error*/) {}
+  // Bytes of the `wanted` queued ones this connection may write now: an egress rate the
+  // endpoint shares among connections (an org's). 0: none; what is queued waits and the
+  // worker's next tick asks again. Called before each write, so it must be cheap when unlimited.
+  virtual std::size_t egress_allowance(std::size_t wanted, Clock::time_point /*now*/) {
+    return wanted;
+  }
+  // `bytes` went out on the socket (what egress_allowance rations).
+  virtual void egress_spent(std::size_t /*bytes*/, Clock::time_point /*now*/) {}
 
   Worker& worker() const { return worker_; }
   const WsOptions& options() const { return options_; }
@@ -148,7 +159,10 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   void discard_input();
   void schedule_flush();
   bool begin_flush();  // false: nothing to write now (closed, closing as slow, or blocked)
-  std::size_t gather(std::span<iovec> iov) const;
+  // At most `max_bytes` (a cut inside a frame is finished by a later write).
+  std::size_t gather(std::span<iovec> iov, std::size_t max_bytes) const;
+  // What egress_allowance lets out of the queue now; 0 sets egress_waiting_.
+  std::size_t egress_budget(Clock::time_point now);
   bool apply_write(long result);  // true when writing may go on now
   void write_now();
   void on_writable(const boost::system::error_code& ec);
@@ -180,7 +194,8 @@ class WsConnection : public std::enable_shared_from_this<WsConnection> {
   // Replies took the outbox over its limit: no reading until it drains, the slow-consumer close
   // if it doesn't within the grace.
   bool throttled_ = false;
-  bool lingering_ = false;  // our close frame and FIN are out; input is read and dropped
+  bool lingering_ = false;       // our close frame and FIN are out; input is read and dropped
+  bool egress_waiting_ = false;  // egress_allowance said 0: the next tick flushes again
   std::uint16_t close_code_ = 0;
   std::size_t worker_slot_ = 0;
   std::size_t lingered_bytes_ = 0;

@@ -65,6 +65,9 @@ tenancy::QuotaOptions quota_options(const config::Settings& s) {
   o.defaults[tenancy::Quota::kPublishRate] = s.org_publish_rate;
   o.defaults[tenancy::Quota::kPublishBurst] = s.org_publish_burst;
   o.defaults[tenancy::Quota::kUploadBytesPerDay] = s.org_upload_bytes_per_day;
+  o.defaults[tenancy::Quota::kEgressBytes] = s.org_egress_bytes;
+  o.defaults[tenancy::Quota::kChatRate] = s.org_chat_rate;
+  o.defaults[tenancy::Quota::kChatBurst] = s.org_chat_burst;
   o.max_overrides = s.org_max_overrides;
   return o;
 }

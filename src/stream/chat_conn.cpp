@@ -3,6 +3,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
+#include "tenancy/tenancy.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -251,6 +252,15 @@ void ChatConn::send(const protocol::ChatSend& m) {
     return;
   }
   const std::string& user = host_.principal().user;
+  // The org's quota before the user's bucket, so a refusal for the org costs the user nothing.
+  if (ctx_.quotas &&
+      !ctx_.quotas->take_chat(host_.principal().org, std::chrono::steady_clock::now()).allowed) {
+    ctx_.quotas->count_refusal(tenancy::Quota::kChatRate);
+    refuse(chat::ChatError::kQuotaExceeded,
+           "this org is over its chatRate quota (docs/protocol.md#org-quotas)", m.room,
+           m.client_message_id);
+    return;
+  }
   if (!ctx_.chat->take_message_token(host_.principal().org, user,
                                      std::chrono::steady_clock::now())) {
     refuse(chat::ChatError::kRateLimited,

@@ -400,4 +400,18 @@ void SseConnection::on_closed(std::uint16_t code) {
              {"duration_ms", duration.count()}});
 }
 
+// The org's egressBytes quota paces every byte its connections on this node write.
+std::size_t SseConnection::egress_allowance(std::size_t wanted, Clock::time_point now) {
+  return ctx_.quotas ? ctx_.quotas->egress_allowance(principal_.org, wanted, now) : wanted;
+}
+
+void SseConnection::egress_spent(std::size_t bytes, Clock::time_point now) {
+  if (ctx_.quotas) ctx_.quotas->spend_egress(principal_.org, bytes, now);
+}
+
+// The worker's flush takes turns by org: one org's burst can't hold back another's writes.
+std::uint64_t SseConnection::flush_group() const {
+  return std::hash<std::string>{}(principal_.org);
+}
+
 }  // namespace sg::stream

@@ -42,6 +42,7 @@ class SseConnection final : public net::WsConnection, public hub::Member {
   // hub::Member
   void deliver(const broker::EventPtr& event) override;
   void hold_overflowed() override;
+  std::uint64_t flush_group() const override;
 
  private:
   // net::WsConnection
@@ -51,6 +52,8 @@ class SseConnection final : public net::WsConnection, public hub::Member {
   void on_closed(std::uint16_t code) override;
   void on_written() override;
   void on_slow_consumer(std::string_view cause) override;
+  std::size_t egress_allowance(std::size_t wanted, Clock::time_point now) override;
+  void egress_spent(std::size_t bytes, Clock::time_point now) override;
 
   void read_head(std::size_t index);
   void on_head(std::size_t index, const Result<broker::History>& head);

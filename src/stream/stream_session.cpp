@@ -452,4 +452,18 @@ void StreamSession::on_tick(Clock::time_point now, std::chrono::system_clock::ti
   notice_expiry(wall);
 }
 
+// The org's egressBytes quota paces every byte its connections on this node write.
+std::size_t StreamSession::egress_allowance(std::size_t wanted, Clock::time_point now) {
+  return ctx_.quotas ? ctx_.quotas->egress_allowance(principal_.org, wanted, now) : wanted;
+}
+
+void StreamSession::egress_spent(std::size_t bytes, Clock::time_point now) {
+  if (ctx_.quotas) ctx_.quotas->spend_egress(principal_.org, bytes, now);
+}
+
+// The worker's flush takes turns by org: one org's burst can't hold back another's writes.
+std::uint64_t StreamSession::flush_group() const {
+  return std::hash<std::string>{}(principal_.org);
+}
+
 }  // namespace sg::stream

@@ -40,6 +40,7 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   void hold_overflowed() override;
   bool cut_off(const hub::Cutoff& cut) override;
   void describe(std::string& out) const override;
+  std::uint64_t flush_group() const override;
 
  private:
   // net::WsConnection
@@ -51,6 +52,8 @@ class StreamSession final : public net::WsConnection, public hub::Member, privat
   void on_slow_consumer(std::string_view cause) override;
   void on_throttled(bool throttled) override;
   void on_protocol_error(std::string_view error) override;
+  std::size_t egress_allowance(std::size_t wanted, Clock::time_point now) override;
+  void egress_spent(std::size_t bytes, Clock::time_point now) override;
 
   // ChatHost
   const auth::Principal& principal() const override { return principal_; }

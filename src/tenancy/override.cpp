@@ -48,10 +48,13 @@ ParsedOverride parse_override(std::string_view json) {
   for (const auto& [key, value] : *object) {
     const auto quota = quota_from_name(key);
     if (!quota) {
-      return refused("unknown_field", std::string(key),
-                     "unknown quota " + std::string(key) +
-                         " (maxConnections, maxChannels, publishRate, publishBurst, "
-                         "uploadBytesPerDay)");
+      std::string message = "unknown quota " + std::string(key) + " (";
+      for (std::size_t i = 0; i < kQuotaCount; ++i) {
+        if (i > 0) message += ", ";
+        message += quota_name(static_cast<Quota>(i));
+      }
+      message += ')';
+      return refused("unknown_field", std::string(key), std::move(message));
     }
     const auto number = quota_value(value);
     if (!number) {

@@ -8,8 +8,14 @@ namespace sg::tenancy {
 namespace {
 
 constexpr std::array<std::string_view, kQuotaCount> kNames = {
-    "maxConnections", "maxChannels", "publishRate", "publishBurst", "uploadBytesPerDay",
+    "maxConnections",    "maxChannels", "publishRate", "publishBurst",
+    "uploadBytesPerDay", "egressBytes", "chatRate",    "chatBurst",
 };
+
+// A paced connection asks again on its worker's next tick (100 ms); it is let write once the
+// bucket holds this share of a second's worth (or all it wants), half a tick's refill, so it
+// writes in chunks rather than a few bytes at a time and a late tick does not skip a turn.
+constexpr double kEgressChunk = 0.05;
 
 // A sweep walks every org under the lock; once a second keeps it off the publish path's cost.
 constexpr auto kSweepEvery = std::chrono::seconds(1);
@@ -45,9 +51,18 @@ struct Quotas::OrgState {
   Clock::time_point refilled{};
   std::int64_t upload_day = 0;
   std::uint64_t upload_bytes = 0;
+  // The chat bucket, as the publish bucket.
+  bool chat_used = false;
+  double chat_tokens = 0;
+  Clock::time_point chat_refilled{};
+  // The egress bucket, as the publish bucket: full while unused.
+  bool egress_used = false;
+  double egress_tokens = 0;
+  Clock::time_point egress_refilled{};
 };
 
 Quotas::Quotas(QuotaOptions options, metrics::Registry& metrics) : options_(options) {
+  update_egress_limited_locked();
   for (std::size_t i = 0; i < kQuotaCount; ++i) {
     refusals_[i] = &metrics.counter("streamgate_quota_refusals_total",
                                     "Requests refused because an org was over a quota, by quota",
@@ -98,11 +113,20 @@ Quotas::SetResult Quotas::set_override(const std::string& org, const Override& o
   const bool had = it != orgs_.end() && it->second->override_;
   if (!had && overrides_ >= options_.max_overrides) return SetResult::kTooManyOverrides;
   OrgState& s = state_locked(org);
+  if (had && s.override_->values[static_cast<std::size_t>(Quota::kEgressBytes)].value_or(0) != 0) {
+    --egress_overrides_;
+  }
   s.override_ = o;
+  if (o.values[static_cast<std::size_t>(Quota::kEgressBytes)].value_or(0) != 0) {
+    ++egress_overrides_;
+  }
   // New limits start with a full bucket of the new size, so an operator who raises a quota
   // sees it apply at once rather than after the old bucket refills.
   s.bucket_used = false;
+  s.egress_used = false;
+  s.chat_used = false;
   if (!had) ++overrides_;
+  update_egress_limited_locked();
   return SetResult::kSet;
 }
 
@@ -117,8 +141,14 @@ bool Quotas::remove_override(std::string_view org) {
   std::lock_guard lock(mu_);
   const auto it = orgs_.find(std::string(org));
   if (it == orgs_.end() || !it->second->override_) return false;
+  if (it->second->override_->values[static_cast<std::size_t>(Quota::kEgressBytes)].value_or(0) !=
+      0) {
+    --egress_overrides_;
+  }
   it->second->override_.reset();
+  it->second->egress_used = false;
   --overrides_;
+  update_egress_limited_locked();
   forget_if_idle_locked(org, Clock::now(), utc_day(WallClock::now()));
   return true;
 }
@@ -223,6 +253,88 @@ void Quotas::return_upload_bytes(std::string_view org, std::uint64_t bytes,
   it->second->upload_bytes -= std::min(bytes, it->second->upload_bytes);
 }
 
+Decision Quotas::take_chat(std::string_view org, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  sweep_locked(now, utc_day(WallClock::now()));
+  const auto it = orgs_.find(std::string(org));
+  const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
+  const std::uint64_t rate = limit_locked(existing, Quota::kChatRate);
+  if (rate == 0) return {};
+  const std::uint64_t burst = limit_locked(existing, Quota::kChatBurst);
+  const double share = 1.0 / static_cast<double>(nodes_);
+  const double capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
+  const double refill = static_cast<double>(rate) * share;
+  OrgState& s = existing ? *it->second : state_locked(org);
+  if (!s.chat_used) {
+    s.chat_used = true;
+    s.chat_tokens = capacity;
+    s.chat_refilled = now;
+  } else if (now > s.chat_refilled) {
+    const double elapsed = std::chrono::duration<double>(now - s.chat_refilled).count();
+    s.chat_tokens = std::min(capacity, s.chat_tokens + elapsed * refill);
+    s.chat_refilled = now;
+  }
+  s.chat_tokens = std::min(s.chat_tokens, capacity);
+  if (s.chat_tokens < 1.0) {
+    const auto wait = static_cast<std::int64_t>(std::ceil((1.0 - s.chat_tokens) / refill));
+    return {false, std::max<std::int64_t>(1, wait)};
+  }
+  s.chat_tokens -= 1.0;
+  return {};
+}
+
+void Quotas::update_egress_limited_locked() {
+  egress_limited_.store(options_.defaults[Quota::kEgressBytes] != 0 || egress_overrides_ != 0,
+                        std::memory_order_relaxed);
+}
+
+Quotas::OrgState* Quotas::egress_bucket_locked(std::string_view org, Clock::time_point now,
+                                               double& rate) {
+  const auto it = orgs_.find(std::string(org));
+  const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
+  rate = static_cast<double>(limit_locked(existing, Quota::kEgressBytes));
+  if (rate == 0) return nullptr;
+  OrgState& s = existing ? *it->second : state_locked(org);
+  if (!s.egress_used) {
+    s.egress_used = true;
+    s.egress_tokens = rate;
+    s.egress_refilled = now;
+  } else if (now > s.egress_refilled) {
+    const double elapsed = std::chrono::duration<double>(now - s.egress_refilled).count();
+    s.egress_tokens = std::min(rate, s.egress_tokens + elapsed * rate);
+    s.egress_refilled = now;
+  }
+  s.egress_tokens = std::min(s.egress_tokens, rate);  // an override may have shrunk it
+  return &s;
+}
+
+std::size_t Quotas::egress_allowance(std::string_view org, std::size_t wanted,
+                                     Clock::time_point now) {
+  // Every connection's flush asks: nothing but this load while no org has an egress limit.
+  if (!egress_limited_.load(std::memory_order_relaxed) || wanted == 0) return wanted;
+  std::lock_guard lock(mu_);
+  sweep_locked(now, utc_day(WallClock::now()));
+  double rate = 0;
+  OrgState* s = egress_bucket_locked(org, now, rate);
+  if (s == nullptr) return wanted;
+  const double chunk = std::max(1.0, std::min(static_cast<double>(wanted), rate * kEgressChunk));
+  if (s->egress_tokens < chunk) {
+    refusals_[static_cast<std::size_t>(Quota::kEgressBytes)]->inc();
+    return 0;
+  }
+  return static_cast<std::size_t>(
+      std::min(static_cast<double>(wanted), std::floor(s->egress_tokens)));
+}
+
+void Quotas::spend_egress(std::string_view org, std::size_t bytes, Clock::time_point now) {
+  if (!egress_limited_.load(std::memory_order_relaxed) || bytes == 0) return;
+  std::lock_guard lock(mu_);
+  double rate = 0;
+  if (OrgState* s = egress_bucket_locked(org, now, rate)) {
+    s->egress_tokens -= static_cast<double>(bytes);
+  }
+}
+
 void Quotas::set_cluster_view(std::size_t nodes,
                               std::unordered_map<std::string, std::uint64_t> remote_connections) {
   std::lock_guard lock(mu_);
@@ -249,6 +361,22 @@ std::size_t Quotas::tracked_orgs() {
 bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const {
   if (s.override_) return false;
   if (s.upload_day == day && s.upload_bytes > 0) return false;
+  if (s.chat_used) {
+    const std::uint64_t crate = limit_locked(&s, Quota::kChatRate);
+    const std::uint64_t cburst = limit_locked(&s, Quota::kChatBurst);
+    const double cshare = 1.0 / static_cast<double>(nodes_);
+    const double ccap = std::max(1.0, static_cast<double>(cburst != 0 ? cburst : crate) * cshare);
+    const double elapsed = std::chrono::duration<double>(now - s.chat_refilled).count();
+    if (crate != 0 && s.chat_tokens + elapsed * static_cast<double>(crate) * cshare < ccap) {
+      return false;
+    }
+  }
+  if (s.egress_used) {
+    // As the publish bucket below: an unrefilled one forgotten would be a fresh second's worth.
+    const auto erate = static_cast<double>(limit_locked(&s, Quota::kEgressBytes));
+    const double elapsed = std::chrono::duration<double>(now - s.egress_refilled).count();
+    if (erate != 0 && s.egress_tokens + elapsed * erate < erate) return false;
+  }
   if (!s.bucket_used) return true;
   const std::uint64_t rate = limit_locked(&s, Quota::kPublishRate);
   if (rate == 0) return true;

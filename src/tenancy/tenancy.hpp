@@ -8,6 +8,7 @@
 #include "metrics/metrics.hpp"
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -26,8 +27,11 @@ enum class Quota : std::uint8_t {
   kPublishRate,
   kPublishBurst,
   kUploadBytesPerDay,
+  kEgressBytes,
+  kChatRate,
+  kChatBurst,
 };
-inline constexpr std::size_t kQuotaCount = 5;
+inline constexpr std::size_t kQuotaCount = 8;
 
 // The camelCase name the API, the refusals and the metrics use ("maxConnections").
 std::string_view quota_name(Quota q);
@@ -120,6 +124,21 @@ class Quotas {
   // org, bytes and UTC day; nothing after midnight, when the count started over).
   void return_upload_bytes(std::string_view org, std::uint64_t bytes, WallClock::time_point now);
 
+  // Takes one token from org's chat bucket (chatBurst messages, refilled at chatRate per
+  // second; a burst of 0 means one second's worth; with Redis each live node holds an equal
+  // share, as for publishing). Unlimited when chatRate is 0. Refused: nothing taken.
+  Decision take_chat(std::string_view org, Clock::time_point now);
+
+  // Bytes `org`'s connections on this node may write now, at most `wanted`: what its
+  // egressBytes bucket holds (one second's worth, refilled at egressBytes per second; per node,
+  // not shared among nodes). `wanted` when the org is unlimited, without a lock while no org has
+  // the quota. 0 (counted as a refusal): nothing until the bucket has refilled a little; the
+  // caller keeps what it queued and asks again later. Any thread (the workers' flushes).
+  std::size_t egress_allowance(std::string_view org, std::size_t wanted, Clock::time_point now);
+  // Takes `bytes` the org's connection wrote from its bucket. Writes on several workers may
+  // take it below zero; later allowances wait for that too, so the rate holds over time.
+  void spend_egress(std::string_view org, std::size_t bytes, Clock::time_point now);
+
   // What the other nodes sharing the broker report (their metrics snapshots): how many nodes
   // are live, this one included, and each org's connections on the others. The connection
   // quota is checked against local + remote; the publish bucket of each node is the org's
@@ -146,12 +165,19 @@ class Quotas {
   // Refills org's bucket to `now` and returns it with its capacity; null when unlimited.
   OrgState* bucket_locked(std::string_view org, Clock::time_point now, double& capacity,
                           std::uint64_t& rate);
+  // Refills org's egress bucket to `now` and returns it with its rate; null when unlimited.
+  OrgState* egress_bucket_locked(std::string_view org, Clock::time_point now, double& rate);
+  // Whether some org may have an egress limit (the default, or an override naming one).
+  void update_egress_limited_locked();
 
   QuotaOptions options_;
   std::array<metrics::Counter*, kQuotaCount> refusals_{};
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<OrgState>> orgs_;
   std::size_t overrides_ = 0;
+  std::size_t egress_overrides_ = 0;  // overrides with a nonzero egressBytes
+  // False while no org can have an egress limit: egress_allowance answers without the lock.
+  std::atomic<bool> egress_limited_{false};
   Clock::time_point last_sweep_{};
   std::size_t nodes_ = 1;
   std::unordered_map<std::string, std::uint64_t> remote_connections_;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -503,6 +504,83 @@ TEST(HubSignals, ReachLiveMembersOnlyAndLeaveOffsetsAlone) {
   EXPECT_EQ(joining.offsets, (std::vector<std::uint64_t>{7, 8}));
   hub.shard(0).detach_all(live);
   hub.shard(0).detach_all(joining);
+}
+
+// A member that notes when each delivery came, in one count shared by all the members.
+struct Sequenced : Member {
+  std::string user;
+  std::uint64_t* clock = nullptr;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> got;  // (offset, when)
+  void deliver(const broker::EventPtr& event) override {
+    got.emplace_back(event->offset, ++*clock);
+  }
+};
+
+// Attaches `members` to `ch` on worker 0 and makes them live.
+void join_all(Hub& hub, std::vector<Sequenced>& members, const broker::Channel& ch,
+              const std::function<void()>& drain) {
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    members[i].user = "u";
+    members[i].user += std::to_string(i);
+    hub.shard(0).attach(members[i], members[i].user, ch, std::nullopt, [](AttachResult) {});
+  }
+  drain();
+  for (auto& m : members) hub.shard(0).go_live(m, ch);
+}
+
+TEST_F(HubTest, FanOutServesAnotherOrgBetweenSharesOfABurst) {
+  std::uint64_t clock = 0;
+  std::vector<Sequenced> big(10000);
+  for (auto& m : big) m.clock = &clock;
+  std::vector<Sequenced> small(1);
+  small[0].clock = &clock;
+  const broker::Channel a{"A", "finance"};
+  const broker::Channel b{"B", "finance"};
+  join_all(*hub_, big, a, [this] { drain(); });
+  join_all(*hub_, small, b, [this] { drain(); });
+  // Three events to 10,000 members, then one to org B's member, all waiting on the worker.
+  for (int i = 0; i < 3; ++i) publish("A", "finance");
+  publish("B", "finance");
+  drain();
+  // Org B's event went out after a share of org A's work, not after all 30,000 deliveries.
+  ASSERT_EQ(small[0].got.size(), 1u);
+  EXPECT_LT(small[0].got[0].second, 10000u);
+  for (const auto& m : big) {
+    ASSERT_EQ(m.got.size(), 3u);
+    EXPECT_EQ(m.got[0].first, 1u);
+    EXPECT_EQ(m.got[1].first, 2u);
+    EXPECT_EQ(m.got[2].first, 3u);
+  }
+  for (auto& m : big) hub_->shard(0).detach_all(m);
+  hub_->shard(0).detach_all(small[0]);
+}
+
+TEST_F(HubTest, LeavingDuringASpreadFanOutMakesNobodyMissTheEvent) {
+  std::uint64_t clock = 0;
+  std::vector<Sequenced> members(6000);
+  for (auto& m : members) m.clock = &clock;
+  const broker::Channel a{"A", "finance"};
+  join_all(*hub_, members, a, [this] { drain(); });
+  publish("A", "finance");
+  // Only the event's first turn: part of the members have it, the rest wait for the next turn.
+  auto& queue = loops_[0].queue;
+  ASSERT_FALSE(queue.empty());
+  auto first = std::move(queue.front());
+  queue.pop_front();
+  first();
+  std::size_t offered = 0;
+  for (const auto& m : members) offered += m.got.size();
+  ASSERT_GT(offered, 0u);
+  ASSERT_LT(offered, members.size());
+  // Members leave on both sides of where the fan-out stopped.
+  const std::vector<std::size_t> leaving = {10, 20, offered - 1, offered + 5, members.size() - 1};
+  for (std::size_t i : leaving) hub_->shard(0).detach_all(members[i]);
+  drain();
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    if (std::find(leaving.begin(), leaving.end(), i) != leaving.end()) continue;
+    ASSERT_EQ(members[i].got.size(), 1u) << "member " << i;
+  }
+  for (auto& m : members) hub_->shard(0).detach_all(m);
 }
 
 }  // namespace

@@ -151,6 +151,78 @@ TEST(Quotas, RefusalsAreCountedByQuota) {
             std::string::npos);
 }
 
+TEST(Quotas, EgressIsUnlimitedWithoutTheQuota) {
+  metrics::Registry registry;
+  Quotas q(options(0, 0), registry);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  EXPECT_EQ(q.egress_allowance("a", 1u << 30, t0), 1u << 30);
+  q.spend_egress("a", 1u << 30, t0);
+  EXPECT_EQ(q.egress_allowance("a", 1u << 30, t0), 1u << 30);
+  EXPECT_EQ(q.tracked_orgs(), 0u);
+}
+
+TEST(Quotas, EgressBucketHoldsOneSecondAndRefills) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kEgressBytes] = 1000;
+  Quotas q(o, registry);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  // A full bucket: all of a small queue, a second's worth of a large one.
+  EXPECT_EQ(q.egress_allowance("a", 300, t0), 300u);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0), 1000u);
+  q.spend_egress("a", 1000, t0);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0), 0u);
+  // Another org has its own bucket.
+  EXPECT_EQ(q.egress_allowance("b", 5000, t0), 1000u);
+  // Refilled at 1000 B/s; a chunk (50 ms of the rate) before anything is let out.
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 20ms), 0u);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 100ms), 100u);
+  // Writes on several workers may overdraw it; the overdraft is waited out too.
+  q.spend_egress("a", 600, t0 + 100ms);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 500ms), 0u);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 1s), 400u);
+}
+
+TEST(Quotas, EgressOverrideAppliesAndZeroLiftsIt) {
+  metrics::Registry registry;
+  Quotas q(options(0, 0), registry);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  Override o;
+  o.values[static_cast<std::size_t>(Quota::kEgressBytes)] = 100;
+  ASSERT_EQ(q.set_override("a", o), Quotas::SetResult::kSet);
+  EXPECT_EQ(q.egress_allowance("a", 500, t0), 100u);
+  EXPECT_EQ(q.egress_allowance("b", 500, t0), 500u);
+  o.values[static_cast<std::size_t>(Quota::kEgressBytes)] = 0;
+  ASSERT_EQ(q.set_override("a", o), Quotas::SetResult::kSet);
+  EXPECT_EQ(q.egress_allowance("a", 500, t0), 500u);
+  o.values[static_cast<std::size_t>(Quota::kEgressBytes)] = 100;
+  ASSERT_EQ(q.set_override("a", o), Quotas::SetResult::kSet);
+  EXPECT_TRUE(q.remove_override("a"));
+  EXPECT_EQ(q.egress_allowance("a", 500, t0), 500u);
+}
+
+TEST(Quotas, ChatBucketIsPerOrgAndRefills) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kChatRate] = 2;
+  o.defaults[Quota::kChatBurst] = 3;
+  Quotas q(o, registry);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.take_chat("a", t0).allowed);
+  const Decision refused = q.take_chat("a", t0);
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.retry_after_seconds, 1);
+  EXPECT_TRUE(q.take_chat("b", t0).allowed);
+  // 2/s: half a second gives one message back.
+  EXPECT_TRUE(q.take_chat("a", t0 + 500ms).allowed);
+  EXPECT_FALSE(q.take_chat("a", t0 + 500ms).allowed);
+  // An override of 0 lifts it for that org.
+  Override unlimited;
+  unlimited.values[static_cast<std::size_t>(Quota::kChatRate)] = 0;
+  ASSERT_EQ(q.set_override("a", unlimited), Quotas::SetResult::kSet);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(q.take_chat("a", t0 + 500ms).allowed);
+}
+
 TEST(ParseOverride, AcceptsKnownQuotasAsWholeNumbers) {
   const auto p = parse_override(R"({"maxConnections":3,"publishRate":100,"uploadBytesPerDay":0})");
   ASSERT_TRUE(p.value) << p.message;
