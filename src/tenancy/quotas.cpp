@@ -123,6 +123,39 @@ bool Quotas::remove_override(std::string_view org) {
   return true;
 }
 
+void Quotas::replace_overrides(const std::unordered_map<std::string, Override>& all,
+                               const std::string& version) {
+  std::lock_guard lock(mu_);
+  overrides_version_ = version;
+  const auto now = Clock::now();
+  const auto day = utc_day(WallClock::now());
+  std::vector<std::string> dropped;
+  for (auto& [org, state] : orgs_) {
+    if (state->override_ && !all.contains(org)) {
+      state->override_.reset();
+      --overrides_;
+      dropped.push_back(org);
+    }
+  }
+  for (const std::string& org : dropped) forget_if_idle_locked(org, now, day);
+  for (const auto& [org, o] : all) {
+    if (o.empty()) continue;
+    auto it = orgs_.find(org);
+    const bool had = it != orgs_.end() && it->second->override_;
+    if (had && *it->second->override_ == o) continue;
+    if (!had && overrides_ >= options_.max_overrides) continue;
+    OrgState& s = state_locked(org);
+    s.override_ = o;
+    s.bucket_used = false;
+    if (!had) ++overrides_;
+  }
+}
+
+std::string Quotas::overrides_version() const {
+  std::lock_guard lock(mu_);
+  return overrides_version_;
+}
+
 std::size_t Quotas::overrides() const {
   std::lock_guard lock(mu_);
   return overrides_;

@@ -98,6 +98,13 @@ class Quotas {
   std::optional<Override> override_of(std::string_view org) const;
   bool remove_override(std::string_view org);  // false when there was none
   std::size_t overrides() const;
+  // Makes `all` the overrides, as loaded from the cluster's store: orgs not in it lose theirs,
+  // an org whose override changed gets a full bucket, the others keep theirs. At most
+  // --org-max-overrides are taken (the store holds no more).
+  // `version` is the store's, kept for overrides_version() (empty until the first load).
+  void replace_overrides(const std::unordered_map<std::string, Override>& all,
+                         const std::string& version);
+  std::string overrides_version() const;
 
   // Takes `events` tokens from org's publish bucket (publishBurst tokens, refilled at
   // publishRate per second; a burst of 0 means one second's worth). All or nothing: a batch
@@ -152,6 +159,7 @@ class Quotas {
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::unique_ptr<OrgState>> orgs_;
   std::size_t overrides_ = 0;
+  std::string overrides_version_;
   Clock::time_point last_sweep_{};
   std::size_t nodes_ = 1;
   std::unordered_map<std::string, std::uint64_t> remote_connections_;
