@@ -1,11 +1,12 @@
-// tenancy: per-org quotas. The limits (defaults from the --org-* flags, per-org overrides set
-// through PUT /v2/realtime/orgs/{orgId}/limits), the publish token buckets, the daily upload
-// bytes, and the refusal counters. One Quotas per node, built by the server before the workers
-// start; every member is thread-safe (one mutex, held for a lookup and a little arithmetic),
-// called from workers, the upload thread and broker threads.
+// tenancy: per-org quotas and usage metering (usage.hpp). The limits (defaults from the --org-*
+// flags, per-org overrides set through PUT /v2/realtime/orgs/{orgId}/limits), the publish token
+// buckets, the daily upload bytes, and the refusal counters. One Quotas per node, built by the
+// server before the workers start; every member is thread-safe (one mutex, held for a lookup and a
+// little arithmetic), called from workers, the upload thread and broker threads.
 #pragma once
 
 #include "metrics/metrics.hpp"
+#include "tenancy/usage.hpp"
 
 #include <array>
 #include <chrono>

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 66 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
+  // 70 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 70u);
+  EXPECT_EQ(flags_in(help).size(), 74u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
