@@ -4,6 +4,7 @@
 #include "api/cluster_api.hpp"
 #include "api/control_api.hpp"
 #include "api/org_limits_api.hpp"
+#include "api/usage_api.hpp"
 #include "auth/auth.hpp"
 #include "chat/chat.hpp"
 #include "core/core.hpp"
@@ -203,6 +204,10 @@ void publish(Context& ctx, metrics::Histogram& latency, const HttpRequest& req, 
                          if (!result) return reply(broker_rejected(ctx, org, service, 1));
                          latency.observe(seconds_since(received));
                          ctx.metrics->events_published.inc(result->duplicate ? 0 : 1);
+                         if (ctx.usage != nullptr && !result->duplicate) {
+                           ctx.usage->add(org, tenancy::UsageField::kEventsPublished, 1,
+                                          tenancy::UsageClock::now());
+                         }
                          std::string body = "{\"id\":";
                          protocol::append_json_string(body, result->id);
                          body += "}";
@@ -224,11 +229,17 @@ void publish(Context& ctx, metrics::Histogram& latency, const HttpRequest& req, 
     auto& item = parsed->items[i];
     broker::PublishInput input{std::move(item.event), std::move(item.data), std::move(item.user),
                                std::move(item.event_key)};
+    std::string org = item.org;
     ctx.broker.publish(broker::Channel{std::move(item.org), std::move(item.service)},
-                       std::move(input), [batch, i](Result<broker::PublishResult> result) {
+                       std::move(input),
+                       [batch, i, org = std::move(org)](Result<broker::PublishResult> result) {
                          if (result) {
                            batch->ids[i] = result->id;
                            if (!result->duplicate) batch->fresh.fetch_add(1);
+                           if (!result->duplicate && batch->ctx->usage != nullptr) {
+                             batch->ctx->usage->add(org, tenancy::UsageField::kEventsPublished, 1,
+                                                    tenancy::UsageClock::now());
+                           }
                          } else {
                            batch->failed = true;
                          }
@@ -286,6 +297,7 @@ void add_routes(net::HttpRoutes& routes, Context& ctx) {
     });
   }
   add_org_limits_routes(routes, ctx);
+  add_usage_routes(routes, ctx);
   if (ctx.hub != nullptr) start_control(ctx);
 }
 

@@ -1,6 +1,7 @@
 #include "api/org_limits_api.hpp"
 
 #include "auth/auth.hpp"
+#include "broker/broker.hpp"
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
@@ -52,50 +53,100 @@ HttpResponse refused_body(const tenancy::ParsedOverride& p) {
   return r;
 }
 
-HttpResponse handle(Context& ctx, const HttpRequest& req) {
+HttpResponse store_unavailable() {
+  return json_error(503, "broker_unavailable",
+                    "the overrides are kept in the broker, which did not answer; retry");
+}
+
+HttpResponse too_many_overrides(Context& ctx, const std::string& org) {
+  log::warn("quota", "override refused: too many overrides",
+            {{"org", org}, {"limit", ctx.settings.org_max_overrides}});
+  return json_error(409, "too_many_overrides",
+                    "as many orgs as --org-max-overrides already have overrides; delete "
+                    "one first");
+}
+
+// With a shared store (Redis) the override is stored there first, so the bound holds for the
+// cluster and every node loads it (refresh_org_limits); this node applies it at once too.
+void handle(Context& ctx, const HttpRequest& req, Reply reply) {
   if (!auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
     ctx.metrics->count_auth_failure("invalid_api_key");
     auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
+    return reply(std::move(r));
   }
-  const auto org = org_of(req.path);
-  if (!org) return json_error(404, "not_found", "the path does not name a valid org id");
+  auto org_id = org_of(req.path);
+  if (!org_id) return reply(json_error(404, "not_found", "the path does not name a valid org id"));
+  std::string org = std::move(*org_id);
   tenancy::Quotas& quotas = *ctx.quotas;
+  broker::SharedStore* store = ctx.broker.shared_store();
   if (req.method == "GET" || req.method == "HEAD") {
-    return json_ok(
-        tenancy::serialize_override(quotas.override_of(*org).value_or(tenancy::Override{})));
+    if (store == nullptr) {
+      return reply(json_ok(
+          tenancy::serialize_override(quotas.override_of(org).value_or(tenancy::Override{}))));
+    }
+    return store->org_limits(
+        org, [reply = std::move(reply)](Result<std::optional<std::string>> stored) {
+          if (!stored) return reply(store_unavailable());
+          tenancy::Override o;
+          if (*stored) o = tenancy::parse_override(**stored).value.value_or(tenancy::Override{});
+          reply(json_ok(tenancy::serialize_override(o)));
+        });
   }
   if (req.method == "DELETE") {
-    if (quotas.remove_override(*org)) log::info("quota", "override removed", {{"org", *org}});
-    HttpResponse r;
-    r.status = 204;
-    return r;
+    auto removed = [&ctx, org](Reply answer) {
+      if (ctx.quotas->remove_override(org)) log::info("quota", "override removed", {{"org", org}});
+      HttpResponse r;
+      r.status = 204;
+      answer(std::move(r));
+    };
+    if (store == nullptr) return removed(std::move(reply));
+    return store->remove_org_limits(org,
+                                    [removed, reply = std::move(reply)](Result<bool> done) mutable {
+                                      if (!done) return reply(store_unavailable());
+                                      removed(std::move(reply));
+                                    });
   }
   if (req.method == "PUT") {
     const tenancy::ParsedOverride parsed = tenancy::parse_override(req.body);
-    if (!parsed.value) return refused_body(parsed);
-    if (quotas.set_override(*org, *parsed.value) == tenancy::Quotas::SetResult::kTooManyOverrides) {
-      log::warn("quota", "override refused: too many overrides",
-                {{"org", *org}, {"limit", ctx.settings.org_max_overrides}});
-      return json_error(409, "too_many_overrides",
-                        "as many orgs as --org-max-overrides already have overrides; delete "
-                        "one first");
+    if (!parsed.value) return reply(refused_body(parsed));
+    std::string body = tenancy::serialize_override(*parsed.value);
+    const tenancy::Override value = *parsed.value;
+    auto set = [&ctx, org, value, body](Reply answer) {
+      if (ctx.quotas->set_override(org, value) == tenancy::Quotas::SetResult::kTooManyOverrides &&
+          ctx.broker.shared_store() == nullptr) {
+        return answer(too_many_overrides(ctx, org));
+      }
+      log::info("quota", "override set", {{"org", org}, {"limits", body}});
+      answer(json_ok(body));
+    };
+    if (store == nullptr) return set(std::move(reply));
+    if (value.empty()) {
+      // {} clears the override, as it does on one node.
+      return store->remove_org_limits(org,
+                                      [set, reply = std::move(reply)](Result<bool> done) mutable {
+                                        if (!done) return reply(store_unavailable());
+                                        set(std::move(reply));
+                                      });
     }
-    const std::string body = tenancy::serialize_override(*parsed.value);
-    log::info("quota", "override set", {{"org", *org}, {"limits", body}});
-    return json_ok(body);
+    return store->put_org_limits(
+        org, body, ctx.settings.org_max_overrides,
+        [&ctx, org, set, reply = std::move(reply)](Result<bool> stored) mutable {
+          if (!stored) return reply(store_unavailable());
+          if (!*stored) return reply(too_many_overrides(ctx, org));
+          set(std::move(reply));
+        });
   }
   auto r = json_error(405, "method_not_allowed", "use GET, PUT or DELETE");
   r.headers.emplace_back("Allow", "GET, PUT, DELETE");
-  return r;
+  reply(std::move(r));
 }
 
 }  // namespace
 
 void add_org_limits_routes(net::HttpRoutes& routes, Context& ctx) {
   routes.add(is_org_limits_path).handle = [&ctx](const HttpRequest& req, Reply reply) {
-    reply(handle(ctx, req));
+    handle(ctx, req, std::move(reply));
   };
 }
 
@@ -116,7 +167,24 @@ std::optional<HttpResponse> refuse_over_publish_rate(Context& ctx,
   return node::quota_exceeded(ctx, tenancy::Quota::kPublishRate, d.retry_after_seconds);
 }
 
+void refresh_org_limits(Context& ctx) {
+  broker::SharedStore* store = ctx.broker.shared_store();
+  if (store == nullptr) return;
+  store->load_org_limits(ctx.quotas->overrides_version(), ctx.settings.org_max_overrides,
+                         [&ctx](Result<std::optional<broker::OrgLimitsSnapshot>> loaded) {
+                           // Unchanged, or the broker is away: keep what this node has.
+                           if (!loaded || !*loaded) return;
+                           std::unordered_map<std::string, tenancy::Override> all;
+                           for (const auto& [org, text] : (*loaded)->entries) {
+                             auto parsed = tenancy::parse_override(text);
+                             if (parsed.value) all.emplace(org, *parsed.value);
+                           }
+                           ctx.quotas->replace_overrides(all, (*loaded)->version);
+                         });
+}
+
 void refresh_quota_cluster_view(Context& ctx) {
+  refresh_org_limits(ctx);
   ctx.broker.node_stats([&ctx](Result<std::vector<std::string>> snapshots) {
     // Keep the last view while the broker is away: dropping it would lift the quotas then.
     if (!snapshots) return;

@@ -20,6 +20,11 @@ std::optional<HttpResponse> refuse_over_publish_rate(Context& ctx,
 // view (live nodes, each org's connections on the other nodes). The server calls it every
 // second; the answer arrives on the broker's thread. With the memory broker the cluster is this
 // node and the view stays empty.
+//
+// With a shared store (Redis) it also loads the overrides when their version changed
+// (refresh_org_limits), so a change made on any node applies on this one within a second and a
+// node that starts has them all.
 void refresh_quota_cluster_view(Context& ctx);
+void refresh_org_limits(Context& ctx);
 
 }  // namespace sg::api

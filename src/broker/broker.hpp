@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sg::broker {
@@ -119,6 +120,54 @@ enum class ControlReach { kThisNode, kCluster };
 using ControlHandler =
     std::function<void(std::string_view message, std::function<void(std::string)> answer)>;
 
+// ---- shared store: small state every node must agree on, kept beside the channels ----
+// Only a broker that spans nodes has one (Redis); Broker::shared_store() is null for the
+// memory broker, whose node keeps such state itself. Every call is safe from any thread; `done`
+// runs on the broker's thread (kUnavailable when Redis did not answer, kShuttingDown after
+// quiesce()).
+
+// Every org quota override at one version of the store (docs/scaling.md#org-quotas).
+struct OrgLimitsSnapshot {
+  std::string version;                                       // changes with every stored change
+  std::vector<std::pair<std::string, std::string>> entries;  // org → override JSON
+};
+
+// One flush of one node's usage counters for one (org, hour) (docs/scaling.md#usage-metering):
+// `increments` are added to the hour's figures, `peak` raises this node's peak for the hour.
+struct UsageDelta {
+  std::string org;
+  std::int64_t hour = 0;  // unix seconds of the hour's start
+  std::uint64_t peak = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> increments;  // field → amount
+};
+
+class SharedStore {
+ public:
+  virtual ~SharedStore() = default;
+  // Stores org's override (JSON text); false when `max` other orgs already have one.
+  virtual void put_org_limits(const std::string& org, const std::string& value, std::size_t max,
+                              std::function<void(Result<bool>)> done) = 0;
+  // False when org had none.
+  virtual void remove_org_limits(const std::string& org,
+                                 std::function<void(Result<bool>)> done) = 0;
+  virtual void org_limits(const std::string& org,
+                          std::function<void(Result<std::optional<std::string>>)> done) = 0;
+  // Every override (at most `max`), or nullopt when the store's version is still `known`.
+  virtual void load_org_limits(
+      const std::string& known, std::size_t max,
+      std::function<void(Result<std::optional<OrgLimitsSnapshot>>)> done) = 0;
+  // Adds the deltas under `node`'s name; each (org, hour) expires `retention` after its last
+  // write.
+  virtual void add_usage(std::vector<UsageDelta> deltas, const std::string& node,
+                         std::chrono::seconds retention,
+                         std::function<void(Result<void>)> done) = 0;
+  // The stored fields of org for each of `hours` (same order; empty for an hour with none).
+  // Peaks come as one field "peak:<node>" per node.
+  using UsageHours = std::vector<std::vector<std::pair<std::string, std::uint64_t>>>;
+  virtual void read_usage(const std::string& org, std::vector<std::int64_t> hours,
+                          std::function<void(Result<UsageHours>)> done) = 0;
+};
+
 struct BrokerStats {
   std::uint64_t channels = 0;       // channels with unexpired history or subscribers
   std::uint64_t subscriptions = 0;  // live Subscription objects
@@ -204,6 +253,9 @@ class Broker {
   // Redis meanwhile, catches up. The default stores none and never calls it.
   virtual void set_revocation_sink(std::size_t max,
                                    std::function<void(std::vector<Revocation>)> sink);
+
+  // The store every node shares, or null when this broker is one node's own (memory).
+  virtual SharedStore* shared_store() { return nullptr; }
 
   virtual BrokerStats stats() const = 0;
 

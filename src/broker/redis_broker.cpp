@@ -21,6 +21,7 @@
 #include "broker/redis_cluster_state.hpp"
 #include "broker/redis_connection.hpp"
 #include "broker/redis_sentinel.hpp"
+#include "broker/redis_store.hpp"
 #include "broker/redis_url.hpp"
 #include "log/log.hpp"
 #include "protocol/protocol.hpp"
@@ -653,6 +654,15 @@ class Impl {
         if (cmd_->up()) load_revocations();
       });
     }
+  }
+
+  // The shared store's commands (redis_store.cpp), on the command connection.
+  void run(std::vector<std::string> args, redis::ReplyHandler done) {
+    if (stopped_) return done(make_error_code(BrokerError::kShuttingDown), nullptr);
+    asio::post(io_, [this, args = std::move(args), done = std::move(done)]() mutable {
+      const std::vector<std::string_view> views(args.begin(), args.end());
+      cmd_->send(views, std::move(done));
+    });
   }
 
   LocalSubPtr subscribe(const Channel& channel, Sink sink, std::function<void()> on_ready,
@@ -1637,7 +1647,13 @@ class RedisSubscription final : public Subscription {
 
 class RedisBroker final : public Broker {
  public:
-  explicit RedisBroker(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  RedisBroker(std::shared_ptr<Impl> impl, const std::string& key_prefix)
+      : impl_(std::move(impl)),
+        store_(redis::make_redis_store(
+            key_prefix,
+            [impl = impl_.get()](std::vector<std::string> args, redis::ReplyHandler done) {
+              impl->run(std::move(args), std::move(done));
+            })) {}
   ~RedisBroker() override { impl_->quiesce(); }
 
   RedisBroker(const RedisBroker&) = delete;
@@ -1720,12 +1736,15 @@ class RedisBroker final : public Broker {
     impl_->set_revocation_sink(max, std::move(sink));
   }
 
+  SharedStore* shared_store() override { return store_.get(); }
+
   BrokerStats stats() const override { return impl_->stats(); }
 
   void quiesce() override { impl_->quiesce(); }
 
  private:
   std::shared_ptr<Impl> impl_;
+  std::unique_ptr<SharedStore> store_;
 };
 
 }  // namespace
@@ -1757,7 +1776,8 @@ Result<std::unique_ptr<Broker>> make_redis_broker(const RedisBrokerOptions& opti
   impl->start();
   // Not fatal: the broker keeps redialling and says so through stats().healthy.
   impl->wait_healthy(options.connect_timeout);
-  return std::unique_ptr<Broker>(std::make_unique<RedisBroker>(std::move(impl)));
+  return std::unique_ptr<Broker>(
+      std::make_unique<RedisBroker>(std::move(impl), options.key_prefix));
 }
 
 }  // namespace sg::broker

@@ -271,6 +271,17 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"org-max-overrides", "N", 1, kMaxSize, "the limits API must be able to hold one override",
        "Orgs that may have quota overrides at once; another gets 409.",
        SG_NUMERIC_FIELD(org_max_overrides)},
+      // Usage metering.
+      {"usage-flush", "SECONDS", 1, 10, "counters reach the store at least every 10 s",
+       "Seconds between flushes of the usage counters to the store (Redis, or this node's "
+       "table); a node killed loses at most this much.",
+       SG_NUMERIC_FIELD(usage_flush_seconds)},
+      {"usage-retention", "SECONDS", 3600, 10ull * 365 * 86400, "an hour must outlive itself",
+       "Seconds each org's hour of usage is kept after its last write (the Redis key's TTL).",
+       SG_NUMERIC_FIELD(usage_retention_seconds)},
+      {"usage-max-org-hours", "N", 1, kMaxSize, "the current hour needs room",
+       "Org-hours of usage a node keeps with the memory broker; the oldest hours go first.",
+       SG_NUMERIC_FIELD(usage_max_org_hours)},
   };
   return specs;
 }
@@ -328,6 +339,7 @@ struct Raw {
   std::string log_level;
   std::string io_uring;
   std::string upload_dir;
+  std::string usage_export;
   bool dev = false;
   std::vector<std::string> numbers;  // parallel to numeric_specs()
   std::vector<CLI::Option*> list_options;
@@ -409,6 +421,7 @@ constexpr std::string_view kGroupTimeouts = "Timeouts";
 constexpr std::string_view kGroupChat = "Chat";
 constexpr std::string_view kGroupUploads = "Uploads";
 constexpr std::string_view kGroupOrgQuotas = "Org quotas";
+constexpr std::string_view kGroupUsage = "Usage metering";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
@@ -420,6 +433,7 @@ std::string_view group_of(std::string_view flag) {
   if (flag.starts_with("chat-")) return kGroupChat;
   if (flag.starts_with("upload-")) return kGroupUploads;
   if (flag.starts_with("org-")) return kGroupOrgQuotas;
+  if (flag.starts_with("usage-")) return kGroupUsage;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace" ||
       flag.starts_with("sse-")) {
     return kGroupTimeouts;
@@ -541,6 +555,10 @@ void build_app(Cli& app, Raw& raw) {
            "Directory for uploaded documents (partial uploads in PATH/.partial); created at "
            "start. Empty = <system temp dir>/streamgate-uploads.",
            kGroupUploads);
+  add_text(app, raw.usage_export, "usage-export", "FILE", "",
+           "File each closed hour's usage is appended to, one JSON line per org and node; "
+           "empty = none.",
+           kGroupUsage);
   const auto& specs = numeric_specs();
   raw.numbers.resize(specs.size());
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -1261,6 +1279,7 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     }
   }
   s.upload_dir = std::string(core::trim(raw.upload_dir, kBlanks));
+  s.usage_export = std::string(core::trim(raw.usage_export, kBlanks));
 
   if (raw.print_config) return exit_with(0, print_config(bindings, raw));
 

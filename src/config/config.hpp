@@ -145,6 +145,16 @@ struct Settings {
   std::uint64_t org_chat_burst = 0;            // --org-chat-burst: 0 = one second's rate
   // --org-max-overrides: orgs with an override at once; bounds the node's per-org state.
   std::size_t org_max_overrides = 10000;
+  // Usage metering (docs/configuration.md#usage-metering).
+  // --usage-flush: seconds between flushes of the counters to the store; a node killed loses
+  // at most this much.
+  std::int64_t usage_flush_seconds = 10;
+  // --usage-retention: seconds an (org, hour) is kept after its last write: 35 days covers a
+  // monthly bill and its corrections.
+  std::int64_t usage_retention_seconds = 35 * 86400;
+  // --usage-max-org-hours: (org, hour) entries a memory-broker node keeps; oldest go first.
+  std::size_t usage_max_org_hours = 100000;
+  std::string usage_export;  // --usage-export: file closed hours are appended to; empty = none
 
   // --dev: parse() fills an empty jwt_secret and empty api_keys with random values (64 hex
   // characters each); main prints a sample token.

@@ -388,6 +388,10 @@ bool Shard::fan_out(FanoutTask& task, std::size_t& budget) {
     ++delivered;
   }
   if (delivered > 0) hub_.counters_->delivered.inc(delivered);
+  if (delivered > 0 && hub_.options_.on_delivered) {
+    hub_.options_.on_delivered(index_, local->channel.org, delivered,
+                               delivered * event->body.size());
+  }
   if (local->cursor < local->slots.size()) return false;
   local->fanning = false;
   const auto age = std::chrono::system_clock::now() - event->published_at;
@@ -795,6 +799,7 @@ Hub::Admission Hub::admit(const std::string& org, const std::string& user, std::
   ++per_user;
   ++conns_by_org_[org];
   ++total_connections_;
+  if (options_.on_connection) options_.on_connection(org, true);
   // Under the lock, so the broker sees one user's counts in the order they happened.
   broker_.set_presence(online_scope(org), user, static_cast<std::uint32_t>(per_user));
   return Admission::kAdmitted;
@@ -810,8 +815,9 @@ void Hub::release(const std::string& org, const std::string& user) {
     if (left == 0) conns_by_user_.erase(it);
     broker_.set_presence(online_scope(org), user, static_cast<std::uint32_t>(left));
   }
-  if (auto it = conns_by_org_.find(org); it != conns_by_org_.end() && --it->second == 0) {
-    conns_by_org_.erase(it);
+  if (auto it = conns_by_org_.find(org); it != conns_by_org_.end()) {
+    if (options_.on_connection) options_.on_connection(org, false);
+    if (--it->second == 0) conns_by_org_.erase(it);
   }
   if (total_connections_ > 0) --total_connections_;
 }

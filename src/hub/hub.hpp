@@ -197,6 +197,13 @@ struct HubOptions {
   // limits); null = every topic counts.
   std::function<bool(std::string_view topic)> quota_exempt = nullptr;
   std::size_t max_revocations = 100000;  // --max-revocations
+  // Usage metering hooks, null = none. An org's connection admitted (true) or released (false),
+  // under the admission lock; and worker `worker`'s live deliveries of one event to `count`
+  // members, `bytes` their shared bodies' size (once per event and worker, never per member).
+  std::function<void(const std::string& org, bool opened)> on_connection = nullptr;
+  std::function<void(std::size_t worker, const std::string& org, std::uint64_t count,
+                     std::uint64_t bytes)>
+      on_delivered = nullptr;
 };
 
 // The revocations this node enforces (POST /v2/realtime/revoke, from this node, the control

@@ -62,6 +62,9 @@ struct Context {
   std::unique_ptr<ServerMetrics> metrics;
   chat::Registry* chat = nullptr;     // set with the hub
   tenancy::Quotas* quotas = nullptr;  // per-org quotas; set with the hub, thread-safe
+  tenancy::Usage* usage = nullptr;    // usage metering; set before the uploads, thread-safe
+  // The node's own usage hours when the broker has no shared store (memory); else null.
+  tenancy::UsageTable* usage_table = nullptr;
   // Document uploads; null = disabled. Thread-safe; callbacks run on its own thread.
   upload::Manager* uploads = nullptr;
   bool any_service = true;  // --services is "*"

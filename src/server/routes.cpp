@@ -36,6 +36,7 @@ constexpr RouteName kRouteNames[] = {
     {"channels", "/v2/realtime/channels"},
     {"connections", "/v2/realtime/connections"},
     {"org_limits", "/v2/realtime/orgs/o/limits"},
+    {"usage", "/v2/realtime/usage"},
     {"metrics", "/metrics"},
     {"healthz", "/healthz"},
     {"readyz", "/readyz"},

@@ -3,6 +3,7 @@
 #include "api/api.hpp"
 #include "api/cluster_api.hpp"
 #include "api/org_limits_api.hpp"
+#include "api/usage_api.hpp"
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
 #include "chat/chat.hpp"
@@ -25,6 +26,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
 #include <stdexcept>
 #include <thread>
 
@@ -111,8 +113,6 @@ class Server::Impl {
     context_.any_service = settings.services.empty() ||
                            (settings.services.size() == 1 && settings.services.front() == "*");
     context_.websocket = websocket_options(settings);
-    uploads_ = make_uploads(settings, broker, registry_);
-    context_.uploads = uploads_.get();
     unsigned n = settings.workers;
     if (n == 0) {
       const auto d = config::default_workers();
@@ -121,6 +121,15 @@ class Server::Impl {
     } else {
       log::info("server", "workers", {{"workers", n}, {"reason", "configured"}});
     }
+    usage_ = std::make_unique<tenancy::Usage>(n);
+    context_.usage = usage_.get();
+    if (broker.shared_store() == nullptr) {
+      usage_table_ = std::make_unique<tenancy::UsageTable>(
+          std::chrono::seconds(settings.usage_retention_seconds), settings.usage_max_org_hours);
+      context_.usage_table = usage_table_.get();
+    }
+    uploads_ = make_uploads(settings, broker, registry_, usage_.get());
+    context_.uploads = uploads_.get();
     for (unsigned i = 0; i < n; ++i)
       workers_.push_back(std::make_unique<Worker>(i, settings.io_uring, registry_));
     std::vector<hub::Post> posts;
@@ -131,7 +140,16 @@ class Server::Impl {
         broker, std::move(posts),
         hub::HubOptions{settings.max_connections_per_user, settings.max_connections,
                         [](std::string_view topic) { return chat::is_room_topic(topic); },
-                        settings.max_revocations},
+                        settings.max_revocations,
+                        [usage = usage_.get()](const std::string& org, bool opened) {
+                          const auto now = tenancy::UsageClock::now();
+                          opened ? usage->connection_opened(org, now)
+                                 : usage->connection_closed(org, now);
+                        },
+                        [usage = usage_.get()](std::size_t worker, const std::string& org,
+                                               std::uint64_t count, std::uint64_t bytes) {
+                          usage->delivered(worker, org, count, bytes, tenancy::UsageClock::now());
+                        }},
         registry_);
     context_.hub = hub_.get();
     quotas_ = std::make_unique<tenancy::Quotas>(quota_options(settings), registry_);
@@ -179,10 +197,12 @@ class Server::Impl {
                {"broker", without_credentials(context_.settings.broker)}});
     do_accept(acceptor_, retry_, routes_);
     refresh_quota_view();
+    schedule_usage_flush();
     io_.run();
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) w->join();
     uploads_->stop();
+    final_usage_flush();
     log::info("server", "stopped");
   }
 
@@ -229,7 +249,8 @@ class Server::Impl {
 
   static std::unique_ptr<upload::Manager> make_uploads(const config::Settings& s,
                                                        broker::Broker& broker,
-                                                       metrics::Registry& registry) {
+                                                       metrics::Registry& registry,
+                                                       tenancy::Usage* usage) {
     std::string dir = s.upload_dir;
     if (dir.empty()) {
       std::error_code ec;
@@ -248,7 +269,7 @@ class Server::Impl {
     options.expiry = expiry;
     log::info("upload", "upload storage ready", {{"dir", dir}});
     return upload::make_manager(options, std::move(*storage),
-                                uploads::make_upload_publisher(broker, registry));
+                                uploads::make_upload_publisher(broker, registry, usage));
   }
 
   void bind(const config::Settings& s) {
@@ -305,6 +326,27 @@ class Server::Impl {
     });
   }
 
+  // On io_: usage counters to the store every --usage-flush (docs/scaling.md#usage-metering).
+  void schedule_usage_flush() {
+    usage_flush_.expires_after(std::chrono::seconds(context_.settings.usage_flush_seconds));
+    usage_flush_.async_wait([this](boost::system::error_code ec) {
+      if (ec || context_.shutting_down.load()) return;
+      api::flush_usage(context_, nullptr);
+      schedule_usage_flush();
+    });
+  }
+
+  // After the workers stopped, so every connection's time is counted: one last flush, waited
+  // for (up to 2 s) while the broker is still up.
+  void final_usage_flush() {
+    auto flushed = std::make_shared<std::promise<void>>();
+    auto done = flushed->get_future();
+    api::flush_usage(context_, [flushed] { flushed->set_value(); });
+    if (done.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+      log::warn("usage", "the last usage flush did not finish", {});
+    }
+  }
+
   // On io_.
   void shut_down() {
     if (context_.shutting_down.exchange(true)) return;
@@ -319,6 +361,7 @@ class Server::Impl {
     admin_acceptor_.close(ec);
     admin_retry_.cancel();
     quota_view_.cancel();
+    usage_flush_.cancel();
     for (auto& w : workers_) {
       asio::post(w->io(), [w = w.get()] { w->close_all(net::ws::close_code::kGoingAway); });
     }
@@ -355,6 +398,9 @@ class Server::Impl {
   // Read by every HTTP session; outlives them (the workers are declared, so destroyed, later).
   net::HttpRoutes routes_;
   net::HttpRoutes admin_routes_;  // --admin-listen's; empty without it
+  // Usage metering: outlives the uploads, the hub and the workers, which count into it.
+  std::unique_ptr<tenancy::Usage> usage_;
+  std::unique_ptr<tenancy::UsageTable> usage_table_;  // memory broker only
   // Outlives the workers (declared before them): their sessions call into it.
   std::unique_ptr<upload::Manager> uploads_;
   // Outlives the workers too (declared before them); registers a scrape callback in registry_.
@@ -372,6 +418,7 @@ class Server::Impl {
   asio::steady_timer period_;  // the end of --drain-period
   asio::steady_timer drain_;
   asio::steady_timer quota_view_{io_};
+  asio::steady_timer usage_flush_{io_};
   std::chrono::steady_clock::time_point drain_deadline_;
   std::size_t next_worker_ = 0;
 };

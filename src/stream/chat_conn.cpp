@@ -280,14 +280,18 @@ void ChatConn::send(const protocol::ChatSend& m) {
   ctx_.broker.publish(
       room->channel, std::move(input),
       on_worker<Result<broker::PublishResult>>(
-          [room_name = m.room, cmid = m.client_message_id](ChatConn& self,
-                                                           Result<broker::PublishResult> r) {
+          [room_name = m.room, cmid = m.client_message_id, org = room->channel.org](
+              ChatConn& self, Result<broker::PublishResult> r) {
             if (!r) {
               self.refuse(chat::ChatError::kUnavailable,
                           "the message could not be stored; retry with the same clientMessageId",
                           room_name, cmid);
             } else {
               if (!r->duplicate) self.ctx_.chat->count_message();
+              if (!r->duplicate && self.ctx_.usage != nullptr) {
+                self.ctx_.usage->add(org, tenancy::UsageField::kChatMessages, 1,
+                                     tenancy::UsageClock::now());
+              }
               self.host_.reply(protocol::serialize_sent(room_name, cmid, r->id, r->duplicate));
             }
             self.host_.resume_requests();

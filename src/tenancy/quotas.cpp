@@ -153,6 +153,51 @@ bool Quotas::remove_override(std::string_view org) {
   return true;
 }
 
+void Quotas::replace_overrides(const std::unordered_map<std::string, Override>& all,
+                               const std::string& version) {
+  std::lock_guard lock(mu_);
+  overrides_version_ = version;
+  const auto now = Clock::now();
+  const auto day = utc_day(WallClock::now());
+  // egress_overrides_ counts the overrides that set egressBytes: egress_allowance skips its lock
+  // while there are none and no flag sets it.
+  const auto limits_egress = [](const Override& o) {
+    return o.values[static_cast<std::size_t>(Quota::kEgressBytes)].value_or(0) != 0;
+  };
+  std::vector<std::string> dropped;
+  for (auto& [org, state] : orgs_) {
+    if (state->override_ && !all.contains(org)) {
+      if (limits_egress(*state->override_)) --egress_overrides_;
+      state->override_.reset();
+      state->egress_used = false;
+      --overrides_;
+      dropped.push_back(org);
+    }
+  }
+  for (const std::string& org : dropped) forget_if_idle_locked(org, now, day);
+  for (const auto& [org, o] : all) {
+    if (o.empty()) continue;
+    auto it = orgs_.find(org);
+    const bool had = it != orgs_.end() && it->second->override_;
+    if (had && *it->second->override_ == o) continue;
+    if (!had && overrides_ >= options_.max_overrides) continue;
+    OrgState& s = state_locked(org);
+    if (had && limits_egress(*s.override_)) --egress_overrides_;
+    s.override_ = o;
+    if (limits_egress(o)) ++egress_overrides_;
+    s.bucket_used = false;
+    s.egress_used = false;
+    s.chat_used = false;
+    if (!had) ++overrides_;
+  }
+  update_egress_limited_locked();
+}
+
+std::string Quotas::overrides_version() const {
+  std::lock_guard lock(mu_);
+  return overrides_version_;
+}
+
 std::size_t Quotas::overrides() const {
   std::lock_guard lock(mu_);
   return overrides_;

@@ -1,11 +1,12 @@
-// tenancy: per-org quotas. The limits (defaults from the --org-* flags, per-org overrides set
-// through PUT /v2/realtime/orgs/{orgId}/limits), the publish token buckets, the daily upload
-// bytes, and the refusal counters. One Quotas per node, built by the server before the workers
-// start; every member is thread-safe (one mutex, held for a lookup and a little arithmetic),
-// called from workers, the upload thread and broker threads.
+// tenancy: per-org quotas and usage metering (usage.hpp). The limits (defaults from the --org-*
+// flags, per-org overrides set through PUT /v2/realtime/orgs/{orgId}/limits), the publish token
+// buckets, the daily upload bytes, and the refusal counters. One Quotas per node, built by the
+// server before the workers start; every member is thread-safe (one mutex, held for a lookup and a
+// little arithmetic), called from workers, the upload thread and broker threads.
 #pragma once
 
 #include "metrics/metrics.hpp"
+#include "tenancy/usage.hpp"
 
 #include <array>
 #include <atomic>
@@ -102,6 +103,13 @@ class Quotas {
   std::optional<Override> override_of(std::string_view org) const;
   bool remove_override(std::string_view org);  // false when there was none
   std::size_t overrides() const;
+  // Makes `all` the overrides, as loaded from the cluster's store: orgs not in it lose theirs,
+  // an org whose override changed gets a full bucket, the others keep theirs. At most
+  // --org-max-overrides are taken (the store holds no more).
+  // `version` is the store's, kept for overrides_version() (empty until the first load).
+  void replace_overrides(const std::unordered_map<std::string, Override>& all,
+                         const std::string& version);
+  std::string overrides_version() const;
 
   // Takes `events` tokens from org's publish bucket (publishBurst tokens, refilled at
   // publishRate per second; a burst of 0 means one second's worth). All or nothing: a batch
@@ -178,6 +186,7 @@ class Quotas {
   std::size_t egress_overrides_ = 0;  // overrides with a nonzero egressBytes
   // False while no org can have an egress limit: egress_allowance answers without the lock.
   std::atomic<bool> egress_limited_{false};
+  std::string overrides_version_;
   Clock::time_point last_sweep_{};
   std::size_t nodes_ = 1;
   std::unordered_map<std::string, std::uint64_t> remote_connections_;

@@ -83,7 +83,8 @@ std::string upload_status_json(const upload::UploadInfo& info) {
   return out;
 }
 
-upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry& registry) {
+upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry& registry,
+                                       tenancy::Usage* usage) {
   auto& completed =
       registry.counter("streamgate_uploads_completed_total", "Uploads stored and verified");
   auto& bytes = registry.counter("streamgate_upload_bytes_total", "Bytes of completed uploads");
@@ -96,10 +97,14 @@ upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry
                    &registry.counter("streamgate_uploads_failed_total",
                                      "Uploads that failed, by reason", {{"reason", reason}}));
   }
-  return [&broker, &completed, &bytes, failed](const upload::UploadInfo& info) {
+  return [&broker, &completed, &bytes, failed, usage](const upload::UploadInfo& info) {
     if (info.status == upload::Status::kComplete) {
       completed.inc();
       bytes.inc(info.size);
+      if (usage != nullptr) {
+        usage->add(info.owner.org, tenancy::UsageField::kUploadBytes, info.size,
+                   tenancy::UsageClock::now());
+      }
     } else if (info.status == upload::Status::kFailed) {
       if (auto it = failed.find(info.error); it != failed.end()) it->second->inc();
     }

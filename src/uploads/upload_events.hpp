@@ -14,12 +14,17 @@ class Broker;
 namespace sg::metrics {
 class Registry;
 }
+namespace sg::tenancy {
+class Usage;
+}
 
 namespace sg::uploads {
 
 // The manager's observer. Runs on the manager's thread; the broker and registry must outlive the
-// manager. Also counts uploads completed and failed (by reason) and bytes stored, for /metrics.
-upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry& registry);
+// manager. Also counts uploads completed and failed (by reason) and bytes stored, for /metrics,
+// and a completed upload's bytes in `usage` (null: not metered), which must outlive it too.
+upload::Observer make_upload_publisher(broker::Broker& broker, metrics::Registry& registry,
+                                       tenancy::Usage* usage);
 
 // received/total as a percentage with at most two decimals ("40.52", "100"); floor, so 100 only
 // once every byte is there.

@@ -18,7 +18,7 @@ import { openStream, tokenFor } from './support/ws.mjs';
 
 const ROUTES = new Set([
   'publish', 'stream', 'sse', 'metrics_api', 'presence', 'rooms', 'upload_socket', 'upload_status', 'tus',
-  'disconnect', 'revoke', 'history', 'channels', 'connections', 'org_limits',
+  'disconnect', 'revoke', 'history', 'channels', 'connections', 'org_limits', 'usage',
   'metrics', 'healthz', 'readyz', 'admin', 'admin_stats', 'other',
 ]);
 

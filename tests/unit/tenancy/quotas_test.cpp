@@ -108,6 +108,28 @@ TEST(Quotas, OverridesAreCapped) {
   EXPECT_EQ(q.set_override("c", ov), Quotas::SetResult::kSet);
 }
 
+TEST(Quotas, ReplacingOverridesMakesTheStoredSetTheOnlyOne) {
+  metrics::Registry registry;
+  Quotas q(options(0, 0, 2), registry);
+  Override one;
+  one.values[0] = 1;
+  Override two;
+  two.values[0] = 2;
+  ASSERT_EQ(q.set_override("a", one), Quotas::SetResult::kSet);
+  EXPECT_EQ(q.overrides_version(), "");
+  q.replace_overrides({{"b", two}, {"c", one}, {"d", one}}, "7");
+  EXPECT_EQ(q.overrides_version(), "7");
+  EXPECT_FALSE(q.override_of("a"));  // not in the store: gone
+  EXPECT_EQ(q.overrides(), 2u);      // --org-max-overrides still bounds the node
+  q.replace_overrides({{"b", one}}, "8");
+  EXPECT_EQ(q.override_of("b"), one);
+  EXPECT_EQ(q.limit("b", Quota::kMaxConnections), 1u);
+  EXPECT_EQ(q.overrides(), 1u);
+  q.replace_overrides({}, "9");
+  EXPECT_EQ(q.overrides(), 0u);
+  EXPECT_EQ(q.tracked_orgs(), 0u);
+}
+
 TEST(Quotas, IdleOrgsAreForgotten) {
   metrics::Registry registry;
   Quotas q(options(1000, 1), registry);
@@ -159,6 +181,19 @@ TEST(Quotas, EgressIsUnlimitedWithoutTheQuota) {
   q.spend_egress("a", 1u << 30, t0);
   EXPECT_EQ(q.egress_allowance("a", 1u << 30, t0), 1u << 30);
   EXPECT_EQ(q.tracked_orgs(), 0u);
+}
+
+TEST(Quotas, AnEgressOverrideFromTheStoreLimitsAndItsRemovalLifts) {
+  metrics::Registry registry;
+  Quotas q(options(0, 0), registry);
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  Override egress;
+  egress.values[static_cast<std::size_t>(Quota::kEgressBytes)] = 1000;
+  q.replace_overrides({{"a", egress}}, "1");
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0), 1000u);
+  EXPECT_EQ(q.egress_allowance("b", 5000, t0), 5000u);
+  q.replace_overrides({}, "2");
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0), 5000u);
 }
 
 TEST(Quotas, EgressBucketHoldsOneSecondAndRefills) {
