@@ -42,6 +42,8 @@ class SseConnection final : public net::WsConnection, public hub::Member {
   // hub::Member
   void deliver(const broker::EventPtr& event) override;
   void hold_overflowed() override;
+  // A producer's disconnect or revoke (hub::Cutoff): an error event, then the response ends.
+  bool cut_off(const hub::Cutoff& cut) override;
 
  private:
   // net::WsConnection
