@@ -29,28 +29,37 @@ using std::chrono::seconds;
 constexpr seconds kMaxBackoff{60};
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;
 
-// Runs the asynchronous operation `start` begins on `io` until it completes or `deadline`
-// passes (or the io_context is stopped); its error, or timed_out. After a timed_out the
-// operation is still pending: the caller must give up on `io` (its handler refers to this
-// frame and is only ever destroyed, never run).
-template <class Start>
-boost::system::error_code run_step(asio::io_context& io, Clock::time_point deadline, Start start) {
-  boost::system::error_code result = asio::error::timed_out;
-  bool done = false;
-  start([&result, &done](boost::system::error_code ec, auto&&...) {
-    result = ec;
-    done = true;
-  });
-  io.restart();
-  while (!done && !io.stopped() && Clock::now() < deadline) io.run_one_until(deadline);
-  return done ? result : boost::system::error_code(asio::error::timed_out);
-}
+// One fetch's io_context, deadline and stop flag.
+struct Steps {
+  asio::io_context& io;
+  const std::atomic<bool>& quit;  // set (before io.stop()) when the fetcher is destroyed
+  Clock::time_point deadline;
+
+  // Runs the asynchronous operation `start` begins until it completes, the deadline passes or
+  // the fetcher stops; its error, or timed_out. After a timed_out the operation is still
+  // pending: the caller must give up on `io` (its handler refers to this frame and is only
+  // ever destroyed, never run).
+  template <class Start>
+  boost::system::error_code run(Start start) {
+    boost::system::error_code result = asio::error::timed_out;
+    bool done = false;
+    start([&result, &done](boost::system::error_code ec, auto&&...) {
+      result = ec;
+      done = true;
+    });
+    // restart() undoes a stop() made before it, but `quit` was set before that stop().
+    io.restart();
+    while (!done && !quit.load() && !io.stopped() && Clock::now() < deadline) {
+      io.run_one_until(deadline);
+    }
+    return done ? result : boost::system::error_code(asio::error::timed_out);
+  }
+};
 
 // GET over a connected (and, for https, handshaken) stream; the 200 response's body.
 template <class Stream>
-std::optional<std::string> exchange(asio::io_context& io, Stream& stream, const JwksUrl& url,
-                                    std::uint64_t max_bytes, Clock::time_point deadline,
-                                    std::string& why) {
+std::optional<std::string> exchange(Steps& steps, Stream& stream, const JwksUrl& url,
+                                    std::uint64_t max_bytes, std::string& why) {
   http::request<http::empty_body> req{http::verb::get, url.target, 11};
   std::string host = url.host.find(':') != std::string::npos
                          ? std::string("[").append(url.host).append("]")
@@ -60,9 +69,8 @@ std::optional<std::string> exchange(asio::io_context& io, Stream& stream, const 
   req.set(http::field::user_agent, "streamgate");
   req.set(http::field::accept, "application/json");
   req.set(http::field::connection, "close");
-  if (auto ec = run_step(io, deadline, [&](auto handler) {
-        http::async_write(stream, req, std::move(handler));
-      })) {
+  if (auto ec =
+          steps.run([&](auto handler) { http::async_write(stream, req, std::move(handler)); })) {
     why = std::string("request: ") + ec.message();
     return std::nullopt;
   }
@@ -70,9 +78,8 @@ std::optional<std::string> exchange(asio::io_context& io, Stream& stream, const 
   http::response_parser<http::string_body> parser;
   parser.header_limit(kHeaderLimit);
   parser.body_limit(max_bytes);
-  if (auto ec = run_step(io, deadline, [&](auto handler) {
-        http::async_read(stream, buffer, parser, std::move(handler));
-      })) {
+  if (auto ec = steps.run(
+          [&](auto handler) { http::async_read(stream, buffer, parser, std::move(handler)); })) {
     why = ec == http::error::body_limit ? std::string("response over --jwks-max-bytes")
                                         : std::string("response: ") + ec.message();
     return std::nullopt;
@@ -85,10 +92,9 @@ std::optional<std::string> exchange(asio::io_context& io, Stream& stream, const 
   return std::move(parser.get().body());
 }
 
-bool connect(asio::io_context& io, tcp::socket& socket,
-             const tcp::resolver::results_type& endpoints, Clock::time_point deadline,
+bool connect(Steps& steps, tcp::socket& socket, const tcp::resolver::results_type& endpoints,
              std::string& why) {
-  const boost::system::error_code ec = run_step(io, deadline, [&](auto handler) {
+  const boost::system::error_code ec = steps.run([&](auto handler) {
     asio::async_connect(
         socket, endpoints,
         [handler = std::move(handler)](boost::system::error_code e, const tcp::endpoint&) mutable {
@@ -205,6 +211,7 @@ JwksFetcher::JwksFetcher(JwksFetcherOptions options, std::shared_ptr<auth::JwkSe
 }
 
 JwksFetcher::~JwksFetcher() {
+  quit_.store(true);
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -300,10 +307,10 @@ std::optional<std::string> JwksFetcher::fetch(std::string& why) {
     }
   } forget{*this};
 
-  const Clock::time_point deadline = Clock::now() + options_.timeout;
+  Steps steps{io, quit_, Clock::now() + options_.timeout};
   tcp::resolver resolver(io);
   tcp::resolver::results_type endpoints;
-  boost::system::error_code ec = run_step(io, deadline, [&](auto handler) {
+  boost::system::error_code ec = steps.run([&](auto handler) {
     resolver.async_resolve(url_.host, url_.port,
                            [&endpoints, handler = std::move(handler)](
                                boost::system::error_code e, tcp::resolver::results_type r) mutable {
@@ -317,11 +324,11 @@ std::optional<std::string> JwksFetcher::fetch(std::string& why) {
   }
   if (!url_.tls) {
     tcp::socket socket(io);
-    if (!connect(io, socket, endpoints, deadline, why)) return std::nullopt;
-    return exchange(io, socket, url_, options_.max_bytes, deadline, why);
+    if (!connect(steps, socket, endpoints, why)) return std::nullopt;
+    return exchange(steps, socket, url_, options_.max_bytes, why);
   }
   ssl::stream<tcp::socket> stream(io, tls_->context);
-  if (!connect(io, stream.next_layer(), endpoints, deadline, why)) return std::nullopt;
+  if (!connect(steps, stream.next_layer(), endpoints, why)) return std::nullopt;
   boost::system::error_code ip_ec;
   asio::ip::make_address(url_.host, ip_ec);
   // SNI names a host, never an address (RFC 6066 §3).
@@ -332,14 +339,13 @@ std::optional<std::string> JwksFetcher::fetch(std::string& why) {
     return std::nullopt;
   }
   stream.set_verify_callback(ssl::host_name_verification(url_.host));
-  ec = run_step(io, deadline, [&](auto handler) {
-    stream.async_handshake(ssl::stream_base::client, std::move(handler));
-  });
+  ec = steps.run(
+      [&](auto handler) { stream.async_handshake(ssl::stream_base::client, std::move(handler)); });
   if (ec) {
     why = std::string("TLS handshake: ") + ec.message();
     return std::nullopt;
   }
-  return exchange(io, stream, url_, options_.max_bytes, deadline, why);
+  return exchange(steps, stream, url_, options_.max_bytes, why);
 }
 
 }  // namespace sg::node

@@ -80,6 +80,9 @@ class JwksFetcher {
 
   // Set by request_refresh, cleared when a fetch ends: the misses it answered.
   std::atomic<bool> miss_{false};
+  // Set by the destructor before it stops the open fetch's io_context: each step of a fetch
+  // checks it after restarting that io_context, so a stop between two steps is not lost.
+  std::atomic<bool> quit_{false};
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;                          // under mu_
