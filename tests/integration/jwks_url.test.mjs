@@ -2,13 +2,15 @@
 // is ready only once a set loaded (the first fetch failing is retried); a rotated-in kid is
 // refused at once and accepted after the refresh it triggers; a burst of unknown kids costs at
 // most one fetch per --jwks-min-refresh; a failed, malformed or oversized answer keeps the last
-// good set; https verifies the server against --jwks-ca-file and refreshes periodically.
+// good set; https verifies the server against --jwks-ca-file and refreshes periodically; a
+// server that never answers fails the fetch after --jwks-timeout.
 
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -198,6 +200,30 @@ describe('--jwks-url over https', () => {
     assert.equal((await readyz(server)).status, 503);
     assert.ok(server.logs().some((l) => /TLS handshake/.test(l.error ?? '')), 'the TLS failure is logged');
   });
+});
+
+test('a JWKS server that never answers fails the fetch after --jwks-timeout', async () => {
+  const sockets = new Set();
+  const silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+  });
+  await new Promise((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const server = await startServer({
+    flags: { 'jwt-secret': null, 'jwks-url': `http://127.0.0.1:${silent.address().port}/jwks.json`, 'jwks-timeout': 1 },
+  });
+  try {
+    await waitFor(async () => (await promValue(server, FAILURES)) >= 1, { what: 'the timed-out fetch' });
+    assert.equal((await readyz(server)).status, 503);
+    assert.ok(
+      server.logs().some((l) => l.message.startsWith('JWK Set fetch failed') && /timed out/.test(l.error)),
+      'the timeout is logged',
+    );
+  } finally {
+    await server.stop();
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
+  }
 });
 
 test('--jwks-url is refused with --jwks-file, or when it is not http(s)', async () => {
