@@ -311,6 +311,8 @@ void add_health_routes(net::HttpRoutes& routes, Context& ctx) {
       reply(std::move(r));
     } else if (!ctx.broker.stats().healthy) {
       reply(json_error(503, "broker_unavailable", "the broker is not reachable"));
+    } else if (ctx.jwk_set && !ctx.jwk_set->loaded()) {
+      reply(json_error(503, "jwks_unavailable", "the --jwks-url JWK Set has not been fetched yet"));
     } else {
       reply(json_ok("{\"status\":\"ready\"}"));
     }

@@ -121,6 +121,7 @@ std::string_view node_state(const Context& ctx) {
   if (ctx.shutting_down.load()) return "stopping";
   if (ctx.draining.load()) return "draining";
   if (!ctx.broker.stats().healthy) return "broker_unavailable";
+  if (ctx.jwk_set && !ctx.jwk_set->loaded()) return "jwks_unavailable";
   return "ready";
 }
 

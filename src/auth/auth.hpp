@@ -1,11 +1,14 @@
 // auth: who is asking. Verifies the product's JWTs into a Principal (HS256 with a shared
-// secret, RS256/ES256 with a PEM public key), checks producer API keys and browser Origins.
-// Pure computation over immutable keys: safe from any thread after construction.
+// secret, RS256/ES256 with a PEM public key or a JWK Set), checks producer API keys and browser
+// Origins. Pure computation: safe from any thread after construction; the one mutable part, a
+// JwkSet fetched from a URL, is swapped whole and atomically.
 #pragma once
 
 #include "core/core.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +54,41 @@ struct Principal {
   std::optional<std::int64_t> issued_at;
 };
 
+// The RS256/ES256 keys of a JWK Set (RFC 7517), chosen by a token's kid: --jwks-file's, read
+// once, or --jwks-url's, which the fetcher replaces after each good fetch. A verification
+// takes one snapshot (an atomic shared_ptr load) and so sees the old set or the new, never a
+// mix. Thread-safe.
+class JwkSet {
+ public:
+  struct Keys;  // the parsed keys; defined where they are verified
+
+  JwkSet();
+  ~JwkSet();
+  JwkSet(const JwkSet&) = delete;
+  JwkSet& operator=(const JwkSet&) = delete;
+
+  // Parses `text`, a JWK Set's JSON. Keys it can't use (other types or curves, "use":"enc",
+  // another alg, RSA under 2048 bits) are skipped. When at least one key is usable, the set
+  // becomes these keys and their count is returned; otherwise kBadKey, and the keys in use stay.
+  Result<std::size_t> replace(std::string_view text);
+  // True once a replace() succeeded.
+  bool loaded() const { return keys_.load() != nullptr; }
+  // The keys in use; null until loaded.
+  std::shared_ptr<const Keys> keys() const { return keys_.load(); }
+
+  // `on_miss` runs on the verifying thread whenever a token's kid names no key of the set, so
+  // the set's owner can fetch it again; it must be cheap and thread-safe. Set before the first
+  // verification, never after.
+  void on_unknown_kid(std::function<void()> on_miss) { on_miss_ = std::move(on_miss); }
+  void missed() const {
+    if (on_miss_) on_miss_();
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const Keys>> keys_;
+  std::function<void()> on_miss_;
+};
+
 struct VerifierOptions {
   std::string hs256_secret;    // --jwt-secret; empty = HS256 disabled
   std::string public_key_pem;  // --jwt-public-key contents (RSA → RS256, EC P-256 → ES256)
@@ -68,6 +106,10 @@ struct VerifierOptions {
   // it can't use (other types or curves, "use":"enc", RSA under 2048 bits) are skipped; a set
   // with no usable key is kBadKey.
   std::string jwks{};
+  // --jwks-url's set, which its fetcher replaces while tokens are verified (it may be empty at
+  // first: such tokens are kUnknownKey until it loads). With it, RS256 and ES256 are always
+  // accepted, since the next set may hold keys of either kind. Exclusive with `jwks`.
+  std::shared_ptr<JwkSet> jwk_set{};
 };
 
 class TokenVerifier {

@@ -46,6 +46,15 @@ std::string_view to_string(AuthError e) {
   return "unknown_auth_error";
 }
 
+// The usable keys of one JWK Set, immutable once built: verifications share them.
+struct JwkSet::Keys {
+  struct Key {
+    std::optional<std::string> kid;
+    crypto::PublicKey key;
+  };
+  std::vector<Key> keys;
+};
+
 namespace {
 
 namespace json = boost::json;
@@ -168,11 +177,7 @@ bool audience_matches(const json::value& aud, std::string_view expected) {
   return found;
 }
 
-// One usable key of a JWK Set.
-struct Jwk {
-  std::optional<std::string> kid;
-  crypto::PublicKey key;
-};
+using Jwk = JwkSet::Keys::Key;
 
 // The value of a base64url member of a JWK, decoded; nullopt when absent or not base64url.
 std::optional<std::string> jwk_bytes(const json::object& jwk, std::string_view name) {
@@ -228,11 +233,12 @@ Result<std::vector<Jwk>> parse_jwks(std::string_view text) {
 
 class JwtVerifier final : public TokenVerifier {
  public:
-  JwtVerifier(VerifierOptions options, std::optional<crypto::PublicKey> key, std::vector<Jwk> jwks,
-              seconds leeway)
+  JwtVerifier(VerifierOptions options, std::optional<crypto::PublicKey> key,
+              std::shared_ptr<JwkSet> jwks, bool jwks_change, seconds leeway)
       : secret_(std::move(options.hs256_secret)),
         key_(std::move(key)),
         jwks_(std::move(jwks)),
+        jwks_change_(jwks_change),
         leeway_(leeway),
         audience_(std::move(options.audience)),
         issuer_(std::move(options.issuer)),
@@ -244,12 +250,13 @@ class JwtVerifier final : public TokenVerifier {
  private:
   // Which key verifies `alg`, decided by the configuration and never by the token, so a
   // public key is never mistaken for an HMAC secret.
-  bool accepts(Alg alg) const {
+  bool accepts(Alg alg, const JwkSet::Keys* keys) const {
     if (alg == Alg::kHs256) return !secret_.empty();
+    if (jwks_change_) return true;
     const auto kind = kind_for(alg);
     return (key_ && key_->kind() == kind) ||
-           std::any_of(jwks_.begin(), jwks_.end(),
-                       [&](const Jwk& jwk) { return jwk.key.kind() == kind; });
+           (keys != nullptr && std::any_of(keys->keys.begin(), keys->keys.end(),
+                                           [&](const Jwk& jwk) { return jwk.key.kind() == kind; }));
   }
 
   static crypto::PublicKey::Kind kind_for(Alg alg) {
@@ -258,13 +265,16 @@ class JwtVerifier final : public TokenVerifier {
 
   // The public key for an RS256/ES256 token: the set's key named by kid, else the PEM key; a
   // token without kid takes the PEM key, or the set's only key of its kind.
-  Result<const crypto::PublicKey*> key_for(Alg alg, const json::object& header) const {
+  // `keys` is the set's snapshot, kept alive by the caller while the key is used.
+  Result<const crypto::PublicKey*> key_for(Alg alg, const json::object& header,
+                                           const JwkSet::Keys* keys) const {
     const auto kind = kind_for(alg);
     const json::value* kid = header.if_contains("kid");
     if (kid != nullptr && !kid->is_string()) return AuthError::kMalformedToken;
     const crypto::PublicKey* only = nullptr;
     std::size_t of_kind = 0;
-    for (const Jwk& jwk : jwks_) {
+    static const std::vector<Jwk> kNone;
+    for (const Jwk& jwk : keys != nullptr ? keys->keys : kNone) {
       if (jwk.key.kind() != kind) continue;
       if (kid != nullptr && jwk.kid && *jwk.kid == view(kid->get_string())) return &jwk.key;
       only = &jwk.key;
@@ -272,6 +282,8 @@ class JwtVerifier final : public TokenVerifier {
     }
     if (key_ && key_->kind() == kind) return &*key_;
     if (kid == nullptr && of_kind == 1) return only;
+    // A kid the set lacks may be a key the issuer has just rotated in.
+    if (kid != nullptr && jwks_) jwks_->missed();
     return AuthError::kUnknownKey;
   }
 
@@ -288,7 +300,8 @@ class JwtVerifier final : public TokenVerifier {
 
   std::string secret_;
   std::optional<crypto::PublicKey> key_;
-  std::vector<Jwk> jwks_;
+  std::shared_ptr<JwkSet> jwks_;  // null: no JWK Set
+  bool jwks_change_;              // jwks_ is --jwks-url's, replaced while we verify
   seconds leeway_;
   std::string audience_;  // empty: aud not checked
   std::string issuer_;    // empty: iss not checked
@@ -324,13 +337,15 @@ Result<Principal> JwtVerifier::verify(std::string_view token, TimePoint now) con
   const json::value* alg_value = header->if_contains("alg");
   if (alg_value == nullptr || !alg_value->is_string()) return AuthError::kMalformedToken;
   const std::optional<Alg> alg = parse_alg(view(alg_value->get_string()));
-  if (!alg || !accepts(*alg)) return AuthError::kUnsupportedAlgorithm;
+  // One snapshot for the whole verification: a refresh may swap the set meanwhile.
+  const std::shared_ptr<const JwkSet::Keys> keys = jwks_ ? jwks_->keys() : nullptr;
+  if (!alg || !accepts(*alg, keys.get())) return AuthError::kUnsupportedAlgorithm;
   // RFC 7515 §4.1.11: a token that needs extensions we don't implement must be refused.
   if (header->contains("crit")) return AuthError::kUnsupportedAlgorithm;
 
   const crypto::PublicKey* key = nullptr;
   if (*alg != Alg::kHs256) {
-    const Result<const crypto::PublicKey*> found = key_for(*alg, *header);
+    const Result<const crypto::PublicKey*> found = key_for(*alg, *header, keys.get());
     if (!found) return found.error();
     key = *found;
   }
@@ -398,9 +413,11 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
 }  // namespace
 
 Result<std::shared_ptr<const TokenVerifier>> TokenVerifier::create(const VerifierOptions& options) {
-  if (options.hs256_secret.empty() && options.public_key_pem.empty() && options.jwks.empty()) {
+  if (options.hs256_secret.empty() && options.public_key_pem.empty() && options.jwks.empty() &&
+      !options.jwk_set) {
     return AuthError::kBadKey;
   }
+  if (!options.jwks.empty() && options.jwk_set) return AuthError::kBadKey;
   if (options.org_claim.empty() || options.user_claim.empty()) return AuthError::kBadKey;
   std::optional<crypto::PublicKey> key;
   if (!options.public_key_pem.empty()) {
@@ -408,15 +425,28 @@ Result<std::shared_ptr<const TokenVerifier>> TokenVerifier::create(const Verifie
     if (!loaded) return loaded.error();
     key = std::move(*loaded);
   }
-  std::vector<Jwk> jwks;
+  std::shared_ptr<JwkSet> jwks = options.jwk_set;
   if (!options.jwks.empty()) {
-    Result<std::vector<Jwk>> parsed = parse_jwks(options.jwks);
-    if (!parsed) return parsed.error();
-    jwks = std::move(*parsed);
+    jwks = std::make_shared<JwkSet>();
+    if (Result<std::size_t> parsed = jwks->replace(options.jwks); !parsed) return parsed.error();
   }
+  const bool jwks_change = options.jwk_set != nullptr;
   const seconds leeway = std::clamp(options.leeway, seconds{0}, kMaxLeeway);
-  return std::shared_ptr<const TokenVerifier>(
-      std::make_shared<const JwtVerifier>(options, std::move(key), std::move(jwks), leeway));
+  return std::shared_ptr<const TokenVerifier>(std::make_shared<const JwtVerifier>(
+      options, std::move(key), std::move(jwks), jwks_change, leeway));
+}
+
+JwkSet::JwkSet() = default;
+JwkSet::~JwkSet() = default;
+
+Result<std::size_t> JwkSet::replace(std::string_view text) {
+  Result<std::vector<Jwk>> parsed = parse_jwks(text);
+  if (!parsed) return parsed.error();
+  const std::size_t count = parsed->size();
+  auto keys = std::make_shared<Keys>();
+  keys->keys = std::move(*parsed);
+  keys_.store(std::move(keys));
+  return count;
 }
 
 std::string mint_hs256(std::string_view claims_json, std::string_view secret) {

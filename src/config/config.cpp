@@ -114,6 +114,21 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"jwt-leeway", "SECONDS", 0, 3600, "",
        "Clock skew tolerated on a token's exp and nbf. At most 3600.",
        SG_NUMERIC_FIELD(jwt_leeway_seconds)},
+      {"jwks-refresh", "SECONDS", 1, 86400, "",
+       "--jwks-url: seconds between fetches of the JWK Set (after a failed one, sooner, with "
+       "backoff). At most 86400.",
+       SG_NUMERIC_FIELD(jwks_refresh_seconds)},
+      {"jwks-min-refresh", "SECONDS", 1, 86400, "",
+       "--jwks-url: a token with an unknown kid fetches the set again at most once per this "
+       "many seconds. At most 86400.",
+       SG_NUMERIC_FIELD(jwks_min_refresh_seconds)},
+      {"jwks-max-bytes", "BYTES", 1024, 64ull << 20, "no JWK Set fits in less",
+       "--jwks-url: the largest JWK Set response body accepted. At most 64 MiB.",
+       SG_NUMERIC_FIELD(jwks_max_bytes)},
+      {"jwks-timeout", "SECONDS", 1, 300, "",
+       "--jwks-url: the longest one fetch may take, from connecting to the last byte. At most "
+       "300.",
+       SG_NUMERIC_FIELD(jwks_timeout_seconds)},
       {"token-refresh-notice", "SECONDS", 0, 86400, "",
        "Seconds before a token's exp that its open socket is sent an expiring message, so the "
        "client can refresh in band before the 4001 close; 0 = no notice. At most 86400.",
@@ -328,6 +343,8 @@ struct Raw {
   std::string org_claim;
   std::string user_claim;
   std::string jwks_file;
+  std::string jwks_url;
+  std::string jwks_ca_file;
   std::vector<std::string> api_keys;
   std::vector<std::string> api_key_files;
   std::vector<std::string> services;
@@ -425,7 +442,9 @@ constexpr std::string_view kGroupUsage = "Usage metering";
 
 std::string_view group_of(std::string_view flag) {
   if (flag == "workers") return kGroupServer;
-  if (flag == "jwt-leeway" || flag == "token-refresh-notice") return kGroupAuth;
+  if (flag == "jwt-leeway" || flag == "token-refresh-notice" || flag.starts_with("jwks-")) {
+    return kGroupAuth;
+  }
   if (flag == "history" || flag == "history-ttl" || flag == "presence-ttl" ||
       flag == "redis-wait-replicas") {
     return kGroupBroker;
@@ -514,6 +533,15 @@ void build_app(Cli& app, Raw& raw) {
   add_text(app, raw.jwks_file, "jwks-file", "PATH", "",
            "JWK Set file (an identity provider's jwks.json) whose RS256/ES256 keys verify tokens "
            "by their kid; read at start-up.",
+           kGroupAuth);
+  add_text(app, raw.jwks_url, "jwks-url", "URL", "",
+           "JWK Set URL (http:// or https://) whose RS256/ES256 keys verify tokens by their kid; "
+           "fetched at start, every --jwks-refresh seconds and on an unknown kid. Not with "
+           "--jwks-file.",
+           kGroupAuth);
+  add_text(app, raw.jwks_ca_file, "jwks-ca-file", "PATH", "",
+           "PEM CA certificates that an https --jwks-url server must chain to; empty = the "
+           "system trust store.",
            kGroupAuth);
   raw.list_options.push_back(
       add_list(app, raw.api_keys, "api-key", "KEYS", "",
@@ -1224,6 +1252,21 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     *target = std::string(name);
   }
   s.jwks_file = std::string(core::trim(raw.jwks_file, kBlanks));
+  s.jwks_url = std::string(core::trim(raw.jwks_url, kBlanks));
+  s.jwks_ca_file = std::string(core::trim(raw.jwks_ca_file, kBlanks));
+  if (!s.jwks_url.empty()) {
+    if (!s.jwks_file.empty()) {
+      return usage_error(failure(src("jwks-url") + " and " + src("jwks-file") +
+                                 " are exclusive: the keys come from one JWK Set"));
+    }
+    if (!s.jwks_url.starts_with("http://") && !s.jwks_url.starts_with("https://")) {
+      return usage_error(
+          failure(src("jwks-url") + " must be an http:// or https:// URL: " + s.jwks_url));
+    }
+  }
+  if (!s.jwks_ca_file.empty() && !s.jwks_url.starts_with("https://")) {
+    return usage_error(failure(src("jwks-ca-file") + " needs an https:// " + src("jwks-url")));
+  }
   if (!s.jwks_file.empty()) {
     if (auto why = read_capped(s.jwks_file, kMaxJwksFileBytes, s.jwks)) {
       return usage_error(
@@ -1292,7 +1335,7 @@ ParseOutcome validate(Raw& raw, const std::vector<Binding>& bindings, int argc,
     if (rank("handshake-timeout") == 0) s.handshake_timeout_ms = 300000;
   }
 
-  if (s.jwt_secret.empty() && s.jwt_public_key.empty() && s.jwks.empty()) {
+  if (s.jwt_secret.empty() && s.jwt_public_key.empty() && s.jwks.empty() && s.jwks_url.empty()) {
     return usage_error(
         failure("no token key configured: set --jwt-secret (HS256), --jwt-public-key or "
                 "--jwks-file (RS256/ES256), or use --dev to try it out"));

@@ -48,6 +48,16 @@ struct Settings {
   // --jwks-file: a JWK Set of RS256/ES256 keys chosen by kid; after parse() jwks holds its JSON.
   std::string jwks_file;
   std::string jwks;
+  // --jwks-url (exclusive with --jwks-file): the JWK Set fetched over http(s) at start, every
+  // jwks_refresh_seconds, and on an unknown kid at most every jwks_min_refresh_seconds; a
+  // response over jwks_max_bytes or slower than jwks_timeout_seconds fails. https verifies the
+  // server against jwks_ca_file, or the system trust store when empty.
+  std::string jwks_url;
+  std::string jwks_ca_file;
+  std::int64_t jwks_refresh_seconds = 300;
+  std::int64_t jwks_min_refresh_seconds = 30;
+  std::uint64_t jwks_max_bytes = 1024 * 1024;
+  std::int64_t jwks_timeout_seconds = 10;
   // --token-refresh-notice: seconds before exp that an open socket is sent "expiring", so the
   // client refreshes in band before the 4001 close; 0 = no notice.
   std::int64_t token_refresh_notice_seconds = 60;

@@ -80,6 +80,8 @@ struct Context {
   // waits for them, within --shutdown-grace, so they get their answer before the workers stop.
   std::atomic<std::size_t> http_in_flight{0};
   std::string node_name = {};  // host:port, how this node names itself in the cluster view
+  // --jwks-url's key set (null without it): /readyz answers 503 until it has loaded once.
+  std::shared_ptr<const auth::JwkSet> jwk_set = nullptr;
 
   // True for valid names in --services (any, with "*"), and for kUploadsService whenever
   // uploads are enabled: it only ever carries events targeted at their uploader.

@@ -14,6 +14,7 @@
 #include "net/worker.hpp"
 #include "net/ws_codec.hpp"
 #include "node/context.hpp"
+#include "node/jwks_fetcher.hpp"
 #include "protocol/protocol.hpp"
 #include "server/routes.hpp"
 #include "tenancy/tenancy.hpp"
@@ -86,6 +87,17 @@ net::WsOptions websocket_options(const config::Settings& s) {
   return o;
 }
 
+node::JwksFetcherOptions jwks_options(const config::Settings& s) {
+  node::JwksFetcherOptions o;
+  o.url = s.jwks_url;
+  o.refresh = std::chrono::seconds(s.jwks_refresh_seconds);
+  o.min_refresh = std::chrono::seconds(s.jwks_min_refresh_seconds);
+  o.max_bytes = s.jwks_max_bytes;
+  o.timeout = std::chrono::seconds(s.jwks_timeout_seconds);
+  o.ca_file = s.jwks_ca_file;
+  return o;
+}
+
 std::string node_name(std::uint16_t port) {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
@@ -97,8 +109,9 @@ std::string node_name(std::uint16_t port) {
 class Server::Impl {
  public:
   Impl(const config::Settings& settings, broker::Broker& broker)
-      : context_{settings,
-                 make_verifier(settings),
+      : jwk_set_(settings.jwks_url.empty() ? nullptr : std::make_shared<auth::JwkSet>()),
+        context_{settings,
+                 make_verifier(settings, jwk_set_),
                  auth::OriginPolicy(settings.allowed_origins),
                  broker,
                  registry_,
@@ -113,6 +126,12 @@ class Server::Impl {
     context_.any_service = settings.services.empty() ||
                            (settings.services.size() == 1 && settings.services.front() == "*");
     context_.websocket = websocket_options(settings);
+    if (jwk_set_) {
+      // Fetching starts now, so the first set is likely in before the listener opens.
+      context_.jwk_set = jwk_set_;
+      jwks_fetcher_ =
+          std::make_unique<node::JwksFetcher>(jwks_options(settings), jwk_set_, registry_);
+    }
     unsigned n = settings.workers;
     if (n == 0) {
       const auto d = config::default_workers();
@@ -230,7 +249,8 @@ class Server::Impl {
   }
 
  private:
-  static std::shared_ptr<const auth::TokenVerifier> make_verifier(const config::Settings& s) {
+  static std::shared_ptr<const auth::TokenVerifier> make_verifier(
+      const config::Settings& s, std::shared_ptr<auth::JwkSet> jwk_set) {
     auto verifier =
         auth::TokenVerifier::create({.hs256_secret = s.jwt_secret,
                                      .public_key_pem = s.jwt_public_key,
@@ -239,7 +259,8 @@ class Server::Impl {
                                      .issuer = s.jwt_issuer,
                                      .org_claim = s.org_claim,
                                      .user_claim = s.user_claim,
-                                     .jwks = s.jwks});
+                                     .jwks = s.jwks,
+                                     .jwk_set = std::move(jwk_set)});
     if (!verifier) {
       throw std::runtime_error("cannot use the configured token key: " +
                                verifier.error().message());
@@ -394,6 +415,7 @@ class Server::Impl {
   }
 
   metrics::Registry registry_;
+  std::shared_ptr<auth::JwkSet> jwk_set_;  // --jwks-url's; null without it
   Context context_;
   // Read by every HTTP session; outlives them (the workers are declared, so destroyed, later).
   net::HttpRoutes routes_;
@@ -405,6 +427,8 @@ class Server::Impl {
   std::unique_ptr<upload::Manager> uploads_;
   // Outlives the workers too (declared before them); registers a scrape callback in registry_.
   std::unique_ptr<tenancy::Quotas> quotas_;
+  // Outlives the workers (declared before them): their verifications call request_refresh.
+  std::unique_ptr<node::JwksFetcher> jwks_fetcher_;
   // Workers outlive the acceptor's io_context: a pending accept holds a socket bound to a
   // worker's io_context and is destroyed with io_.
   std::vector<std::unique_ptr<Worker>> workers_;

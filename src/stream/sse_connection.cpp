@@ -116,6 +116,7 @@ void SseConnection::begin(std::string_view origin) {
       std::string("retry: ").append(std::to_string(ctx_.settings.sse_retry_ms)).append("\n\n")));
   last_sent_ = Clock::now();
   start(std::move(head));
+  shard().enroll(*this, principal_.org, principal_.user);
   waiting_ = services_.size();
   for (std::size_t i = 0; i < services_.size(); ++i) {
     if (asked_[i] && asked_[i]->offset > 0) {
@@ -382,8 +383,26 @@ void SseConnection::on_slow_consumer(std::string_view cause) {
 }
 
 void SseConnection::on_closing() {
+  shard().leave(*this, principal_.org, principal_.user);
   shard().detach_all(*this);
   replay_.clear();
+}
+
+bool SseConnection::cut_off(const hub::Cutoff& cut) {
+  if (closing()) return false;
+  if (!cut.connection_id.empty() && cut.connection_id != id()) return false;
+  if (cut.issued_before && principal_.issued_at && *principal_.issued_at >= *cut.issued_before) {
+    return false;
+  }
+  send_message("error", protocol::serialize_error(cut.error, cut.message), false);
+  close(cut.code, cut.close_reason);
+  log::info("stream", "connection cut off",
+            {{"conn", id()},
+             {"org", principal_.org},
+             {"user", principal_.user},
+             {"transport", "sse"},
+             {"code", cut.code}});
+  return true;
 }
 
 void SseConnection::on_closed(std::uint16_t code) {

@@ -43,6 +43,8 @@ class SseConnection final : public net::WsConnection, public hub::Member {
   void deliver(const broker::EventPtr& event) override;
   void hold_overflowed() override;
   std::uint64_t flush_group() const override;
+  // A producer's disconnect or revoke (hub::Cutoff): an error event, then the response ends.
+  bool cut_off(const hub::Cutoff& cut) override;
 
  private:
   // net::WsConnection

@@ -45,7 +45,7 @@ std::uint16_t close_code_for(upload::UploadError e) {
 // "resume" message names the upload, binary messages carry its bytes, which go to the manager
 // one message at a time: reading pauses while a call is in flight, which is backpressure to
 // the client through TCP.
-class UploadSession final : public net::WsConnection {
+class UploadSession final : public net::WsConnection, public hub::Member {
  public:
   UploadSession(net::Worker& worker, asio::ip::tcp::socket socket, Context& ctx,
                 auth::Principal principal, std::string leftover)
@@ -61,6 +61,23 @@ class UploadSession final : public net::WsConnection {
     log::info("upload", "upload connection opened",
               {{"conn", id_}, {"org", owner_.org}, {"user", owner_.user}});
     start(std::move(upgrade_response));
+    // Enrolled so that a producer's disconnect or revoke reaches this socket too.
+    ctx_.hub->shard(worker().index()).enroll(*this, owner_.org, owner_.user);
+  }
+
+  // hub::Member: uploads join no channel; a producer's disconnect or revoke may close them.
+  void deliver(const broker::EventPtr&) override {}
+  bool cut_off(const hub::Cutoff& cut) override {
+    if (closing()) return false;
+    if (!cut.connection_id.empty() && cut.connection_id != id_) return false;
+    if (cut.issued_before && principal_.issued_at && *principal_.issued_at >= *cut.issued_before) {
+      return false;
+    }
+    send_text(protocol::serialize_error(cut.error, cut.message));
+    close(cut.code, cut.close_reason);
+    log::info("upload", "upload connection cut off",
+              {{"conn", id_}, {"org", owner_.org}, {"user", owner_.user}, {"code", cut.code}});
+    return true;
   }
 
   // An upload socket is not closed by the drain period (its upload resumes anywhere, but it
@@ -89,6 +106,10 @@ class UploadSession final : public net::WsConnection {
     ctx_.metrics->slow_consumer_closes.inc();
     log::warn("upload", "slow consumer closed",
               {{"conn", id_}, {"org", owner_.org}, {"cause", cause}});
+  }
+
+  void on_closing() override {
+    ctx_.hub->shard(worker().index()).leave(*this, owner_.org, owner_.user);
   }
 
   void on_closed(std::uint16_t code) override {

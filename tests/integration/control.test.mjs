@@ -11,7 +11,9 @@ import { startCluster, stopCluster } from './support/cluster.mjs';
 import { ms, unique, waitFor } from './support/env.mjs';
 import { publishOk } from './support/http.mjs';
 import { startServer } from './support/server.mjs';
+import { openSseStream } from './support/sse.mjs';
 import { mintHS256, nowSeconds, claims } from './support/tokens.mjs';
+import { openUpload } from './support/upload.mjs';
 import { closeAll, connect, openStream, UpgradeRejected } from './support/ws.mjs';
 
 async function call(server, method, path, body, { apiKey } = {}) {
@@ -49,6 +51,25 @@ function tokenIssued(server, org, user, iat) {
   return mintHS256(claims({ org, user, iat }), server.secret);
 }
 
+// The user's other long-lived connections on `server`, an SSE stream and an upload socket,
+// which a disconnect or revoke must close as well as the stream sockets.
+async function openSideConnections(server, org, user, token) {
+  const sse = await openSseStream(server, { org, user, token });
+  const upload = await openUpload(server, { org, user, token });
+  return { sse: sse.client, upload };
+}
+
+// Both side connections closed with `code` after an error naming `error`: the upload socket
+// with that close code, the SSE response ended after an error event.
+async function expectSideClosed({ sse, upload }, code, error) {
+  const info = await upload.waitClose();
+  assert.deepEqual([info.code, info.reason], [code, error]);
+  assert.equal(upload.received.find((m) => m.type === 'error')?.code, error);
+  await waitFor(() => sse.ended && sse.closed, { what: 'the SSE response to end' });
+  const said = sse.messages.find((m) => m.event === 'error');
+  assert.equal(JSON.parse(said?.data ?? '{}').code, error);
+}
+
 // The tests that run the same on one node and on three: `nodes()` gives the nodes (one or
 // three); a client of each test sits on every node.
 function controlSuite(nodes, cluster) {
@@ -56,9 +77,12 @@ function controlSuite(nodes, cluster) {
     const org = unique('d');
     const mine = await Promise.all(nodes().map((n) => openStream(n, { org, user: 'u1' })));
     const theirs = await Promise.all(nodes().map((n) => openStream(n, { org, user: 'u2' })));
+    const side = await openSideConnections(nodes()[0], org, 'u1');
     const r = await post(nodes()[0], 'disconnect', { orgId: org, userId: 'u1', reason: 'banned' });
     assert.equal(r.status, 200, r.text);
-    assert.deepEqual(r.json, { closed: 1, cluster });
+    // The stream socket, the SSE stream and the upload socket of this node.
+    assert.deepEqual(r.json, { closed: 3, cluster });
+    await expectSideClosed(side, 4004, 'disconnected');
     for (const { client } of mine) {
       const info = await client.waitClose();
       assert.equal(info.code, 4004);
@@ -110,9 +134,12 @@ function controlSuite(nodes, cluster) {
       nodes().map((n) => openStream(n, { org, user: 'u1', token: tokenIssued(n, org, 'u1', now - 100) })),
     );
     const fresh = await openStream(nodes()[0], { org, user: 'u1', token: tokenIssued(nodes()[0], org, 'u1', now + 5) });
+    const side = await openSideConnections(nodes()[0], org, 'u1', tokenIssued(nodes()[0], org, 'u1', now - 100));
     const r = await post(nodes()[0], 'revoke', { orgId: org, userId: 'u1', issuedBefore: now });
     assert.equal(r.status, 200, r.text);
-    assert.equal(r.json.closed, 1);
+    // The old token's stream socket, SSE stream and upload socket of this node.
+    assert.equal(r.json.closed, 3);
+    await expectSideClosed(side, 4001, 'token_revoked');
     assert.equal(r.json.cluster, cluster);
     for (const { client } of old) {
       const info = await client.waitClose();

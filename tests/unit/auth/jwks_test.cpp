@@ -193,5 +193,62 @@ TEST(Jwks, ASetWithoutAUsableKeyIsABadKey) {
   }
 }
 
+// --jwks-url: the fetcher replaces the set while tokens are verified.
+TEST(JwkSet, AReplacedSetVerifiesItsKidsAndAFailedReplaceKeepsTheLast) {
+  auto set = std::make_shared<JwkSet>();
+  EXPECT_FALSE(set->loaded());
+  VerifierOptions o;
+  o.jwk_set = set;
+  const auto v = TokenVerifier::create(o);
+  ASSERT_TRUE(v.has_value()) << v.error().message();
+  // Not loaded yet: refused as unknown, whichever the kind.
+  EXPECT_EQ(error_of((*v)->verify(token(ec_key(), "ES256", "e1"), now)), AuthError::kUnknownKey);
+  EXPECT_EQ(error_of((*v)->verify(token(rsa_key(), "RS256", "r1"), now)), AuthError::kUnknownKey);
+
+  ASSERT_EQ(set->replace(set_of({ec_jwk(ec_key(), "e1")})).value(), 1u);
+  EXPECT_TRUE(set->loaded());
+  EXPECT_TRUE((*v)->verify(token(ec_key(), "ES256", "e1"), now).has_value());
+  // RS256 is still accepted as an algorithm: the next set may hold an RSA key.
+  EXPECT_EQ(error_of((*v)->verify(token(rsa_key(), "RS256", "r1"), now)), AuthError::kUnknownKey);
+
+  // Rotation: e1 retired, r1 and e2 in.
+  ASSERT_EQ(set->replace(set_of({rsa_jwk(rsa_key(), "r1"), ec_jwk(other_ec_key(), "e2")})).value(),
+            2u);
+  EXPECT_TRUE((*v)->verify(token(rsa_key(), "RS256", "r1"), now).has_value());
+  EXPECT_TRUE((*v)->verify(token(other_ec_key(), "ES256", "e2"), now).has_value());
+  EXPECT_EQ(error_of((*v)->verify(token(ec_key(), "ES256", "e1"), now)), AuthError::kUnknownKey);
+
+  // Garbage, or a set with nothing usable, changes nothing.
+  EXPECT_EQ(set->replace("{\"keys\": [garbage").error(), AuthError::kBadKey);
+  EXPECT_EQ(set->replace(R"({"keys":[{"kty":"oct","k":"c2VjcmV0"}]})").error(), AuthError::kBadKey);
+  EXPECT_TRUE((*v)->verify(token(rsa_key(), "RS256", "r1"), now).has_value());
+}
+
+TEST(JwkSet, AnUnknownKidCallsTheMissHook) {
+  auto set = std::make_shared<JwkSet>();
+  int misses = 0;
+  set->on_unknown_kid([&misses] { ++misses; });
+  ASSERT_TRUE(set->replace(set_of({ec_jwk(ec_key(), "e1")})).has_value());
+  VerifierOptions o;
+  o.jwk_set = set;
+  const auto v = TokenVerifier::create(o);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_TRUE((*v)->verify(token(ec_key(), "ES256", "e1"), now).has_value());
+  EXPECT_EQ(misses, 0);
+  EXPECT_EQ(error_of((*v)->verify(token(ec_key(), "ES256", "new"), now)), AuthError::kUnknownKey);
+  EXPECT_EQ(misses, 1);
+  // A bad signature under a known kid is no reason to fetch.
+  EXPECT_EQ(error_of((*v)->verify(token(other_ec_key(), "ES256", "e1"), now)),
+            AuthError::kBadSignature);
+  EXPECT_EQ(misses, 1);
+}
+
+TEST(JwkSet, IsExclusiveWithAJwksFile) {
+  VerifierOptions o;
+  o.jwk_set = std::make_shared<JwkSet>();
+  o.jwks = set_of({ec_jwk(ec_key(), "e1")});
+  EXPECT_EQ(TokenVerifier::create(o).error(), AuthError::kBadKey);
+}
+
 }  // namespace
 }  // namespace sg::auth

@@ -292,9 +292,9 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
       env.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
     EXPECT_NE(help.find("env: " + env + "\n"), std::string::npos) << flag;
   }
-  // 73 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
+  // 79 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 77u);
+  EXPECT_EQ(flags_in(help).size(), 83u);
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
@@ -807,6 +807,34 @@ TEST(Config, JwksFileIsReadAtStart) {
   const ParseOutcome missing = run({"--api-key", "k", "--jwks-file", path});
   EXPECT_EQ(missing.kind, Kind::kExit);
   EXPECT_NE(missing.message.find("--jwks-file: cannot read"), std::string::npos) << missing.message;
+}
+
+TEST(Config, JwksUrlIsAKeySourceWithItsBounds) {
+  const ParseOutcome o = run({"--api-key", "k", "--jwks-url", "https://idp.example/jwks.json",
+                              "--jwks-ca-file", "/etc/ca.pem", "--jwks-min-refresh", "5"});
+  ASSERT_EQ(o.kind, Kind::kRun) << o.message;
+  EXPECT_EQ(o.settings.jwks_url, "https://idp.example/jwks.json");
+  EXPECT_EQ(o.settings.jwks_ca_file, "/etc/ca.pem");
+  EXPECT_EQ(o.settings.jwks_refresh_seconds, 300);
+  EXPECT_EQ(o.settings.jwks_min_refresh_seconds, 5);
+  EXPECT_EQ(o.settings.jwks_max_bytes, 1024u * 1024u);
+  EXPECT_EQ(o.settings.jwks_timeout_seconds, 10);
+  for (const auto& [args, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--api-key", "k", "--jwks-url", "ftp://h/j"}, "must be an http:// or https:// URL"},
+           {{"--api-key", "k", "--jwks-url", "http://h/j", "--jwks-file", "/j.json"},
+            "are exclusive"},
+           {{"--api-key", "k", "--jwks-url", "http://h/j", "--jwks-ca-file", "/ca.pem"},
+            "needs an https://"},
+           {{"--api-key", "k", "--jwks-url", "http://h/j", "--jwks-min-refresh", "0"},
+            "--jwks-min-refresh"},
+           {{"--api-key", "k", "--jwks-url", "http://h/j", "--jwks-max-bytes", "100"},
+            "--jwks-max-bytes"},
+           {{"--api-key", "k", "--jwks-url", "http://h/j", "--jwks-timeout", "301"},
+            "--jwks-timeout"}}) {
+    const ParseOutcome bad = run_args(args);
+    EXPECT_EQ(bad.kind, Kind::kExit) << says;
+    EXPECT_NE(bad.message.find(says), std::string::npos) << bad.message;
+  }
 }
 
 TEST(Config, TokenClaimFlagsAreValidated) {
