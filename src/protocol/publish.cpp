@@ -237,8 +237,9 @@ class FastHandler {
   }
   bool on_key(json::string_view s, std::size_t, error_code& ec) {
     if (depth_ > 1) return true;
-    // A name that points into the body was written without escapes; raw_member and the
-    // "did you mean" see names as written, so anything else goes the DOM way.
+    // A name that points into the body was written without escapes (an escaped one comes
+    // from the parser's own buffer), so its position there is where it was written: the span
+    // of "data" is found from those positions. Escaped names go the DOM way.
     if (!std::less_equal<const char*>()(body_.data(), s.data()) ||
         !std::less_equal<const char*>()(s.data() + s.size(), body_.data() + body_.size())) {
       return give_up(ec);
