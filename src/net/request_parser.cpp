@@ -32,6 +32,13 @@ RequestParser::RequestParser(RequestHeadBuffer& buffer) : buffer_(buffer) {
   buffer_.text.clear();
   buffer_.fields.clear();
   buffer_.body.clear();
+  // A keep-alive connection that once sent a big head or body must not hold that much while it
+  // idles: only the usual request's room is kept.
+  if (buffer_.text.capacity() > RequestHeadBuffer::kKeptBytes) std::string().swap(buffer_.text);
+  if (buffer_.body.capacity() > RequestHeadBuffer::kKeptBytes) std::string().swap(buffer_.body);
+  if (buffer_.fields.capacity() > RequestHeadBuffer::kKeptFields) {
+    std::vector<RequestHeadBuffer::Field>().swap(buffer_.fields);
+  }
 }
 
 std::uint32_t RequestParser::append(std::string_view s) {

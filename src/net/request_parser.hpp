@@ -17,8 +17,14 @@
 namespace sg::net {
 
 // What a connection keeps of its requests between them, so that a request of the usual size
-// allocates nothing: the head's text and the index of its fields. Reused, never shrunk.
+// allocates nothing: the head's text, the index of its fields and a body read whole. Reused up
+// to kKeptBytes / kKeptFields.
 struct RequestHeadBuffer {
+  // What is kept between requests at most; a bigger request's room is freed when the next
+  // one starts.
+  static constexpr std::size_t kKeptBytes = 4096;
+  static constexpr std::size_t kKeptFields = 32;
+
   struct Field {
     boost::beast::http::field id;
     std::uint32_t name_at, name_size, value_at, value_size;

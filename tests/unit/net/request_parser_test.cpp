@@ -120,5 +120,20 @@ TEST(RequestParser, ANewRequestOnTheSameBufferStartsEmptyAndKeepsTheCapacity) {
   EXPECT_EQ(buffer.text.capacity(), capacity);
 }
 
+TEST(RequestParser, ABigRequestsRoomIsNotKeptForTheNext) {
+  RequestHeadBuffer buffer;
+  {
+    RequestParser p(buffer);
+    p.body_limit(1 << 20);
+    const std::string body(100000, 'x');
+    ASSERT_FALSE(put_all(p, "POST / HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) +
+                                "\r\n\r\n" + body));
+    ASSERT_EQ(p.body().size(), body.size());
+  }
+  RequestParser p(buffer);
+  EXPECT_LE(buffer.body.capacity(), RequestHeadBuffer::kKeptBytes);
+  EXPECT_LE(buffer.text.capacity(), RequestHeadBuffer::kKeptBytes);
+}
+
 }  // namespace
 }  // namespace sg::net
