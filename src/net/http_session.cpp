@@ -4,6 +4,7 @@
 #include "net/body_sink.hpp"
 #include "net/http_framing.hpp"
 #include "net/http_routes.hpp"
+#include "net/request_parser.hpp"
 #include "net/worker.hpp"
 
 #include <boost/asio/post.hpp>
@@ -12,8 +13,6 @@
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -82,10 +81,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // collected before Beast parses it, because Beast unfolds, merges and tolerates framing
   // that RFC 9112 says to refuse (http_framing.hpp).
   void do_read() {
-    stream_parser_.reset();
-    header_parser_.emplace();
-    header_parser_->header_limit(static_cast<std::uint32_t>(routes_.max_header_bytes));
-    header_parser_->body_limit(boost::none);
+    parser_.emplace(head_buffer_);
+    parser_->header_limit(static_cast<std::uint32_t>(routes_.max_header_bytes));
+    parser_->body_limit(boost::none);
     request_done_ = false;
     head_ = false;
     head_searched_ = 0;
@@ -124,8 +122,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       }
     }
     beast::error_code ec;
-    buffer_.consume(header_parser_->put(buffer_.data(), ec));
-    if (!ec && !header_parser_->is_header_done()) ec = http::error::header_limit;
+    buffer_.consume(parser_->put(buffer_.data(), ec));
+    if (!ec && !parser_->is_header_done()) ec = http::error::header_limit;
     if (ec == http::error::need_more) ec = http::error::header_limit;
     on_header(ec);
   }
@@ -136,23 +134,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void on_header(beast::error_code ec) {
     if (ec) return on_read_error(ec);
-    const auto& msg = header_parser_->get();
-    keep_alive_ = msg.keep_alive();
-    head_ = msg.method() == http::verb::head;
+    keep_alive_ = parser_->message_keep_alive();
+    head_ = parser_->method() == http::verb::head;
     {
-      HttpRequest req = request_of(msg);
+      HttpRequest req = request_of(*parser_);
       const HttpRoute* route = routes_.find(req.path);
       route_ = route;
       if (route && route->streams_body && route->streams_body(req)) {
         return begin_stream(*route, req);
       }
     }
-    if (const auto length = header_parser_->content_length();
-        length && *length > routes_.max_body_bytes) {
+    if (const auto length = parser_->content_length(); length && *length > routes_.max_body_bytes) {
       return on_read_error(http::error::body_limit);
     }
-    parser_.emplace(std::move(*header_parser_));
-    header_parser_.reset();
+    parser_->read_body_to_string();
     parser_->body_limit(routes_.max_body_bytes);
     if (!parser_->is_done() && buffer_.size() > 0) {
       // The body usually arrives with the head: parsed here, it skips the composed read's post
@@ -188,26 +183,25 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     shutdown();
   }
 
-  template <class Message>
-  static HttpRequest request_of(const Message& msg) {
+  static HttpRequest request_of(const RequestParser& p) {
     HttpRequest req;
-    req.method = msg.method_string();
-    req.target = msg.target();
+    req.method = p.method_string();
+    req.target = p.target();
     const auto q = req.target.find('?');
     req.path = req.target.substr(0, q);
     if (q != std::string_view::npos) req.query = req.target.substr(q + 1);
-    // One pass over the fields rather than a lookup per header (each a case-insensitive
-    // search of Beast's index); the first of repeated fields counts, as msg[field] would have it.
+    // One pass over the fields rather than a lookup per header; the first of repeated fields
+    // counts, as Beast's msg[field] had it.
     bool seen_authorization = false, seen_upgrade = false, seen_connection = false;
     bool seen_ws_key = false, seen_ws_version = false, seen_length = false;
     std::string_view length;
-    auto first = [](bool& seen, std::string_view& to, const auto& f) {
+    auto first = [](bool& seen, std::string_view& to, std::string_view value) {
       if (seen) return;
       seen = true;
-      to = f.value();
+      to = value;
     };
-    for (const auto& f : msg) {
-      switch (f.name()) {
+    p.for_each_field([&](http::field id, std::string_view f) {
+      switch (id) {
         case http::field::authorization:
           first(seen_authorization, req.authorization, f);
           break;
@@ -232,9 +226,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         default:
           break;
       }
-    }
-    req.header = [&msg](std::string_view name) { return msg[name]; };
-    if (seen_length && !msg.chunked()) {
+    });
+    req.header = [&p](std::string_view name) { return p.field(name); };
+    if (seen_length && !p.chunked()) {
       std::uint64_t n = 0;
       const auto [end, err] = std::from_chars(length.data(), length.data() + length.size(), n);
       if (err == std::errc() && end == length.data() + length.size()) req.content_length = n;
@@ -245,9 +239,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_read(beast::error_code ec) {
     if (ec) return on_read_error(ec);
     request_done_ = true;
-    const auto& msg = parser_->get();
-    HttpRequest req = request_of(msg);
-    req.body = msg.body();
+    HttpRequest req = request_of(*parser_);
+    req.body = parser_->body();
 
     const HttpRoute* route = routes_.find(req.path);
     route_ = route;
@@ -299,17 +292,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_decision(BodyDecision d) {
     if (d.response) {
       // An unread body means the connection can't carry another request.
-      request_done_ = header_parser_->is_done();
+      request_done_ = parser_->is_done();
       return send(std::move(*d.response), !request_done_);
     }
     sink_ = std::move(d.sink);
     const bool expects_continue =
-        beast::iequals(header_parser_->get()[http::field::expect], "100-continue");
-    stream_parser_.emplace(std::move(*header_parser_));
-    header_parser_.reset();
-    stream_parser_->body_limit(boost::none);
+        beast::iequals(parser_->field(http::field::expect), "100-continue");
     piece_ = std::make_unique<char[]>(kPieceBytes);
-    if (stream_parser_->is_done()) return finish_stream();
+    if (parser_->is_done()) return finish_stream();
     if (!expects_continue) return read_piece();
     // The client (curl, for one) waits for this before sending a large body.
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -321,19 +311,16 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void read_piece() {
-    auto& body = stream_parser_->get().body();
-    body.data = piece_.get();
-    body.size = kPieceBytes;
-    body.more = true;
+    parser_->read_body_to(piece_.get(), kPieceBytes);
     stream_.expires_after(kIdleTimeout);
     http::async_read(
-        stream_, buffer_, *stream_parser_,
+        stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_piece(ec); });
   }
 
   void on_piece(beast::error_code ec) {
     if (ec == http::error::need_buffer) ec = {};
-    const std::size_t n = kPieceBytes - stream_parser_->get().body().size;
+    const std::size_t n = kPieceBytes - parser_->piece_left();
     if (ec) {
       // What arrived before the peer went away is still handed over: a resumable upload keeps it.
       if (n == 0) return abort_stream(ec);
@@ -365,7 +352,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       sink_.reset();
       return send(std::move(*stop), true);
     }
-    if (stream_parser_->is_done()) return finish_stream();
+    if (parser_->is_done()) return finish_stream();
     read_piece();
   }
 
@@ -472,11 +459,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   const HttpRoutes& routes_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::empty_body>> header_parser_;
-  std::optional<http::request_parser<http::string_body>> parser_;
-  std::optional<http::request_parser<http::buffer_body>> stream_parser_;
-  std::shared_ptr<BodySink> sink_;  // while a streamed body is read
-  std::unique_ptr<char[]> piece_;   // while a streamed body is read, or while lingering
+  RequestHeadBuffer head_buffer_;        // the current request's head and body, kept between them
+  std::optional<RequestParser> parser_;  // the current request's, on head_buffer_
+  std::shared_ptr<BodySink> sink_;       // while a streamed body is read
+  std::unique_ptr<char[]> piece_;        // while a streamed body is read, or while lingering
   std::optional<http::response<http::string_body>> response_;
   std::string plain_response_;  // an answer written without Beast (append_plain_response)
   bool keep_alive_ = true;

@@ -1,9 +1,15 @@
 #include "protocol/json_fields.hpp"
 #include "protocol/protocol.hpp"
+#include "protocol/publish_paths.hpp"
 #include "protocol/raw_json.hpp"
+
+#include <boost/json/basic_parser_impl.hpp>
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
+#include <functional>
+#include <limits>
 #include <optional>
 
 namespace sg::protocol {
@@ -58,26 +64,41 @@ Result<std::string> org_id(const json::value& v) {
   return std::move(*org);
 }
 
+std::string user_id_of(std::int64_t n) {
+  std::string out;
+  if (n < 0) {
+    out.push_back('-');
+    // Two's complement negation in unsigned arithmetic also covers INT64_MIN.
+    core::append_decimal(out, ~static_cast<std::uint64_t>(n) + 1);
+  } else {
+    core::append_decimal(out, static_cast<std::uint64_t>(n));
+  }
+  return out;
+}
+
+bool valid_user_text(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxUserBytes && !has_control_chars(s);
+}
+
+bool valid_event_type(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxEventBytes && !has_control_chars(s);
+}
+
+bool valid_event_key(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxEventKeyBytes;
+}
+
 // A user id sent as a string or as an integer (negative ones too), normalized to text.
 // Integers become their decimal form so that 17 and "17" name the same user.
 Result<std::string> user_id(const json::value& v) {
   std::string out;
   if (const json::string* s = v.if_string()) {
-    if (s->empty() || s->size() > kMaxUserBytes || has_control_chars(view(*s))) {
-      return ProtocolError::kBadField;
-    }
+    if (!valid_user_text(view(*s))) return ProtocolError::kBadField;
     out.assign(view(*s));
   } else if (v.is_uint64()) {
     core::append_decimal(out, v.get_uint64());
   } else if (v.is_int64()) {
-    const std::int64_t n = v.get_int64();
-    if (n < 0) {
-      out.push_back('-');
-      // Two's complement negation in unsigned arithmetic also covers INT64_MIN.
-      core::append_decimal(out, ~static_cast<std::uint64_t>(n) + 1);
-    } else {
-      core::append_decimal(out, static_cast<std::uint64_t>(n));
-    }
+    out = user_id_of(v.get_int64());
   } else {
     return ProtocolError::kBadField;
   }
@@ -122,8 +143,7 @@ Result<PublishRequest> parse_item(const json::value& item, std::string_view raw_
   const json::value* event = present(*object, "event");
   if (event == nullptr) return fail(ProtocolError::kMissingField, "event");
   const json::string* event_type = event->if_string();
-  if (event_type == nullptr || event_type->empty() || event_type->size() > kMaxEventBytes ||
-      has_control_chars(view(*event_type))) {
+  if (event_type == nullptr || !valid_event_type(view(*event_type))) {
     return fail(ProtocolError::kBadField, "event");
   }
   request.event.assign(view(*event_type));
@@ -152,7 +172,7 @@ Result<PublishRequest> parse_item(const json::value& item, std::string_view raw_
 
   if (const json::value* key = present(*object, "eventId")) {
     const json::string* text = key->if_string();
-    if (text == nullptr || text->empty() || text->size() > kMaxEventKeyBytes) {
+    if (text == nullptr || !valid_event_key(view(*text))) {
       return fail(ProtocolError::kBadField, "eventId");
     }
     request.event_key.assign(view(*text));
@@ -160,13 +180,259 @@ Result<PublishRequest> parse_item(const json::value& item, std::string_view raw_
   return request;
 }
 
+// ---- the fast path: Boost.JSON's SAX parser on the common shape ----
+
+// Which of kFields a name is; kFields.size() for none.
+std::size_t field_index(std::string_view name) {
+  return static_cast<std::size_t>(std::find(kFields.begin(), kFields.end(), name) -
+                                  kFields.begin());
+}
+
+constexpr std::size_t kOrgId = 0, kService = 1, kEvent = 2, kData = 3, kUserId = 4, kEventId = 5;
+constexpr std::size_t kNoField = kFields.size();
+
+// Reads one object's top-level fields as the DOM path would, and gives up (an error code that
+// stops the parser) on anything it would not accept or would need the DOM to judge: there the
+// DOM path decides, with its errors and details.
+class FastHandler {
+  using error_code = boost::system::error_code;
+
+ public:
+  static constexpr std::size_t max_array_size = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t max_object_size = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t max_string_size = std::numeric_limits<std::size_t>::max();
+  static constexpr std::size_t max_key_size = std::numeric_limits<std::size_t>::max();
+
+  explicit FastHandler(std::string_view body) : body_(body) {}
+
+  PublishRequest request;
+  bool has_data = false;  // "data" was sent and is not null
+  unsigned seen = 0;      // bit i: kFields[i] was named
+
+  bool on_document_begin(error_code&) { return true; }
+  bool on_document_end(error_code&) { return true; }
+  bool on_array_begin(error_code& ec) { return open(ec); }
+  bool on_array_end(std::size_t, error_code&) { return close(); }
+  bool on_object_begin(error_code& ec) {
+    // The root object is the item; a batch (array root) is left to the DOM path.
+    if (depth_ == 0) {
+      depth_ = 1;
+      return true;
+    }
+    return open(ec);
+  }
+  bool on_object_end(std::size_t, error_code&) {
+    // The root's last member ends before its closing brace.
+    if (depth_ == 1 && field_ == kData) data_to_ = value_end(last_brace());
+    return close();
+  }
+
+  // "data" as the producer wrote it, when has_data.
+  std::string_view data() const { return body_.substr(data_from_, data_to_ - data_from_); }
+
+  bool on_key_part(json::string_view, std::size_t, error_code& ec) {
+    if (depth_ > 1) return true;
+    // A name in pieces had escapes: the DOM path compares unescaped names.
+    return give_up(ec);
+  }
+  bool on_key(json::string_view s, std::size_t, error_code& ec) {
+    if (depth_ > 1) return true;
+    // A name that points into the body was written without escapes (an escaped one comes
+    // from the parser's own buffer), so its position there is where it was written: the span
+    // of "data" is found from those positions. Escaped names go the DOM way.
+    if (!std::less_equal<const char*>()(body_.data(), s.data()) ||
+        !std::less_equal<const char*>()(s.data() + s.size(), body_.data() + body_.size())) {
+      return give_up(ec);
+    }
+    // The member before this one ends before its comma.
+    if (field_ == kData)
+      data_to_ = value_end(static_cast<std::size_t>(s.data() - body_.data()) - 1);
+    field_ = field_index(std::string_view(s.data(), s.size()));
+    const unsigned bit = 1u << field_;
+    if (field_ == kNoField || (seen & bit) != 0) return give_up(ec);
+    seen |= bit;
+    if (field_ == kData) {
+      // The value starts after the name's closing quote, the colon and the spaces around it.
+      std::size_t at = static_cast<std::size_t>(s.data() - body_.data()) + s.size() + 1;
+      while (at < body_.size() && (is_space(body_[at]) || body_[at] == ':')) ++at;
+      data_from_ = at;
+    }
+    return true;
+  }
+
+  bool on_string_part(json::string_view s, std::size_t, error_code&) {
+    if (depth_ == 1) text_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, error_code& ec) {
+    if (depth_ > 1) return true;
+    if (text_.empty()) return on_text(std::string_view(s.data(), s.size()), ec);
+    text_.append(s.data(), s.size());
+    const bool ok = on_text(text_, ec);
+    text_.clear();
+    return ok;
+  }
+
+  bool on_number_part(json::string_view, error_code&) { return true; }
+  bool on_int64(std::int64_t n, json::string_view, error_code& ec) {
+    if (depth_ > 1) return true;
+    switch (field_) {
+      case kOrgId: {
+        auto org = core::org_id_from_integer(n);
+        if (!org) return give_up(ec);
+        request.org = std::move(*org);
+        return true;
+      }
+      case kUserId:
+        request.user = user_id_of(n);
+        return true;
+      default:
+        return scalar(ec);
+    }
+  }
+  bool on_uint64(std::uint64_t n, json::string_view, error_code& ec) {
+    if (depth_ > 1) return true;
+    switch (field_) {
+      case kOrgId:
+        request.org = core::org_id_from_integer(n);
+        return true;
+      case kUserId:
+        request.user.clear();
+        core::append_decimal(request.user, n);
+        return true;
+      default:
+        return scalar(ec);
+    }
+  }
+  bool on_double(double, json::string_view, error_code& ec) { return depth_ > 1 || scalar(ec); }
+  bool on_bool(bool, error_code& ec) { return depth_ > 1 || scalar(ec); }
+  bool on_null(error_code& ec) {
+    if (depth_ > 1) return true;
+    // Null optional fields are absent; null required ones are missing, which the DOM reports.
+    if (field_ == kOrgId || field_ == kService || field_ == kEvent) return give_up(ec);
+    return true;
+  }
+  bool on_comment_part(json::string_view, error_code&) { return true; }
+  bool on_comment(json::string_view, error_code&) { return true; }
+
+ private:
+  static bool give_up(error_code& ec) {
+    ec = make_error_code(boost::system::errc::operation_canceled);
+    return false;
+  }
+
+  // An object or array: at the root a batch, as a field's value only "data" takes one.
+  bool open(error_code& ec) {
+    if (depth_ == 0) return give_up(ec);
+    if (depth_ == 1) {
+      if (field_ != kData) return give_up(ec);
+      has_data = true;
+    }
+    ++depth_;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return true;
+  }
+
+  // A number or boolean at the top level: only "data" takes one.
+  bool scalar(error_code& ec) {
+    if (field_ != kData) return give_up(ec);
+    has_data = true;
+    return true;
+  }
+
+  static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+  // Where a value ends that is followed by `after` (its comma or the object's brace), with
+  // only whitespace between them.
+  std::size_t value_end(std::size_t after) const {
+    std::size_t end = after;
+    while (end > 0 && is_space(body_[end - 1])) --end;
+    if (end > 0 && body_[end - 1] == ',') --end;
+    while (end > 0 && is_space(body_[end - 1])) --end;
+    return end;
+  }
+
+  // The root object's closing brace: the last byte before the trailing whitespace.
+  std::size_t last_brace() const {
+    std::size_t end = body_.size();
+    while (end > 0 && is_space(body_[end - 1])) --end;
+    return end > 0 ? end - 1 : 0;
+  }
+
+  bool on_text(std::string_view s, error_code& ec) {
+    switch (field_) {
+      case kOrgId: {
+        auto org = core::org_id_from_text(s);
+        if (!org) return give_up(ec);
+        request.org = std::move(*org);
+        return true;
+      }
+      case kService:
+        if (!is_valid_name(s)) return give_up(ec);
+        request.service.assign(s);
+        return true;
+      case kEvent:
+        if (!valid_event_type(s)) return give_up(ec);
+        request.event.assign(s);
+        return true;
+      case kData:
+        has_data = true;
+        return true;
+      case kUserId:
+        if (!valid_user_text(s)) return give_up(ec);
+        request.user.assign(s);
+        return true;
+      case kEventId:
+        if (!valid_event_key(s)) return give_up(ec);
+        request.event_key.assign(s);
+        return true;
+      default:
+        return give_up(ec);
+    }
+  }
+
+  std::string_view body_;
+  std::string text_;  // a top-level string value that came in pieces (it had escapes)
+  std::size_t depth_ = 0;
+  std::size_t field_ = kNoField;
+  std::size_t data_from_ = 0, data_to_ = 0;  // "data"'s value in body_
+};
+
 }  // namespace
 
-Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch,
-                                  PublishErrorDetail* detail) {
-  PublishErrorDetail ignored;
-  PublishErrorDetail& where = detail != nullptr ? *detail : ignored;
-  where = {};
+namespace detail {
+
+std::optional<PublishBody> parse_publish_fast(std::string_view body) {
+  json::parse_options options;
+  options.max_depth = kMaxDepth;
+  json::basic_parser<FastHandler> parser(options, body);
+  boost::system::error_code ec;
+  // The parser stops after one value: what follows it (other than whitespace) is left unread,
+  // and json::parse calls that extra_data.
+  const std::size_t read = parser.write_some(false, body.data(), body.size(), ec);
+  if (ec || !parser.done() || read != body.size()) return std::nullopt;
+  FastHandler& h = parser.handler();
+  constexpr unsigned kRequired = (1u << kOrgId) | (1u << kService) | (1u << kEvent);
+  if ((h.seen & kRequired) != kRequired) return std::nullopt;
+  if (h.has_data) {
+    // Its span was taken from the names around it (written without escapes), so no second
+    // scan of the body (raw_member) is needed.
+    const std::string_view raw = h.data();
+    if (raw.empty()) return std::nullopt;
+    h.request.data = minify_json(raw);
+  } else {
+    h.request.data = "null";
+  }
+  PublishBody out;
+  out.items.push_back(std::move(h.request));
+  return out;
+}
+
+Result<PublishBody> parse_publish_dom(std::string_view body, std::size_t max_batch,
+                                      PublishErrorDetail& where) {
   // A single event's DOM fits here, so parsing it allocates nothing; bigger bodies (batches)
   // spill to the heap.
   unsigned char buffer[4096];
@@ -202,6 +468,20 @@ Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch,
   if (!request) return request.error();
   out.items.push_back(std::move(*request));
   return out;
+}
+
+}  // namespace detail
+
+Result<PublishBody> parse_publish(std::string_view body, std::size_t max_batch,
+                                  PublishErrorDetail* detail) {
+  PublishErrorDetail ignored;
+  PublishErrorDetail& where = detail != nullptr ? *detail : ignored;
+  where = {};
+  // Most producers send one event in the same few fields: read that without building a DOM
+  // (about half of the request's parse), and leave every other body, and every error, to the
+  // DOM path, the one place the rules and their error details are written down.
+  if (auto fast = detail::parse_publish_fast(body)) return std::move(*fast);
+  return detail::parse_publish_dom(body, max_batch, where);
 }
 
 }  // namespace sg::protocol

@@ -2,6 +2,7 @@
 // its data is the body's "data" value (as Boost.JSON reads both), minified, and that the event
 // frame the hub would send is one JSON object whose fields are what was published.
 #include "protocol/protocol.hpp"
+#include "protocol/publish_paths.hpp"
 
 #include <boost/json.hpp>
 
@@ -85,6 +86,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   constexpr std::size_t kMaxBatch = 16;
   auto parsed = parse_publish(body, kMaxBatch);
+
+  // The SAX fast path accepts only what the DOM path accepts, and reads it the same way.
+  if (const auto fast = detail::parse_publish_fast(body)) {
+    PublishErrorDetail where;
+    const auto dom = detail::parse_publish_dom(body, kMaxBatch, where);
+    require(dom && !dom->batch && dom->items.size() == 1 && fast->items.size() == 1);
+    const PublishRequest& a = fast->items[0];
+    const PublishRequest& b = dom->items[0];
+    require(a.org == b.org && a.service == b.service && a.event == b.event && a.data == b.data &&
+            a.user == b.user && a.event_key == b.event_key);
+  }
 
   // The body as the DOM sees it, with parse_publish's own limits: malformed exactly when
   // Boost.JSON says so (the raw data scanner must never refuse what Boost.JSON accepted), and
