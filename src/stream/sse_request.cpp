@@ -10,10 +10,6 @@ namespace sg::stream {
 
 namespace {
 
-constexpr std::string_view kCursorVersion = "1";
-// " " + service + "=" + epoch (at most 32) + "-" + offset (at most 20 digits).
-constexpr std::size_t kMaxEntryBytes = 1 + protocol::kMaxNameBytes + 1 + 32 + 1 + 20;
-
 // A refusal that names its service in a field, as the stream's error frame does, so a client
 // drops that one service without reading the message.
 net::HttpResponse service_error(unsigned status, std::string_view code, std::string_view message,
@@ -27,50 +23,6 @@ net::HttpResponse service_error(unsigned status, std::string_view code, std::str
 }
 
 }  // namespace
-
-std::string encode_cursor(const std::vector<CursorEntry>& entries) {
-  std::string text(kCursorVersion);
-  for (const auto& e : entries) {
-    text.push_back(' ');
-    text.append(e.service);
-    text.push_back('=');
-    text.append(protocol::format_event_id(e.position.epoch, e.position.offset));
-  }
-  return core::base64url_encode(text);
-}
-
-std::optional<std::vector<CursorEntry>> decode_cursor(std::string_view text,
-                                                      std::size_t max_entries) {
-  std::string plain;
-  if (!core::base64url_decode(text, plain)) return std::nullopt;
-  std::string_view rest = plain;
-  if (!rest.starts_with(kCursorVersion)) return std::nullopt;
-  rest.remove_prefix(kCursorVersion.size());
-  std::vector<CursorEntry> entries;
-  while (!rest.empty()) {
-    if (rest.front() != ' ' || entries.size() == max_entries) return std::nullopt;
-    rest.remove_prefix(1);
-    const std::string_view entry = rest.substr(0, rest.find(' '));
-    rest.remove_prefix(entry.size());
-    const std::size_t eq = entry.find('=');
-    if (eq == std::string_view::npos) return std::nullopt;
-    const std::string_view service = entry.substr(0, eq);
-    if (!protocol::is_valid_name(service)) return std::nullopt;
-    auto id = protocol::parse_event_id(entry.substr(eq + 1));
-    if (!id) return std::nullopt;
-    if (std::any_of(entries.begin(), entries.end(),
-                    [&](const CursorEntry& e) { return e.service == service; })) {
-      return std::nullopt;
-    }
-    entries.push_back({std::string(service), {std::move(id->epoch), id->offset}});
-  }
-  return entries;
-}
-
-std::size_t max_cursor_bytes(std::size_t max_services) {
-  const std::size_t plain = kCursorVersion.size() + max_services * kMaxEntryBytes;
-  return (plain * 4 + 2) / 3;  // base64url without padding
-}
 
 std::variant<SseRequest, net::HttpResponse> parse_sse_request(const node::Context& ctx,
                                                               const net::HttpRequest& req,

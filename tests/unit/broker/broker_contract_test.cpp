@@ -536,7 +536,9 @@ TEST_P(BrokerContract, StatsCountChannelsAndSubscriptions) {
 }
 
 TEST_P(BrokerContract, HistoryStaysBoundedUnderManyEvents) {
-  constexpr std::uint64_t kEvents = 100000;
+  // Ten times the bound: Redis trims its stream (MAXLEN ~, whole nodes of 100 entries) many times
+  // over. 100000 proved nothing more and took most of this suite's time (17 s on Redis, ASan).
+  constexpr std::uint64_t kEvents = 10000;
   auto broker = make({.history = 1000});
   const Channel channel = fresh_channel();
   const std::string epoch = epoch_of(publish_id(*broker, channel, input("e", "1")));
