@@ -11,6 +11,7 @@
 #include "log/log.hpp"
 #include "node/browser_cors.hpp"
 #include "node/context.hpp"
+#include "node/request_auth.hpp"
 #include "protocol/protocol.hpp"
 
 #include <boost/json.hpp>
@@ -21,17 +22,6 @@
 namespace sg::api {
 
 namespace {
-
-bool authorized_producer(Context& ctx, const HttpRequest& req) {
-  return auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys);
-}
-
-HttpResponse unauthorized(Context& ctx) {
-  ctx.metrics->count_auth_failure("invalid_api_key");
-  auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
-  r.headers.emplace_back("WWW-Authenticate", "Bearer");
-  return r;
-}
 
 // Services only the server writes to: upload progress (targeted at the uploader, so a forged
 // upload.completed could fool any user of the org) and chat rooms (written through join and
@@ -161,9 +151,9 @@ metrics::Histogram& publish_latency(Context& ctx) {
 void publish(Context& ctx, metrics::Histogram& latency, const HttpRequest& req, Reply reply) {
   const auto received = std::chrono::steady_clock::now();
   ctx.metrics->publish_requests.inc();
-  if (!authorized_producer(ctx, req)) {
+  if (auto refused = node::check_api_key(ctx, req)) {
     ctx.metrics->publish_errors.inc();
-    reply(unauthorized(ctx));
+    reply(std::move(*refused));
     return;
   }
   protocol::PublishErrorDetail where;

@@ -10,6 +10,7 @@
 #include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
+#include "node/request_auth.hpp"
 #include "protocol/protocol.hpp"
 
 #include <boost/json.hpp>
@@ -537,17 +538,6 @@ void get_connections(Context& ctx, const HttpRequest& req, Reply reply) {
               });
 }
 
-bool authorized(Context& ctx, const HttpRequest& req, Reply& reply) {
-  if (auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
-    return true;
-  }
-  ctx.metrics->count_auth_failure("invalid_api_key");
-  auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
-  r.headers.emplace_back("WWW-Authenticate", "Bearer");
-  reply(std::move(r));
-  return false;
-}
-
 }  // namespace
 
 void start_control(Context& ctx) {
@@ -565,7 +555,7 @@ void start_control(Context& ctx) {
 }
 
 void handle_control_api(Context& ctx, std::string_view path, const HttpRequest& req, Reply reply) {
-  if (!authorized(ctx, req, reply)) return;
+  if (auto refused = node::check_api_key(ctx, req)) return reply(std::move(*refused));
   if (path == kDisconnectPath) return send_disconnect(ctx, req, std::move(reply));
   if (path == kRevokePath) return send_revoke(ctx, req, std::move(reply));
   if (path == kHistoryPath) return get_history(ctx, req, std::move(reply));

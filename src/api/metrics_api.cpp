@@ -2,6 +2,7 @@
 #include "auth/auth.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
+#include "node/request_auth.hpp"
 #include "node/upgrade.hpp"
 
 #include <boost/json.hpp>
@@ -133,12 +134,7 @@ std::string node_metrics_json(Context& ctx) {
 }
 
 void handle_metrics(Context& ctx, const HttpRequest& req, Reply reply) {
-  if (!auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
-    ctx.metrics->count_auth_failure("invalid_api_key");
-    auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return reply(std::move(r));
-  }
+  if (auto refused = node::check_api_key(ctx, req)) return reply(std::move(*refused));
   const std::string scope = net::query_param(req.query, "scope");
   if (scope.empty() || scope == "node") return reply(json_body(node_metrics(ctx)));
   if (scope != "cluster") {

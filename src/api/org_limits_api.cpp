@@ -6,6 +6,7 @@
 #include "log/log.hpp"
 #include "node/context.hpp"
 #include "node/quota.hpp"
+#include "node/request_auth.hpp"
 #include "tenancy/tenancy.hpp"
 
 #include <boost/json.hpp>
@@ -69,12 +70,7 @@ HttpResponse too_many_overrides(Context& ctx, const std::string& org) {
 // With a shared store (Redis) the override is stored there first, so the bound holds for the
 // cluster and every node loads it (refresh_org_limits); this node applies it at once too.
 void handle(Context& ctx, const HttpRequest& req, Reply reply) {
-  if (!auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
-    ctx.metrics->count_auth_failure("invalid_api_key");
-    auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return reply(std::move(r));
-  }
+  if (auto refused = node::check_api_key(ctx, req)) return reply(std::move(*refused));
   auto org_id = org_of(req.path);
   if (!org_id) return reply(json_error(404, "not_found", "the path does not name a valid org id"));
   std::string org = std::move(*org_id);

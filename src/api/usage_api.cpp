@@ -5,6 +5,7 @@
 #include "core/core.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
+#include "node/request_auth.hpp"
 #include "tenancy/tenancy.hpp"
 
 #include <chrono>
@@ -71,12 +72,7 @@ std::string usage_body(std::string_view org, std::string_view from, std::string_
 }
 
 void get_usage(Context& ctx, const HttpRequest& req, Reply reply) {
-  if (!auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
-    ctx.metrics->count_auth_failure("invalid_api_key");
-    auto r = json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return reply(std::move(r));
-  }
+  if (auto refused = node::check_api_key(ctx, req)) return reply(std::move(*refused));
   const std::string named = net::query_param(req.query, "orgId");
   if (named.empty()) return reply(field_error("missing_field", "name the org as ?orgId=", "orgId"));
   auto org = core::org_id_from_text(named);

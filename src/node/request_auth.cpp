@@ -57,6 +57,16 @@ bool expiry_notice_due(const Context& ctx, const auth::Principal& principal,
   return notice.count() > 0 && now >= principal.expiry - notice;
 }
 
+std::optional<net::HttpResponse> check_api_key(Context& ctx, const net::HttpRequest& req) {
+  if (auth::api_key_matches(auth::bearer_token(req.authorization), ctx.settings.api_keys)) {
+    return std::nullopt;
+  }
+  ctx.metrics->count_auth_failure("invalid_api_key");
+  auto r = net::json_error(401, "invalid_api_key", "send a valid API key as Authorization: Bearer");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
 UserAuth authenticate_user(Context& ctx, const HttpRequest& req) {
   UserAuth result;
   auto fail = [&](std::string_view code, std::string message) {

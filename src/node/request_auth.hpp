@@ -1,7 +1,8 @@
-// Who is asking, for HTTP endpoints that users call with their own token (presence, and what
+// Who is asking. For HTTP endpoints that users call with their own token (presence, and what
 // later modules add): the JWT from `Authorization: Bearer` or the access_token query parameter
 // (request_token, which the stream's upgrade uses too), checked by the same verifier as the
-// stream. Failures are the stream's 401 JSON answers.
+// stream; failures are the stream's 401 JSON answers. For the producer and operator API: the
+// API key (check_api_key), one refusal for all of it.
 #pragma once
 
 #include "auth/auth.hpp"
@@ -22,6 +23,11 @@ struct UserAuth {
 };
 
 UserAuth authenticate_user(Context& ctx, const net::HttpRequest& req);
+
+// The gate of the producer and operator API: an API key (--api-key) as `Authorization: Bearer`.
+// Nothing when it matches; else the answer to give, 401 invalid_api_key with
+// `WWW-Authenticate: Bearer`, the refusal counted. Any thread.
+std::optional<net::HttpResponse> check_api_key(Context& ctx, const net::HttpRequest& req);
 
 // The one acceptance check of a user's token, wherever it is presented: the stream and upload
 // upgrades, REST endpoints (authenticate_user) and in-band refresh on an open socket. A check
