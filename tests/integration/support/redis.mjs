@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ms, waitFor, withTimeout } from './env.mjs';
 
-function findRedisServer() {
+export function findRedisServer() {
   const env = process.env.STREAMGATE_TEST_REDIS_SERVER;
   if (env) return env;
   for (const dir of (process.env.PATH || '/usr/bin').split(':')) {
@@ -20,6 +20,8 @@ function findRedisServer() {
   throw new Error('redis-server not found: run scripts/install-deps.sh or set STREAMGATE_TEST_REDIS_SERVER');
 }
 
+// Every redis-server (or Sentinel) a test file starts is killed when the file's process exits,
+// whatever the test did.
 const live = new Set();
 process.on('exit', () => {
   for (const child of live) {
@@ -30,6 +32,11 @@ process.on('exit', () => {
     }
   }
 });
+
+export function killOnExit(child) {
+  live.add(child);
+  child.on('exit', () => live.delete(child));
+}
 
 // A loopback TCP port free at the time of asking (for a server that can't be given port 0).
 export async function freePort() {
@@ -134,11 +141,10 @@ export class Redis {
       ...this.extraArgs,
     ];
     const child = spawn(this.bin, args, { stdio: 'ignore' });
-    live.add(child);
+    killOnExit(child);
     this.child = child;
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
-        live.delete(child);
         if (this.child === child) this.child = undefined;
         resolve({ code, signal });
       });

@@ -7,38 +7,17 @@
 // SENTINEL FAILOVER and an automatic failover need. Every process is killed by its own PID.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ms, waitFor, withTimeout } from './env.mjs';
-import { Redis, freePort, redisCommand } from './redis.mjs';
+import { Redis, findRedisServer, freePort, killOnExit, redisCommand } from './redis.mjs';
 
 export const MASTER_NAME = 'mymaster';
 // The ACL user streamgate logs in as on the data nodes. The Sentinels have no users, as is
 // common, so they get (and refuse) the same AUTH; the default user stays open for the helpers.
 export const USER = 'streamgate';
 export const PASSWORD = 's3cret';
-
-function findRedisServer() {
-  const env = process.env.STREAMGATE_TEST_REDIS_SERVER;
-  if (env) return env;
-  for (const dir of (process.env.PATH || '/usr/bin').split(':')) {
-    const candidate = path.join(dir, 'redis-server');
-    if (existsSync(candidate)) return candidate;
-  }
-  throw new Error('redis-server not found: run scripts/install-deps.sh or set STREAMGATE_TEST_REDIS_SERVER');
-}
-
-const sentinelChildren = new Set();
-process.on('exit', () => {
-  for (const child of sentinelChildren) {
-    try {
-      child.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
 
 // "SENTINEL replicas|sentinels" answer arrays of flat [field, value, …] lists.
 function records(reply) {
@@ -70,11 +49,10 @@ class Sentinel {
       `sentinel parallel-syncs ${MASTER_NAME} 1`, '',
     ].join('\n'));
     const child = spawn(this.bin, [conf, '--sentinel'], { stdio: 'ignore' });
-    sentinelChildren.add(child);
+    killOnExit(child);
     this.child = child;
     this.exited = new Promise((resolve) => {
       child.on('exit', (code, signal) => {
-        sentinelChildren.delete(child);
         if (this.child === child) this.child = undefined;
         resolve({ code, signal });
       });
