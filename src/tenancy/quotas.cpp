@@ -43,22 +43,55 @@ bool Override::empty() const {
   return std::none_of(values.begin(), values.end(), [](const auto& v) { return v.has_value(); });
 }
 
-struct Quotas::OrgState {
-  std::optional<Override> override_;
-  // The publish bucket; meaningful only while `bucket_used` (a bucket nobody drew from is full).
-  bool bucket_used = false;
+// A bucket's size and how fast it refills (tokens per second); 0 refill = no limit.
+struct Quotas::BucketRate {
+  double capacity = 0;
+  double refill = 0;
+};
+
+// A token bucket. One nobody drew from is full, so `tokens` (as of `refilled`) means something
+// only while `used`; a new limit starts it full again by clearing `used`.
+struct Quotas::Bucket {
+  bool used = false;
   double tokens = 0;
   Clock::time_point refilled{};
+
+  // Brings the bucket to `now`.
+  void refill_to(Clock::time_point now, BucketRate rate) {
+    if (!used) {
+      used = true;
+      tokens = rate.capacity;
+      refilled = now;
+    } else if (now > refilled) {
+      const double elapsed = std::chrono::duration<double>(now - refilled).count();
+      tokens = std::min(rate.capacity, tokens + elapsed * rate.refill);
+      refilled = now;
+    }
+    tokens = std::min(tokens, rate.capacity);  // an override may have shrunk the bucket
+  }
+
+  // Whether it is full at `now`: forgetting one that is not would hand the org a fresh burst.
+  bool full_at(Clock::time_point now, BucketRate rate) const {
+    if (!used || rate.refill == 0) return true;
+    const double elapsed = std::chrono::duration<double>(now - refilled).count();
+    return tokens + elapsed * rate.refill >= rate.capacity;
+  }
+};
+
+struct Quotas::OrgState {
+  std::optional<Override> override_;
+  Bucket publish;
+  Bucket chat;
+  Bucket egress;  // a second's worth of egressBytes, per node
   std::int64_t upload_day = 0;
   std::uint64_t upload_bytes = 0;
-  // The chat bucket, as the publish bucket.
-  bool chat_used = false;
-  double chat_tokens = 0;
-  Clock::time_point chat_refilled{};
-  // The egress bucket, as the publish bucket: full while unused.
-  bool egress_used = false;
-  double egress_tokens = 0;
-  Clock::time_point egress_refilled{};
+
+  // An override set or changed: its limits start with full buckets.
+  void refill_buckets() {
+    publish.used = false;
+    chat.used = false;
+    egress.used = false;
+  }
 };
 
 Quotas::Quotas(QuotaOptions options, metrics::Registry& metrics) : options_(options) {
@@ -122,9 +155,7 @@ Quotas::SetResult Quotas::set_override(const std::string& org, const Override& o
   }
   // New limits start with a full bucket of the new size, so an operator who raises a quota
   // sees it apply at once rather than after the old bucket refills.
-  s.bucket_used = false;
-  s.egress_used = false;
-  s.chat_used = false;
+  s.refill_buckets();
   if (!had) ++overrides_;
   update_egress_limited_locked();
   return SetResult::kSet;
@@ -146,7 +177,7 @@ bool Quotas::remove_override(std::string_view org) {
     --egress_overrides_;
   }
   it->second->override_.reset();
-  it->second->egress_used = false;
+  it->second->egress.used = false;
   --overrides_;
   update_egress_limited_locked();
   forget_if_idle_locked(org, Clock::now(), utc_day(WallClock::now()));
@@ -169,7 +200,7 @@ void Quotas::replace_overrides(const std::unordered_map<std::string, Override>& 
     if (state->override_ && !all.contains(org)) {
       if (limits_egress(*state->override_)) --egress_overrides_;
       state->override_.reset();
-      state->egress_used = false;
+      state->egress.used = false;
       --overrides_;
       dropped.push_back(org);
     }
@@ -185,9 +216,7 @@ void Quotas::replace_overrides(const std::unordered_map<std::string, Override>& 
     if (had && limits_egress(*s.override_)) --egress_overrides_;
     s.override_ = o;
     if (limits_egress(o)) ++egress_overrides_;
-    s.bucket_used = false;
-    s.egress_used = false;
-    s.chat_used = false;
+    s.refill_buckets();
     if (!had) ++overrides_;
   }
   update_egress_limited_locked();
@@ -209,23 +238,22 @@ Quotas::OrgState* Quotas::bucket_locked(std::string_view org, Clock::time_point 
   const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
   rate = limit_locked(existing, Quota::kPublishRate);
   if (rate == 0) return nullptr;
-  const std::uint64_t burst = limit_locked(existing, Quota::kPublishBurst);
+  const BucketRate shape = shared_rate_locked(existing, Quota::kPublishRate, Quota::kPublishBurst);
+  capacity = shape.capacity;
+  OrgState& s = state_locked(org);
+  s.publish.refill_to(now, shape);
+  return &s;
+}
+
+Quotas::BucketRate Quotas::shared_rate_locked(const OrgState* s, Quota rate_quota,
+                                              Quota burst_quota) const {
+  const std::uint64_t rate = limit_locked(s, rate_quota);
+  if (rate == 0) return {};
+  const std::uint64_t burst = limit_locked(s, burst_quota);
   // This node's share of the org's quota: each live node holds an equal lease of it.
   const double share = 1.0 / static_cast<double>(nodes_);
-  capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
-  const double refill = static_cast<double>(rate) * share;
-  OrgState& s = state_locked(org);
-  if (!s.bucket_used) {
-    s.bucket_used = true;
-    s.tokens = capacity;
-    s.refilled = now;
-  } else if (now > s.refilled) {
-    const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
-    s.tokens = std::min(capacity, s.tokens + elapsed * refill);
-    s.refilled = now;
-  }
-  s.tokens = std::min(s.tokens, capacity);  // an override may have shrunk the bucket
-  return &s;
+  return {std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share),
+          static_cast<double>(rate) * share};
 }
 
 Decision Quotas::take_publish(std::string_view org, std::uint64_t events, Clock::time_point now) {
@@ -248,10 +276,10 @@ Decision Quotas::take_publish(std::span<const PublishTake> takes, Clock::time_po
       if (t.org == takes[i].org) wanted_events += t.events;
     }
     const double wanted = static_cast<double>(wanted_events);
-    if (wanted <= s->tokens) continue;
+    if (wanted <= s->publish.tokens) continue;
     if (refused_org) *refused_org = std::string(takes[i].org);
     // A batch larger than the bucket never fits; the hint is then the time to a full bucket.
-    const double missing = std::min(wanted, capacity) - s->tokens;
+    const double missing = std::min(wanted, capacity) - s->publish.tokens;
     const double refill = static_cast<double>(rate) / static_cast<double>(nodes_);
     const auto wait = static_cast<std::int64_t>(std::ceil(missing / refill));
     return {false, std::max<std::int64_t>(1, wait)};
@@ -260,7 +288,7 @@ Decision Quotas::take_publish(std::span<const PublishTake> takes, Clock::time_po
     double capacity = 0;
     std::uint64_t rate = 0;
     if (OrgState* s = bucket_locked(t.org, now, capacity, rate)) {
-      s->tokens -= static_cast<double>(t.events);
+      s->publish.tokens -= static_cast<double>(t.events);
     }
   }
   return {};
@@ -303,28 +331,15 @@ Decision Quotas::take_chat(std::string_view org, Clock::time_point now) {
   sweep_locked(now, utc_day(WallClock::now()));
   const auto it = orgs_.find(std::string(org));
   const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
-  const std::uint64_t rate = limit_locked(existing, Quota::kChatRate);
-  if (rate == 0) return {};
-  const std::uint64_t burst = limit_locked(existing, Quota::kChatBurst);
-  const double share = 1.0 / static_cast<double>(nodes_);
-  const double capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
-  const double refill = static_cast<double>(rate) * share;
+  const BucketRate shape = shared_rate_locked(existing, Quota::kChatRate, Quota::kChatBurst);
+  if (shape.refill == 0) return {};
   OrgState& s = existing ? *it->second : state_locked(org);
-  if (!s.chat_used) {
-    s.chat_used = true;
-    s.chat_tokens = capacity;
-    s.chat_refilled = now;
-  } else if (now > s.chat_refilled) {
-    const double elapsed = std::chrono::duration<double>(now - s.chat_refilled).count();
-    s.chat_tokens = std::min(capacity, s.chat_tokens + elapsed * refill);
-    s.chat_refilled = now;
-  }
-  s.chat_tokens = std::min(s.chat_tokens, capacity);
-  if (s.chat_tokens < 1.0) {
-    const auto wait = static_cast<std::int64_t>(std::ceil((1.0 - s.chat_tokens) / refill));
+  s.chat.refill_to(now, shape);
+  if (s.chat.tokens < 1.0) {
+    const auto wait = static_cast<std::int64_t>(std::ceil((1.0 - s.chat.tokens) / shape.refill));
     return {false, std::max<std::int64_t>(1, wait)};
   }
-  s.chat_tokens -= 1.0;
+  s.chat.tokens -= 1.0;
   return {};
 }
 
@@ -340,16 +355,7 @@ Quotas::OrgState* Quotas::egress_bucket_locked(std::string_view org, Clock::time
   rate = static_cast<double>(limit_locked(existing, Quota::kEgressBytes));
   if (rate == 0) return nullptr;
   OrgState& s = existing ? *it->second : state_locked(org);
-  if (!s.egress_used) {
-    s.egress_used = true;
-    s.egress_tokens = rate;
-    s.egress_refilled = now;
-  } else if (now > s.egress_refilled) {
-    const double elapsed = std::chrono::duration<double>(now - s.egress_refilled).count();
-    s.egress_tokens = std::min(rate, s.egress_tokens + elapsed * rate);
-    s.egress_refilled = now;
-  }
-  s.egress_tokens = std::min(s.egress_tokens, rate);  // an override may have shrunk it
+  s.egress.refill_to(now, {rate, rate});
   return &s;
 }
 
@@ -363,12 +369,12 @@ std::size_t Quotas::egress_allowance(std::string_view org, std::size_t wanted,
   OrgState* s = egress_bucket_locked(org, now, rate);
   if (s == nullptr) return wanted;
   const double chunk = std::max(1.0, std::min(static_cast<double>(wanted), rate * kEgressChunk));
-  if (s->egress_tokens < chunk) {
+  if (s->egress.tokens < chunk) {
     refusals_[static_cast<std::size_t>(Quota::kEgressBytes)]->inc();
     return 0;
   }
   return static_cast<std::size_t>(
-      std::min(static_cast<double>(wanted), std::floor(s->egress_tokens)));
+      std::min(static_cast<double>(wanted), std::floor(s->egress.tokens)));
 }
 
 void Quotas::spend_egress(std::string_view org, std::size_t bytes, Clock::time_point now) {
@@ -376,7 +382,7 @@ void Quotas::spend_egress(std::string_view org, std::size_t bytes, Clock::time_p
   std::lock_guard lock(mu_);
   double rate = 0;
   if (OrgState* s = egress_bucket_locked(org, now, rate)) {
-    s->egress_tokens -= static_cast<double>(bytes);
+    s->egress.tokens -= static_cast<double>(bytes);
   }
 }
 
@@ -406,31 +412,11 @@ std::size_t Quotas::tracked_orgs() {
 bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const {
   if (s.override_) return false;
   if (s.upload_day == day && s.upload_bytes > 0) return false;
-  if (s.chat_used) {
-    const std::uint64_t crate = limit_locked(&s, Quota::kChatRate);
-    const std::uint64_t cburst = limit_locked(&s, Quota::kChatBurst);
-    const double cshare = 1.0 / static_cast<double>(nodes_);
-    const double ccap = std::max(1.0, static_cast<double>(cburst != 0 ? cburst : crate) * cshare);
-    const double elapsed = std::chrono::duration<double>(now - s.chat_refilled).count();
-    if (crate != 0 && s.chat_tokens + elapsed * static_cast<double>(crate) * cshare < ccap) {
-      return false;
-    }
-  }
-  if (s.egress_used) {
-    // As the publish bucket below: an unrefilled one forgotten would be a fresh second's worth.
-    const auto erate = static_cast<double>(limit_locked(&s, Quota::kEgressBytes));
-    const double elapsed = std::chrono::duration<double>(now - s.egress_refilled).count();
-    if (erate != 0 && s.egress_tokens + elapsed * erate < erate) return false;
-  }
-  if (!s.bucket_used) return true;
-  const std::uint64_t rate = limit_locked(&s, Quota::kPublishRate);
-  if (rate == 0) return true;
-  const std::uint64_t burst = limit_locked(&s, Quota::kPublishBurst);
-  const double share = 1.0 / static_cast<double>(nodes_);
-  const double capacity = std::max(1.0, static_cast<double>(burst != 0 ? burst : rate) * share);
-  const double elapsed = std::chrono::duration<double>(now - s.refilled).count();
-  // Forgetting a bucket that has not refilled would hand the org a fresh burst.
-  return s.tokens + elapsed * static_cast<double>(rate) * share >= capacity;
+  const auto egress = static_cast<double>(limit_locked(&s, Quota::kEgressBytes));
+  return s.publish.full_at(now,
+                           shared_rate_locked(&s, Quota::kPublishRate, Quota::kPublishBurst)) &&
+         s.chat.full_at(now, shared_rate_locked(&s, Quota::kChatRate, Quota::kChatBurst)) &&
+         s.egress.full_at(now, {egress, egress});
 }
 
 void Quotas::forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day) {

@@ -164,13 +164,18 @@ class Quotas {
   std::size_t tracked_orgs();
 
  private:
+  struct BucketRate;
+  struct Bucket;
   struct OrgState;
   OrgState& state_locked(std::string_view org);
   bool idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const;
   void forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day);
   void sweep_locked(Clock::time_point now, std::int64_t day);
   std::uint64_t limit_locked(const OrgState* s, Quota q) const;
-  // Refills org's bucket to `now` and returns it with its capacity; null when unlimited.
+  // The publish or chat bucket's shape for an org: its burst (the rate when unset) and rate,
+  // each this node's equal share of the org's quota.
+  BucketRate shared_rate_locked(const OrgState* s, Quota rate_quota, Quota burst_quota) const;
+  // Refills org's publish bucket to `now` and returns it with its capacity; null when unlimited.
   OrgState* bucket_locked(std::string_view org, Clock::time_point now, double& capacity,
                           std::uint64_t& rate);
   // Refills org's egress bucket to `now` and returns it with its rate; null when unlimited.
