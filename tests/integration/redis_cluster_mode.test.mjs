@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { get, metricsUntil, publish, publishOk } from './support/http.mjs';
+import { get, metricsUntil, publish, publishOk, publishRetrying } from './support/http.mjs';
 import { channelName } from './support/redis.mjs';
 import { startRedisCluster } from './support/redis_cluster_setup.mjs';
 import { startServer } from './support/server.mjs';
@@ -30,21 +30,6 @@ async function orgsOnDistinctPrimaries(cluster, count, prefix) {
 async function shardNumsub(cluster, port, channel) {
   const reply = await cluster.command(['PUBSUB', 'SHARDNUMSUB', channel], port);
   return reply[1];
-}
-
-// Publishes until one is acknowledged (a failover or a migration may answer 503 meanwhile);
-// the eventId makes a retry of a publish that did land a duplicate Redis refuses.
-async function publishRetrying(node, body, { timeout = ms(15000) } = {}) {
-  const deadline = Date.now() + timeout;
-  const withKey = { ...body, eventId: body.eventId ?? unique('evt') };
-  for (;;) {
-    const r = await publish(node, withKey);
-    if (r.status === 200) return r.json.id;
-    if (r.status !== 503 || Date.now() > deadline) {
-      throw new Error(`publish → ${r.status} ${r.text.slice(0, 200)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('three nodes on a redis cluster', () => {

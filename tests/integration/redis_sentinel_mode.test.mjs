@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { publish, publishOk } from './support/http.mjs';
+import { publish, publishOk, publishRetrying } from './support/http.mjs';
 import { channelName, redisCommand } from './support/redis.mjs';
 import { startRedisSentinel } from './support/redis_sentinel_setup.mjs';
 import { startServer } from './support/server.mjs';
@@ -24,20 +24,6 @@ async function allReady(nodes, what) {
     for (const node of nodes) if ((await readyz(node)) !== 200) return false;
     return true;
   }, { timeout: ms(20000), what });
-}
-
-// Publishes until acknowledged: while there is no primary (or WAIT finds no replica) the answer
-// is 503, and the same eventId makes a retry of a publish that did land return its first id.
-async function publishRetrying(node, body, { timeout = ms(20000) } = {}) {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const r = await publish(node, body);
-    if (r.status === 200) return r.json.id;
-    if (r.status !== 503 || Date.now() > deadline) {
-      throw new Error(`publish → ${r.status} ${r.text.slice(0, 200)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('three nodes on redis sentinel', () => {

@@ -40,6 +40,22 @@ export async function publishOk(server, body) {
   return r.json.id;
 }
 
+// Publishes until acknowledged, for tests that take a broker away (a failover, a slot migration,
+// no replica for WAIT): those answers are 503. The body gets an eventId when it has none, so a
+// retry of a publish that did land returns its first id instead of storing the event twice.
+export async function publishRetrying(server, body, { timeout = ms(20000) } = {}) {
+  const deadline = Date.now() + timeout;
+  const withKey = { ...body, eventId: body.eventId ?? `retry-${crypto.randomUUID()}` };
+  for (;;) {
+    const r = await publish(server, withKey);
+    if (r.status === 200) return r.json.id;
+    if (r.status !== 503 || Date.now() > deadline) {
+      throw new Error(`publish → ${r.status} ${r.text.slice(0, 200)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 export async function get(server, path, { apiKey, headers = {} } = {}) {
   const h = { ...headers };
   if (apiKey) h.authorization = `Bearer ${apiKey}`;
