@@ -16,12 +16,16 @@ namespace sg::net {
 namespace {
 constexpr std::size_t kScratchBytes = 64 * 1024;
 constexpr auto kTick = std::chrono::milliseconds(100);
-// Connections flushed by one handler before the flush yields: the rest waits behind whatever input
-// became ready meanwhile (its epoll poll, publish requests, broker deliveries), so events that
-// arrive during a long flush join the queues of connections not yet written instead of
-// waiting for a flush of their own. Two ring submissions' worth: yielding costs a post and
-// an epoll_wait(0), well under 1 % of that many writes.
-constexpr std::size_t kFlushBatch = 2 * 128;
+// Connections taken from the dirty queues per ring submission: the flush looks at the clock and
+// at the round robin between submissions, so this bounds how long an org that just turned dirty
+// waits behind another org's writes within one handler (about 6 us per loopback write).
+constexpr std::size_t kFlushBatch = 32;
+// How long one flush handler writes before it yields: the rest waits behind whatever input became
+// ready meanwhile (its epoll poll, publish requests, broker deliveries), so events that arrive
+// during a long flush join the queues of connections not yet written instead of waiting for a
+// flush of their own, and an event for a few connections is not held behind thousands of
+// another org's writes. Yielding costs a post and an epoll_wait(0), about 1 % of a slice.
+constexpr auto kFlushSlice = std::chrono::microseconds(200);
 }  // namespace
 
 Worker::Worker(std::size_t index, bool io_uring, metrics::Registry& registry)
@@ -140,8 +144,36 @@ void Worker::open_send_ring() {
   }
 }
 
+void Worker::post_input(std::function<void()> input) {
+  input_queued_.fetch_add(1, std::memory_order_relaxed);
+  boost::asio::post(io_, [this, input = std::move(input)] {
+    input_queued_.fetch_sub(1, std::memory_order_relaxed);
+    input();
+  });
+}
+
 void Worker::flush_dirty() {
   flush_scheduled_ = false;
+  // Input posted to this worker (broker deliveries) that is queued behind this handler goes
+  // first: its fan-out joins the queues (an org with nothing queued gets its turn in the next
+  // batch, not after this slice), and a connection already queued sends that event in the same
+  // write. Once per slice, so a stream of input can delay the writes but never stop them.
+  if (!flush_deferred_ && input_queued_.load(std::memory_order_relaxed) > 0) {
+    flush_deferred_ = true;
+    post_flush();
+    return;
+  }
+  flush_deferred_ = false;
+  const auto deadline = std::chrono::steady_clock::now() + kFlushSlice;
+  do {
+    flush_batch();
+  } while (!dirty_.empty() && std::chrono::steady_clock::now() < deadline);
+  publish_write_counts();
+  // Yield: the rest runs after what became ready meanwhile, which may add to their queues.
+  if (!dirty_.empty() && !flush_scheduled_) post_flush();
+}
+
+void Worker::flush_batch() {
   // Each group's oldest requests first, the groups round robin with an equal share of the batch
   // each (what a group does not need goes to the others). Connections marked dirty while this
   // batch runs (a write finished and more was queued) join the back of their group's queue.
@@ -171,9 +203,6 @@ void Worker::flush_dirty() {
   }
   for (; next < flushing_.size(); ++next) flushing_[next]->flush();
   flushing_.clear();
-  publish_write_counts();
-  // Yield: the rest runs after what became ready meanwhile, which may add to their queues.
-  if (!dirty_.empty() && !flush_scheduled_) post_flush();
 }
 
 void Worker::close_all(std::uint16_t code) {

@@ -8,8 +8,10 @@
 // post(). Also the per-worker machinery that keeps connections cheap: one scratch read buffer
 // shared by all of them, one timer that ticks every connection's deadlines, and the flush that
 // writes what connections queued: one gather write per connection, handed to the kernel in
-// io_uring batches, taking turns with new input so a worker that falls behind sends more frames
-// per write instead of more writes. Endpoints find their own per-worker state by index().
+// io_uring batches, in slices of a fixed time that take turns with new input, so a worker that
+// falls behind sends more frames per write instead of more writes, and an org with a few
+// connections to write waits for one slice of another org's thousands, not all of them. Endpoints
+// find their own per-worker state by index().
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -19,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -59,6 +62,9 @@ class Worker {
   // Queues connection.flush() (once until it runs). Flushes run in the order asked, behind the
   // input already waiting on this worker, a batch at a time (see flush_dirty).
   void mark_dirty(WsConnection& connection);
+  // Runs `input` on this worker's thread, in the order posted (from any thread). A flush that
+  // finds input queued lets it run first: use it for what adds to the connections' queues.
+  void post_input(std::function<void()> input);
   // Counts one write that completed `frames` frames (streamgate_write_frames).
   void count_write(std::size_t frames);
   // Shuts every connection down with `code` (server shutdown). On this worker's thread.
@@ -74,6 +80,7 @@ class Worker {
   void on_tick();
   void drain_step(std::chrono::steady_clock::time_point now);
   void flush_dirty();
+  void flush_batch();  // one ring submission's worth of connections, round robin by group
   void post_flush();
   // Moves up to `room` connections of dirty_[index] into flushing_; false: the group is now
   // empty and was removed (dirty_[index] is another group, or past the end).
@@ -116,6 +123,8 @@ class Worker {
   std::vector<std::shared_ptr<WsConnection>> flushing_;  // the batch being flushed
   std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
   bool flush_scheduled_ = false;
+  bool flush_deferred_ = false;  // the scheduled flush already let queued input go first
+  std::atomic<std::size_t> input_queued_{0};  // post_input() calls not yet run
   metrics::Histogram& write_frames_;
   std::array<std::uint64_t, kWriteFrameBounds.size() + 1> write_counts_{};
   std::uint64_t write_frames_sum_ = 0;

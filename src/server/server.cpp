@@ -153,7 +153,8 @@ class Server::Impl {
       workers_.push_back(std::make_unique<Worker>(i, settings.io_uring, registry_));
     std::vector<hub::Post> posts;
     for (auto& w : workers_) {
-      posts.push_back([io = &w->io()](std::function<void()> f) { asio::post(*io, std::move(f)); });
+      posts.push_back(
+          [worker = w.get()](std::function<void()> f) { worker->post_input(std::move(f)); });
     }
     hub_ = std::make_unique<hub::Hub>(
         broker, std::move(posts),

@@ -182,7 +182,7 @@ describe('fair flush: one worker, org A with many connections, org B with one', 
   test("org B's event is written among org A's burst, not after all of it", { timeout: ms(60000) }, async () => {
     const orgA = unique('fa');
     const orgB = unique('fb');
-    const MANY = 500; // about two flush batches (256 connections each)
+    const MANY = 500; // many flush batches (32 connections each)
     const opened = await inBatches(Array.from({ length: MANY }, (_, k) => k), 50, (k) =>
       openStream(server, { org: orgA, user: `u${k}` }),
     );
