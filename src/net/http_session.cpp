@@ -158,9 +158,34 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (ec2 && ec2 != http::error::need_more) return on_read(ec2);
     }
     if (parser_->is_done()) return on_read({});
+    if (buffer_.size() == 0 && expects_continue()) {
+      return write_continue([](const std::shared_ptr<HttpSession>& self) { self->read_body(); });
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_read(e); });
+  }
+
+  // RFC 9110 10.1.1: an HTTP/1.1 client that sent `Expect: 100-continue` may wait for an
+  // interim 100 before it sends the body (curl waits a second, then sends it anyway); an
+  // HTTP/1.0 one's expectation is ignored.
+  bool expects_continue() const {
+    return parser_->version() >= 11 &&
+           beast::iequals(parser_->field(http::field::expect), "100-continue");
+  }
+
+  template <class Then>
+  void write_continue(Then then) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this(), then](beast::error_code ec, std::size_t) {
+                               if (ec) return self->on_continue_error(ec);
+                               then(self);
+                             });
   }
 
   void on_read_error(beast::error_code ec) {
@@ -296,18 +321,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       return send(std::move(*d.response), !request_done_);
     }
     sink_ = std::move(d.sink);
-    const bool expects_continue =
-        beast::iequals(parser_->field(http::field::expect), "100-continue");
     piece_ = std::make_unique<char[]>(kPieceBytes);
     if (parser_->is_done()) return finish_stream();
-    if (!expects_continue) return read_piece();
-    // The client (curl, for one) waits for this before sending a large body.
-    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
-                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                               if (ec) return self->abort_stream(ec);
-                               self->read_piece();
-                             });
+    if (buffer_.size() > 0 || !expects_continue()) return read_piece();
+    write_continue([](const std::shared_ptr<HttpSession>& self) { self->read_piece(); });
   }
 
   void read_piece() {
@@ -336,6 +353,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         self->on_piece_taken(std::move(stop));
       });
     });
+  }
+
+  // The interim 100 could not be written: the peer is gone.
+  void on_continue_error(beast::error_code ec) {
+    if (sink_) return abort_stream(ec);
+    shutdown();
   }
 
   void abort_stream(beast::error_code ec) {

@@ -228,6 +228,72 @@ describe('strict request framing (RFC 9112)', () => {
   });
 });
 
+// A socket that is written step by step: waitFor(n) resolves once n responses have arrived.
+async function conversation(server) {
+  const socket = net.connect({ host: '127.0.0.1', port: server.port });
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const chunks = [];
+  let wake = () => {};
+  socket.on('data', (d) => {
+    chunks.push(d);
+    wake();
+  });
+  const responses = () => parseResponses(Buffer.concat(chunks));
+  return {
+    socket,
+    responses,
+    waitFor: (n) =>
+      withTimeout(
+        new Promise((resolve) => {
+          const check = () => (responses().length >= n ? resolve(responses()) : (wake = check));
+          check();
+        }),
+        ms(5000),
+        `${n} responses`,
+      ),
+  };
+}
+
+describe('Expect: 100-continue (RFC 9110 10.1.1)', () => {
+  let server;
+  let auth;
+  before(async () => {
+    server = await startServer({ flags: { services: 'finance', 'max-publish-bytes': 65536 } });
+    auth = `Authorization: Bearer ${server.apiKey}`;
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('a publish whose client waits for 100 Continue gets it before it sends the body, then 200', async () => {
+    const c = await conversation(server);
+    const head = [`POST ${PUBLISH} HTTP/1.1`, 'Host: 127.0.0.1', auth, 'Content-Type: application/json'];
+    c.socket.write(request([...head, `Content-Length: ${Buffer.byteLength(event)}`, 'Expect: 100-continue']));
+    const [interim] = await c.waitFor(1); // nothing of the body has been sent yet
+    assert.equal(interim.status, 100);
+    c.socket.write(event);
+    const [, final] = await c.waitFor(2);
+    assert.equal(final.status, 200, final.body);
+    assert.equal(typeof final.json?.id, 'string', final.body);
+    // The connection carries the next request as usual; a body sent with its head gets no 100.
+    c.socket.write(request([...head, `Content-Length: ${Buffer.byteLength(event)}`, 'Expect: 100-continue'], event));
+    const third = (await c.waitFor(3))[2];
+    assert.equal(third.status, 200, third.body);
+    c.socket.destroy();
+  });
+
+  test('a body over --max-publish-bytes announced with Expect gets 413 at once, no 100', async () => {
+    const c = await conversation(server);
+    c.socket.write(
+      request([`POST ${PUBLISH} HTTP/1.1`, 'Host: 127.0.0.1', auth, 'Content-Length: 1000000', 'Expect: 100-continue']),
+    );
+    const [res] = await c.waitFor(1);
+    assert.equal(res.status, 413, res.body);
+    assert.equal(res.json?.error, 'payload_too_large');
+    c.socket.destroy();
+  });
+});
+
 describe('an early answer survives a client that is still sending (lingering close)', () => {
   let server;
   before(async () => {
