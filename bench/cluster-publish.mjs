@@ -165,7 +165,7 @@ class CpuCaps {
     if (existsSync(path.join(v2, 'cgroup.controllers')) && writable(v2)) {
       try {
         // Children of the root get the cpu controller only if the root hands it down.
-        if (!readFileSync(path.join(v2, 'cgroup.subtree_control'), 'utf8').includes('cpu')) {
+        if (!readFileSync(path.join(v2, 'cgroup.subtree_control'), 'utf8').split(/\s+/).includes('cpu')) {
           writeFileSync(path.join(v2, 'cgroup.subtree_control'), '+cpu');
         }
         this.kind = 'v2';
