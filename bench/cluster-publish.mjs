@@ -179,16 +179,8 @@ class CpuCaps {
     } else {
       this.why = 'no writable cgroup (v2 /sys/fs/cgroup or v1 /sys/fs/cgroup/cpu)';
     }
-    if (this.kind !== 'none') {
-      const release = () => this.release();
-      process.on('exit', release);
-      for (const sig of ['SIGINT', 'SIGTERM']) {
-        process.on(sig, () => {
-          release();
-          process.exit(sig === 'SIGINT' ? 130 : 143);
-        });
-      }
-    }
+    // main() turns SIGINT and SIGTERM into exit().
+    if (this.kind !== 'none') process.on('exit', () => this.release());
   }
 
   get active() {
@@ -344,6 +336,9 @@ async function main() {
   }
   opts.clients = Math.max(1, Math.min(opts.clients, opts.concurrency));
 
+  // So that the 'exit' handlers (cgroups removed, the autogroup's nice put back, the children
+  // killed) run on ^C too.
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(sig === 'SIGINT' ? 130 : 143));
   const caps = new CpuCaps(opts['redis-cpu']);
   console.error(`cluster-publish.mjs: ${caps.describe()}`);
   // Other work on the machine (builds) must take CPU neither from the capped Redis processes
@@ -352,9 +347,8 @@ async function main() {
   const nice = -Math.abs(opts.nice);
   // With the kernel's autogroups (sched_autogroup_enabled), nice only ranks threads within
   // one session; against another session's builds it is the autogroup's own nice that counts.
-  // The children (redis-server, streamgate) stay in this session's autogroup.
-  // The autogroup is the whole session's (the shell that started this too): its nice is put
-  // back on exit.
+  // The children (redis-server, streamgate) stay in this session's autogroup, which is also the
+  // shell's that started this: its nice is put back on exit.
   if (nice !== 0 && existsSync('/proc/self/autogroup')) {
     try {
       const was = /nice (-?\d+)/.exec(readFileSync('/proc/self/autogroup', 'utf8'))?.[1] ?? '0';
