@@ -111,11 +111,20 @@ for (const outbox of [undefined, 65536]) {
         const client = await connect(server, { token: tokenFor(server, { org }) });
         client.send({ services: ['finance'], version: 1, resume: { finance: from } });
         client.ws.pause();
-        await publishBacklog(server, org, 10001, { pad: '' });
-        await waitFor(async () => (await promValue(server, 'streamgate_slow_consumer_closes_total')) > slowBefore, {
-          timeout: ms(20000),
-          what: 'a slow-consumer close',
-        });
+        // Live events are held only once the server has attached the resume, which may come after
+        // the first of these requests: publish until the close, well past 10,000 (bounded).
+        let live = 0;
+        await waitFor(
+          async () => {
+            if ((await promValue(server, 'streamgate_slow_consumer_closes_total')) > slowBefore) return true;
+            if (live < 30000) {
+              await publishBacklog(server, org, BATCH, { pad: '' });
+              live += BATCH;
+            }
+            return false;
+          },
+          { timeout: ms(20000), what: 'a slow-consumer close', describe: () => `${live} live events published` },
+        );
         client.ws.resume();
         assert.equal((await client.waitClose(ms(20000))).code, 4008);
       });
