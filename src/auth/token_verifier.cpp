@@ -264,10 +264,11 @@ class JwtVerifier final : public TokenVerifier {
   }
 
   // The public key for an RS256/ES256 token: the set's key named by kid, else the PEM key; a
-  // token without kid takes the PEM key, or the set's only key of its kind.
+  // token without kid takes the PEM key, or the set's only key of its kind. `unknown_kid`: the
+  // token names a kid the set lacks and the PEM key stands in (its tokens may carry a kid too).
   // `keys` is the set's snapshot, kept alive by the caller while the key is used.
   Result<const crypto::PublicKey*> key_for(Alg alg, const json::object& header,
-                                           const JwkSet::Keys* keys) const {
+                                           const JwkSet::Keys* keys, bool& unknown_kid) const {
     const auto kind = kind_for(alg);
     const json::value* kid = header.if_contains("kid");
     if (kid != nullptr && !kid->is_string()) return AuthError::kMalformedToken;
@@ -280,10 +281,17 @@ class JwtVerifier final : public TokenVerifier {
       only = &jwk.key;
       ++of_kind;
     }
-    if (key_ && key_->kind() == kind) return &*key_;
+    if (key_ && key_->kind() == kind) {
+      unknown_kid = kid != nullptr && jwks_;
+      return &*key_;
+    }
     if (kid == nullptr && of_kind == 1) return only;
-    // A kid the set lacks may be a key the issuer has just rotated in.
-    if (kid != nullptr && jwks_) jwks_->missed();
+    return unknown_key();
+  }
+
+  // A kid the set lacks may be a key the issuer has just rotated in.
+  AuthError unknown_key() const {
+    if (jwks_) jwks_->missed();
     return AuthError::kUnknownKey;
   }
 
@@ -344,13 +352,15 @@ Result<Principal> JwtVerifier::verify(std::string_view token, TimePoint now) con
   if (header->contains("crit")) return AuthError::kUnsupportedAlgorithm;
 
   const crypto::PublicKey* key = nullptr;
+  bool unknown_kid = false;
   if (*alg != Alg::kHs256) {
-    const Result<const crypto::PublicKey*> found = key_for(*alg, *header, keys.get());
+    const Result<const crypto::PublicKey*> found = key_for(*alg, *header, keys.get(), unknown_kid);
     if (!found) return found.error();
     key = *found;
   }
   if (!signature_valid(*alg, key, token.substr(0, dot2), signature)) {
-    return AuthError::kBadSignature;
+    // Not the PEM key's token: its kid is one the set may not have loaded yet.
+    return unknown_kid ? unknown_key() : AuthError::kBadSignature;
   }
 
   // Only signed claims are parsed.

@@ -154,6 +154,44 @@ describe('--jwks-url over http', () => {
   });
 });
 
+describe('--jwks-url beside --jwt-public-key', () => {
+  const pem = rsaKeyPair(); // the static key; its tokens may name a kid the set lacks
+  const a = ecKeyPair();
+  const r = rsaKeyPair();
+  let jwks;
+  let server;
+  before(async () => {
+    jwks = await startJwksServer();
+    jwks.body = { keys: [jwk(a, 'a')] };
+    server = await startServer({
+      flags: { 'jwt-secret': null, 'jwt-public-key': pem.publicKey, 'jwks-url': jwks.url, 'jwks-min-refresh': 1 },
+    });
+    await waitFor(async () => (await readyz(server)).status === 200, { what: 'ready', timeout: ms(10000) });
+  });
+  after(async () => {
+    await server?.stop();
+    await jwks?.close();
+  });
+
+  test("the static key's tokens pass with or without a kid; a rotated-in kid is unknown_key and triggers the refresh", async () => {
+    assert.equal(await upgradeStatus(server, mintRS256(claims({ user: 'j' }), pem.privateKey)), 101);
+    assert.equal(await upgradeStatus(server, tokenFor(pem, 'rsa-static')), 101);
+    const start = jwks.fetches;
+    jwks.body = { keys: [jwk(a, 'a'), jwk(r, 'rsa-r')] };
+    // Not the static key's signature: the kid may be a key the set has not loaded yet.
+    const tokenR = tokenFor(r, 'rsa-r');
+    assert.equal(await upgradeStatus(server, tokenR), '401 unknown_key');
+    await waitFor(async () => (await upgradeStatus(server, tokenR)) === 101, {
+      what: 'kid rsa-r accepted',
+      interval: 100,
+      timeout: ms(10000),
+    });
+    assert.equal(jwks.fetches, start + 1);
+    // A token naming no kid and not signed by the static key is still a bad signature.
+    assert.equal(await upgradeStatus(server, mintRS256(claims({ user: 'j' }), r.privateKey)), '401 bad_signature');
+  });
+});
+
 describe('--jwks-url over https', () => {
   let dir;
   let certs;
