@@ -272,8 +272,9 @@ const std::vector<NumericSpec>& numeric_specs() {
        "Declared bytes of the uploads one org may start per UTC day; 0 = unlimited.",
        SG_NUMERIC_FIELD(org_upload_bytes_per_day)},
       {"org-egress-bytes", "BYTES", 0, kMaxQuota, "",
-       "Bytes per second one org's connections may be written on this node together; over it "
-       "their deliveries wait in their queues (never dropped). 0 = unlimited.",
+       "Bytes per second one org's connections may be written together (with Redis, shared "
+       "equally by the live nodes); over it their deliveries wait in their queues (never "
+       "dropped). 0 = unlimited.",
        SG_NUMERIC_FIELD(org_egress_bytes)},
       {"org-chat-rate", "N", 0, kMaxQuota, "",
        "Chat messages per second one org's users may send, sustained (token bucket; with Redis, "

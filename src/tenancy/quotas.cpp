@@ -82,7 +82,7 @@ struct Quotas::OrgState {
   std::optional<Override> override_;
   Bucket publish;
   Bucket chat;
-  Bucket egress;  // a second's worth of egressBytes, per node
+  Bucket egress;  // a second's worth of this node's share of egressBytes
   std::int64_t upload_day = 0;
   std::uint64_t upload_bytes = 0;
 
@@ -256,6 +256,15 @@ Quotas::BucketRate Quotas::shared_rate_locked(const OrgState* s, Quota rate_quot
           static_cast<double>(rate) * share};
 }
 
+Quotas::BucketRate Quotas::egress_rate_locked(const OrgState* s) const {
+  const std::uint64_t rate = limit_locked(s, Quota::kEgressBytes);
+  if (rate == 0) return {};
+  // The same equal lease as the publish bucket: a second's worth of this node's share, so the
+  // org's connections on all N nodes together write at most egressBytes per second.
+  const double share = static_cast<double>(rate) / static_cast<double>(nodes_);
+  return {std::max(1.0, share), share};
+}
+
 Decision Quotas::take_publish(std::string_view org, std::uint64_t events, Clock::time_point now) {
   const PublishTake take{org, events};
   return take_publish(std::span(&take, 1), now);
@@ -352,10 +361,11 @@ Quotas::OrgState* Quotas::egress_bucket_locked(std::string_view org, Clock::time
                                                double& rate) {
   const auto it = orgs_.find(std::string(org));
   const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
-  rate = static_cast<double>(limit_locked(existing, Quota::kEgressBytes));
+  const BucketRate shape = egress_rate_locked(existing);
+  rate = shape.refill;
   if (rate == 0) return nullptr;
   OrgState& s = existing ? *it->second : state_locked(org);
-  s.egress.refill_to(now, {rate, rate});
+  s.egress.refill_to(now, shape);
   return &s;
 }
 
@@ -412,11 +422,10 @@ std::size_t Quotas::tracked_orgs() {
 bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const {
   if (s.override_) return false;
   if (s.upload_day == day && s.upload_bytes > 0) return false;
-  const auto egress = static_cast<double>(limit_locked(&s, Quota::kEgressBytes));
   return s.publish.full_at(now,
                            shared_rate_locked(&s, Quota::kPublishRate, Quota::kPublishBurst)) &&
          s.chat.full_at(now, shared_rate_locked(&s, Quota::kChatRate, Quota::kChatBurst)) &&
-         s.egress.full_at(now, {egress, egress});
+         s.egress.full_at(now, egress_rate_locked(&s));
 }
 
 void Quotas::forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day) {

@@ -218,6 +218,27 @@ TEST(Quotas, EgressBucketHoldsOneSecondAndRefills) {
   EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 1s), 400u);
 }
 
+TEST(Quotas, EachNodeHoldsAnEqualShareOfTheEgressBucket) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kEgressBytes] = 1000;
+  Quotas q(o, registry);
+  q.set_cluster_view(2, {});
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  // Half the quota on each of two nodes: a second's worth of 500 B/s.
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0), 500u);
+  q.spend_egress("a", 500, t0);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 100ms), 50u);
+  // The other node left: the share grows back to the whole quota.
+  q.set_cluster_view(1, {});
+  EXPECT_EQ(q.egress_allowance("b", 5000, t0), 1000u);
+  // Four nodes: a quarter, and never below one byte a second however many there are.
+  q.set_cluster_view(4, {});
+  EXPECT_EQ(q.egress_allowance("c", 5000, t0), 250u);
+  q.set_cluster_view(5000, {});
+  EXPECT_EQ(q.egress_allowance("d", 5000, t0), 1u);
+}
+
 TEST(Quotas, EgressOverrideAppliesAndZeroLiftsIt) {
   metrics::Registry registry;
   Quotas q(options(0, 0), registry);
