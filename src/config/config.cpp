@@ -269,7 +269,8 @@ const std::vector<NumericSpec>& numeric_specs() {
        "second's worth of the rate.",
        SG_NUMERIC_FIELD(org_publish_burst)},
       {"org-upload-bytes-per-day", "BYTES", 0, kMaxQuota, "",
-       "Declared bytes of the uploads one org may start per UTC day; 0 = unlimited.",
+       "Declared bytes of the uploads one org may start per UTC day (with Redis, on all nodes "
+       "together); 0 = unlimited.",
        SG_NUMERIC_FIELD(org_upload_bytes_per_day)},
       {"org-egress-bytes", "BYTES", 0, kMaxQuota, "",
        "Bytes per second one org's connections may be written together (with Redis, shared "
