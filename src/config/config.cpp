@@ -258,7 +258,8 @@ const std::vector<NumericSpec>& numeric_specs() {
        "unlimited.",
        SG_NUMERIC_FIELD(org_max_connections)},
       {"org-max-channels", "N", 0, kMaxQuota, "",
-       "Distinct services one org's connections may subscribe to on this node; 0 = unlimited.",
+       "Distinct services one org's connections may subscribe to (with Redis, on all nodes "
+       "together); 0 = unlimited.",
        SG_NUMERIC_FIELD(org_max_channels)},
       {"org-publish-rate", "N", 0, kMaxQuota, "",
        "Events per second one org may publish, sustained (token bucket; with Redis, shared "

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace sg::tenancy {
 
@@ -157,6 +158,25 @@ class Quotas {
                         std::unordered_map<std::string, std::uint64_t> remote_connections);
   std::uint64_t remote_connections(std::string_view org) const;
 
+  // The channel quota across the nodes. This node's channels of each org with a maxChannels
+  // quota (from the hub, refreshed with the cluster view; orgs not in `by_org` are dropped),
+  // which its metrics snapshot carries to the others, at most maxChannels of each org.
+  void set_local_channels(std::unordered_map<std::string, std::vector<std::string>> by_org);
+  std::unordered_map<std::string, std::vector<std::string>> local_channels_for_snapshot() const;
+  // The union of the other nodes' channels of each org (their snapshots). Replaces the last.
+  void set_remote_channels(std::unordered_map<std::string, std::vector<std::string>> by_org);
+  // What the hub's local check (Hub::channels_within_quota) is to be asked, so that it counts
+  // the cluster: `topics` without those another node holds (they add nothing), and the quota
+  // less the channels other nodes hold that this one does not. `refused` when the others
+  // already hold the whole quota and a topic is new to the cluster. `max` 0 = unlimited.
+  struct ChannelBudget {
+    std::vector<std::string> topics;
+    std::uint64_t max = 0;
+    bool refused = false;
+  };
+  ChannelBudget channel_budget(std::string_view org, const std::vector<std::string>& topics,
+                               std::uint64_t max) const;
+
   // Counts a refusal in streamgate_quota_refusals_total{quota=<name>}.
   void count_refusal(Quota q);
 
@@ -199,6 +219,8 @@ class Quotas {
   Clock::time_point last_sweep_{};
   std::size_t nodes_ = 1;
   std::unordered_map<std::string, std::uint64_t> remote_connections_;
+  std::unordered_map<std::string, std::vector<std::string>> local_channels_;   // sorted
+  std::unordered_map<std::string, std::vector<std::string>> remote_channels_;  // sorted
 };
 
 }  // namespace sg::tenancy

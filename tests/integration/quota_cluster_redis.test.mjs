@@ -1,6 +1,7 @@
 // The org quotas that are counted per node with the memory broker, across two nodes sharing one
 // redis-server: the daily upload bytes (one counter per org and UTC day in Redis, checked
-// when an upload is created). Convergence is waited on, never slept on.
+// when an upload is created) and the distinct channels (each node's metrics snapshot carries
+// its channels of the orgs with the quota). Convergence is waited on, never slept on.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +10,7 @@ import { promValue } from './support/http.mjs';
 import { startRedis } from './support/redis.mjs';
 import { create as tusCreate, request as tusRequest, tusHeaders } from './support/tus.mjs';
 import { openUpload, startUploadServer } from './support/upload.mjs';
-import { tokenFor } from './support/ws.mjs';
+import { connect, openStream, tokenFor } from './support/ws.mjs';
 
 const KiB = 1024;
 
@@ -21,7 +22,7 @@ function assertQuota429(r, quota) {
   assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= 86400, `Retry-After ${retry}`);
 }
 
-describe('org quotas across two nodes with Redis (--org-upload-bytes-per-day 1 MiB)', () => {
+describe('org quotas across two nodes with Redis (--org-upload-bytes-per-day 1 MiB, --org-max-channels 2)', () => {
   let redis;
   const nodes = [];
   before(async () => {
@@ -31,6 +32,7 @@ describe('org quotas across two nodes with Redis (--org-upload-bytes-per-day 1 M
         await startUploadServer({
           flags: { broker: redis.url, 'presence-ttl': 300,
             'org-upload-bytes-per-day': 1024 * KiB,
+            'org-max-channels': 2,
           },
         }),
       );
@@ -79,5 +81,51 @@ describe('org quotas across two nodes with Redis (--org-upload-bytes-per-day 1 M
     assertQuota429(r, 'uploadBytesPerDay');
     // Another org has its own count.
     await tusCreate(b, tokenFor(b, { org: unique('o'), user: 'x' }), 1000 * KiB);
+  });
+
+  // A handshake of `services` on a fresh connection: the first frame's answer (an accepted
+  // probe is closed at once, so it holds its channel only for a moment).
+  async function handshake(node, org, services) {
+    const c = await connect(node, { token: tokenFor(node, { org, user: 'probe' }) });
+    try {
+      c.send({ services, version: 1 });
+      return await c.next((m) => m.type === 'ack' || m.type === 'error', { what: 'the answer' });
+    } finally {
+      await c.close();
+    }
+  }
+
+  test('maxChannels spans the nodes: finance on A, ops on B, then hr refused on both; ops on A is fine', async () => {
+    const [a, b] = nodes;
+    const org = unique('o');
+    const onA = await openStream(a, { org, user: 'a', services: ['finance'] });
+    const onB = await openStream(b, { org, user: 'b', services: ['ops'] });
+    for (const node of [a, b]) {
+      const refused = await waitFor(
+        async () => {
+          const m = await handshake(node, org, ['hr']);
+          return m.type === 'error' ? m : undefined;
+        },
+        { what: 'the third channel to be refused', timeout: ms(10000), interval: 100 },
+      );
+      assert.equal(refused.code, 'quota_exceeded', JSON.stringify(refused));
+      assert.equal(refused.quota, 'maxChannels');
+    }
+    // A channel another node holds costs nothing more; the refused connection stays usable.
+    assert.equal((await handshake(a, org, ['ops'])).type, 'ack');
+    assert.equal((await handshake(b, org, ['finance', 'ops'])).type, 'ack');
+    // Another org has its own quota.
+    assert.equal((await handshake(a, unique('o'), ['hr', 'legal'])).type, 'ack');
+    // B lets ops go: A may then take hr.
+    await onB.client.close();
+    const ok = await waitFor(
+      async () => {
+        const m = await handshake(a, org, ['hr']);
+        return m.type === 'ack' ? m : undefined;
+      },
+      { what: 'A to admit hr once B released ops', timeout: ms(10000), interval: 100 },
+    );
+    assert.equal(ok.type, 'ack');
+    await onA.client.close();
   });
 });

@@ -239,6 +239,41 @@ TEST(Quotas, EachNodeHoldsAnEqualShareOfTheEgressBucket) {
   EXPECT_EQ(q.egress_allowance("d", 5000, t0), 1u);
 }
 
+TEST(Quotas, ChannelBudgetCountsTheOtherNodesChannels) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kMaxChannels] = 2;
+  Quotas q(o, registry);
+  // Alone: the hub's local check as it was.
+  auto b = q.channel_budget("a", {"hr"}, 2);
+  EXPECT_EQ(b.topics, std::vector<std::string>{"hr"});
+  EXPECT_EQ(b.max, 2u);
+  EXPECT_FALSE(b.refused);
+  // This node holds finance, another holds ops: one channel left here, and only for new ones.
+  q.set_local_channels({{"a", {"finance"}}});
+  q.set_remote_channels({{"a", {"ops"}}});
+  b = q.channel_budget("a", {"hr", "ops"}, 2);
+  EXPECT_EQ(b.topics, std::vector<std::string>{"hr"});
+  EXPECT_EQ(b.max, 1u);
+  EXPECT_FALSE(b.refused);
+  // Channels the others hold cost nothing more.
+  b = q.channel_budget("a", {"ops"}, 2);
+  EXPECT_TRUE(b.topics.empty());
+  EXPECT_FALSE(b.refused);
+  // The others hold the whole quota: a new channel is refused, one this node has is not.
+  q.set_remote_channels({{"a", {"legal", "ops"}}});
+  EXPECT_TRUE(q.channel_budget("a", {"hr"}, 2).refused);
+  EXPECT_FALSE(q.channel_budget("a", {"finance"}, 2).refused);
+  // Another org, and no quota.
+  EXPECT_EQ(q.channel_budget("b", {"hr"}, 2).max, 2u);
+  EXPECT_EQ(q.channel_budget("a", {"hr"}, 0).max, 0u);
+  // The snapshot carries at most the quota's number of channels per org.
+  q.set_local_channels({{"a", {"c", "b", "a"}}, {"b", {}}});
+  const auto snap = q.local_channels_for_snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap.at("a"), (std::vector<std::string>{"a", "b"}));
+}
+
 TEST(Quotas, EgressOverrideAppliesAndZeroLiftsIt) {
   metrics::Registry registry;
   Quotas q(options(0, 0), registry);
