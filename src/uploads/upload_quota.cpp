@@ -2,8 +2,8 @@
 
 #include "core/core.hpp"
 
+#include <algorithm>
 #include <chrono>
-#include <memory>
 
 namespace sg::uploads {
 namespace {
