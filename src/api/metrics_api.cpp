@@ -4,6 +4,7 @@
 #include "node/context.hpp"
 #include "node/request_auth.hpp"
 #include "node/upgrade.hpp"
+#include "tenancy/tenancy.hpp"
 
 #include <boost/json.hpp>
 
@@ -65,6 +66,7 @@ json::object cluster_metrics(const std::vector<std::string>& snapshots) {
       ++unreadable;
       continue;
     }
+    parsed.get_object().erase("quotaChannels");  // the nodes' quota bookkeeping, not metrics
     const json::object& node = parsed.get_object();
     active += number_at(node, "activeConnections");
     delivered += number_at(node, "eventsDelivered");
@@ -130,6 +132,16 @@ std::string node_metrics_json(Context& ctx) {
   json::object body = node_metrics(ctx);
   body["state"] = node_state(ctx);
   body["node"] = ctx.node_name;
+  // The org channel quota's share of the snapshot (docs/scaling.md#org-quotas); read by the
+  // other nodes' cluster view, left out of the cluster metrics answer.
+  json::array quota_channels;
+  if (ctx.quotas == nullptr) return json::serialize(body);
+  for (auto& [org, topics] : ctx.quotas->local_channels_for_snapshot()) {
+    json::array services;
+    for (auto& t : topics) services.emplace_back(json::string(t));
+    quota_channels.push_back({{"orgId", org_value(org)}, {"services", std::move(services)}});
+  }
+  if (!quota_channels.empty()) body["quotaChannels"] = std::move(quota_channels);
   return json::serialize(body);
 }
 

@@ -3,6 +3,7 @@
 #include "auth/auth.hpp"
 #include "broker/broker.hpp"
 #include "core/core.hpp"
+#include "hub/hub.hpp"
 #include "log/log.hpp"
 #include "node/context.hpp"
 #include "node/quota.hpp"
@@ -12,6 +13,8 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -179,13 +182,45 @@ void refresh_org_limits(Context& ctx) {
                          });
 }
 
+// This node's channels of each connected org with a channel quota, for its snapshot: one
+// gather over the workers per such org, once a second.
+void refresh_local_channels(Context& ctx) {
+  if (ctx.broker.shared_store() == nullptr) return;
+  using ByOrg = std::unordered_map<std::string, std::vector<std::string>>;
+  struct Gather {
+    std::mutex mu;
+    ByOrg by_org;
+    std::size_t waiting = 0;
+  };
+  auto gather = std::make_shared<Gather>();
+  std::vector<std::string> orgs;
+  for (const auto& [org, count] : ctx.hub->stats().connections_by_org) {
+    if (ctx.quotas->limit(org, tenancy::Quota::kMaxChannels) != 0) orgs.push_back(org);
+  }
+  if (orgs.empty()) return ctx.quotas->set_local_channels({});
+  gather->waiting = orgs.size();
+  for (const std::string& org : orgs) {
+    ctx.hub->channel_counts(
+        org, [&ctx, gather, org](std::vector<std::pair<std::string, std::uint64_t>> counts) {
+          std::lock_guard lock(gather->mu);
+          auto& topics = gather->by_org[org];
+          for (auto& [topic, members] : counts) {
+            if (members > 0) topics.push_back(std::move(topic));
+          }
+          if (--gather->waiting == 0) ctx.quotas->set_local_channels(std::move(gather->by_org));
+        });
+  }
+}
+
 void refresh_quota_cluster_view(Context& ctx) {
   refresh_org_limits(ctx);
+  refresh_local_channels(ctx);
   ctx.broker.node_stats([&ctx](Result<std::vector<std::string>> snapshots) {
     // Keep the last view while the broker is away: dropping it would lift the quotas then.
     if (!snapshots) return;
     std::size_t nodes = 1;  // this one, whether or not its own snapshot is there yet
     std::unordered_map<std::string, std::uint64_t> remote;
+    std::unordered_map<std::string, std::vector<std::string>> remote_channels;
     for (const std::string& text : *snapshots) {
       boost::system::error_code ec;
       const boost::json::value parsed = boost::json::parse(text, ec);
@@ -194,6 +229,24 @@ void refresh_quota_cluster_view(Context& ctx) {
       const auto* name = node->if_contains("node");
       if (name != nullptr && name->is_string() && name->get_string() == ctx.node_name) continue;
       ++nodes;
+      if (const auto* quota_channels = node->if_contains("quotaChannels");
+          quota_channels != nullptr && quota_channels->is_array()) {
+        for (const auto& entry : quota_channels->get_array()) {
+          const auto* e = entry.if_object();
+          const auto* id = e ? e->if_contains("orgId") : nullptr;
+          const auto* services = e ? e->if_contains("services") : nullptr;
+          if (id == nullptr || services == nullptr || !services->is_array()) continue;
+          std::optional<std::string> org;
+          if (id->is_string()) org = core::org_id_from_text(std::string_view(id->get_string()));
+          if (id->is_int64()) org = core::org_id_from_integer(id->get_int64());
+          if (id->is_uint64()) org = core::org_id_from_integer(id->get_uint64());
+          if (!org) continue;
+          auto& topics = remote_channels[*org];
+          for (const auto& s : services->get_array()) {
+            if (s.is_string()) topics.emplace_back(s.get_string());
+          }
+        }
+      }
       const auto* pool = node->if_contains("connectionPoolStats");
       const auto* orgs =
           pool && pool->is_object() ? pool->get_object().if_contains("connectionsByOrg") : nullptr;
@@ -216,6 +269,7 @@ void refresh_quota_cluster_view(Context& ctx) {
       }
     }
     ctx.quotas->set_cluster_view(nodes, std::move(remote));
+    ctx.quotas->set_remote_channels(std::move(remote_channels));
   });
 }
 

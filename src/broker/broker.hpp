@@ -166,6 +166,13 @@ class SharedStore {
   using UsageHours = std::vector<std::vector<std::pair<std::string, std::uint64_t>>>;
   virtual void read_usage(const std::string& org, std::vector<std::int64_t> hours,
                           std::function<void(Result<UsageHours>)> done) = 0;
+  // Adds `bytes` to org's upload bytes of UTC day `day` (days since the epoch) unless the
+  // cluster's total would pass `quota`: true when added, false (nothing added) when refused.
+  virtual void add_upload_bytes(const std::string& org, std::int64_t day, std::uint64_t bytes,
+                                std::uint64_t quota, std::function<void(Result<bool>)> done) = 0;
+  // Gives back bytes add_upload_bytes added to that day (never below zero); best effort.
+  virtual void return_upload_bytes(const std::string& org, std::int64_t day,
+                                   std::uint64_t bytes) = 0;
 };
 
 struct BrokerStats {

@@ -51,6 +51,27 @@ redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1
 )lua";
 
+// KEYS: the (org, day) upload counter. ARGV: bytes, quota, TTL (s). 1 when added, else 0.
+constexpr std::string_view kAddUploadBytesScript = R"lua(
+local n = tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') + n > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], n)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+)lua";
+
+// KEYS: the (org, day) upload counter. ARGV: bytes. Never below zero, never recreates it.
+constexpr std::string_view kReturnUploadBytesScript = R"lua(
+local have = tonumber(redis.call('GET', KEYS[1]) or '0')
+if have <= 0 then return 0 end
+redis.call('DECRBY', KEYS[1], math.min(have, tonumber(ARGV[1])))
+return 1
+)lua";
+
+// A day's upload counter outlives the day by an hour, so nodes whose clocks differ a little
+// still find it, and then goes by itself.
+constexpr std::int64_t kUploadDayTtlSeconds = 86400 + 3600;
+
 // KEYS: the (org, hour) hashes. Returns their HGETALLs in order.
 constexpr std::string_view kReadUsageScript = R"lua(
 local out = {}
@@ -198,7 +219,30 @@ class RedisStore final : public SharedStore {
          });
   }
 
+  void add_upload_bytes(const std::string& org, std::int64_t day, std::uint64_t bytes,
+                        std::uint64_t quota, std::function<void(Result<bool>)> done) override {
+    run_({"EVAL", std::string(kAddUploadBytesScript), "1", upload_key(org, day),
+          std::to_string(bytes), std::to_string(quota), std::to_string(kUploadDayTtlSeconds)},
+         [done = std::move(done)](const ErrorCode& ec, const redisReply* reply) {
+           if (failed(ec, reply)) return done(failed_with<bool>(ec));
+           done(Result<bool>(reply->type == REDIS_REPLY_INTEGER && reply->integer == 1));
+         });
+  }
+
+  void return_upload_bytes(const std::string& org, std::int64_t day, std::uint64_t bytes) override {
+    run_({"EVAL", std::string(kReturnUploadBytesScript), "1", upload_key(org, day),
+          std::to_string(bytes)},
+         [](const ErrorCode&, const redisReply*) {});
+  }
+
  private:
+  // Tagged by org like the usage hashes, so an org's keys share a slot on a Redis Cluster.
+  std::string upload_key(const std::string& org, std::int64_t day) const {
+    std::string key = prefix_ + "upload-bytes:{" + org + "}:";
+    key += std::to_string(day);
+    return key;
+  }
+
   std::string usage_key(const std::string& org, std::int64_t hour) const {
     std::string key = prefix_ + "usage:{" + org + "}:";
     key += std::to_string(hour);

@@ -258,7 +258,8 @@ const std::vector<NumericSpec>& numeric_specs() {
        "unlimited.",
        SG_NUMERIC_FIELD(org_max_connections)},
       {"org-max-channels", "N", 0, kMaxQuota, "",
-       "Distinct services one org's connections may subscribe to on this node; 0 = unlimited.",
+       "Distinct services one org's connections may subscribe to (with Redis, on all nodes "
+       "together); 0 = unlimited.",
        SG_NUMERIC_FIELD(org_max_channels)},
       {"org-publish-rate", "N", 0, kMaxQuota, "",
        "Events per second one org may publish, sustained (token bucket; with Redis, shared "
@@ -269,11 +270,13 @@ const std::vector<NumericSpec>& numeric_specs() {
        "second's worth of the rate.",
        SG_NUMERIC_FIELD(org_publish_burst)},
       {"org-upload-bytes-per-day", "BYTES", 0, kMaxQuota, "",
-       "Declared bytes of the uploads one org may start per UTC day; 0 = unlimited.",
+       "Declared bytes of the uploads one org may start per UTC day (with Redis, on all nodes "
+       "together); 0 = unlimited.",
        SG_NUMERIC_FIELD(org_upload_bytes_per_day)},
       {"org-egress-bytes", "BYTES", 0, kMaxQuota, "",
-       "Bytes per second one org's connections may be written on this node together; over it "
-       "their deliveries wait in their queues (never dropped). 0 = unlimited.",
+       "Bytes per second one org's connections may be written together (with Redis, shared "
+       "equally by the live nodes); over it their deliveries wait in their queues (never "
+       "dropped). 0 = unlimited.",
        SG_NUMERIC_FIELD(org_egress_bytes)},
       {"org-chat-rate", "N", 0, kMaxQuota, "",
        "Chat messages per second one org's users may send, sustained (token bucket; with Redis, "

@@ -130,9 +130,11 @@ void StreamSession::start_subscribe(std::vector<std::string> services,
            cc::kPolicyViolation);
     return;
   }
-  if (!ctx_.hub->channels_within_quota(
-          principal_.org, services,
-          ctx_.quotas->limit(principal_.org, tenancy::Quota::kMaxChannels))) {
+  // With Redis the quota counts the channels the org's connections on other nodes hold too.
+  const auto budget = ctx_.quotas->channel_budget(
+      principal_.org, services, ctx_.quotas->limit(principal_.org, tenancy::Quota::kMaxChannels));
+  if (budget.refused ||
+      !ctx_.hub->channels_within_quota(principal_.org, budget.topics, budget.max)) {
     send_text(node::quota_exceeded_frame(ctx_, tenancy::Quota::kMaxChannels));
     return;  // nothing subscribed; the connection stays open for a smaller request
   }

@@ -82,7 +82,7 @@ struct Quotas::OrgState {
   std::optional<Override> override_;
   Bucket publish;
   Bucket chat;
-  Bucket egress;  // a second's worth of egressBytes, per node
+  Bucket egress;  // a second's worth of this node's share of egressBytes
   std::int64_t upload_day = 0;
   std::uint64_t upload_bytes = 0;
 
@@ -256,6 +256,15 @@ Quotas::BucketRate Quotas::shared_rate_locked(const OrgState* s, Quota rate_quot
           static_cast<double>(rate) * share};
 }
 
+Quotas::BucketRate Quotas::egress_rate_locked(const OrgState* s) const {
+  const std::uint64_t rate = limit_locked(s, Quota::kEgressBytes);
+  if (rate == 0) return {};
+  // The same equal lease as the publish bucket: a second's worth of this node's share, so the
+  // org's connections on all N nodes together write at most egressBytes per second.
+  const double share = static_cast<double>(rate) / static_cast<double>(nodes_);
+  return {std::max(1.0, share), share};
+}
+
 Decision Quotas::take_publish(std::string_view org, std::uint64_t events, Clock::time_point now) {
   const PublishTake take{org, events};
   return take_publish(std::span(&take, 1), now);
@@ -352,10 +361,11 @@ Quotas::OrgState* Quotas::egress_bucket_locked(std::string_view org, Clock::time
                                                double& rate) {
   const auto it = orgs_.find(std::string(org));
   const OrgState* existing = it == orgs_.end() ? nullptr : it->second.get();
-  rate = static_cast<double>(limit_locked(existing, Quota::kEgressBytes));
+  const BucketRate shape = egress_rate_locked(existing);
+  rate = shape.refill;
   if (rate == 0) return nullptr;
   OrgState& s = existing ? *it->second : state_locked(org);
-  s.egress.refill_to(now, {rate, rate});
+  s.egress.refill_to(now, shape);
   return &s;
 }
 
@@ -399,6 +409,79 @@ std::uint64_t Quotas::remote_connections(std::string_view org) const {
   return it == remote_connections_.end() ? 0 : it->second;
 }
 
+namespace {
+
+std::vector<std::string> sorted_unique(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  return v;
+}
+
+bool holds(const std::vector<std::string>* sorted, const std::string& topic) {
+  return sorted != nullptr && std::binary_search(sorted->begin(), sorted->end(), topic);
+}
+
+}  // namespace
+
+void Quotas::set_local_channels(std::unordered_map<std::string, std::vector<std::string>> by_org) {
+  for (auto& [org, topics] : by_org) topics = sorted_unique(std::move(topics));
+  std::lock_guard lock(mu_);
+  local_channels_ = std::move(by_org);
+}
+
+std::unordered_map<std::string, std::vector<std::string>> Quotas::local_channels_for_snapshot()
+    const {
+  std::lock_guard lock(mu_);
+  std::unordered_map<std::string, std::vector<std::string>> out;
+  for (const auto& [org, topics] : local_channels_) {
+    const auto it = orgs_.find(org);
+    const std::uint64_t max =
+        limit_locked(it == orgs_.end() ? nullptr : it->second.get(), Quota::kMaxChannels);
+    if (max == 0 || topics.empty()) continue;
+    // Bounded by the quota: more than it only in a race, and more adds nothing to a refusal.
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(max, topics.size()));
+    out.emplace(org, std::vector<std::string>(topics.begin(),
+                                              topics.begin() + static_cast<std::ptrdiff_t>(n)));
+  }
+  return out;
+}
+
+void Quotas::set_remote_channels(std::unordered_map<std::string, std::vector<std::string>> by_org) {
+  for (auto& [org, topics] : by_org) topics = sorted_unique(std::move(topics));
+  std::lock_guard lock(mu_);
+  remote_channels_ = std::move(by_org);
+}
+
+Quotas::ChannelBudget Quotas::channel_budget(std::string_view org,
+                                             const std::vector<std::string>& topics,
+                                             std::uint64_t max) const {
+  if (max == 0) return {topics, 0, false};
+  std::lock_guard lock(mu_);
+  const std::string key(org);
+  const auto r = remote_channels_.find(key);
+  if (r == remote_channels_.end()) return {topics, max, false};
+  const auto l = local_channels_.find(key);
+  const std::vector<std::string>* local = l == local_channels_.end() ? nullptr : &l->second;
+  std::uint64_t elsewhere = 0;  // held by another node, not by this one
+  for (const std::string& t : r->second) {
+    if (!holds(local, t)) ++elsewhere;
+  }
+  ChannelBudget out;
+  for (const std::string& t : topics) {
+    if (!holds(&r->second, t)) out.topics.push_back(t);
+  }
+  if (out.topics.empty()) return out;  // nothing new to the cluster: max 0 lets it through
+  if (elsewhere < max) {
+    out.max = max - elsewhere;
+    return out;
+  }
+  // The others hold the whole quota: only channels this node already has may be added to.
+  out.refused = std::any_of(out.topics.begin(), out.topics.end(),
+                            [&](const std::string& t) { return !holds(local, t); });
+  out.topics.clear();
+  return out;
+}
+
 void Quotas::count_refusal(Quota q) {
   refusals_[static_cast<std::size_t>(q)]->inc();
 }
@@ -412,11 +495,10 @@ std::size_t Quotas::tracked_orgs() {
 bool Quotas::idle_locked(const OrgState& s, Clock::time_point now, std::int64_t day) const {
   if (s.override_) return false;
   if (s.upload_day == day && s.upload_bytes > 0) return false;
-  const auto egress = static_cast<double>(limit_locked(&s, Quota::kEgressBytes));
   return s.publish.full_at(now,
                            shared_rate_locked(&s, Quota::kPublishRate, Quota::kPublishBurst)) &&
          s.chat.full_at(now, shared_rate_locked(&s, Quota::kChatRate, Quota::kChatBurst)) &&
-         s.egress.full_at(now, {egress, egress});
+         s.egress.full_at(now, egress_rate_locked(&s));
 }
 
 void Quotas::forget_if_idle_locked(std::string_view org, Clock::time_point now, std::int64_t day) {

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 namespace sg::tenancy {
 
@@ -138,8 +139,9 @@ class Quotas {
   Decision take_chat(std::string_view org, Clock::time_point now);
 
   // Bytes `org`'s connections on this node may write now, at most `wanted`: what its
-  // egressBytes bucket holds (one second's worth, refilled at egressBytes per second; per node,
-  // not shared among nodes). `wanted` when the org is unlimited, without a lock while no org has
+  // egressBytes bucket holds (one second's worth of this node's share, refilled at
+  // egressBytes / nodes per second: with Redis each live node holds an equal lease, as for
+  // publishing). `wanted` when the org is unlimited, without a lock while no org has
   // the quota. 0 (counted as a refusal): nothing until the bucket has refilled a little; the
   // caller keeps what it queued and asks again later. Any thread (the workers' flushes).
   std::size_t egress_allowance(std::string_view org, std::size_t wanted, Clock::time_point now);
@@ -149,11 +151,31 @@ class Quotas {
 
   // What the other nodes sharing the broker report (their metrics snapshots): how many nodes
   // are live, this one included, and each org's connections on the others. The connection
-  // quota is checked against local + remote; the publish bucket of each node is the org's
-  // rate and burst divided by `nodes` (a lease of an equal share). Replaces the last view.
+  // quota is checked against local + remote; the publish, chat and egress buckets of each node
+  // are the org's rate and burst divided by `nodes` (a lease of an equal share). Replaces the
+  // last view.
   void set_cluster_view(std::size_t nodes,
                         std::unordered_map<std::string, std::uint64_t> remote_connections);
   std::uint64_t remote_connections(std::string_view org) const;
+
+  // The channel quota across the nodes. This node's channels of each org with a maxChannels
+  // quota (from the hub, refreshed with the cluster view; orgs not in `by_org` are dropped),
+  // which its metrics snapshot carries to the others, at most maxChannels of each org.
+  void set_local_channels(std::unordered_map<std::string, std::vector<std::string>> by_org);
+  std::unordered_map<std::string, std::vector<std::string>> local_channels_for_snapshot() const;
+  // The union of the other nodes' channels of each org (their snapshots). Replaces the last.
+  void set_remote_channels(std::unordered_map<std::string, std::vector<std::string>> by_org);
+  // What the hub's local check (Hub::channels_within_quota) is to be asked, so that it counts
+  // the cluster: `topics` without those another node holds (they add nothing), and the quota
+  // less the channels other nodes hold that this one does not. `refused` when the others
+  // already hold the whole quota and a topic is new to the cluster. `max` 0 = unlimited.
+  struct ChannelBudget {
+    std::vector<std::string> topics;
+    std::uint64_t max = 0;
+    bool refused = false;
+  };
+  ChannelBudget channel_budget(std::string_view org, const std::vector<std::string>& topics,
+                               std::uint64_t max) const;
 
   // Counts a refusal in streamgate_quota_refusals_total{quota=<name>}.
   void count_refusal(Quota q);
@@ -178,6 +200,8 @@ class Quotas {
   // Refills org's publish bucket to `now` and returns it with its capacity; null when unlimited.
   OrgState* bucket_locked(std::string_view org, Clock::time_point now, double& capacity,
                           std::uint64_t& rate);
+  // The egress bucket's shape for an org: this node's share of egressBytes, a second's worth.
+  BucketRate egress_rate_locked(const OrgState* s) const;
   // Refills org's egress bucket to `now` and returns it with its rate; null when unlimited.
   OrgState* egress_bucket_locked(std::string_view org, Clock::time_point now, double& rate);
   // Whether some org may have an egress limit (the default, or an override naming one).
@@ -195,6 +219,8 @@ class Quotas {
   Clock::time_point last_sweep_{};
   std::size_t nodes_ = 1;
   std::unordered_map<std::string, std::uint64_t> remote_connections_;
+  std::unordered_map<std::string, std::vector<std::string>> local_channels_;   // sorted
+  std::unordered_map<std::string, std::vector<std::string>> remote_channels_;  // sorted
 };
 
 }  // namespace sg::tenancy

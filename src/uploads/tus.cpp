@@ -8,6 +8,7 @@
 #include "node/request_auth.hpp"
 #include "upload/upload.hpp"
 #include "uploads/tus_headers.hpp"
+#include "uploads/upload_quota.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -237,6 +238,28 @@ HttpResponse options(Context& ctx, const HttpRequest& req) {
   return r;
 }
 
+// Creates the upload whose bytes the quota reserved; gives them back if it is not created.
+void create_reserved(Context& ctx, const ResponseHeaders& h, upload::Owner owner,
+                     upload::CreateRequest request, std::uint64_t size,
+                     UploadReservation reservation, Reply reply) {
+  ctx.uploads->create(owner, std::move(request),
+                      [&ctx, h, org = owner.org, size, reservation,
+                       reply = std::move(reply)](Result<upload::UploadInfo> info) {
+                        if (!info) {
+                          return_upload_bytes(ctx, org, size, reservation);
+                          return reply(upload_error(h, info.error(), ctx, false));
+                        }
+                        HttpResponse r;
+                        r.status = 201;
+                        decorate(r, h);
+                        r.headers.emplace_back("Location",
+                                               std::string(kCollection) + "/" + info->id);
+                        r.headers.emplace_back("Upload-Offset", std::to_string(info->received));
+                        add_expiry(r, *info);
+                        reply(std::move(r));
+                      });
+}
+
 void create(Context& ctx, const HttpRequest& req, Caller caller, Reply reply) {
   const auto& h = caller.headers;
   if (!header(req, "Upload-Defer-Length").empty()) {
@@ -269,29 +292,19 @@ void create(Context& ctx, const HttpRequest& req, Caller caller, Reply reply) {
   if (request.filename.empty()) request.filename = "upload";
   request.content_type = std::string(first_of(*metadata, {"filetype", "type", "contentType"}));
   request.metadata = std::move(*metadata);
-  const auto quota =
-      ctx.quotas->take_upload_bytes(caller.owner.org, *length, core::WallClock::now());
-  if (!quota.allowed) {
-    auto r =
-        node::quota_exceeded(ctx, tenancy::Quota::kUploadBytesPerDay, quota.retry_after_seconds);
-    return reply(std::move(decorate(r, h)));
-  }
-  ctx.uploads->create(caller.owner, std::move(request),
-                      [&ctx, h, org = caller.owner.org, size = *length,
-                       reply = std::move(reply)](Result<upload::UploadInfo> info) {
-                        if (!info) {
-                          ctx.quotas->return_upload_bytes(org, size, core::WallClock::now());
-                          return reply(upload_error(h, info.error(), ctx, false));
-                        }
-                        HttpResponse r;
-                        r.status = 201;
-                        decorate(r, h);
-                        r.headers.emplace_back("Location",
-                                               std::string(kCollection) + "/" + info->id);
-                        r.headers.emplace_back("Upload-Offset", std::to_string(info->received));
-                        add_expiry(r, *info);
-                        reply(std::move(r));
-                      });
+  // The quota's answer may come from the broker's thread; the Manager takes calls from any.
+  reserve_upload_bytes(
+      ctx, caller.owner.org, *length,
+      [&ctx, h, owner = caller.owner, size = *length, request = std::move(request),
+       reply = std::move(reply)](tenancy::Decision quota, UploadReservation reservation) mutable {
+        if (!quota.allowed) {
+          auto r = node::quota_exceeded(ctx, tenancy::Quota::kUploadBytesPerDay,
+                                        quota.retry_after_seconds);
+          return reply(std::move(decorate(r, h)));
+        }
+        create_reserved(ctx, h, std::move(owner), std::move(request), size, reservation,
+                        std::move(reply));
+      });
 }
 
 void head(Context& ctx, Caller caller, std::string id, Reply reply) {

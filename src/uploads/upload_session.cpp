@@ -11,6 +11,7 @@
 #include "upload/upload.hpp"
 #include "uploads/upload_events.hpp"
 #include "uploads/upload_message.hpp"
+#include "uploads/upload_quota.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -165,12 +166,6 @@ class UploadSession final : public net::WsConnection, public hub::Member {
                        "this connection is already uploading; open another for a second upload",
                        cc::kPolicyViolation);
     }
-    const std::uint64_t size = m.start.size;
-    if (m.kind == UploadMessage::Kind::kStart &&
-        !ctx_.quotas->take_upload_bytes(owner_.org, size, core::WallClock::now()).allowed) {
-      send_text(node::quota_exceeded_frame(ctx_, tenancy::Quota::kUploadBytesPerDay));
-      return close(cc::kPolicyViolation, "quota_exceeded");
-    }
     wait_for_manager();
     if (m.kind == UploadMessage::Kind::kResume) {
       // Claimed, not just found: bytes of a dropped connection still in flight can't append
@@ -181,11 +176,40 @@ class UploadSession final : public net::WsConnection, public hub::Member {
                      }));
       return;
     }
-    manager_.create(owner_, std::move(m.start),
-                    post_back([size](UploadSession& s, Result<upload::UploadInfo> r) {
-                      if (!r)
-                        s.ctx_.quotas->return_upload_bytes(s.owner_.org, size,
-                                                           core::WallClock::now());
+    // The quota may ask the broker: its answer comes back on this worker, reading still paused.
+    const std::uint64_t size = m.start.size;
+    auto self = std::static_pointer_cast<UploadSession>(shared_from_this());
+    reserve_upload_bytes(ctx_, owner_.org, size,
+                         [self, start = std::move(m.start)](tenancy::Decision quota,
+                                                            UploadReservation reservation) mutable {
+                           auto& io = self->worker().io();
+                           asio::post(io, [self = std::move(self), start = std::move(start), quota,
+                                           reservation]() mutable {
+                             self->on_reserved(quota, reservation, std::move(start));
+                           });
+                         });
+  }
+
+  // The quota's answer to a start, on this session's worker (as post_back's handlers).
+  void on_reserved(tenancy::Decision quota, UploadReservation reservation,
+                   upload::CreateRequest start) {
+    const std::uint64_t size = start.size;
+    busy_ = false;
+    if (closed() || closing()) {
+      if (quota.allowed) return_upload_bytes(ctx_, owner_.org, size, reservation);
+      // Closing: the client's close frame still has to be read.
+      if (!closed()) resume_reading();
+      return;
+    }
+    if (!quota.allowed) {
+      send_text(node::quota_exceeded_frame(ctx_, tenancy::Quota::kUploadBytesPerDay));
+      close(cc::kPolicyViolation, "quota_exceeded");
+      return resume_reading();
+    }
+    wait_for_manager();
+    manager_.create(owner_, std::move(start),
+                    post_back([size, reservation](UploadSession& s, Result<upload::UploadInfo> r) {
+                      if (!r) return_upload_bytes(s.ctx_, s.owner_.org, size, reservation);
                       s.on_created(std::move(r));
                     }));
   }

@@ -218,6 +218,62 @@ TEST(Quotas, EgressBucketHoldsOneSecondAndRefills) {
   EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 1s), 400u);
 }
 
+TEST(Quotas, EachNodeHoldsAnEqualShareOfTheEgressBucket) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kEgressBytes] = 1000;
+  Quotas q(o, registry);
+  q.set_cluster_view(2, {});
+  const auto t0 = Quotas::Clock::time_point{} + 1h;
+  // Half the quota on each of two nodes: a second's worth of 500 B/s.
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0), 500u);
+  q.spend_egress("a", 500, t0);
+  EXPECT_EQ(q.egress_allowance("a", 5000, t0 + 100ms), 50u);
+  // The other node left: the share grows back to the whole quota.
+  q.set_cluster_view(1, {});
+  EXPECT_EQ(q.egress_allowance("b", 5000, t0), 1000u);
+  // Four nodes: a quarter, and never below one byte a second however many there are.
+  q.set_cluster_view(4, {});
+  EXPECT_EQ(q.egress_allowance("c", 5000, t0), 250u);
+  q.set_cluster_view(5000, {});
+  EXPECT_EQ(q.egress_allowance("d", 5000, t0), 1u);
+}
+
+TEST(Quotas, ChannelBudgetCountsTheOtherNodesChannels) {
+  metrics::Registry registry;
+  QuotaOptions o = options(0, 0);
+  o.defaults[Quota::kMaxChannels] = 2;
+  Quotas q(o, registry);
+  // Alone: the hub's local check as it was.
+  auto b = q.channel_budget("a", {"hr"}, 2);
+  EXPECT_EQ(b.topics, std::vector<std::string>{"hr"});
+  EXPECT_EQ(b.max, 2u);
+  EXPECT_FALSE(b.refused);
+  // This node holds finance, another holds ops: one channel left here, and only for new ones.
+  q.set_local_channels({{"a", {"finance"}}});
+  q.set_remote_channels({{"a", {"ops"}}});
+  b = q.channel_budget("a", {"hr", "ops"}, 2);
+  EXPECT_EQ(b.topics, std::vector<std::string>{"hr"});
+  EXPECT_EQ(b.max, 1u);
+  EXPECT_FALSE(b.refused);
+  // Channels the others hold cost nothing more.
+  b = q.channel_budget("a", {"ops"}, 2);
+  EXPECT_TRUE(b.topics.empty());
+  EXPECT_FALSE(b.refused);
+  // The others hold the whole quota: a new channel is refused, one this node has is not.
+  q.set_remote_channels({{"a", {"legal", "ops"}}});
+  EXPECT_TRUE(q.channel_budget("a", {"hr"}, 2).refused);
+  EXPECT_FALSE(q.channel_budget("a", {"finance"}, 2).refused);
+  // Another org, and no quota.
+  EXPECT_EQ(q.channel_budget("b", {"hr"}, 2).max, 2u);
+  EXPECT_EQ(q.channel_budget("a", {"hr"}, 0).max, 0u);
+  // The snapshot carries at most the quota's number of channels per org.
+  q.set_local_channels({{"a", {"c", "b", "a"}}, {"b", {}}});
+  const auto snap = q.local_channels_for_snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap.at("a"), (std::vector<std::string>{"a", "b"}));
+}
+
 TEST(Quotas, EgressOverrideAppliesAndZeroLiftsIt) {
   metrics::Registry registry;
   Quotas q(options(0, 0), registry);
