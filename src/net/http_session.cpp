@@ -135,6 +135,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_header(beast::error_code ec) {
     if (ec) return on_read_error(ec);
     keep_alive_ = parser_->message_keep_alive();
+    http10_ = parser_->version() < 11;
     head_ = parser_->method() == http::verb::head;
     {
       HttpRequest req = request_of(*parser_);
@@ -404,9 +405,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     // Input still unread (a body, the rest of a refused head, a pipelined request) would make
     // the close a reset that can destroy this answer: linger instead.
     linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
+    const Persistence persistence = close     ? Persistence::kClose
+                                    : http10_ ? Persistence::kKeepAlive
+                                              : Persistence::kDefault;
     if (!head_) {
       plain_response_.clear();
-      if (append_plain_response(r, close, plain_response_)) {
+      if (append_plain_response(r, persistence, plain_response_)) {
         boost::asio::async_write(
             stream_, boost::asio::buffer(plain_response_),
             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
@@ -423,6 +427,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res.set(http::field::cache_control, "no-store");
     for (auto& [name, value] : r.headers) res.set(name, value);
     res.keep_alive(!close);
+    if (persistence == Persistence::kKeepAlive) res.set(http::field::connection, "keep-alive");
     const std::size_t size = r.body.size();
     res.body() = head_ ? std::string() : std::move(r.body);
     res.prepare_payload();
@@ -489,6 +494,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::response<http::string_body>> response_;
   std::string plain_response_;  // an answer written without Beast (append_plain_response)
   bool keep_alive_ = true;
+  bool http10_ = false;  // the request is HTTP/1.0: a kept connection is said so
   bool head_ = false;
   bool close_after_write_ = false;
   bool linger_after_write_ = false;

@@ -23,7 +23,7 @@ HttpResponse json_ok(std::string body) {
   return r;
 }
 
-bool append_plain_response(const HttpResponse& r, bool close, std::string& out) {
+bool append_plain_response(const HttpResponse& r, Persistence persistence, std::string& out) {
   if (!r.reason.empty() || !r.headers.empty() || r.status < 200 || r.status > 599 ||
       r.status == 204 || r.content_type.find_first_of("\r\n") != std::string::npos) {
     return false;
@@ -38,7 +38,8 @@ bool append_plain_response(const HttpResponse& r, bool close, std::string& out) 
   out += "\r\nServer: streamgate\r\nContent-Type: ";
   out += r.content_type;
   out += "\r\nCache-Control: no-store\r\n";
-  if (close) out += "Connection: close\r\n";
+  if (persistence == Persistence::kClose) out += "Connection: close\r\n";
+  if (persistence == Persistence::kKeepAlive) out += "Connection: keep-alive\r\n";
   out += "Content-Length: ";
   core::append_decimal(out, r.body.size());
   out += "\r\n\r\n";

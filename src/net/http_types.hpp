@@ -45,13 +45,19 @@ struct HttpResponse {
 // HTTP session moves the answer back onto its worker.
 using Reply = std::function<void(HttpResponse)>;
 
+// What an answer's Connection field says: nothing (HTTP/1.1 connections persist by default),
+// `close`, or `keep-alive` for an HTTP/1.0 client that asked to keep the connection: such a
+// client (ApacheBench's -k, for one) takes an answer without it as the server closing, and waits
+// for that close (RFC 9112 §9.3, Appendix C.2.2).
+enum class Persistence { kDefault, kClose, kKeepAlive };
+
 // Appends `r` as HTTP/1.1 bytes, byte for byte what Beast's serializer writes for it (Server,
-// Content-Type, Cache-Control: no-store, Connection: close when `close`, Content-Length), and
-// returns true; for a response that needs Beast's field rules (extra headers, a reason phrase,
+// Content-Type, Cache-Control: no-store, the Connection field of `persistence`, Content-Length),
+// and returns true; for a response that needs Beast's field rules (extra headers, a reason phrase,
 // a status outside 200-599 or 204, a content type with a line break) returns false and leaves
 // `out` alone. The common answer skips Beast's field list and serializer, most of the CPU of
 // answering a publish.
-bool append_plain_response(const HttpResponse& r, bool close, std::string& out);
+bool append_plain_response(const HttpResponse& r, Persistence persistence, std::string& out);
 
 // {"error":code,"message":message} with the given status.
 HttpResponse json_error(unsigned status, std::string_view code, std::string_view message);

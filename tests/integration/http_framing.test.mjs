@@ -221,6 +221,25 @@ describe('strict request framing (RFC 9112)', () => {
     assert.equal(r.ended, true);
   });
 
+  test('HTTP/1.0 with Connection: keep-alive is answered with it and kept; without it, closed', async () => {
+    const c = await conversation(server);
+    const ask = ['GET /healthz HTTP/1.0', 'Connection: keep-alive'];
+    c.socket.write(request(ask));
+    const [first] = await c.waitFor(1);
+    assert.equal(first.status, 200, first.body);
+    // An HTTP/1.0 client (ApacheBench -k) that does not see it waits for the server to close.
+    assert.equal(first.headers.connection, 'keep-alive');
+    c.socket.write(request([`POST ${PUBLISH} HTTP/1.0`, auth, `Content-Length: ${Buffer.byteLength(event)}`, 'Connection: keep-alive'], event));
+    const [, second] = await c.waitFor(2);
+    assert.equal(second.status, 200, second.body);
+    assert.equal(second.headers.connection, 'keep-alive');
+    c.socket.destroy();
+    const r = await exchange(server, request(['GET /healthz HTTP/1.0']));
+    assert.equal(r.responses.length, 1, r.raw.toString('latin1'));
+    assert.equal(r.responses[0].headers.connection, 'close');
+    assert.equal(r.ended, true);
+  });
+
   test('HTTP/1.0 without Host is still served', async () => {
     const r = await exchange(server, request(['GET /healthz HTTP/1.0']));
     assert.equal(r.responses.length, 1, r.raw.toString('latin1'));

@@ -43,7 +43,7 @@ TEST(QueryParam, FindsTheNamedParameterOnlyByItsWholeName) {
 }
 
 // What the HTTP session wrote for `r` before append_plain_response: Beast's message and serializer.
-std::string beast_bytes(const HttpResponse& r, bool close) {
+std::string beast_bytes(const HttpResponse& r, Persistence persistence) {
   namespace http = boost::beast::http;
   http::response<http::string_body> res;
   res.version(11);
@@ -53,7 +53,8 @@ std::string beast_bytes(const HttpResponse& r, bool close) {
   res.set(http::field::content_type, r.content_type);
   res.set(http::field::cache_control, "no-store");
   for (const auto& [name, value] : r.headers) res.set(name, value);
-  res.keep_alive(!close);
+  res.keep_alive(persistence != Persistence::kClose);
+  if (persistence == Persistence::kKeepAlive) res.set(http::field::connection, "keep-alive");
   res.body() = r.body;
   res.prepare_payload();
   std::ostringstream out;
@@ -75,10 +76,12 @@ TEST(PlainResponse, IsWhatBeastWritesForTheSameAnswer) {
   HttpResponse odd = json_error(599, "x", "y");
   answers.push_back(odd);
   for (const auto& r : answers) {
-    for (const bool close : {false, true}) {
+    for (const auto persistence :
+         {Persistence::kDefault, Persistence::kClose, Persistence::kKeepAlive}) {
       std::string out = "kept";
-      ASSERT_TRUE(append_plain_response(r, close, out)) << r.status;
-      EXPECT_EQ(out, "kept" + beast_bytes(r, close)) << r.status << " close " << close;
+      ASSERT_TRUE(append_plain_response(r, persistence, out)) << r.status;
+      EXPECT_EQ(out, "kept" + beast_bytes(r, persistence))
+          << r.status << " persistence " << static_cast<int>(persistence);
     }
   }
 }
@@ -97,7 +100,7 @@ TEST(PlainResponse, LeavesAnswersWithBeastsFieldRulesToBeast) {
   broken_type.content_type = "text/plain\r\nX-Injected: 1";
   for (const auto& r : {with_header, with_reason, no_content, informational, broken_type}) {
     std::string out = "kept";
-    EXPECT_FALSE(append_plain_response(r, false, out)) << r.status;
+    EXPECT_FALSE(append_plain_response(r, Persistence::kDefault, out)) << r.status;
     EXPECT_EQ(out, "kept");
   }
 }
