@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
 import { metricsJson, promValue, publish, rawUpgrade } from './support/http.mjs';
+import { openSse, openSseStream } from './support/sse.mjs';
 import { create as tusCreate, request as tusRequest, tusHeaders } from './support/tus.mjs';
 import { openUpload, start as startUpload, startUploadServer } from './support/upload.mjs';
 import { UpgradeRejected, connect, openStream, tokenFor } from './support/ws.mjs';
@@ -200,6 +201,20 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
     assert.equal(c.closeInfo, undefined);
     await limits(server, 'DELETE', org);
     await Promise.all([a.client.close(), b.client.close(), c.close()]);
+  });
+
+  test('maxChannels: an SSE stream past it is refused with 429 naming the quota; within it, it opens', async () => {
+    const org = unique('o');
+    assert.equal((await limits(server, 'PUT', org, { maxChannels: 1 })).status, 200);
+    const before_ = await refusals(server, 'maxChannels');
+    const a = await openStream(server, { org, user: 'a', services: ['finance'] });
+    const refused = await openSse(server, { org, user: 'b', services: ['hr'] });
+    assertQuota429({ status: refused.head.status, headers: refused.head.headers, json: refused.json, text: refused.bodyText }, 'maxChannels');
+    assert.equal(await refusals(server, 'maxChannels'), before_ + 1);
+    // The channel the org already holds costs nothing more.
+    const { client } = await openSseStream(server, { org, user: 'b', services: ['finance'] });
+    await Promise.all([a.client.close(), client.close()]);
+    await limits(server, 'DELETE', org);
   });
 
   test('uploadBytesPerDay: the upload socket gets quota_exceeded, tus gets 429 with Retry-After', async () => {
