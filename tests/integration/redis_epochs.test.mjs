@@ -4,16 +4,18 @@
 // leaves it (the epoch key survives, the counter and the stream are behind). A node that handed
 // the offsets out moves the channel to a new epoch; resuming clients are told epoch_changed, also
 // when they come back before anything else touched the channel. A forged id ahead of the counter
-// moves nothing.
+// moves nothing. streamgate_broker_epoch_moves_total counts each node's moves by reason.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startCluster, stopCluster } from './support/cluster.mjs';
 import { ms, parseEventId, unique, waitFor } from './support/env.mjs';
-import { publishOk } from './support/http.mjs';
+import { promValue, publishOk } from './support/http.mjs';
 import { channelName } from './support/redis.mjs';
 import { openSseStream } from './support/sse.mjs';
 import { openStream } from './support/ws.mjs';
+
+const moves = (node, reason) => promValue(node, 'streamgate_broker_epoch_moves_total', { reason });
 
 async function publishTicks(node, org, tag, count) {
   const ids = [];
@@ -61,8 +63,10 @@ describe('a channel whose counter goes back in redis', () => {
     await client.eventsUntil((e) => e.id === first[2]);
     const { epoch } = parseEventId(first[2]);
     await rewind(redis, org, 3, 1);
+    const moved = await moves(a, 'publish');
 
     const next = await publishTicks(a, org, 'after', 2);
+    assert.equal(await moves(a, 'publish'), moved + 1, 'one move, counted by the node whose publish made it');
     assert.deepEqual(
       next.map((id) => parseEventId(id).offset),
       [1, 2],
@@ -92,6 +96,7 @@ describe('a channel whose counter goes back in redis', () => {
     const { epoch } = parseEventId(first[2]);
     const key = channelName(org, 'finance');
     await rewind(redis, org, 3, 1);
+    const moved = await moves(a, 'live');
 
     // b never handed out an offset of this channel: its publish reuses offset 2 (only
     // --redis-wait-replicas prevents that); a has delivered 2 already and moves the channel.
@@ -100,6 +105,7 @@ describe('a channel whose counter goes back in redis', () => {
     await waitFor(async () => (await redis.command('GET', `${key}:epoch`)) !== epoch, {
       what: 'the channel to move to a new epoch',
     });
+    assert.equal(await moves(a, 'live'), moved + 1);
     const [later] = await publishTicks(b, org, 'later', 1);
     assert.notEqual(parseEventId(later).epoch, epoch);
     await client.eventsUntil((e) => e.id === later, { timeout: ms(5000) });
@@ -119,6 +125,7 @@ describe('a channel whose counter goes back in redis', () => {
   // the channel first. Both resume paths: WebSocket resume and SSE Last-Event-ID.
   test('rewound, then the first to touch the channel is a client resuming with its last id: epoch_changed, never an id twice', { timeout: ms(20000) }, async () => {
     const [a, b] = nodes;
+    const before = { resume: await moves(a, 'resume'), other: await moves(b, 'resume') };
     const setUp = async () => {
       const org = unique('o');
       const { client } = await openStream(a, { org });
@@ -137,6 +144,8 @@ describe('a channel whose counter goes back in redis', () => {
     const cursor = Buffer.from(`1 finance=${sse.first[2]}`).toString('base64url');
     const sseResumed = await openSseStream(a, { org: sse.org, user: 'back', lastEventId: cursor });
     assert.deepEqual(sseResumed.ack.json.resume, { finance: { recovered: false, reason: 'epoch_changed' } });
+    assert.equal(await moves(a, 'resume'), before.resume + 2, 'one move per channel, by the resume');
+    assert.equal(await moves(b, 'resume'), before.other);
 
     // b never saw the lost offsets: without the move its publishes would be e-2 and e-3 again.
     for (const { org, first } of [ws, sse]) {
@@ -170,6 +179,7 @@ describe('a channel whose counter goes back in redis', () => {
     const [a, b] = nodes;
     const org = unique('o');
     const key = channelName(org, 'finance');
+    const before = { a: await moves(a, 'resume'), b: await moves(b, 'resume') };
     const live = await openStream(a, { org, user: 'live' });
     const first = await publishTicks(a, org, 'before', 3);
     await live.client.eventsUntil((e) => e.id === first[2]);
@@ -182,6 +192,7 @@ describe('a channel whose counter goes back in redis', () => {
       forged.push(f.client);
     }
     assert.equal(await redis.command('GET', `${key}:epoch`), epoch, 'the channel did not move');
+    assert.deepEqual([await moves(a, 'resume'), await moves(b, 'resume')], [before.a, before.b]);
 
     const resumer = await openStream(b, { org, user: 'resumer', resume: { finance: first[0] } });
     assert.deepEqual(resumer.ack.resume, { finance: { recovered: true } });

@@ -308,6 +308,7 @@ TEST(RedisBroker, PublishAfterTheCounterWentBackMovesTheChannelToANewEpoch) {
   const std::string moved = publish_id(*a, channel, input("after"));
   EXPECT_NE(epoch_of(moved), old_epoch);
   EXPECT_EQ(offset_of(moved), 1u);
+  EXPECT_EQ(a->stats().epoch_moves[static_cast<std::size_t>(EpochMove::kPublish)], 1u);
   // Every node goes on in the new epoch; B knew nothing and needed to know nothing.
   const std::string next = publish_id(*b, channel, input("after"));
   EXPECT_EQ(epoch_of(next), epoch_of(moved));
@@ -390,6 +391,9 @@ TEST(RedisBroker, ReadFromAPositionMovesTheChannelFirstWhenTheNodeHandedOutMore)
   EXPECT_EQ(from_a->epoch, epoch_in_redis(channel));
   EXPECT_EQ(from_a->last_offset, 0u);
   EXPECT_FALSE(from_a->complete);
+  const auto resume = static_cast<std::size_t>(EpochMove::kResume);
+  EXPECT_EQ(a->stats().epoch_moves[resume], 1u);
+  EXPECT_EQ(b->stats().epoch_moves[resume], 0u);
   const std::string next = publish_id(*b, channel, input("after"));
   EXPECT_EQ(next, protocol::format_event_id(from_a->epoch, 1));
 }
@@ -405,6 +409,7 @@ TEST(RedisBroker, ReadFromAForgedPositionAheadOfTheCounterMovesNothing) {
   EXPECT_EQ(read->last_offset, 3u);
   EXPECT_FALSE(read->complete);
   EXPECT_EQ(epoch_in_redis(channel), epoch_of(last));
+  for (const std::uint64_t moves : a->stats().epoch_moves) EXPECT_EQ(moves, 0u);
   EXPECT_EQ(publish_id(*a, channel, input("e")), protocol::format_event_id(epoch_of(last), 4));
 }
 
