@@ -197,6 +197,15 @@ void register_node_metrics(Context& ctx) {
                    [&ctx](std::vector<metrics::Registry::Sample>& out) {
                      out.push_back({{}, ctx.broker.stats().healthy ? 1.0 : 0.0});
                    });
+  r.counter_callback("streamgate_broker_epoch_moves_total",
+                     "Channels this node moved to a new epoch because Redis's counter went back",
+                     [&ctx](std::vector<metrics::Registry::Sample>& out) {
+                       const auto moves = ctx.broker.stats().epoch_moves;
+                       for (std::size_t i = 0; i < moves.size(); ++i) {
+                         out.push_back({{{"reason", std::string(broker::kEpochMoveNames[i])}},
+                                        static_cast<double>(moves[i])});
+                       }
+                     });
   r.gauge_callback("streamgate_uploads_in_progress",
                    "Unfinished uploads this node holds (created, not yet complete or failed)",
                    [&ctx](std::vector<metrics::Registry::Sample>& out) {

@@ -7,6 +7,7 @@
 
 #include "core/core.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -175,10 +176,19 @@ class SharedStore {
                                    std::uint64_t bytes) = 0;
 };
 
+// What made this node move a channel to a new epoch after its counter went back
+// (docs/scaling.md): its own publish, a live message, a catch-up read, a read from a position
+// (a resume). Indexes BrokerStats::epoch_moves; the names are the metric's `reason` label.
+enum class EpochMove { kPublish, kLive, kCatchUp, kResume };
+inline constexpr std::array<std::string_view, 4> kEpochMoveNames{"publish", "live", "catch_up",
+                                                                 "resume"};
+
 struct BrokerStats {
   std::uint64_t channels = 0;       // channels with unexpired history or subscribers
   std::uint64_t subscriptions = 0;  // live Subscription objects
   bool healthy = true;
+  // Channels this node moved to a new epoch since start, by EpochMove (always 0 in memory).
+  std::array<std::uint64_t, kEpochMoveNames.size()> epoch_moves{};
 };
 
 class Broker {

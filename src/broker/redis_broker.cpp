@@ -125,8 +125,8 @@ return {1, epoch, offset, ms, moved}
 // ARGV: the epoch a node delivered in, the highest offset it delivered there, a new epoch
 // Returns {1 if it moved the channel, the channel's epoch or '', its last offset}. The same
 // check and move as the publish script's, for a node that sees the regression on a read or a
-// live message rather than on its own publish. Only ever given what a node delivered, never a
-// client's resume position: a client could claim any offset.
+// live message rather than on its own publish. Only ever given what a node acknowledged or
+// delivered, never a client's resume position: a client could claim any offset.
 constexpr std::string_view kMoveEpochScript = R"lua(
 local epoch = redis.call('GET', KEYS[2])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -488,18 +488,43 @@ class Impl {
       return;
     }
     asio::post(io_, [this, channel, after = std::move(after), limit, done = std::move(done)] {
-      const std::string epoch = after ? after->epoch : std::string();
-      const std::uint64_t offset = after ? after->offset : 0;
-      read_stream(channel, channel_keys(options_.key_prefix, channel), epoch, offset, limit,
-                  [after, done](Result<StreamRead> read) {
-                    if (!done) return;
-                    if (!read) {
-                      done(read.error());
+      read_history(channel, channel_keys(options_.key_prefix, channel), after, limit,
+                   std::move(done), true);
+    });
+  }
+
+  // A read from a position (a resume) is where a client can land in the window before anything
+  // else touches a channel whose counter went back: answered from the stream as it is, the
+  // client's id would be ahead of the counter (`unknown_id`) and what follows would reuse ids
+  // it has. So a counter below what this node handed out in the channel's epoch moves the
+  // channel first and the read is repeated: the reader then sees the new epoch. Only the node's
+  // own mark is evidence; the reader's position never is (a client could claim any offset).
+  void read_history(const Channel& channel, const ChannelKeys& keys,
+                    const std::optional<Position>& after, std::size_t limit,
+                    std::function<void(Result<History>)> done, bool check) {
+    const std::string epoch = after ? after->epoch : std::string();
+    const std::uint64_t offset = after ? after->offset : 0;
+    read_stream(channel, keys, epoch, offset, limit,
+                [this, channel, keys, after, limit, check,
+                 done = std::move(done)](Result<StreamRead> read) mutable {
+                  if (!done) return;
+                  if (!read) {
+                    done(read.error());
+                    return;
+                  }
+                  if (check && after && !read->epoch.empty()) {
+                    const std::optional<Position> mark = mark_of(keys.name);
+                    if (mark && mark->epoch == read->epoch && mark->offset > read->last_offset) {
+                      check_regression(channel, keys, *mark, EpochMove::kResume,
+                                       [this, channel, keys, after, limit, done]() mutable {
+                                         read_history(channel, keys, after, limit, std::move(done),
+                                                      false);
+                                       });
                       return;
                     }
-                    done(judge(std::move(*read), after));
-                  });
-    });
+                  }
+                  done(judge(std::move(*read), after));
+                });
   }
 
   void history_before(const Channel& channel, std::uint64_t before, std::size_t limit,
@@ -700,6 +725,9 @@ class Impl {
     BrokerStats stats;
     stats.subscriptions = subscriptions_.load(std::memory_order_relaxed);
     stats.healthy = healthy_.load();
+    for (std::size_t i = 0; i < epoch_moves_.size(); ++i) {
+      stats.epoch_moves[i] = epoch_moves_[i].load(std::memory_order_relaxed);
+    }
     std::lock_guard lock(stats_mutex_);
     prune_tracked(SteadyClock::now());
     stats.channels = tracked_.size();
@@ -859,7 +887,7 @@ class Impl {
     }
     const std::string epoch(reply_text(*reply->element[1]));
     const auto offset = static_cast<std::uint64_t>(reply->element[2]->integer);
-    if (reply->element[4]->integer == 1) log_moved(call->channel, "publish", epoch);
+    if (reply->element[4]->integer == 1) moved(call->channel, EpochMove::kPublish, epoch);
     if (options_.history > 0) note_published(call->keys.name);
     note_acknowledged(call->channel, call->keys, epoch, offset);
     wait_replicas(call, PublishResult{protocol::format_event_id(epoch, offset), false});
@@ -901,24 +929,28 @@ class Impl {
       mark.offset = offset;
       return;
     }
-    check_regression(channel, keys, mark);
+    check_regression(channel, keys, mark, EpochMove::kPublish);
   }
 
   // Moves the channel to a new epoch if its counter is still below `seen` in seen's epoch;
   // otherwise nothing (the counter never legitimately goes below what was handed out, so a
-  // false alarm can't move a channel). At most one check per subscribed channel in flight.
-  void check_regression(const Channel& channel, const ChannelKeys& keys, const Position& seen) {
-    auto state = channels_.find(keys.name);
-    if (state != channels_.end()) {
+  // false alarm can't move a channel). At most one unwaited check per subscribed channel in
+  // flight; `then`, when given, runs once the check is answered or failed, whatever it found.
+  void check_regression(const Channel& channel, const ChannelKeys& keys, const Position& seen,
+                        EpochMove why, std::function<void()> then = nullptr) {
+    bool flagged = false;
+    if (auto state = channels_.find(keys.name); !then && state != channels_.end()) {
       if (state->second->checking) return;
       state->second->checking = true;
+      flagged = true;
     }
     const std::string floor = std::to_string(std::min(seen.offset, kMaxLuaOffset));
     const std::string epoch = core::random_hex(6);
     cmd_->send({"EVAL", kMoveEpochScript, "3", keys.seq, keys.epoch, keys.stream, seen.epoch, floor,
                 epoch},
-               [this, channel, name = keys.name](const ErrorCode& ec, const redisReply* reply) {
-                 if (auto it = channels_.find(name); it != channels_.end()) {
+               [this, channel, name = keys.name, why, flagged, then = std::move(then)](
+                   const ErrorCode& ec, const redisReply* reply) {
+                 if (auto it = channels_.find(name); flagged && it != channels_.end()) {
                    it->second->checking = false;
                  }
                  if (ec || reply == nullptr || reply->type != REDIS_REPLY_ARRAY ||
@@ -927,18 +959,22 @@ class Impl {
                      log::warn("broker", "redis refused a regression check",
                                {{"reply", reply_text(*reply)}});
                    }
-                   return;
+                 } else if (reply->element[0]->integer == 1) {
+                   moved(channel, why, std::string(reply_text(*reply->element[1])));
                  }
-                 if (reply->element[0]->integer == 1) {
-                   log_moved(channel, "check", std::string(reply_text(*reply->element[1])));
-                 }
+                 if (then) then();
                });
   }
 
-  // Logged once per move, by the node whose script moved it.
-  static void log_moved(const Channel& channel, std::string_view by, const std::string& epoch) {
+  // Logged and counted once per move, by the node whose script moved it.
+  void moved(const Channel& channel, EpochMove why, const std::string& epoch) {
+    const auto index = static_cast<std::size_t>(why);
+    epoch_moves_[index].fetch_add(1, std::memory_order_relaxed);
     log::warn("broker", "channel counter went back: moved to a new epoch",
-              {{"org", channel.org}, {"channel", channel.topic}, {"by", by}, {"epoch", epoch}});
+              {{"org", channel.org},
+               {"channel", channel.topic},
+               {"by", kEpochMoveNames[index]},
+               {"epoch", epoch}});
   }
 
   // --redis-wait-replicas: the answer waits for WAIT on the channel's primary (the connection
@@ -1444,7 +1480,7 @@ class Impl {
         // Usually a message the catch-up read already delivered. If the counter went back, it
         // is another event under an id the subscribers already have: never delivered, and
         // the check moves the channel on, so what follows comes under a new epoch.
-        check_regression(state.channel, state.keys, *state.position);
+        check_regression(state.channel, state.keys, *state.position, EpochMove::kLive);
         return;
       }
       if (offset > state.position->offset + 1) {
@@ -1503,7 +1539,7 @@ class Impl {
     }
     // The counter is below what this node delivered: Redis lost the channel's tail.
     if (!read.epoch.empty() && read.last_offset < at.offset) {
-      check_regression(state.channel, state.keys, at);
+      check_regression(state.channel, state.keys, at, EpochMove::kCatchUp);
     }
     const std::uint64_t first =
         read.events.empty() ? read.last_offset + 1 : read.events.front()->offset;
@@ -1595,6 +1631,8 @@ class Impl {
   asio::steady_timer retry_timer_;
   bool retry_pending_ = false;
   std::uint64_t wait_timeouts_ = 0;  // publishes WAIT did not confirm in time
+  // Channels this node's scripts moved, by EpochMove; read by stats() from any thread.
+  std::array<std::atomic<std::uint64_t>, kEpochMoveNames.size()> epoch_moves_{};
 
   std::atomic<bool> healthy_{false};
   std::mutex health_mutex_;

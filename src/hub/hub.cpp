@@ -279,8 +279,15 @@ void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>
       result.recovered = false;
       result.reason = from.offset > h.last_offset ? "unknown_id" : "too_old";
     }
-    // An id ahead of the channel says nothing about what the client has: all that comes is new.
-    if (from.offset > h.last_offset) pending.covered = h.last_offset;
+    // An id ahead of the channel in the channel's own epoch. A counter that went back below what
+    // this node handed out was moved to a new epoch by the broker before it answered (the branch
+    // above); here no node that knows has acted yet, or the id is forged. The client may hold
+    // events under every offset up to its id, so none of those is sent to it: a forged id costs
+    // only its own client events, a real one never brings a second event under an id. The
+    // replay's position stays at the id; it counts only while the channel keeps this epoch.
+    if (from.offset > h.last_offset && local.epoch.empty()) {
+      local.pins.emplace_back(slot.member, from.epoch);
+    }
     result.more = !take_page(attach_id, h, result.replay);
     if (pending.page_events == 0) result.more = false;
   }

@@ -308,6 +308,7 @@ TEST(RedisBroker, PublishAfterTheCounterWentBackMovesTheChannelToANewEpoch) {
   const std::string moved = publish_id(*a, channel, input("after"));
   EXPECT_NE(epoch_of(moved), old_epoch);
   EXPECT_EQ(offset_of(moved), 1u);
+  EXPECT_EQ(a->stats().epoch_moves[static_cast<std::size_t>(EpochMove::kPublish)], 1u);
   // Every node goes on in the new epoch; B knew nothing and needed to know nothing.
   const std::string next = publish_id(*b, channel, input("after"));
   EXPECT_EQ(epoch_of(next), epoch_of(moved));
@@ -364,6 +365,52 @@ TEST(RedisBroker, SubscriberSeeingAnOffsetItDeliveredAgainMovesTheChannel) {
   for (const auto& event : events) {
     EXPECT_EQ(event->body.find(R"("event":"clash")"), std::string::npos);
   }
+}
+
+// The window a resume can land in: nothing touched the channel since its counter went back.
+TEST(RedisBroker, ReadFromAPositionMovesTheChannelFirstWhenTheNodeHandedOutMore) {
+  auto a = make_test_redis_broker({});
+  auto b = make_test_redis_broker({});
+  const Channel channel = fresh_channel();
+  std::string last;
+  for (int i = 0; i < 3; ++i) last = publish_id(*a, channel, input("before"));
+  const std::string old_epoch = epoch_of(last);
+  rewind_channel(channel, 3, 1);
+
+  // B never saw offsets 2 and 3: the reader's claim alone is no evidence, nothing moves.
+  const auto from_b = history(*b, channel, Position{old_epoch, 3});
+  ASSERT_TRUE(from_b);
+  EXPECT_EQ(from_b->epoch, old_epoch);
+  EXPECT_EQ(from_b->last_offset, 1u);
+  EXPECT_FALSE(from_b->complete);
+  EXPECT_EQ(epoch_in_redis(channel), old_epoch);
+  // A acknowledged 3: the channel moves before A answers, so the reader sees the new epoch.
+  const auto from_a = history(*a, channel, Position{old_epoch, 3});
+  ASSERT_TRUE(from_a);
+  EXPECT_NE(from_a->epoch, old_epoch);
+  EXPECT_EQ(from_a->epoch, epoch_in_redis(channel));
+  EXPECT_EQ(from_a->last_offset, 0u);
+  EXPECT_FALSE(from_a->complete);
+  const auto resume = static_cast<std::size_t>(EpochMove::kResume);
+  EXPECT_EQ(a->stats().epoch_moves[resume], 1u);
+  EXPECT_EQ(b->stats().epoch_moves[resume], 0u);
+  const std::string next = publish_id(*b, channel, input("after"));
+  EXPECT_EQ(next, protocol::format_event_id(from_a->epoch, 1));
+}
+
+TEST(RedisBroker, ReadFromAForgedPositionAheadOfTheCounterMovesNothing) {
+  auto a = make_test_redis_broker({});
+  const Channel channel = fresh_channel();
+  std::string last;
+  for (int i = 0; i < 3; ++i) last = publish_id(*a, channel, input("e"));
+  const auto read = history(*a, channel, Position{epoch_of(last), 1000});
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->epoch, epoch_of(last));
+  EXPECT_EQ(read->last_offset, 3u);
+  EXPECT_FALSE(read->complete);
+  EXPECT_EQ(epoch_in_redis(channel), epoch_of(last));
+  for (const std::uint64_t moves : a->stats().epoch_moves) EXPECT_EQ(moves, 0u);
+  EXPECT_EQ(publish_id(*a, channel, input("e")), protocol::format_event_id(epoch_of(last), 4));
 }
 
 TEST(RedisBroker, TwoNodesNoticingTheSameRegressionMoveTheChannelOnce) {
