@@ -398,8 +398,8 @@ class MemoryBroker final : public Broker {
       event->id = protocol::format_event_id(state->epoch, event->offset);
       event->user = std::move(input.user);
       event->published_at = now;
-      event->body = protocol::serialize_event_body(channel.topic, event->id, input.event,
-                                                   input.data, timestamp_text(now));
+      event->body = protocol::serialize_event_body_in_place(
+          channel.topic, event->id, input.event, std::move(input.data), timestamp_text(now));
       const EventPtr shared = std::move(event);
       state->last_offset = shared->offset;
       if (options.history > 0) {
