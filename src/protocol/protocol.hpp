@@ -5,6 +5,8 @@
 
 #include "core/core.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -153,9 +155,9 @@ struct PublishRequest {
 // (core::org_id_from_text/_integer). "data" is the value's source text with the whitespace
 // between tokens removed: strings (escapes included) and numbers (of any size, 1e400 too) stay
 // byte for byte as the producer sent them, in a string with room for the rest of the event's
-// body (serialize_event_body_in_place).
+// body (serialize_event_body_in_place). `items` holds one event, the usual body, in place.
 struct PublishBody {
-  std::vector<PublishRequest> items;
+  boost::container::small_vector<PublishRequest, 1> items;
   bool batch = false;
 };
 // Where a rejected body broke a rule, for the producer's error answer.
