@@ -46,7 +46,7 @@ path, n = sys.argv[1], int(sys.argv[2])
 text = subprocess.run(["callgrind_annotate", "--inclusive=no", path], capture_output=True,
                       text=True).stdout
 total = int(re.search(r"([\d,]+)\s+\(100\.0%\)\s+PROGRAM TOTALS", text).group(1).replace(",", ""))
-tree = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--tree=caller", path],
+tree = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--tree=caller", "--threshold=100", path],
                       capture_output=True, text=True).stdout
 star = re.compile(r"^\s*[\d,]+\s+\(\s*[\d.]+%\)\s+\*\s+\S*?:(.*?)(?: \[.*\])?$")
 caller = re.compile(r"^\s*[\d,]+\s+\(\s*[\d.]+%\)\s+<\s+\S*?:(.*) \(([\d,]+)x\)(?: \[.*\])?$")
