@@ -13,7 +13,6 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
-#include <span>
 #include <unordered_map>
 #include <vector>
 
