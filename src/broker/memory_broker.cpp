@@ -395,11 +395,15 @@ class MemoryBroker final : public Broker {
       }
       auto event = std::make_shared<Event>();
       event->offset = state->last_offset + 1;
-      event->id = protocol::format_event_id(state->epoch, event->offset);
+      // The result keeps the formatted id, which has room to spare (format_event_id reserves
+      // for 20 digits): the publish API writes its answer around it in place. History gets a
+      // copy.
+      std::string id = protocol::format_event_id(state->epoch, event->offset);
+      event->id = id;
       event->user = std::move(input.user);
       event->published_at = now;
-      event->body = protocol::serialize_event_body(channel.topic, event->id, input.event,
-                                                   input.data, timestamp_text(now));
+      event->body = protocol::serialize_event_body_in_place(
+          channel.topic, event->id, input.event, std::move(input.data), timestamp_text(now));
       const EventPtr shared = std::move(event);
       state->last_offset = shared->offset;
       if (options.history > 0) {
@@ -408,7 +412,7 @@ class MemoryBroker final : public Broker {
       }
       if (keyed) core_->remember_key(*state, std::move(input.event_key), shared->id, now);
       for (const auto& entry : state->sinks) entry.second(shared);
-      result = {shared->id, false};
+      result = {std::move(id), false};
       const bool idle = Core::idle(*state);
       lock.unlock();
       // With history 0 and nobody listening, nothing about this channel needs keeping.

@@ -3,11 +3,14 @@
 // answer through a Reply, from any thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,14 +39,121 @@ struct HttpResponse {
   unsigned status = 200;
   std::string reason;  // the reason phrase, for a status HTTP does not name (tus's 460)
   std::string body;
-  std::string content_type = "application/json";
+  // A literal (or other text that outlives the response): the default is the answer of almost
+  // every request, and as a std::string it took an allocation per answer (16 bytes, one over
+  // libstdc++'s inline capacity).
+  std::string_view content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after this response
 };
 
 // Takes a request's answer. May be called from any thread (a broker answers from its own); the
-// HTTP session moves the answer back onto its worker.
-using Reply = std::function<void(HttpResponse)>;
+// HTTP session moves the answer back onto its worker. Used like std::function<void(HttpResponse)>
+// (copyable; calling an empty one throws std::bad_function_call), but a callable of up to
+// kInlineBytes that moves without throwing is kept in place: libstdc++'s std::function keeps
+// only trivially copyable callables of 16 bytes, so the session's (a shared_ptr to itself) cost
+// every request an allocation. Larger callables go to the heap, as std::function's do.
+class Reply {
+ public:
+  static constexpr std::size_t kInlineBytes = 32;
+
+  Reply() noexcept = default;
+  Reply(std::nullptr_t) noexcept {}  // implicit, as std::function's
+  template <class F>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, Reply> &&
+           std::is_invocable_v<std::remove_cvref_t<F>&, HttpResponse>)
+      Reply(F&& f) {  // implicit, as std::function's
+    using Fn = std::remove_cvref_t<F>;
+    if constexpr (kInline<Fn>) {
+      ::new (static_cast<void*>(storage_)) Fn(std::forward<F>(f));
+    } else {
+      ::new (static_cast<void*>(storage_)) Fn*(new Fn(std::forward<F>(f)));
+    }
+    ops_ = &kOps<Fn>;
+  }
+  Reply(const Reply& other) : ops_(other.ops_) {
+    if (ops_ != nullptr) ops_->copy(other.storage_, storage_);
+  }
+  Reply(Reply&& other) noexcept : ops_(std::exchange(other.ops_, nullptr)) {
+    if (ops_ != nullptr) ops_->move(other.storage_, storage_);
+  }
+  Reply& operator=(const Reply& other) {
+    if (this != &other) *this = Reply(other);
+    return *this;
+  }
+  Reply& operator=(Reply&& other) noexcept {
+    if (this == &other) return *this;
+    reset();
+    ops_ = std::exchange(other.ops_, nullptr);
+    if (ops_ != nullptr) ops_->move(other.storage_, storage_);
+    return *this;
+  }
+  Reply& operator=(std::nullptr_t) noexcept {
+    reset();
+    return *this;
+  }
+  ~Reply() { reset(); }
+
+  void operator()(HttpResponse r) const {
+    if (ops_ == nullptr) throw std::bad_function_call();
+    ops_->call(storage_, std::move(r));
+  }
+  explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+ private:
+  struct Ops {
+    void (*call)(void* self, HttpResponse&& r);
+    void (*copy)(const void* from, void* to);
+    void (*move)(void* from, void* to) noexcept;  // leaves `from` destroyed
+    void (*destroy)(void* self) noexcept;
+  };
+  template <class Fn>
+  static constexpr bool kInline =
+      sizeof(Fn) <= kInlineBytes &&
+      alignof(Fn) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<Fn>;
+  template <class Fn>
+  static Fn& target(void* p) {
+    if constexpr (kInline<Fn>) {
+      return *std::launder(static_cast<Fn*>(p));
+    } else {
+      return **std::launder(static_cast<Fn**>(p));
+    }
+  }
+  template <class Fn>
+  static constexpr Ops kOps = {
+      [](void* self, HttpResponse&& r) { target<Fn>(self)(std::move(r)); },
+      [](const void* from, void* to) {
+        const Fn& f = target<Fn>(const_cast<void*>(from));
+        if constexpr (kInline<Fn>) {
+          ::new (to) Fn(f);
+        } else {
+          ::new (to) Fn*(new Fn(f));
+        }
+      },
+      [](void* from, void* to) noexcept {
+        if constexpr (kInline<Fn>) {
+          ::new (to) Fn(std::move(target<Fn>(from)));
+          target<Fn>(from).~Fn();
+        } else {
+          ::new (to) Fn*(*std::launder(static_cast<Fn**>(from)));
+        }
+      },
+      [](void* self) noexcept {
+        if constexpr (kInline<Fn>) {
+          target<Fn>(self).~Fn();
+        } else {
+          delete &target<Fn>(self);
+        }
+      },
+  };
+
+  void reset() noexcept {
+    if (ops_ != nullptr) std::exchange(ops_, nullptr)->destroy(storage_);
+  }
+
+  alignas(std::max_align_t) mutable unsigned char storage_[kInlineBytes];
+  const Ops* ops_ = nullptr;
+};
 
 // What an answer's Connection field says: nothing (HTTP/1.1 connections persist by default),
 // `close`, or `keep-alive` for an HTTP/1.0 client that asked to keep the connection: such a

@@ -5,6 +5,8 @@
 
 #include "core/core.hpp"
 
+#include <boost/container/small_vector.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -152,9 +154,10 @@ struct PublishRequest {
 // "everyone"); null optional fields are absent. "orgId" follows core's org id rule
 // (core::org_id_from_text/_integer). "data" is the value's source text with the whitespace
 // between tokens removed: strings (escapes included) and numbers (of any size, 1e400 too) stay
-// byte for byte as the producer sent them.
+// byte for byte as the producer sent them, in a string with room for the rest of the event's
+// body (serialize_event_body_in_place). `items` holds one event, the usual body, in place.
 struct PublishBody {
-  std::vector<PublishRequest> items;
+  boost::container::small_vector<PublishRequest, 1> items;
   bool batch = false;
 };
 // Where a rejected body broke a rule, for the producer's error answer.
@@ -216,6 +219,12 @@ std::string serialize_error(std::string_view code, std::string_view message,
 std::string serialize_event_body(std::string_view service, std::string_view id,
                                  std::string_view event, std::string_view data,
                                  std::string_view timestamp);
+// The same bytes, built in `data`'s own buffer (moved into the result): a published event's
+// "data" comes from parse_publish with room for the rest of its body, so the body takes no
+// allocation of its own. Without that room the buffer grows once, as the copy would.
+std::string serialize_event_body_in_place(std::string_view service, std::string_view id,
+                                          std::string_view event, std::string&& data,
+                                          std::string_view timestamp);
 // {"type":"event","seq":N,   — written per recipient. Appends to `out` without other allocation.
 void append_event_frame_prefix(std::string& out, std::uint64_t seq);
 // The same prefix written into `out`, which must hold kMaxEventFramePrefix bytes; returns its

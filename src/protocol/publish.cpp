@@ -27,6 +27,14 @@ constexpr std::size_t kMaxEventKeyBytes = 128;
 // Deeper than client messages: "data" is the producer's own document.
 constexpr std::size_t kMaxDepth = 64;
 
+// Room left after "data" for the rest of its event's body, so that
+// serialize_event_body_in_place reserves nothing more: what that form reserves (64, the service and
+// event type as sent) for an id of up to 53 bytes (a 32-byte epoch, '-', 20 digits) and a 24-byte
+// timestamp.
+std::size_t body_headroom(const PublishRequest& r) {
+  return 64 + 53 + 24 + r.service.size() + r.event.size();
+}
+
 // Every field an item may have. Anything else is refused rather than ignored: a misspelt
 // optional field ("user_id") would otherwise be dropped and widen who receives the event.
 constexpr std::array<std::string_view, 6> kFields = {"orgId", "service", "event",
@@ -157,7 +165,7 @@ Result<PublishRequest> parse_item(const json::value& item, std::string_view raw_
     if (!raw) return fail(ProtocolError::kMalformedJson, "data");
     // Unreachable: the DOM found "data" in the same validated text.
     if (raw->empty()) return fail(ProtocolError::kMalformedJson, "data");
-    request.data = detail::minify_json(*raw);
+    request.data = detail::minify_json(*raw, body_headroom(request));
   } else {
     request.data = "null";
   }
@@ -422,7 +430,7 @@ std::optional<PublishBody> parse_publish_fast(std::string_view body) {
     // scan of the body (raw_member) is needed.
     const std::string_view raw = h.data();
     if (raw.empty()) return std::nullopt;
-    h.request.data = minify_json(raw);
+    h.request.data = minify_json(raw, body_headroom(h.request));
   } else {
     h.request.data = "null";
   }

@@ -164,11 +164,11 @@ Result<std::string_view> raw_member(std::string_view text, std::string_view key)
   }
 }
 
-std::string minify_json(std::string_view value) {
+std::string minify_json(std::string_view value, std::size_t headroom) {
   // Copies whole runs rather than a byte at a time: a publish's "data" is mostly string
   // contents, and this ran once per published event.
   std::string out;
-  out.reserve(value.size());
+  out.reserve(value.size() + headroom);
   std::size_t i = 0;
   while (i < value.size()) {
     const char c = value[i];

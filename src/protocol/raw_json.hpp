@@ -25,7 +25,7 @@ Result<std::vector<std::string_view>> raw_array_elements(std::string_view text);
 Result<std::string_view> raw_member(std::string_view text, std::string_view key);
 
 // `value` without the whitespace between its tokens; strings and numbers are copied byte for
-// byte, escapes included.
-std::string minify_json(std::string_view value);
+// byte, escapes included. The result has room for `headroom` more bytes without reallocating.
+std::string minify_json(std::string_view value, std::size_t headroom = 0);
 
 }  // namespace sg::protocol::detail

@@ -1,5 +1,6 @@
 #include "protocol/protocol.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -133,6 +134,41 @@ std::string serialize_event_body(std::string_view service, std::string_view id,
   // An empty `data` would make every recipient's frame unparseable; null is what a publish
   // without data means anyway.
   out.append(data.empty() ? std::string_view("null") : data);
+  out.append(",\"timestamp\":");
+  append_json_string(out, timestamp);
+  out.push_back('}');
+  return out;
+}
+
+std::string serialize_event_body_in_place(std::string_view service, std::string_view id,
+                                          std::string_view event, std::string&& data,
+                                          std::string_view timestamp) {
+  if (data.empty()) return serialize_event_body(service, id, event, std::string_view(), timestamp);
+  std::string out = std::move(data);
+  const std::size_t data_size = out.size();
+  // The copying form's reserve, so a buffer without the room grows once, not per append.
+  out.reserve(64 + service.size() + id.size() + event.size() + data_size + timestamp.size());
+  // The head is written after the data, then swapped in front of it.
+  out.append("\"service\":");
+  append_json_string(out, service);
+  if (!id.empty()) {
+    out.append(",\"id\":");
+    append_json_string(out, id);
+  }
+  out.append(",\"event\":");
+  append_json_string(out, event);
+  out.append(",\"data\":");
+  const std::size_t head_size = out.size() - data_size;
+  char* text = out.data();
+  constexpr std::size_t kStackHead = 512;
+  if (head_size <= kStackHead) {
+    char head[kStackHead];
+    std::memcpy(head, text + data_size, head_size);
+    std::memmove(text + head_size, text, data_size);
+    std::memcpy(text, head, head_size);
+  } else {
+    std::rotate(text, text + data_size, text + data_size + head_size);
+  }
   out.append(",\"timestamp\":");
   append_json_string(out, timestamp);
   out.push_back('}');

@@ -5,10 +5,76 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <array>
+#include <functional>
+#include <memory>
 #include <sstream>
+#include <vector>
 
 namespace sg::net {
 namespace {
+
+// Records where it ran: inside the Reply's own bytes means it was kept in place.
+struct WhereProbe {
+  const void** where;
+  std::shared_ptr<int> keep;  // what the HTTP session's reply holds: itself
+  void operator()(HttpResponse) const { *where = this; }
+};
+
+bool inside(const void* p, const Reply& reply) {
+  const auto* begin = reinterpret_cast<const unsigned char*>(&reply);
+  const auto* at = static_cast<const unsigned char*>(p);
+  return at >= begin && at < begin + sizeof(Reply);
+}
+
+TEST(Reply, KeepsTheSessionsCallableInPlaceAndABiggerOneOnTheHeap) {
+  const void* where = nullptr;
+  const Reply small = WhereProbe{&where, std::make_shared<int>(1)};
+  small(HttpResponse{});
+  EXPECT_TRUE(inside(where, small));
+
+  struct Big {
+    WhereProbe probe;
+    char padding[64] = {};
+    void operator()(HttpResponse r) const { probe(std::move(r)); }
+  };
+  const Reply big = Big{WhereProbe{&where, nullptr}};
+  big(HttpResponse{});
+  EXPECT_FALSE(inside(where, big));
+}
+
+TEST(Reply, CopiesMovesAndReleasesLikeStdFunction) {
+  auto held = std::make_shared<int>(0);
+  for (const bool big : {false, true}) {
+    std::vector<unsigned> statuses;
+    std::array<char, 64> padding{};
+    Reply a;
+    if (big) {
+      a = [&statuses, held, padding](HttpResponse r) {
+        if (padding[0] == 0) statuses.push_back(r.status);
+      };
+    } else {
+      a = [&statuses, held](HttpResponse r) { statuses.push_back(r.status); };
+    }
+    EXPECT_EQ(held.use_count(), 2);
+    Reply b = a;  // a copy holds its own capture
+    EXPECT_EQ(held.use_count(), 3);
+    Reply c = std::move(a);
+    EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move): moved-from is empty, as std::function
+    EXPECT_EQ(held.use_count(), 3);
+    HttpResponse r;
+    r.status = 201;
+    b(r);
+    c(std::move(r));
+    EXPECT_EQ(statuses, (std::vector<unsigned>{201, 201}));
+    b = nullptr;
+    EXPECT_EQ(held.use_count(), 2);
+    c = b;
+    EXPECT_FALSE(c);
+    EXPECT_EQ(held.use_count(), 1);
+    EXPECT_THROW(c(HttpResponse{}), std::bad_function_call);
+  }
+}
 
 TEST(QueryParam, FindsTheParameterAmongOthers) {
   EXPECT_EQ(query_param("access_token=a.b.c", "access_token"), "a.b.c");

@@ -180,5 +180,42 @@ TEST(EventFrame, EscapesEventTypeAndPassesPublishedDataThrough) {
   EXPECT_EQ(o.at("data").at("n").at(1).as_double(), 2.5);
 }
 
+TEST(EventFrame, InPlaceBodyIsByteForByteTheCopiedOne) {
+  const std::string long_event(300, '"');  // escaped: a head over the in-place form's stack copy
+  struct Case {
+    std::string_view service, id, event, data;
+  } cases[] = {
+      {"finance", "k3-42", "invoice.paid", R"({"id":"inv_1","amount":10})"},
+      {"a", "", "typing", R"({"u":"x"})"},
+      {"a", "e-1", "t", ""},
+      {"a", "e-1", "say \"hi\"", "null"},
+      {"pay\"roll", "e-1", long_event, "[1,2,3]"},
+      {"a", "e-1", "t", "7"},
+  };
+  for (const Case& c : cases) {
+    const std::string copied = serialize_event_body(c.service, c.id, c.event, c.data, kTime);
+    EXPECT_EQ(serialize_event_body_in_place(c.service, c.id, c.event, std::string(c.data), kTime),
+              copied);
+    std::string roomy(c.data);
+    roomy.reserve(roomy.size() + 1024);
+    EXPECT_EQ(serialize_event_body_in_place(c.service, c.id, c.event, std::move(roomy), kTime),
+              copied);
+  }
+}
+
+TEST(EventFrame, PublishedDataHasRoomForItsWholeBody) {
+  auto published = parse_publish(
+      R"({"orgId":1,"service":"finance","event":"invoice.paid","data":{"amount": 10}})");
+  ASSERT_TRUE(published);
+  PublishRequest& r = published->items[0];
+  const char* buffer = r.data.data();
+  // The longest id: a 32-byte epoch and 20 digits.
+  const std::string id = std::string(32, 'e') + "-18446744073709551615";
+  const std::string body =
+      serialize_event_body_in_place(r.service, id, r.event, std::move(r.data), kTime);
+  EXPECT_EQ(body, serialize_event_body("finance", id, "invoice.paid", R"({"amount":10})", kTime));
+  EXPECT_EQ(body.data(), buffer);  // built where "data" was: no allocation of its own
+}
+
 }  // namespace
 }  // namespace sg::protocol
