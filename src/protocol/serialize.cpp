@@ -46,6 +46,22 @@ std::string expiry_frame(std::string_view type, std::string_view expires_at) {
   out.push_back('}');
   return out;
 }
+
+// An event body's fields before the data, up to `"data":`.
+void append_event_head(std::string& out, std::string_view service, std::string_view id,
+                       std::string_view event) {
+  out.append("\"service\":");
+  append_json_string(out, service);
+  // An ephemeral event (Broker::signal) has no position, so no id to resume from.
+  if (!id.empty()) {
+    out.append(",\"id\":");
+    append_json_string(out, id);
+  }
+  out.append(",\"event\":");
+  append_json_string(out, event);
+  out.append(",\"data\":");
+}
+
 }  // namespace
 
 std::string serialize_ack(const Ack& ack) {
@@ -121,16 +137,7 @@ std::string serialize_event_body(std::string_view service, std::string_view id,
                                  std::string_view timestamp) {
   std::string out;
   out.reserve(64 + service.size() + id.size() + event.size() + data.size() + timestamp.size());
-  out.append("\"service\":");
-  append_json_string(out, service);
-  // An ephemeral event (Broker::signal) has no position, so no id to resume from.
-  if (!id.empty()) {
-    out.append(",\"id\":");
-    append_json_string(out, id);
-  }
-  out.append(",\"event\":");
-  append_json_string(out, event);
-  out.append(",\"data\":");
+  append_event_head(out, service, id, event);
   // An empty `data` would make every recipient's frame unparseable; null is what a publish
   // without data means anyway.
   out.append(data.empty() ? std::string_view("null") : data);
@@ -149,15 +156,7 @@ std::string serialize_event_body_in_place(std::string_view service, std::string_
   // The copying form's reserve, so a buffer without the room grows once, not per append.
   out.reserve(64 + service.size() + id.size() + event.size() + data_size + timestamp.size());
   // The head is written after the data, then swapped in front of it.
-  out.append("\"service\":");
-  append_json_string(out, service);
-  if (!id.empty()) {
-    out.append(",\"id\":");
-    append_json_string(out, id);
-  }
-  out.append(",\"event\":");
-  append_json_string(out, event);
-  out.append(",\"data\":");
+  append_event_head(out, service, id, event);
   const std::size_t head_size = out.size() - data_size;
   char* text = out.data();
   constexpr std::size_t kStackHead = 512;
