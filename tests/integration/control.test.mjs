@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startCluster, stopCluster } from './support/cluster.mjs';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { publishOk } from './support/http.mjs';
+import { publishOk, readResponse } from './support/http.mjs';
 import { startServer } from './support/server.mjs';
 import { openSseStream } from './support/sse.mjs';
 import { mintHS256, nowSeconds, claims } from './support/tokens.mjs';
@@ -25,14 +25,7 @@ async function call(server, method, path, body, { apiKey } = {}) {
     headers,
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
+  return readResponse(res);
 }
 
 const post = (server, path, body, opts) => call(server, 'POST', `/v2/realtime/${path}`, body, opts);

@@ -6,25 +6,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { inBatches, ms, unique, waitFor } from './support/env.mjs';
-import { promValue, publishOk } from './support/http.mjs';
+import { orgLimits, promValue, publishOk } from './support/http.mjs';
 import { chatClient, expectRoomError, join, roomGetOk, say } from './support/chat.mjs';
 import { startServer } from './support/server.mjs';
 import { closeAll, openStream } from './support/ws.mjs';
 
 const EGRESS = 2000; // --org-egress-bytes, bytes/s per org; its bucket holds one second's worth
 const OUTBOX = 65536; // --outbox-bytes: what a paced connection may fall behind by
-
-const limitsPath = (org) => `/v2/realtime/orgs/${encodeURIComponent(org)}/limits`;
-
-async function limits(server, method, org, body) {
-  const res = await fetch(`${server.httpUrl}${limitsPath(org)}`, {
-    method,
-    headers: { authorization: `Bearer ${server.apiKey}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
-}
 
 const refusals = (server, quota) => promValue(server, 'streamgate_quota_refusals_total', { quota });
 
@@ -116,7 +104,7 @@ describe(`org fairness quotas (--org-egress-bytes ${EGRESS} --org-chat-rate 1 --
 
   test('egressBytes override: set, read back; 0 lifts the default for that org', async () => {
     const org = unique('eo');
-    let r = await limits(server, 'PUT', org, { egressBytes: 0 });
+    let r = await orgLimits(server, 'PUT', org, { egressBytes: 0 });
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json, { egressBytes: 0 });
     const { client } = await openStream(server, { org, user: 'u1' });
@@ -129,9 +117,9 @@ describe(`org fairness quotas (--org-egress-bytes ${EGRESS} --org-chat-rate 1 --
     // Five seconds of the default's rate, yet never held back.
     await waitFor(() => arrivals.length >= count, { what: 'the unpaced events', timeout: ms(5000) });
     assert.equal((await refusals(server, 'egressBytes')) ?? 0, refusedBefore, 'no egress wait');
-    r = await limits(server, 'PUT', org, { egressBytes: 5000, publishRate: 0 });
+    r = await orgLimits(server, 'PUT', org, { egressBytes: 5000, publishRate: 0 });
     assert.deepEqual(r.json, { publishRate: 0, egressBytes: 5000 });
-    assert.equal((await limits(server, 'DELETE', org)).status, 204);
+    assert.equal((await orgLimits(server, 'DELETE', org)).status, 204);
     client.ws.close();
   });
 

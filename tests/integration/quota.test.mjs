@@ -6,31 +6,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { metricsJson, promValue, publish, rawUpgrade } from './support/http.mjs';
+import { metricsJson, orgLimits, promValue, publish, rawUpgrade } from './support/http.mjs';
 import { openSse, openSseStream } from './support/sse.mjs';
 import { create as tusCreate, request as tusRequest, tusHeaders } from './support/tus.mjs';
 import { openUpload, start as startUpload, startUploadServer } from './support/upload.mjs';
 import { UpgradeRejected, connect, openStream, tokenFor } from './support/ws.mjs';
-
-const limitsPath = (org) => `/v2/realtime/orgs/${encodeURIComponent(org)}/limits`;
-
-async function limits(server, method, org, body, { apiKey } = {}) {
-  const headers = { authorization: `Bearer ${apiKey ?? server.apiKey}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${server.httpUrl}${limitsPath(org)}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
-}
 
 const refusals = (server, quota) => promValue(server, 'streamgate_quota_refusals_total', { quota });
 
@@ -57,29 +37,29 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
 
   test('limits API: PUT sets, GET reads back the names set, DELETE removes; API key required', async () => {
     const org = unique('o');
-    let r = await limits(server, 'GET', org);
+    let r = await orgLimits(server, 'GET', org);
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json, {});
-    r = await limits(server, 'PUT', org, { maxConnections: 3, publishRate: 100 });
+    r = await orgLimits(server, 'PUT', org, { maxConnections: 3, publishRate: 100 });
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json, { maxConnections: 3, publishRate: 100 });
-    r = await limits(server, 'GET', org);
+    r = await orgLimits(server, 'GET', org);
     assert.deepEqual(r.json, { maxConnections: 3, publishRate: 100 });
     // PUT replaces the whole override.
-    r = await limits(server, 'PUT', org, { maxChannels: 2 });
-    assert.deepEqual((await limits(server, 'GET', org)).json, { maxChannels: 2 });
-    r = await limits(server, 'DELETE', org);
+    r = await orgLimits(server, 'PUT', org, { maxChannels: 2 });
+    assert.deepEqual((await orgLimits(server, 'GET', org)).json, { maxChannels: 2 });
+    r = await orgLimits(server, 'DELETE', org);
     assert.equal(r.status, 204);
-    assert.deepEqual((await limits(server, 'GET', org)).json, {});
-    r = await limits(server, 'GET', org, undefined, { apiKey: 'wrong' });
+    assert.deepEqual((await orgLimits(server, 'GET', org)).json, {});
+    r = await orgLimits(server, 'GET', org, undefined, { apiKey: 'wrong' });
     assert.equal(r.status, 401);
-    r = await limits(server, 'POST', org, {});
+    r = await orgLimits(server, 'POST', org, {});
     assert.equal(r.status, 405);
   });
 
   test('limits API: unknown keys and bad values → 400 naming the field; nothing changes', async () => {
     const org = unique('o');
-    await limits(server, 'PUT', org, { maxConnections: 5 });
+    await orgLimits(server, 'PUT', org, { maxConnections: 5 });
     const cases = [
       [{ maxConnections: 3, maxConnection: 1 }, 'unknown_field', 'maxConnection'],
       [{ publishRate: -1 }, 'bad_value', 'publishRate'],
@@ -88,38 +68,38 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
       [{ maxChannels: null }, 'bad_value', 'maxChannels'],
     ];
     for (const [body, error, field] of cases) {
-      const r = await limits(server, 'PUT', org, body);
+      const r = await orgLimits(server, 'PUT', org, body);
       assert.equal(r.status, 400, r.text);
       assert.equal(r.json.error, error, r.text);
       assert.equal(r.json.field, field, r.text);
     }
     for (const raw of ['[1]', '{"maxConnections":', '']) {
-      const r = await limits(server, 'PUT', org, raw);
+      const r = await orgLimits(server, 'PUT', org, raw);
       assert.equal(r.status, 400, `${raw} → ${r.text}`);
     }
-    assert.deepEqual((await limits(server, 'GET', org)).json, { maxConnections: 5 });
+    assert.deepEqual((await orgLimits(server, 'GET', org)).json, { maxConnections: 5 });
     const bad = await fetch(`${server.httpUrl}/v2/realtime/orgs/a%01b/limits`, {
       headers: { authorization: `Bearer ${server.apiKey}` },
     });
     assert.equal(bad.status, 404);
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
   });
 
   test('--org-max-overrides caps the overrides: another org gets 409, replacing is fine', async () => {
     const orgs = [unique('o'), unique('o'), unique('o'), unique('o')];
-    for (const org of orgs.slice(0, 3)) assert.equal((await limits(server, 'PUT', org, { maxChannels: 9 })).status, 200);
-    const r = await limits(server, 'PUT', orgs[3], { maxChannels: 9 });
+    for (const org of orgs.slice(0, 3)) assert.equal((await orgLimits(server, 'PUT', org, { maxChannels: 9 })).status, 200);
+    const r = await orgLimits(server, 'PUT', orgs[3], { maxChannels: 9 });
     assert.equal(r.status, 409, r.text);
     assert.equal(r.json.error, 'too_many_overrides');
-    assert.equal((await limits(server, 'PUT', orgs[0], { maxChannels: 8 })).status, 200);
-    await limits(server, 'DELETE', orgs[0]);
-    assert.equal((await limits(server, 'PUT', orgs[3], { maxChannels: 9 })).status, 200);
-    for (const org of orgs) await limits(server, 'DELETE', org);
+    assert.equal((await orgLimits(server, 'PUT', orgs[0], { maxChannels: 8 })).status, 200);
+    await orgLimits(server, 'DELETE', orgs[0]);
+    assert.equal((await orgLimits(server, 'PUT', orgs[3], { maxChannels: 9 })).status, 200);
+    for (const org of orgs) await orgLimits(server, 'DELETE', org);
   });
 
   test('maxConnections: the (N+1)th upgrade of the org → 429 with Retry-After; other orgs unaffected', async () => {
     const org = unique('o');
-    assert.equal((await limits(server, 'PUT', org, { maxConnections: 2 })).status, 200);
+    assert.equal((await orgLimits(server, 'PUT', org, { maxConnections: 2 })).status, 200);
     const before_ = await refusals(server, 'maxConnections');
     const a = await openStream(server, { org, user: 'a' });
     const b = await openStream(server, { org, user: 'b' });
@@ -138,7 +118,7 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
       { what: 'the closed connection to be released' },
     );
     const c = await openStream(server, { org, user: 'c' });
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
     const d = await openStream(server, { org, user: 'd' });
     await Promise.all([b, other, c, d].map((x) => x.client.close()));
   });
@@ -160,17 +140,17 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
     // Another org has its own bucket.
     assert.equal((await publish(server, event(unique('o')))).status, 200);
     // An override replaces the flags for this org only.
-    assert.equal((await limits(server, 'PUT', org, { publishRate: 1000, publishBurst: 50 })).status, 200);
+    assert.equal((await orgLimits(server, 'PUT', org, { publishRate: 1000, publishBurst: 50 })).status, 200);
     r = await publish(server, Array.from({ length: 50 }, (_, i) => event(org, i)));
     assert.equal(r.status, 200, r.text);
     r = await publish(server, Array.from({ length: 51 }, (_, i) => event(org, i)));
     assertQuota429(r, 'publishRate');
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
   });
 
   test('maxChannels: a subscribe past it gets an error frame naming the quota; the socket stays open', async () => {
     const org = unique('o');
-    assert.equal((await limits(server, 'PUT', org, { maxChannels: 2 })).status, 200);
+    assert.equal((await orgLimits(server, 'PUT', org, { maxChannels: 2 })).status, 200);
     const before_ = await refusals(server, 'maxChannels');
     const a = await openStream(server, { org, user: 'a', services: ['finance', 'ops'] });
     // The same two channels from another connection cost nothing more.
@@ -185,12 +165,12 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
     b.client.send({ type: 'subscribe', services: ['finance'] });
     const ok = await b.client.next((m) => m.type === 'subscribed' || m.type === 'error', { what: 'subscribed' });
     assert.equal(ok.type, 'subscribed', JSON.stringify(ok));
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
     const id = (await publish(server, event(org, 1))).json.id;
     const got = await b.client.next((m) => m.type === 'event' && m.id === id, { what: 'the event' });
     assert.equal(got.service, 'finance');
     // A handshake over the quota is refused the same way, and the connection may try again.
-    assert.equal((await limits(server, 'PUT', org, { maxChannels: 2 })).status, 200);
+    assert.equal((await orgLimits(server, 'PUT', org, { maxChannels: 2 })).status, 200);
     const c = await connect(server, { token: tokenFor(server, { org, user: 'c' }) });
     c.send({ services: ['legal'], version: 1 });
     const hsRefused = await c.next((m) => m.type === 'error' || m.type === 'ack', { what: 'the handshake refusal' });
@@ -199,13 +179,13 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
     const ack = await c.next((m) => m.type === 'ack' || m.type === 'error', { what: 'the ack' });
     assert.equal(ack.type, 'ack', JSON.stringify(ack));
     assert.equal(c.closeInfo, undefined);
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
     await Promise.all([a.client.close(), b.client.close(), c.close()]);
   });
 
   test('maxChannels: an SSE stream past it is refused with 429 naming the quota; within it, it opens', async () => {
     const org = unique('o');
-    assert.equal((await limits(server, 'PUT', org, { maxChannels: 1 })).status, 200);
+    assert.equal((await orgLimits(server, 'PUT', org, { maxChannels: 1 })).status, 200);
     const before_ = await refusals(server, 'maxChannels');
     const a = await openStream(server, { org, user: 'a', services: ['finance'] });
     const refused = await openSse(server, { org, user: 'b', services: ['hr'] });
@@ -214,12 +194,12 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
     // The channel the org already holds costs nothing more.
     const { client } = await openSseStream(server, { org, user: 'b', services: ['finance'] });
     await Promise.all([a.client.close(), client.close()]);
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
   });
 
   test('uploadBytesPerDay: the upload socket gets quota_exceeded, tus gets 429 with Retry-After', async () => {
     const org = unique('o');
-    assert.equal((await limits(server, 'PUT', org, { uploadBytesPerDay: 1000 })).status, 200);
+    assert.equal((await orgLimits(server, 'PUT', org, { uploadBytesPerDay: 1000 })).status, 200);
     const before_ = await refusals(server, 'uploadBytesPerDay');
     const up = await openUpload(server, { org });
     const started = await startUpload(up, { size: 600 });
@@ -237,7 +217,7 @@ describe('org quotas on one node (--org-publish-rate 1 --org-publish-burst 4 --o
     assert.equal(r.headers['tus-resumable'], '1.0.0');
     await tusCreate(server, token, 400);
     assert.equal(await refusals(server, 'uploadBytesPerDay'), before_ + 2);
-    await limits(server, 'DELETE', org);
+    await orgLimits(server, 'DELETE', org);
     up.close();
     second.close();
   });

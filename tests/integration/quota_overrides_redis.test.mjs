@@ -6,30 +6,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { rawUpgrade } from './support/http.mjs';
+import { orgLimits, rawUpgrade } from './support/http.mjs';
 import { startCluster, stopCluster } from './support/cluster.mjs';
 import { startServer } from './support/server.mjs';
 import { openStream, tokenFor } from './support/ws.mjs';
-
-const limitsPath = (org) => `/v2/realtime/orgs/${encodeURIComponent(org)}/limits`;
-
-async function limits(server, method, org, body) {
-  const headers = { authorization: `Bearer ${server.apiKey}` };
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${server.httpUrl}${limitsPath(org)}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, text, json };
-}
 
 const upgrade = (node, org, user) =>
   rawUpgrade(node, `/v2/realtime/stream?access_token=${encodeURIComponent(tokenFor(node, { org, user }))}`);
@@ -66,16 +46,16 @@ describe('org quota overrides on nodes sharing Redis (--org-max-overrides 1)', (
     const held = await openStream(b, { org, user: 'held' });
     assert.equal((await upgrade(b, org, 'before')).upgraded, true);
 
-    const put = await limits(a, 'PUT', org, { maxConnections: 1 });
+    const put = await orgLimits(a, 'PUT', org, { maxConnections: 1 });
     assert.equal(put.status, 200, put.text);
-    assert.deepEqual((await limits(b, 'GET', org)).json, { maxConnections: 1 });
+    assert.deepEqual((await orgLimits(b, 'GET', org)).json, { maxConnections: 1 });
     const refused = await untilUpgrade(b, org, true, 'B to enforce the override set on A');
     assert.equal(refused.status, 429, refused.body);
     assert.equal(refused.json.quota, 'maxConnections');
 
-    const del = await limits(a, 'DELETE', org);
+    const del = await orgLimits(a, 'DELETE', org);
     assert.equal(del.status, 204, del.text);
-    assert.deepEqual((await limits(b, 'GET', org)).json, {});
+    assert.deepEqual((await orgLimits(b, 'GET', org)).json, {});
     await untilUpgrade(b, org, false, 'B to lift the override deleted on A');
     await held.client.close();
   });
@@ -83,22 +63,22 @@ describe('org quota overrides on nodes sharing Redis (--org-max-overrides 1)', (
   test('a node started after the PUT enforces it; the bound counts every node\'s overrides', async () => {
     const [a, b] = cluster.nodes;
     const org = unique('o');
-    assert.equal((await limits(a, 'PUT', org, { maxConnections: 1 })).status, 200);
+    assert.equal((await orgLimits(a, 'PUT', org, { maxConnections: 1 })).status, 200);
     // --org-max-overrides 1 holds for the cluster: B refuses a second org, A may replace its own.
-    const second = await limits(b, 'PUT', unique('o'), { maxConnections: 5 });
+    const second = await orgLimits(b, 'PUT', unique('o'), { maxConnections: 5 });
     assert.equal(second.status, 409, second.text);
     assert.equal(second.json.error, 'too_many_overrides');
-    assert.equal((await limits(b, 'PUT', org, { maxConnections: 1, maxChannels: 3 })).status, 200);
+    assert.equal((await orgLimits(b, 'PUT', org, { maxConnections: 1, maxChannels: 3 })).status, 200);
 
     late = await startServer({
       flags: { broker: cluster.redis.url, 'presence-ttl': 300, 'org-max-overrides': 1 },
     });
-    assert.deepEqual((await limits(late, 'GET', org)).json, { maxConnections: 1, maxChannels: 3 });
+    assert.deepEqual((await orgLimits(late, 'GET', org)).json, { maxConnections: 1, maxChannels: 3 });
     const held = await openStream(late, { org, user: 'held' });
     const refused = await untilUpgrade(late, org, true, 'the new node to enforce the stored override');
     assert.equal(refused.status, 429, refused.body);
     await held.client.close();
-    assert.equal((await limits(late, 'DELETE', org)).status, 204);
-    assert.equal((await limits(a, 'PUT', unique('o'), { maxConnections: 5 })).status, 200);
+    assert.equal((await orgLimits(late, 'DELETE', org)).status, 204);
+    assert.equal((await orgLimits(a, 'PUT', unique('o'), { maxConnections: 5 })).status, 200);
   });
 });

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ms, unique, waitFor } from './support/env.mjs';
-import { publish } from './support/http.mjs';
+import { publish, readResponse } from './support/http.mjs';
 import { chatClient, join, say } from './support/chat.mjs';
 import { startCluster, stopCluster } from './support/cluster.mjs';
 import { create as tusCreate, patch as tusPatch } from './support/tus.mjs';
@@ -26,14 +26,7 @@ async function usage(server, query, { apiKey, method = 'GET' } = {}) {
     method,
     headers: { authorization: `Bearer ${apiKey ?? server.apiKey}` },
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+  return readResponse(res);
 }
 
 // The hours around now, so a run that crosses an hour boundary still sees every count.

@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import { ms, waitFor, withTimeout } from './env.mjs';
 
-async function readResponse(res) {
+// A fetch answer as {status, headers, text, json} (json: undefined when the body is not JSON).
+export async function readResponse(res) {
   const text = await res.text();
   let json;
   try {
@@ -14,6 +15,19 @@ async function readResponse(res) {
     json = undefined;
   }
   return { status: res.status, headers: res.headers, text, json };
+}
+
+// GET, PUT or DELETE /v2/realtime/orgs/{org}/limits; `body` is serialized unless it is already
+// a string. apiKey: undefined → the server's key.
+export async function orgLimits(server, method, org, body, { apiKey } = {}) {
+  const headers = { authorization: `Bearer ${apiKey ?? server.apiKey}` };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${server.httpUrl}/v2/realtime/orgs/${encodeURIComponent(org)}/limits`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return readResponse(res);
 }
 
 // POST /v2/realtime/publish. `body` is serialized unless it is already a string.
