@@ -44,21 +44,13 @@ HttpResponse publish_rejected(std::string_view code, std::string_view message,
     core::append_decimal(text, index);
     text += ')';
   }
-  HttpResponse r;
-  r.status = 400;
-  r.body = "{\"error\":";
-  protocol::append_json_string(r.body, code);
-  r.body += ",\"message\":";
-  protocol::append_json_string(r.body, text);
-  if (!field.empty()) {
-    r.body += ",\"field\":";
-    protocol::append_json_string(r.body, field);
-  }
+  HttpResponse r = net::json_field_error(code, text, field);
   if (index != kNoIndex) {
+    r.body.pop_back();
     r.body += ",\"index\":";
     core::append_decimal(r.body, index);
+    r.body += '}';
   }
-  r.body += '}';
   return r;
 }
 

@@ -39,28 +39,14 @@ bool has_control_chars(std::string_view s) {
                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
-HttpResponse field_error(std::string_view code, std::string_view message, std::string_view field) {
-  HttpResponse r;
-  r.status = 400;
-  r.body = "{\"error\":";
-  protocol::append_json_string(r.body, code);
-  r.body += ",\"message\":";
-  protocol::append_json_string(r.body, message);
-  if (!field.empty()) {
-    r.body += ",\"field\":";
-    protocol::append_json_string(r.body, field);
-  }
-  r.body += '}';
-  return r;
-}
-
 HttpResponse missing(std::string_view field) {
-  return field_error("missing_field", "missing field \"" + std::string(field) + "\"", field);
+  return net::json_field_error("missing_field", "missing field \"" + std::string(field) + "\"",
+                               field);
 }
 
 HttpResponse bad(std::string_view field, std::string_view why) {
-  return field_error("bad_field",
-                     "bad value for \"" + std::string(field) + "\": " + std::string(why), field);
+  return net::json_field_error(
+      "bad_field", "bad value for \"" + std::string(field) + "\": " + std::string(why), field);
 }
 
 std::optional<std::string> org_of(const json::value& v) {
@@ -95,13 +81,15 @@ std::optional<HttpResponse> parse_body(std::string_view body,
                                        json::object& out) {
   boost::system::error_code ec;
   json::value v = json::parse(body, ec);
-  if (ec) return field_error("malformed_json", "the body is not valid JSON", {});
+  if (ec) return net::json_field_error("malformed_json", "the body is not valid JSON", {});
   json::object* object = v.if_object();
-  if (object == nullptr) return field_error("not_an_object", "the body must be a JSON object", {});
+  if (object == nullptr)
+    return net::json_field_error("not_an_object", "the body must be a JSON object", {});
   for (const auto& member : *object) {
     const std::string_view key(member.key().data(), member.key().size());
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      return field_error("unknown_field", "unknown field \"" + std::string(key) + "\"", key);
+      return net::json_field_error("unknown_field", "unknown field \"" + std::string(key) + "\"",
+                                   key);
     }
   }
   out = std::move(*object);
@@ -370,11 +358,12 @@ void send_revoke(Context& ctx, const HttpRequest& req, Reply reply) {
 std::optional<std::string> query_org(const HttpRequest& req, Reply& reply) {
   const std::string named = net::query_param(req.query, "orgId");
   if (named.empty()) {
-    reply(field_error("missing_field", "name the org as ?orgId=", "orgId"));
+    reply(net::json_field_error("missing_field", "name the org as ?orgId=", "orgId"));
     return std::nullopt;
   }
   auto org = core::org_id_from_text(named);
-  if (!org) reply(field_error("bad_field", "orgId is not an org id the server accepts", "orgId"));
+  if (!org)
+    reply(net::json_field_error("bad_field", "orgId is not an org id the server accepts", "orgId"));
   return org;
 }
 
@@ -382,9 +371,11 @@ void get_history(Context& ctx, const HttpRequest& req, Reply reply) {
   auto org = query_org(req, reply);
   if (!org) return;
   const std::string service = net::query_param(req.query, "service");
-  if (service.empty()) return reply(field_error("missing_field", "name ?service=", "service"));
+  if (service.empty())
+    return reply(net::json_field_error("missing_field", "name ?service=", "service"));
   if (!ctx.service_allowed(service)) {
-    return reply(field_error("unknown_service", "no such service: " + service, "service"));
+    return reply(
+        net::json_field_error("unknown_service", "no such service: " + service, "service"));
   }
   std::size_t limit = std::min(kDefaultHistoryLimit, ctx.settings.api_list_max);
   const std::string limit_text = net::query_param(req.query, "limit");
@@ -393,7 +384,7 @@ void get_history(Context& ctx, const HttpRequest& req, Reply reply) {
     const auto [end, ec] =
         std::from_chars(limit_text.data(), limit_text.data() + limit_text.size(), n);
     if (ec != std::errc() || end != limit_text.data() + limit_text.size() || n == 0) {
-      return reply(field_error("bad_field", "limit is a positive integer", "limit"));
+      return reply(net::json_field_error("bad_field", "limit is a positive integer", "limit"));
     }
     limit = static_cast<std::size_t>(std::min<std::uint64_t>(n, ctx.settings.api_list_max));
   }
@@ -401,7 +392,7 @@ void get_history(Context& ctx, const HttpRequest& req, Reply reply) {
   std::optional<broker::Position> position;
   if (!after.empty()) {
     auto id = protocol::parse_event_id(after);
-    if (!id) return reply(field_error("bad_field", "after is not an event id", "after"));
+    if (!id) return reply(net::json_field_error("bad_field", "after is not an event id", "after"));
     position = broker::Position{id->epoch, id->offset};
   }
   auto answer = [reply = std::move(reply)](Result<broker::History> read, bool paging) {
@@ -502,9 +493,9 @@ void get_connections(Context& ctx, const HttpRequest& req, Reply reply) {
   auto org = query_org(req, reply);
   if (!org) return;
   const std::string user = net::query_param(req.query, "userId");
-  if (user.empty()) return reply(field_error("missing_field", "name ?userId=", "userId"));
+  if (user.empty()) return reply(net::json_field_error("missing_field", "name ?userId=", "userId"));
   if (user.size() > kMaxIdBytes || has_control_chars(user)) {
-    return reply(field_error("bad_field", "userId is not a user id", "userId"));
+    return reply(net::json_field_error("bad_field", "userId is not a user id", "userId"));
   }
   std::string question = "{\"op\":\"connections\",\"orgId\":" + org_json(*org) + ",\"userId\":";
   protocol::append_json_string(question, user);

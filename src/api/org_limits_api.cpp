@@ -44,18 +44,7 @@ std::optional<std::string> org_of(std::string_view path) {
 }
 
 HttpResponse refused_body(const tenancy::ParsedOverride& p) {
-  HttpResponse r;
-  r.status = 400;
-  r.body = "{\"error\":";
-  core::append_json_string(r.body, p.error);
-  r.body += ",\"message\":";
-  core::append_json_string(r.body, p.message);
-  if (!p.field.empty()) {
-    r.body += ",\"field\":";
-    core::append_json_string(r.body, p.field);
-  }
-  r.body += '}';
-  return r;
+  return net::json_field_error(p.error, p.message, p.field);
 }
 
 HttpResponse store_unavailable() {

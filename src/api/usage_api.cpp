@@ -20,19 +20,6 @@ namespace {
 constexpr std::int64_t kMaxRangeSeconds = 31 * 86400;
 constexpr std::int64_t kHourSeconds = 3600;
 
-HttpResponse field_error(std::string_view error, std::string_view message, std::string_view field) {
-  HttpResponse r;
-  r.status = 400;
-  r.body = "{\"error\":";
-  core::append_json_string(r.body, error);
-  r.body += ",\"message\":";
-  core::append_json_string(r.body, message);
-  r.body += ",\"field\":";
-  core::append_json_string(r.body, field);
-  r.body += '}';
-  return r;
-}
-
 std::int64_t unix_seconds(tenancy::UsageClock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
@@ -74,32 +61,36 @@ std::string usage_body(std::string_view org, std::string_view from, std::string_
 void get_usage(Context& ctx, const HttpRequest& req, Reply reply) {
   if (auto refused = node::check_api_key(ctx, req)) return reply(std::move(*refused));
   const std::string named = net::query_param(req.query, "orgId");
-  if (named.empty()) return reply(field_error("missing_field", "name the org as ?orgId=", "orgId"));
+  if (named.empty())
+    return reply(net::json_field_error("missing_field", "name the org as ?orgId=", "orgId"));
   auto org = core::org_id_from_text(named);
   if (!org) {
-    return reply(field_error("bad_field", "orgId is not an org id the server accepts", "orgId"));
+    return reply(
+        net::json_field_error("bad_field", "orgId is not an org id the server accepts", "orgId"));
   }
   const std::string from_text = net::query_param(req.query, "from");
   const std::string to_text = net::query_param(req.query, "to");
   for (const auto& [name, text] : {std::pair{"from", &from_text}, std::pair{"to", &to_text}}) {
     if (text->empty()) {
-      return reply(field_error("missing_field",
-                               std::string("give ?") + name + "= as an RFC 3339 time", name));
+      return reply(net::json_field_error(
+          "missing_field", std::string("give ?") + name + "= as an RFC 3339 time", name));
     }
   }
   const auto from = tenancy::parse_usage_time(from_text);
   if (!from) {
-    return reply(field_error("bad_time",
-                             "from must be an RFC 3339 time such as 2026-01-31T00:00:00Z", "from"));
+    return reply(net::json_field_error(
+        "bad_time", "from must be an RFC 3339 time such as 2026-01-31T00:00:00Z", "from"));
   }
   const auto to = tenancy::parse_usage_time(to_text);
   if (!to) {
-    return reply(
-        field_error("bad_time", "to must be an RFC 3339 time such as 2026-02-01T00:00:00Z", "to"));
+    return reply(net::json_field_error(
+        "bad_time", "to must be an RFC 3339 time such as 2026-02-01T00:00:00Z", "to"));
   }
-  if (*to <= *from) return reply(field_error("bad_range", "to must be later than from", "to"));
+  if (*to <= *from)
+    return reply(net::json_field_error("bad_range", "to must be later than from", "to"));
   if (*to - *from > std::chrono::seconds(kMaxRangeSeconds)) {
-    return reply(field_error("range_too_large", "from and to may be at most 31 days apart", "to"));
+    return reply(
+        net::json_field_error("range_too_large", "from and to may be at most 31 days apart", "to"));
   }
   // Every hour that starts in [from, to), and the one from falls in.
   std::vector<std::int64_t> hours;

@@ -17,6 +17,17 @@ HttpResponse json_error(unsigned status, std::string_view code, std::string_view
   return r;
 }
 
+HttpResponse json_field_error(std::string_view code, std::string_view message,
+                              std::string_view field) {
+  HttpResponse r = json_error(400, code, message);
+  if (field.empty()) return r;
+  r.body.pop_back();
+  r.body += ",\"field\":";
+  core::append_json_string(r.body, field);
+  r.body += '}';
+  return r;
+}
+
 HttpResponse json_ok(std::string body) {
   HttpResponse r;
   r.body = std::move(body);

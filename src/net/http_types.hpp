@@ -171,6 +171,10 @@ bool append_plain_response(const HttpResponse& r, Persistence persistence, std::
 
 // {"error":code,"message":message} with the given status.
 HttpResponse json_error(unsigned status, std::string_view code, std::string_view message);
+// 400 {"error":code,"message":message,"field":field}: a request refused over one of its fields
+// (a body field or a query parameter); without "field" when `field` is empty.
+HttpResponse json_field_error(std::string_view code, std::string_view message,
+                              std::string_view field);
 // A 200 with `body` as its JSON.
 HttpResponse json_ok(std::string body);
 

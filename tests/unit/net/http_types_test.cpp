@@ -128,6 +128,14 @@ std::string beast_bytes(const HttpResponse& r, Persistence persistence) {
   return out.str();
 }
 
+TEST(JsonFieldError, NamesTheFieldOnlyWhenThereIsOne) {
+  const HttpResponse named = json_field_error("bad_field", "say \"why\"", "orgId");
+  EXPECT_EQ(named.status, 400u);
+  EXPECT_EQ(named.body, R"({"error":"bad_field","message":"say \"why\"","field":"orgId"})");
+  EXPECT_EQ(json_field_error("malformed_json", "not JSON", "").body,
+            R"({"error":"malformed_json","message":"not JSON"})");
+}
+
 TEST(PlainResponse, IsWhatBeastWritesForTheSameAnswer) {
   std::vector<HttpResponse> answers = {json_ok(R"({"id":"1-2"})"),
                                        json_error(400, "bad_request", "malformed"),
