@@ -19,13 +19,14 @@ namespace {
 [[maybe_unused]] constexpr std::size_t kMaxWorkers = 64;  // read by an assert only
 // Live events held for one member while its history is read, before it goes live.
 constexpr std::size_t kMaxHeldEvents = 10000;
-// Deliveries one handler makes before it yields the worker (to input, flushes, other posts).
-// At light load an event to up to this many members goes out in the turn it arrived; a larger
-// fan-out, or any while others wait, continues in later turns, round robin by org.
-constexpr std::size_t kFanoutTurn = 4096;
-// An org's share of a turn when several orgs have fan-out waiting: an event to a few members
-// waits for at most one such share of each other org's, not for all of a burst to thousands.
-constexpr std::size_t kFanoutShare = 512;
+// Deliveries an event gets in the handler it arrives in when none of its org's fan-out is waiting
+// (about 50 us): an event to up to this many members goes out at once; a larger one continues in
+// fan-out turns, round robin by org, each turn yielding the worker after kFanoutSlice.
+constexpr std::size_t kFanoutNow = 256;
+constexpr auto kFanoutSlice = std::chrono::microseconds(50);
+// An org's share of a turn per visit of the round robin: an event to a few members waits for at
+// most one such share of each other org's, not for all of a burst to thousands.
+constexpr std::size_t kFanoutShare = 64;
 
 bool wants(const broker::Event& event, std::string_view user) {
   return event.user.empty() || event.user == user;
@@ -331,9 +332,10 @@ void Shard::on_event(const std::shared_ptr<ChannelEntry>& entry, const broker::E
   if (local == nullptr) return;
   if (event->offset == 0) return deliver_ephemeral(*local, event);
   FanoutTask task{entry, event};
-  if (fanout_.empty()) {
-    // Nothing waiting: the whole fan-out now if it fits a turn, as it always did.
-    std::size_t budget = kFanoutTurn;
+  if (!fanout_by_org_.contains(entry->channel.org)) {
+    // Nothing of this org waiting (so nothing of this channel, whose events go in order): the
+    // start of its fan-out now, all of it if it is small, whatever other orgs have waiting.
+    std::size_t budget = kFanoutNow;
     if (fan_out(task, budget)) return;
   }
   enqueue_fanout(std::move(task));
@@ -423,19 +425,17 @@ void Shard::enqueue_fanout(FanoutTask task) {
 
 void Shard::fan_turn() {
   fanout_scheduled_ = false;
-  // Round robin over the orgs with fan-out waiting, a share each, until the turn's budget is
+  // Round robin over the orgs with fan-out waiting, a share each, until the turn's time is
   // spent; what is left waits behind the input that arrived meanwhile.
-  std::size_t budget = kFanoutTurn;
-  while (budget > 0 && !fanout_.empty()) {
+  const auto deadline = std::chrono::steady_clock::now() + kFanoutSlice;
+  while (!fanout_.empty() && std::chrono::steady_clock::now() < deadline) {
     if (fanout_next_ >= fanout_.size()) fanout_next_ = 0;
     OrgFanout& queue = *fanout_[fanout_next_];
-    std::size_t share = std::min(budget, kFanoutShare);
-    budget -= share;
+    std::size_t share = kFanoutShare;
     while (share > 0 && !queue.tasks.empty()) {
       if (!fan_out(queue.tasks.front(), share)) break;
       queue.tasks.pop_front();
     }
-    budget += share;  // what the org did not need goes to the others
     if (!queue.tasks.empty()) {
       ++fanout_next_;
       continue;

@@ -18,14 +18,21 @@ constexpr std::size_t kScratchBytes = 64 * 1024;
 constexpr auto kTick = std::chrono::milliseconds(100);
 // Connections taken from the dirty queues per ring submission: the flush looks at the clock and
 // at the round robin between submissions, so this bounds how long an org that just turned dirty
-// waits behind another org's writes within one handler (about 6 us per loopback write).
-constexpr std::size_t kFlushBatch = 32;
-// How long one flush handler writes before it yields: the rest waits behind whatever input became
-// ready meanwhile (its epoll poll, publish requests, broker deliveries), so events that arrive
-// during a long flush join the queues of connections not yet written instead of waiting for a
-// flush of their own, and an event for a few connections is not held behind thousands of
-// another org's writes. Yielding costs a post and an epoll_wait(0), about 1 % of a slice.
-constexpr auto kFlushSlice = std::chrono::microseconds(200);
+// waits behind another org's writes within one handler (5-10 us per loopback write, more when
+// a write carries many frames).
+constexpr std::size_t kFlushBatch = 8;
+// How long one flush (or tick) handler runs before it yields to the next epoll poll and the
+// input it brings (publish requests, broker deliveries): events that arrive during a long flush
+// join the queues of connections not yet written instead of waiting for a flush of their own,
+// and a small org's event waits for about one slice of another org's burst, not all of it.
+// Yielding costs two posts and an epoll_wait(0), a few percent of a slice.
+constexpr auto kSlice = std::chrono::microseconds(50);
+// An input that turns at most this many connections of one org dirty, where none of that org was
+// waiting, has them written before the handler returns, unless the worker is behind (more than
+// kBehindInputs inputs queued), when they wait for the flush so that later events share their
+// writes: an event for a few members is not queued behind another org's burst.
+constexpr std::size_t kPromptFlushMax = 64;
+constexpr std::size_t kBehindInputs = 4;
 }  // namespace
 
 Worker::Worker(std::size_t index, bool io_uring, metrics::Registry& registry)
@@ -84,6 +91,7 @@ void Worker::mark_dirty(WsConnection& connection) {
   if (added) {
     dirty_.push_back(DirtyGroup{key, std::move(spare_queue_), 0});
     spare_queue_.clear();
+    if (running_input_) new_groups_.push_back(key);
   }
   dirty_[it->second].queue.push_back(connection.shared_from_this());
   if (!flush_scheduled_) post_flush();
@@ -118,6 +126,13 @@ void Worker::post_flush() {
   boost::asio::post(io_, [this] { flush_dirty(); });
 }
 
+void Worker::post_after_poll(void (Worker::*handler)()) {
+  // A post from a handler runs after the reactor's next poll only if it is made after that
+  // poll: the first post lands ahead of the poll's completions, the second behind them.
+  boost::asio::post(
+      io_, [this, handler] { boost::asio::post(io_, [this, handler] { (this->*handler)(); }); });
+}
+
 void Worker::count_write(std::size_t frames) {
   const auto it = std::lower_bound(kWriteFrameBounds.begin(), kWriteFrameBounds.end(),
                                    static_cast<double>(frames));
@@ -148,8 +163,28 @@ void Worker::post_input(std::function<void()> input) {
   input_queued_.fetch_add(1, std::memory_order_relaxed);
   boost::asio::post(io_, [this, input = std::move(input)] {
     input_queued_.fetch_sub(1, std::memory_order_relaxed);
+    running_input_ = true;
     input();
+    running_input_ = false;
+    if (!new_groups_.empty() && input_queued_.load(std::memory_order_relaxed) <= kBehindInputs) {
+      flush_new_groups();
+    }
+    new_groups_.clear();
   });
+}
+
+void Worker::flush_new_groups() {
+  // By index: a write may turn a connection dirty again and add a group.
+  const std::size_t count = new_groups_.size();
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto it = dirty_index_.find(new_groups_[i]);
+    if (it == dirty_index_.end()) continue;
+    const DirtyGroup& group = dirty_[it->second];
+    if (group.queue.size() - group.head > kPromptFlushMax) continue;
+    take_dirty(it->second, kPromptFlushMax);
+    write_flushing();
+  }
+  publish_write_counts();
 }
 
 void Worker::flush_dirty() {
@@ -164,13 +199,16 @@ void Worker::flush_dirty() {
     return;
   }
   flush_deferred_ = false;
-  const auto deadline = std::chrono::steady_clock::now() + kFlushSlice;
+  const auto deadline = std::chrono::steady_clock::now() + kSlice;
   do {
     flush_batch();
   } while (!dirty_.empty() && std::chrono::steady_clock::now() < deadline);
   publish_write_counts();
   // Yield: the rest runs after what became ready meanwhile, which may add to their queues.
-  if (!dirty_.empty() && !flush_scheduled_) post_flush();
+  if (!dirty_.empty() && !flush_scheduled_) {
+    flush_scheduled_ = true;
+    post_after_poll(&Worker::flush_dirty);
+  }
 }
 
 void Worker::flush_batch() {
@@ -188,6 +226,10 @@ void Worker::flush_batch() {
       if (left) ++dirty_next_;
     }
   }
+  write_flushing();
+}
+
+void Worker::write_flushing() {
   std::size_t next = 0;
   while (ring_ && next < flushing_.size()) {
     while (next < flushing_.size() &&
@@ -252,21 +294,30 @@ void Worker::schedule_tick() {
   tick_.expires_after(kTick);
   tick_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    on_tick();
-    schedule_tick();
+    publish_write_counts();  // writes finished outside a flush (the socket became writable)
+    tick_now_ = std::chrono::steady_clock::now();
+    tick_wall_ = std::chrono::system_clock::now();
+    tick_next_ = connections_.size();
+    tick_slice();
   });
 }
 
-void Worker::on_tick() {
-  publish_write_counts();  // writes finished outside a flush (the socket became writable)
-  const auto now = std::chrono::steady_clock::now();
-  const auto wall = std::chrono::system_clock::now();
-  for (std::size_t i = connections_.size(); i-- > 0;) {
+void Worker::tick_slice() {
+  // Backwards, because a connection may remove itself (swap-remove) during its tick; one that
+  // another's removal moves behind the cursor waits for the next tick.
+  const auto deadline = std::chrono::steady_clock::now() + kSlice;
+  for (std::size_t ticked = 1; tick_next_ > 0; ++ticked) {
+    const std::size_t i = --tick_next_;
     if (i >= connections_.size()) continue;
     auto connection = connections_[i];
-    connection->tick(now, wall);
+    connection->tick(tick_now_, tick_wall_);
+    if (ticked % 64 == 0 && tick_next_ > 0 && std::chrono::steady_clock::now() >= deadline) {
+      post_after_poll(&Worker::tick_slice);
+      return;
+    }
   }
-  if (drain_deadline_) drain_step(now);
+  if (drain_deadline_) drain_step(tick_now_);
+  schedule_tick();
 }
 
 }  // namespace sg::net

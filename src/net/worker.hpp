@@ -10,7 +10,8 @@
 // writes what connections queued: one gather write per connection, handed to the kernel in
 // io_uring batches, in slices of a fixed time that take turns with new input, so a worker that
 // falls behind sends more frames per write instead of more writes, and an org with a few
-// connections to write waits for one slice of another org's thousands, not all of them. Endpoints
+// connections to write waits for one slice of another org's thousands, not all of them (a few
+// connections an input turns dirty are written before that input's handler returns). Endpoints
 // find their own per-worker state by index().
 #pragma once
 
@@ -77,11 +78,18 @@ class Worker {
 
  private:
   void schedule_tick();
-  void on_tick();
+  // Ticks connections from tick_next_ down for one slice, then yields; the next tick is armed
+  // once every connection had this one.
+  void tick_slice();
   void drain_step(std::chrono::steady_clock::time_point now);
   void flush_dirty();
-  void flush_batch();  // one ring submission's worth of connections, round robin by group
+  void flush_batch();     // one ring submission's worth of connections, round robin by group
+  void write_flushing();  // writes and clears flushing_
+  // Writes the small groups the last input turned dirty (see kPromptFlushMax).
+  void flush_new_groups();
   void post_flush();
+  // Runs `handler` once the reactor has polled and what it found has run.
+  void post_after_poll(void (Worker::*handler)());
   // Moves up to `room` connections of dirty_[index] into flushing_; false: the group is now
   // empty and was removed (dirty_[index] is another group, or past the end).
   bool take_dirty(std::size_t index, std::size_t room);
@@ -121,7 +129,9 @@ class Worker {
   // A drained group's queue, kept for the next group so light load allocates nothing per flush.
   std::vector<std::shared_ptr<WsConnection>> spare_queue_;
   std::vector<std::shared_ptr<WsConnection>> flushing_;  // the batch being flushed
-  std::unique_ptr<SendRing> ring_;  // null: --io-uring off, unavailable, or failed
+  bool running_input_ = false;                           // a post_input() handler is running
+  std::vector<std::uint64_t> new_groups_;  // groups added to dirty_ by the running input
+  std::unique_ptr<SendRing> ring_;         // null: --io-uring off, unavailable, or failed
   bool flush_scheduled_ = false;
   bool flush_deferred_ = false;  // the scheduled flush already let queued input go first
   std::atomic<std::size_t> input_queued_{0};  // post_input() calls not yet run
@@ -133,6 +143,10 @@ class Worker {
   std::optional<std::chrono::steady_clock::time_point> drain_deadline_;
   std::chrono::steady_clock::time_point drain_last_step_;
   double drain_credit_ = 0;
+  // The tick under way: its clocks and the next connection it ticks (counting down to 0).
+  std::chrono::steady_clock::time_point tick_now_;
+  std::chrono::system_clock::time_point tick_wall_;
+  std::size_t tick_next_ = 0;
 };
 
 }  // namespace sg::net

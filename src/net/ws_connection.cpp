@@ -456,7 +456,9 @@ void WsConnection::on_writable(const boost::system::error_code& ec) {
     finalize(kAbnormal);
     return;
   }
-  write_now();
+  // Through the worker's flush rather than at once: when many sockets turn writable in one
+  // poll, writing them all here would be one long unit that other orgs' events wait behind.
+  schedule_flush();
 }
 
 // ---- closing ----
