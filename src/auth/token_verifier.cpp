@@ -63,7 +63,6 @@ using std::chrono::seconds;
 using TimePoint = std::chrono::system_clock::time_point;
 
 constexpr std::size_t kMaxTokenBytes = 8 * 1024;
-constexpr std::size_t kMaxSubBytes = 256;
 // Later dates are clamped: libstdc++'s system_clock counts int64 nanoseconds, which run out
 // in 2262, and a token that outlives 2200 is as good as eternal anyway.
 constexpr std::int64_t kMaxEpochSeconds = 7'258'118'400;  // 2200-01-01T00:00:00Z
@@ -117,13 +116,14 @@ std::string integer_text(const json::value& v) {
 
 // A required identifier claim: a non-empty string of at most max_bytes, or an integer in
 // decimal.
-Result<std::string> id_claim(const json::object& claims, std::string_view name,
-                             std::size_t max_bytes) {
+// The user claim, by core's user id rule (a string with control characters would be a user no
+// targeted publish could address): kBadClaim.
+Result<std::string> user_claim(const json::object& claims, std::string_view name) {
   const json::value* v = claims.if_contains(name);
   if (v == nullptr) return AuthError::kMissingClaim;
   if (v->is_int64() || v->is_uint64()) return integer_text(*v);
   const json::string* s = v->if_string();
-  if (s == nullptr || s->empty() || s->size() > max_bytes) return AuthError::kBadClaim;
+  if (s == nullptr || !core::user_id_text_ok(view(*s))) return AuthError::kBadClaim;
   return std::string(view(*s));
 }
 
@@ -401,7 +401,7 @@ Result<Principal> JwtVerifier::check_claims(const json::object& claims, TimePoin
     }
   }
 
-  Result<std::string> user = id_claim(claims, user_claim_, kMaxSubBytes);
+  Result<std::string> user = user_claim(claims, user_claim_);
   if (!user) return user.error();
   principal.user = std::move(*user);
 

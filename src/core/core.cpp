@@ -97,13 +97,23 @@ std::string random_hex(std::size_t bytes) {
   return out;
 }
 
-std::optional<std::string> org_id_from_text(std::string_view text) {
-  if (text.empty() || text.size() > kMaxOrgIdBytes) return std::nullopt;
+namespace {
+bool has_control_bytes(std::string_view text) {
   for (const char c : text) {
     const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) return std::nullopt;
+    if (byte < 0x20 || byte == 0x7f) return true;
   }
+  return false;
+}
+}  // namespace
+
+std::optional<std::string> org_id_from_text(std::string_view text) {
+  if (text.empty() || text.size() > kMaxOrgIdBytes || has_control_bytes(text)) return std::nullopt;
   return std::string(text);
+}
+
+bool user_id_text_ok(std::string_view text) {
+  return !text.empty() && text.size() <= kMaxUserIdBytes && !has_control_bytes(text);
 }
 
 std::optional<std::string> org_id_from_integer(std::int64_t value) {

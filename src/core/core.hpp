@@ -83,6 +83,13 @@ std::optional<std::string> org_id_from_text(std::string_view text);
 std::optional<std::string> org_id_from_integer(std::int64_t value);
 std::string org_id_from_integer(std::uint64_t value);
 
+// User ids as text, one rule wherever one enters (publish's "userId", the token's user claim):
+// 1..kMaxUserIdBytes bytes without control characters, so that a token never names a user a
+// targeted publish could not address, and no control character reaches a log line or a broker
+// key. (Integers enter as their decimal form on both sides.)
+inline constexpr std::size_t kMaxUserIdBytes = 256;
+bool user_id_text_ok(std::string_view text);
+
 // Standard base64 (RFC 4648 §4) with padding.
 std::string base64_encode(std::span<const unsigned char> data);
 // Standard base64 with its padding, strictly: a length that is a multiple of 4, '=' only as the

@@ -22,7 +22,6 @@ using detail::present;
 using detail::view;
 
 constexpr std::size_t kMaxEventBytes = 128;
-constexpr std::size_t kMaxUserBytes = 256;
 constexpr std::size_t kMaxEventKeyBytes = 128;
 // Deeper than client messages: "data" is the producer's own document.
 constexpr std::size_t kMaxDepth = 64;
@@ -84,10 +83,6 @@ std::string user_id_of(std::int64_t n) {
   return out;
 }
 
-bool valid_user_text(std::string_view s) {
-  return !s.empty() && s.size() <= kMaxUserBytes && !has_control_chars(s);
-}
-
 bool valid_event_type(std::string_view s) {
   return !s.empty() && s.size() <= kMaxEventBytes && !has_control_chars(s);
 }
@@ -101,7 +96,7 @@ bool valid_event_key(std::string_view s) {
 Result<std::string> user_id(const json::value& v) {
   std::string out;
   if (const json::string* s = v.if_string()) {
-    if (!valid_user_text(view(*s))) return ProtocolError::kBadField;
+    if (!core::user_id_text_ok(view(*s))) return ProtocolError::kBadField;
     out.assign(view(*s));
   } else if (v.is_uint64()) {
     core::append_decimal(out, v.get_uint64());
@@ -390,7 +385,7 @@ class FastHandler {
         has_data = true;
         return true;
       case kUserId:
-        if (!valid_user_text(s)) return give_up(ec);
+        if (!core::user_id_text_ok(s)) return give_up(ec);
         request.user.assign(s);
         return true;
       case kEventId:

@@ -576,6 +576,19 @@ TEST(TokenClaims, RejectsSubOfWrongTypeOrSize) {
   EXPECT_EQ(longest->user.size(), 256u);
 }
 
+TEST(TokenClaims, RejectsSubWithControlCharacters) {
+  // A user a targeted publish could never name: its userId refuses them.
+  for (std::string escaped : {"\\u0000", "\\n", "\\t", "\\u001b", "\\u007f"}) {
+    EXPECT_EQ(
+        error_of(verify_claims(R"({"org_id":1,"sub":"a)" + escaped + R"(b",)" + exp_claim() + "}")),
+        AuthError::kBadClaim)
+        << escaped;
+  }
+  const auto unicode = verify_claims(R"({"org_id":1,"sub":"Caf\u00e9",)" + exp_claim() + "}");
+  ASSERT_TRUE(unicode.has_value());
+  EXPECT_EQ(unicode->user, "Caf\xc3\xa9");
+}
+
 TEST(TokenClaims, ReportsMissingRequiredClaims) {
   EXPECT_EQ(error_of(verify_claims(R"({"org_id":1,)" + exp_claim() + "}")),
             AuthError::kMissingClaim);

@@ -166,6 +166,16 @@ TEST(OrgId, AcceptsStringsOfOneTo128BytesWithoutControlCharacters) {
   }
 }
 
+TEST(UserId, AcceptsTextOfOneTo256BytesWithoutControlCharacters) {
+  EXPECT_TRUE(user_id_text_ok("u-1@example.com"));
+  EXPECT_TRUE(user_id_text_ok(std::string(kMaxUserIdBytes, 'u')));
+  EXPECT_FALSE(user_id_text_ok(""));
+  EXPECT_FALSE(user_id_text_ok(std::string(kMaxUserIdBytes + 1, 'u')));
+  for (const char c : {'\0', '\t', '\n', '\x1b', '\x7f'}) {
+    EXPECT_FALSE(user_id_text_ok(std::string("a") + c + "b")) << int(c);
+  }
+}
+
 TEST(PercentDecode, DecodesEscapesAndPlusAsSpace) {
   std::string out;
   EXPECT_TRUE(core::percent_decode("a%2Bb+c%3d%7E", out));
