@@ -457,7 +457,7 @@ std::string_view group_of(std::string_view flag) {
   if (flag.starts_with("org-")) return kGroupOrgQuotas;
   if (flag.starts_with("usage-")) return kGroupUsage;
   if (flag.ends_with("-timeout") || flag == "ping-interval" || flag == "shutdown-grace" ||
-      flag.starts_with("sse-")) {
+      flag == "drain-period" || flag.starts_with("sse-")) {
     return kGroupTimeouts;
   }
   return kGroupLimits;

@@ -295,6 +295,14 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
   // 79 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
   EXPECT_EQ(flags_in(help).size(), 83u);
+  // The shutdown's two durations sit together, under Timeouts, as in docs/configuration.md.
+  const std::size_t timeouts = help.find("\nTimeouts:\n");
+  const std::size_t next_group = help.find(":\n", timeouts + 11);
+  ASSERT_NE(timeouts, std::string::npos);
+  for (const char* flag : {"--shutdown-grace ", "--drain-period "}) {
+    const std::size_t at = help.find(flag);
+    EXPECT_TRUE(at > timeouts && at < next_group) << flag;
+  }
 }
 
 TEST(Config, AdminListenIsOffByDefaultAndTakesHostPortFromFlagOrEnv) {
