@@ -86,6 +86,49 @@ export function tokenExpiryMs(token: string): number | undefined {
   }
 }
 
+// ---- frames both transports read the same way (WebSocket and SSE) ----
+
+// The frame's seq against the one expected next: an error to report, before the connection is
+// given up, when a frame went missing. The server never skips a frame of a connection; a new
+// connection that resumes from the last id is the only way to get a lost one back.
+export function sequenceGap(seq: unknown, expected: number): RealtimeError | null {
+  if (seq === expected) return null;
+  return { code: 'sequence_gap', message: `expected frame ${expected}, got ${String(seq)}` };
+}
+
+// An event frame as subscribers get it; null when it lacks its service or event type or has an
+// id that is not a string. No id: an ephemeral event (typing), never stored, so nothing to
+// resume from.
+export function eventOfFrame(message: Record<string, unknown>): RealtimeEvent | null {
+  const { service, id, event, data, timestamp } = message;
+  if (typeof service !== 'string' || typeof event !== 'string') return null;
+  if (id !== undefined && typeof id !== 'string') return null;
+  return {
+    service,
+    ...(id === undefined ? {} : { id }),
+    event,
+    data: data === undefined ? null : data,
+    timestamp: typeof timestamp === 'string' ? timestamp : '',
+  };
+}
+
+// An ack's `resume` map: each service the client asked to resume (`pending`: service → the id
+// it resumed after) is reported once, and taken out of `pending`.
+export function reportResume(
+  resume: unknown,
+  pending: Map<string, string>,
+  hooks: Pick<ConnectionHooks, 'resumed'>,
+): void {
+  if (typeof resume !== 'object' || resume === null) return;
+  for (const [service, status] of Object.entries(resume as Record<string, unknown>)) {
+    const lastId = pending.get(service);
+    pending.delete(service);
+    if (typeof status !== 'object' || status === null || lastId === undefined) continue;
+    const s = status as { recovered?: unknown; reason?: unknown };
+    hooks.resumed(service, s.recovered === true, typeof s.reason === 'string' ? s.reason : '', lastId);
+  }
+}
+
 // What is known of the token a socket holds (or was offered by a refresh in flight).
 interface HeldToken {
   expMs: number | undefined;
@@ -303,7 +346,7 @@ export class Connection implements Transport {
         break;
       case 'subscribed':
         this.confirm(message.services, []);
-        this.reportResume(message.resume);
+        reportResume(message.resume, this.pendingResume, this.hooks);
         break;
       case 'unsubscribed':
         this.confirm([], message.services);
@@ -353,48 +396,23 @@ export class Connection implements Transport {
     this.confirmed = [];
     this.confirm(this.subscribed, []);
     this.hooks.state({ state: 'open', attempt: this.backoff.attempt });
-    this.reportResume(message.resume);
+    reportResume(message.resume, this.pendingResume, this.hooks);
     this.armKeepalive(this.options.pingIntervalMs);
     this.scheduleRefresh();
     this.sync();
   }
 
-  private reportResume(resume: unknown): void {
-    if (typeof resume !== 'object' || resume === null) return;
-    for (const [service, status] of Object.entries(resume as Record<string, unknown>)) {
-      const lastId = this.pendingResume.get(service);
-      this.pendingResume.delete(service);
-      if (typeof status !== 'object' || status === null || lastId === undefined) continue;
-      const s = status as { recovered?: unknown; reason?: unknown };
-      const reason = typeof s.reason === 'string' ? s.reason : '';
-      this.hooks.resumed(service, s.recovered === true, reason, lastId);
-    }
-  }
-
   private onEvent(message: Record<string, unknown>): void {
     if (this.phase !== 'active') return;
-    if (message.seq !== this.expectedSeq) {
-      // The server never skips a frame of a connection; if one went missing anyway, a new
-      // connection that resumes from the last id is the only way to get it back.
-      this.hooks.error({
-        code: 'sequence_gap',
-        message: `expected frame ${this.expectedSeq}, got ${String(message.seq)}`,
-      });
+    const gap = sequenceGap(message.seq, this.expectedSeq);
+    if (gap) {
+      this.hooks.error(gap);
       this.abandon(CLOSE_CLIENT_GAVE_UP, 'sequence gap');
       return;
     }
     this.expectedSeq += 1;
-    const { service, id, event, data, timestamp } = message;
-    if (typeof service !== 'string' || typeof event !== 'string') return;
-    // No id: an ephemeral event (typing), never stored, so nothing to resume from.
-    if (id !== undefined && typeof id !== 'string') return;
-    this.hooks.event({
-      service,
-      ...(id === undefined ? {} : { id }),
-      event,
-      data: data === undefined ? null : data,
-      timestamp: typeof timestamp === 'string' ? timestamp : '',
-    });
+    const event = eventOfFrame(message);
+    if (event) this.hooks.event(event);
   }
 
   // ---- in-band token refresh ----

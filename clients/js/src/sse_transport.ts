@@ -12,7 +12,7 @@
 
 import { Backoff } from './backoff.js';
 import type { ConnectionHooks, Transport } from './connection.js';
-import { tokenExpiryMs } from './connection.js';
+import { eventOfFrame, reportResume, sequenceGap, tokenExpiryMs } from './connection.js';
 import { isAfter, isServiceName, parseEventId } from './ids.js';
 import type { FetchResponseLike, Platform } from './platform.js';
 import type { ConnectionState, RealtimeError, StateChange, TokenReason, TokenRequest } from './types.js';
@@ -425,25 +425,15 @@ export class SseConnection implements Transport {
     }
     // `resume_failed` repeats what the ack's `resume` already said.
     if (message.type !== 'event' || this.phase !== 'active') return;
-    if (message.seq !== this.expectedSeq) {
-      this.hooks.error({
-        code: 'sequence_gap',
-        message: `expected frame ${this.expectedSeq}, got ${String(message.seq)}`,
-      });
+    const gap = sequenceGap(message.seq, this.expectedSeq);
+    if (gap) {
+      this.hooks.error(gap);
       this.abandon();
       return;
     }
     this.expectedSeq += 1;
-    const { service, id, event, data, timestamp } = message;
-    if (typeof service !== 'string' || typeof event !== 'string') return;
-    if (id !== undefined && typeof id !== 'string') return;
-    this.hooks.event({
-      service,
-      ...(id === undefined ? {} : { id }),
-      event,
-      data: data === undefined ? null : data,
-      timestamp: typeof timestamp === 'string' ? timestamp : '',
-    });
+    const event = eventOfFrame(message);
+    if (event) this.hooks.event(event);
   }
 
   private onAck(message: Record<string, unknown>, token: string): void {
@@ -456,15 +446,7 @@ export class SseConnection implements Transport {
       : this.streamServices;
     this.onOpened();
     this.hooks.subscribed?.(services);
-    if (typeof message.resume === 'object' && message.resume !== null) {
-      for (const [service, status] of Object.entries(message.resume as Record<string, unknown>)) {
-        const lastId = this.pendingResume.get(service);
-        this.pendingResume.delete(service);
-        if (typeof status !== 'object' || status === null || lastId === undefined) continue;
-        const s = status as { recovered?: unknown; reason?: unknown };
-        this.hooks.resumed(service, s.recovered === true, typeof s.reason === 'string' ? s.reason : '', lastId);
-      }
-    }
+    reportResume(message.resume, this.pendingResume, this.hooks);
     this.scheduleRefresh(token);
   }
 
