@@ -90,6 +90,7 @@ struct PendingAttach {
   std::uint64_t covered = 0;
   bool overflowed = false;  // more live events arrived than could be held: some were missed
   bool answered = false;    // `done` has run (or is posted) with the first page
+  bool reread = false;      // the first page was read again (finish_attach says why)
   PageDone page_done;       // waiting for the page being read
 };
 
@@ -249,8 +250,17 @@ bool Shard::take_page(std::uint64_t attach_id, const broker::History& history,
 
 void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>& history) {
   PendingAttach& pending = attaches_->by_id.find(attach_id)->second;
-  pending.answered = true;
   LocalChannel& local = *pending.channel;
+  if (history && !local.epoch.empty() && history->epoch != local.epoch && !pending.reread) {
+    // The broker's history and this worker's live events disagree on the channel's epoch. Either
+    // the read was answered before the channel moved to the epoch already seen live (it is stale,
+    // and its offsets would hold back that epoch's events), or the channel has moved on and its
+    // first events are still on their way here. A read made now can only be the second case.
+    pending.reread = true;
+    read_page(attach_id);
+    return;
+  }
+  pending.answered = true;
   Slot& slot = local.slots[pending.slot];
   const broker::Position& from = *pending.resume;
   AttachResult result;
@@ -292,6 +302,9 @@ void Shard::finish_attach(std::uint64_t attach_id, const Result<broker::History>
     result.more = !take_page(attach_id, h, result.replay);
     if (pending.page_events == 0) result.more = false;
   }
+  // The position now counts in the broker's epoch, which this worker has not seen live yet: it
+  // must survive the switch to it (begin_event).
+  if (!local.epoch.empty() && h.epoch != local.epoch) local.pins.emplace_back(slot.member, h.epoch);
   complete(attach_id, std::move(result));
 }
 
@@ -345,17 +358,20 @@ bool Shard::begin_event(LocalChannel& local, const broker::Event& event) {
   const std::string_view epoch = epoch_of(event.id);
   if (epoch != local.epoch) {
     // The broker lost the channel's history (a Redis without its data) and counts from 1 again:
-    // offsets of the old epoch say nothing about the new one.
+    // offsets of the old epoch say nothing about the new one, except for members whose position
+    // was read in the new one (pinned to it).
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> kept;
+    for (const auto& [member, pinned] : local.pins) {
+      Member::Membership* m = find_membership(*member, local.key);
+      if (m == nullptr) continue;
+      if (pinned == epoch) kept.emplace_back(m->slot, local.slots[m->slot].delivered);
+      local.slots[m->slot].delivered = 0;
+    }
     if (!local.epoch.empty()) {
       local.last_offset = 0;
       for (Slot& slot : local.slots) slot.delivered = 0;
     }
-    for (const auto& [member, pinned] : local.pins) {
-      if (pinned == epoch) continue;
-      if (Member::Membership* m = find_membership(*member, local.key)) {
-        local.slots[m->slot].delivered = 0;
-      }
-    }
+    for (const auto& [slot, delivered] : kept) local.slots[slot].delivered = delivered;
     local.pins.clear();
     local.epoch.assign(epoch);
   }

@@ -374,7 +374,13 @@ class ScriptedBroker : public broker::Broker {
       done(make_error_code(broker::BrokerError::kUnavailable));
       return;
     }
-    done(broker::History{});
+    if (histories.empty()) {
+      done(broker::History{});
+      return;
+    }
+    broker::History next = std::move(histories.front());
+    histories.pop_front();
+    done(std::move(next));
   }
   void history_before(const broker::Channel&, std::uint64_t, std::size_t,
                       std::function<void(Result<broker::History>)> done) override {
@@ -401,8 +407,82 @@ class ScriptedBroker : public broker::Broker {
     sink(e);
   }
   broker::Sink sink;
-  bool unavailable = false;  // history reads fail, as with Redis down
+  bool unavailable = false;               // history reads fail, as with Redis down
+  std::deque<broker::History> histories;  // the next reads' answers, then empty ones
 };
+
+// A worker that already saw the channel's new epoch live gets a history read answered before the
+// switch (the reply was on its way): the stale epoch must not pass for the client's.
+TEST(HubEpochs, AStaleHistoryReadIsReadAgain) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder live;
+  live.user = "u";
+  const broker::Channel ch{"1", "finance"};
+  hub.shard(0).attach(live, live.user, ch, std::nullopt, [](AttachResult) {});
+  loop.drain();
+  hub.shard(0).go_live(live, ch);
+  broker.emit("bbb", 1);  // the channel's history was lost; this worker has seen it
+  loop.drain();
+  Recorder resumed;
+  resumed.user = "v";
+  broker.histories.push_back(broker::History{"aaa", 5, {}, true});  // read before the switch
+  broker.histories.push_back(broker::History{"bbb", 1, {}, true});
+  std::optional<AttachResult> got;
+  hub.shard(0).attach(resumed, resumed.user, ch, broker::Position{"aaa", 5},
+                      [&](AttachResult r) { got = std::move(r); });
+  loop.drain();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(got->recovered);
+  EXPECT_EQ(got->reason, "epoch_changed");
+  EXPECT_TRUE(broker.histories.empty());
+  EXPECT_TRUE(hub.shard(0).go_live(resumed, ch));
+  broker.emit("bbb", 2);
+  broker.emit("bbb", 3);
+  loop.drain();
+  EXPECT_EQ(resumed.offsets, (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_EQ(live.offsets, (std::vector<std::uint64_t>{1, 2, 3}));
+  hub.shard(0).detach_all(live);
+  hub.shard(0).detach_all(resumed);
+}
+
+// The broker moved the channel to a new epoch and a client resumed in it before this worker saw
+// any of its events live: when they arrive, the client's position holds in that epoch.
+TEST(HubEpochs, AResumeInTheNextEpochSurvivesTheSwitch) {
+  log::set_level(log::Level::kWarn);
+  metrics::Registry registry;
+  Loop loop;
+  ScriptedBroker broker;
+  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Recorder live;
+  live.user = "u";
+  const broker::Channel ch{"1", "finance"};
+  hub.shard(0).attach(live, live.user, ch, std::nullopt, [](AttachResult) {});
+  loop.drain();
+  hub.shard(0).go_live(live, ch);
+  broker.emit("aaa", 5);
+  loop.drain();
+  Recorder resumed;
+  resumed.user = "v";
+  broker.histories.push_back(broker::History{"bbb", 3, {}, true});
+  broker.histories.push_back(broker::History{"bbb", 3, {}, true});
+  std::optional<AttachResult> got;
+  hub.shard(0).attach(resumed, resumed.user, ch, broker::Position{"bbb", 3},
+                      [&](AttachResult r) { got = std::move(r); });
+  loop.drain();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(got->recovered);
+  EXPECT_TRUE(hub.shard(0).go_live(resumed, ch));
+  for (std::uint64_t o = 1; o <= 4; ++o) broker.emit("bbb", o);  // the new epoch's events arrive
+  loop.drain();
+  EXPECT_EQ(resumed.offsets, (std::vector<std::uint64_t>{4}));
+  EXPECT_EQ(live.offsets, (std::vector<std::uint64_t>{5, 1, 2, 3, 4}));
+  hub.shard(0).detach_all(live);
+  hub.shard(0).detach_all(resumed);
+}
 
 TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
   log::set_level(log::Level::kWarn);
