@@ -180,6 +180,10 @@ const std::vector<NumericSpec>& numeric_specs() {
       {"handshake-timeout", "MS", 100, kMaxDurationMs, "shorter fails on any real network",
        "Time from TCP accept to the client's subscribe message, in milliseconds.",
        SG_NUMERIC_FIELD(handshake_timeout_ms)},
+      {"http-idle-timeout", "MS", 100, kMaxDurationMs, "shorter fails on any real network",
+       "Time an HTTP connection has to send a request and read its answer, and that a keep-alive "
+       "connection may wait idle for its next one, in milliseconds.",
+       SG_NUMERIC_FIELD(http_idle_timeout_ms)},
       {"ping-interval", "MS", 100, kMaxDurationMs, "shorter floods idle connections with pings",
        "Idle time after which the server pings a connection, in milliseconds.",
        SG_NUMERIC_FIELD(ping_interval_ms)},

@@ -96,8 +96,10 @@ struct Settings {
   std::size_t max_connections_per_user = 10000;  // --max-connections-per-user: 0 = unlimited
   std::size_t max_connections = 0;               // --max-connections: per node; 0 = unlimited
   std::int64_t handshake_timeout_ms = 10000;     // --handshake-timeout: upgrade + first message
-  std::int64_t ping_interval_ms = 25000;         // --ping-interval: server pings when idle
-  std::int64_t pong_timeout_ms = 20000;  // --pong-timeout: no traffic after a ping → close
+  // --http-idle-timeout: an HTTP request read and answered, or a keep-alive connection idle
+  std::int64_t http_idle_timeout_ms = 30000;
+  std::int64_t ping_interval_ms = 25000;  // --ping-interval: server pings when idle
+  std::int64_t pong_timeout_ms = 20000;   // --pong-timeout: no traffic after a ping → close
   // Server-Sent Events (/v2/realtime/sse). --sse-heartbeat: a comment line after this much
   // silence, under the 30-60 s idle timeouts of common proxies (nginx's proxy_read_timeout is
   // 60 s). --sse-retry: the `retry:` a client waits before reconnecting; a little above what

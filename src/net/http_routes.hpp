@@ -13,6 +13,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -56,6 +57,9 @@ struct HttpRoutes {
   std::function<void(const HttpRequest&, Reply)> not_found;
   std::size_t max_header_bytes = 8 * 1024;
   std::size_t max_body_bytes = 64 * 1024;  // for bodies read whole
+  // A request's time to be read (a streamed body's: each piece's), an answer's to be written,
+  // and a keep-alive connection's to stay idle.
+  std::chrono::milliseconds idle_timeout{30000};
   // Node state the sessions read and count (owned by the server, which outlives the sessions).
   const std::atomic<bool>* draining = nullptr;  // set: answers close their connection
   // Requests read but not yet answered: a shutdown waits for their answers.

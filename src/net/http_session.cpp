@@ -7,12 +7,13 @@
 #include "net/request_parser.hpp"
 #include "net/worker.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -20,6 +21,7 @@
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <optional>
 #include <utility>
 
@@ -30,8 +32,6 @@ namespace {
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 
-// An idle keep-alive connection is closed after this long.
-constexpr auto kIdleTimeout = std::chrono::seconds(30);
 // A streamed body is read in pieces of up to this size: big enough that per-piece overhead
 // (a hop to the upload thread, one write) vanishes against the bytes, small enough to keep a
 // connection's memory flat.
@@ -69,9 +69,14 @@ class InFlight {
 };
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
+  using Clock = std::chrono::steady_clock;
+
  public:
   HttpSession(Worker& worker, boost::asio::ip::tcp::socket socket, const HttpRoutes& routes)
-      : worker_(worker), routes_(routes), stream_(std::move(socket)) {}
+      : worker_(worker),
+        routes_(routes),
+        socket_(std::move(socket)),
+        deadline_timer_(socket_.get_executor()) {}
 
   void start() { do_read(); }
 
@@ -88,7 +93,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     head_ = false;
     head_searched_ = 0;
     route_ = nullptr;
-    stream_.expires_after(kIdleTimeout);
+    expire_after(routes_.idle_timeout);
     read_head();
   }
 
@@ -99,7 +104,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     const std::size_t limit = routes_.max_header_bytes;
     if (end && *end <= limit) return parse_head(*end);
     if (end || bytes.size() >= limit) return parse_head(std::nullopt);
-    stream_.async_read_some(buffer_.prepare(beast::read_size(buffer_, kHeadReadBytes)),
+    watch_deadline();
+    socket_.async_read_some(buffer_.prepare(beast::read_size(buffer_, kHeadReadBytes)),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               self->buffer_.commit(n);
                               if (ec == boost::asio::error::eof) {
@@ -151,8 +157,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->read_body_to_string();
     parser_->body_limit(routes_.max_body_bytes);
     if (!parser_->is_done() && buffer_.size() > 0) {
-      // The body usually arrives with the head: parsed here, it skips the composed read's post
-      // and timer, which cost more than handling the request. Errors are the read's own.
+      // The body usually arrives with the head: parsed here, it skips the composed read's post,
+      // which costs more than handling the request. Errors are the read's own.
       parser_->eager(true);
       beast::error_code ec2;
       buffer_.consume(parser_->put(buffer_.data(), ec2));
@@ -166,8 +172,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void read_body() {
+    watch_deadline();
     http::async_read(
-        stream_, buffer_, *parser_,
+        socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code e, std::size_t) { self->on_read(e); });
   }
 
@@ -182,7 +189,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   template <class Then>
   void write_continue(Then then) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    boost::asio::async_write(stream_, boost::asio::buffer(kContinue.data(), kContinue.size()),
+    watch_deadline();
+    boost::asio::async_write(socket_, boost::asio::buffer(kContinue.data(), kContinue.size()),
                              [self = shared_from_this(), then](beast::error_code ec, std::size_t) {
                                if (ec) return self->on_continue_error(ec);
                                then(self);
@@ -190,8 +198,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void on_read_error(beast::error_code ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == boost::asio::error::operation_aborted) {
+    if (ec == http::error::end_of_stream || ec == boost::asio::error::operation_aborted) {
       return shutdown();
     }
     if (ec == http::error::body_limit) {
@@ -281,7 +288,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       // one from another thread (a Redis broker's) is posted back to it. Not asio::dispatch:
       // through the type-erased executor that still wraps the handler in an allocation.
       if (self->on_own_thread()) return self->send(std::move(r), false);
-      boost::asio::post(self->stream_.get_executor(),
+      boost::asio::post(self->socket_.get_executor(),
                         [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
     };
     if (route) return route->handle(req, std::move(reply));
@@ -290,7 +297,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   bool on_own_thread() {
     // target() points into the executor, so that must outlive the check.
-    const auto executor = stream_.get_executor();
+    const auto executor = socket_.get_executor();
     const auto* io = executor.target<boost::asio::io_context::executor_type>();
     return io != nullptr && io->running_in_this_thread();
   }
@@ -310,7 +317,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void begin_stream(const HttpRoute& route, const HttpRequest& req) {
     count_request();
     route.begin_body(req, [self = shared_from_this()](BodyDecision d) {
-      boost::asio::post(self->stream_.get_executor(),
+      boost::asio::post(self->socket_.get_executor(),
                         [self, d = std::move(d)]() mutable { self->on_decision(std::move(d)); });
     });
   }
@@ -330,9 +337,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void read_piece() {
     parser_->read_body_to(piece_.get(), kPieceBytes);
-    stream_.expires_after(kIdleTimeout);
+    expire_after(routes_.idle_timeout);
+    watch_deadline();
     http::async_read(
-        stream_, buffer_, *parser_,
+        socket_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_piece(ec); });
   }
 
@@ -344,13 +352,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       if (n == 0) return abort_stream(ec);
       return sink_->on_data(std::string_view(piece_.get(), n), [self = shared_from_this(),
                                                                 ec](std::optional<HttpResponse>) {
-        boost::asio::post(self->stream_.get_executor(), [self, ec] { self->abort_stream(ec); });
+        boost::asio::post(self->socket_.get_executor(), [self, ec] { self->abort_stream(ec); });
       });
     }
     if (n == 0) return on_piece_taken(std::nullopt);
     sink_->on_data(std::string_view(piece_.get(), n), [self = shared_from_this()](
                                                           std::optional<HttpResponse> stop) {
-      boost::asio::post(self->stream_.get_executor(), [self, stop = std::move(stop)]() mutable {
+      boost::asio::post(self->socket_.get_executor(), [self, stop = std::move(stop)]() mutable {
         self->on_piece_taken(std::move(stop));
       });
     });
@@ -384,7 +392,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     request_done_ = true;
     piece_.reset();
     std::exchange(sink_, nullptr)->on_end([self = shared_from_this()](HttpResponse r) {
-      boost::asio::post(self->stream_.get_executor(),
+      boost::asio::post(self->socket_.get_executor(),
                         [self, r = std::move(r)]() mutable { self->send(std::move(r), false); });
     });
   }
@@ -392,8 +400,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void upgrade(Upgrade decision) {
     // Bytes the client sent after the request (a first frame) belong to the WebSocket.
     std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    stream_.expires_never();
-    decision.accept(worker_, stream_.release_socket(), std::move(leftover));
+    deadline_ = Clock::time_point::max();
+    decision.accept(worker_, std::move(socket_), std::move(leftover));
   }
 
   void send(HttpResponse r, bool close) {
@@ -405,14 +413,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     // Input still unread (a body, the rest of a refused head, a pipelined request) would make
     // the close a reset that can destroy this answer: linger instead.
     linger_after_write_ = close && (!request_done_ || buffer_.size() > 0);
+    // The time the answer took to be made (a publish waiting on Redis) is not the client's.
+    expire_after(routes_.idle_timeout);
     const Persistence persistence = close     ? Persistence::kClose
                                     : http10_ ? Persistence::kKeepAlive
                                               : Persistence::kDefault;
     if (!head_) {
       plain_response_.clear();
       if (append_plain_response(r, persistence, plain_response_)) {
+        watch_deadline();
         boost::asio::async_write(
-            stream_, boost::asio::buffer(plain_response_),
+            socket_, boost::asio::buffer(plain_response_),
             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
         return;
       }
@@ -434,7 +445,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (head_) res.content_length(size);
     // RFC 9110 §8.6: no Content-Length on a 204, which Beast would set to 0.
     if (r.status == 204) res.content_length(boost::none);
-    http::async_write(stream_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    watch_deadline();
+    http::async_write(socket_, res, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_write(ec);
     });
   }
@@ -454,17 +466,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void linger() {
     linger_after_write_ = false;
     beast::error_code ec;
-    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
     buffer_.consume(buffer_.size());
     buffer_.shrink_to_fit();
     piece_ = std::make_unique<char[]>(kLingerReadBytes);
     lingered_bytes_ = 0;
-    stream_.expires_after(kLingerTimeout);
+    expire_after(kLingerTimeout);
     do_linger();
   }
 
   void do_linger() {
-    stream_.async_read_some(boost::asio::buffer(piece_.get(), kLingerReadBytes),
+    watch_deadline();
+    socket_.async_read_some(boost::asio::buffer(piece_.get(), kLingerReadBytes),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               self->on_linger(ec, n);
                             });
@@ -474,18 +487,59 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     lingered_bytes_ += n;
     if (!ec && lingered_bytes_ < kLingerBytes) return do_linger();
     piece_.reset();
-    stream_.close();
+    close();
   }
 
   void shutdown() {
     beast::error_code ec;
-    stream_.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
-    stream_.close();
+    socket_.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ec);
+    close();
+  }
+
+  void close() {
+    beast::error_code ec;
+    socket_.close(ec);
+    deadline_ = Clock::time_point::max();
+    deadline_timer_.cancel();
+  }
+
+  // The connection's one deadline: --http-idle-timeout to read a request (or one piece of a
+  // streamed body), as long again to write its answer, kLingerTimeout while lingering. A read or
+  // write pending when it passes is cancelled, and the session closes. Moving the deadline is a
+  // clock read; the timer is armed once and, when it finds the deadline moved on, armed again
+  // for it. Beast's tcp_stream armed and cancelled a timer around every read and write, two
+  // timer operations and two extra handlers per request (docs/benchmarks.md, the publish API).
+  // The timer holds the session weakly, so a closed session is freed at once.
+  void expire_after(Clock::duration timeout) { deadline_ = Clock::now() + timeout; }
+
+  // Before every read and write.
+  void watch_deadline() {
+    if (deadline_armed_ || deadline_ == Clock::time_point::max()) return;
+    deadline_armed_ = true;
+    deadline_timer_.expires_at(deadline_);
+    deadline_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      const auto self = weak.lock();
+      if (!self) return;
+      self->deadline_armed_ = false;
+      if (!ec) self->on_deadline();
+    });
+  }
+
+  void on_deadline() {
+    if (deadline_ == Clock::time_point::max()) return;
+    if (Clock::now() < deadline_) return watch_deadline();
+    // The pending operation ends with operation_aborted, which every completion treats as the
+    // end of the connection.
+    beast::error_code ec;
+    socket_.cancel(ec);
   }
 
   Worker& worker_;
   const HttpRoutes& routes_;
-  beast::tcp_stream stream_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer deadline_timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool deadline_armed_ = false;
   beast::flat_buffer buffer_;
   RequestHeadBuffer head_buffer_;        // the current request's head and body, kept between them
   std::optional<RequestParser> parser_;  // the current request's, on head_buffer_

@@ -74,6 +74,7 @@ net::HttpRoutes base_routes(node::Context& ctx) {
   net::HttpRoutes routes;
   routes.max_header_bytes = ctx.settings.max_http_header_bytes;
   routes.max_body_bytes = ctx.settings.max_publish_bytes;
+  routes.idle_timeout = std::chrono::milliseconds(ctx.settings.http_idle_timeout_ms);
   routes.draining = &ctx.draining;
   routes.in_flight = &ctx.http_in_flight;
   routes.not_found = [](const net::HttpRequest&, net::Reply reply) {

@@ -294,7 +294,7 @@ TEST(Config, HelpExitsZeroAndListsEveryFlagWithDefaultAndEnv) {
   }
   // 79 settings (listen_host and listen_port derive from --listen; jwks holds --jwks-file's
   // content) + --config + --help + --version + --print-config.
-  EXPECT_EQ(flags_in(help).size(), 83u);
+  EXPECT_EQ(flags_in(help).size(), 84u);
   // The shutdown's two durations sit together, under Timeouts, as in docs/configuration.md.
   const std::size_t timeouts = help.find("\nTimeouts:\n");
   const std::size_t next_group = help.find(":\n", timeouts + 11);
