@@ -12,25 +12,17 @@ bool api_key_matches(std::string_view presented, const std::vector<std::string>&
   return matched;
 }
 
-namespace {
-
-bool is_space(char c) {
-  return core::kOws.find(c) != std::string_view::npos;
-}
-
-}  // namespace
-
 std::string_view bearer_token(std::string_view authorization) {
   constexpr std::string_view kScheme = "bearer";
   const std::string_view value = core::trim(authorization);
   if (value.size() <= kScheme.size() || !core::iequals(value.substr(0, kScheme.size()), kScheme) ||
-      !is_space(value[kScheme.size()])) {
+      !core::is_ows(value[kScheme.size()])) {
     return {};
   }
   const std::string_view token = core::trim(value.substr(kScheme.size()));
   // A credential is one token68 (RFC 7235 §2.1); anything after a space is not ours to guess.
   for (char c : token) {
-    if (is_space(c)) return {};
+    if (core::is_ows(c)) return {};
   }
   return token;
 }

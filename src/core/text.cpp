@@ -4,6 +4,12 @@
 
 namespace sg::core {
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  return s;
+}
+
 std::string_view trim(std::string_view s, std::string_view blanks) {
   const auto first = s.find_first_not_of(blanks);
   if (first == std::string_view::npos) return {};
