@@ -16,6 +16,22 @@ bool is_space(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+// Just past the string that opens at `open`: its closing quote is the first one after it that
+// an odd run of backslashes doesn't escape. The end of `value` if it has none.
+std::size_t string_end(std::string_view value, std::size_t open) {
+  std::size_t from = open + 1;
+  for (;;) {
+    const std::size_t quote = value.find('"', from);
+    if (quote == std::string_view::npos) return value.size();
+    std::size_t backslashes = 0;
+    while (quote - backslashes > open + 1 && value[quote - backslashes - 1] == '\\') {
+      ++backslashes;
+    }
+    if (backslashes % 2 == 0) return quote + 1;
+    from = quote + 1;
+  }
+}
+
 // A position in `text` that moves over whole tokens. Every step checks bounds, so input the
 // caller promised was valid but isn't yields a failed step, not an out-of-bounds read.
 class Cursor {
@@ -165,29 +181,26 @@ Result<std::string_view> raw_member(std::string_view text, std::string_view key)
 }
 
 std::string minify_json(std::string_view value, std::size_t headroom) {
-  // Copies whole runs rather than a byte at a time: a publish's "data" is mostly string
-  // contents, and this ran once per published event.
+  // One pass that copies only where whitespace outside a string is left out: what a serializer
+  // writes has none, so the usual "data" is one copy. This runs once per published event.
   std::string out;
   out.reserve(value.size() + headroom);
+  const std::size_t n = value.size();
+  std::size_t copied = 0;  // value[0, copied) is in `out` or left out
   std::size_t i = 0;
-  while (i < value.size()) {
+  while (i < n) {
     const char c = value[i];
     if (c == '"') {
-      // A string up to its closing quote, escapes included: an escaped quote doesn't end it.
-      std::size_t end = i + 1;
-      while (end < value.size() && value[end] != '"') end += value[end] == '\\' ? 2 : 1;
-      end = std::min(end + 1, value.size());
-      out.append(value.data() + i, end - i);
-      i = end;
+      i = string_end(value, i);
     } else if (is_space(c)) {
-      ++i;
+      out.append(value.data() + copied, i - copied);
+      while (i < n && is_space(value[i])) ++i;
+      copied = i;
     } else {
-      std::size_t end = i + 1;
-      while (end < value.size() && value[end] != '"' && !is_space(value[end])) ++end;
-      out.append(value.data() + i, end - i);
-      i = end;
+      ++i;
     }
   }
+  out.append(value.data() + copied, n - copied);
   return out;
 }
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,6 +97,47 @@ TEST(RawJson, MinifiesOutsideStringsOnly) {
   EXPECT_EQ(minify_json(R"([ "q\" z" , "e\\" , "\u00e9 \n" ])"), R"(["q\" z","e\\","\u00e9 \n"])");
   EXPECT_EQ(minify_json("12345678901234567890123"), "12345678901234567890123");
   EXPECT_EQ(minify_json(""), "");
+  // Already compact: the same bytes, spaces inside strings kept.
+  EXPECT_EQ(minify_json(R"({"a":"b c","d":[1,{"e":"\" "}]})"),
+            R"({"a":"b c","d":[1,{"e":"\" "}]})");
+  // Cut short (the caller checked it is JSON; these only must not read past the end).
+  EXPECT_EQ(minify_json(R"([ "ab\)"), R"(["ab\)");
+  EXPECT_EQ(minify_json("[ \"a  b"), "[\"a  b");
+  EXPECT_EQ(minify_json("1 \t\r\n"), "1");
+  // Room asked for after the value is there without a reallocation.
+  const std::string roomy = minify_json("[1, 2]", 100);
+  EXPECT_EQ(roomy, "[1,2]");
+  EXPECT_GE(roomy.capacity(), 5u + 100u);
+}
+
+// The byte-at-a-time definition: outside strings whitespace goes; a string runs to the first
+// quote not taken by a backslash before it, which takes the byte after it whatever it is.
+std::string minify_reference(std::string_view v) {
+  std::string out;
+  for (std::size_t i = 0; i < v.size();) {
+    if (v[i] == '"') {
+      std::size_t end = i + 1;
+      while (end < v.size() && v[end] != '"') end += v[end] == '\\' ? 2 : 1;
+      end = std::min(end + 1, v.size());
+      out.append(v.substr(i, end - i));
+      i = end;
+    } else {
+      if (v[i] != ' ' && v[i] != '\t' && v[i] != '\n' && v[i] != '\r') out.push_back(v[i]);
+      ++i;
+    }
+  }
+  return out;
+}
+
+TEST(RawJson, MinifyAgreesWithTheByteAtATimeDefinition) {
+  // Runs of backslashes before quotes, whitespace in and out of strings, values cut short.
+  constexpr std::string_view kAlphabet = "\"\\ \n[a,";
+  std::mt19937 random(20261205);
+  for (int round = 0; round < 20000; ++round) {
+    std::string text(random() % 24, ' ');
+    for (char& c : text) c = kAlphabet[random() % kAlphabet.size()];
+    ASSERT_EQ(minify_json(text), minify_reference(text)) << text;
+  }
 }
 
 }  // namespace
