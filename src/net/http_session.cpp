@@ -506,22 +506,24 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // The connection's one deadline: --http-idle-timeout to read a request (or one piece of a
   // streamed body), as long again to write its answer, kLingerTimeout while lingering. A read or
   // write pending when it passes is cancelled, and the session closes. Moving the deadline is a
-  // clock read; the timer is armed once and, when it finds the deadline moved on, armed again
-  // for it. Beast's tcp_stream armed and cancelled a timer around every read and write, two
-  // timer operations and two extra handlers per request (docs/benchmarks.md, the publish API).
-  // The timer holds the session weakly, so a closed session is freed at once.
+  // clock read; the one timer waits at most once at a time and, when it finds the deadline moved
+  // on, waits again for it; only a deadline moved earlier (the linger's) re-arms it at once.
+  // Beast's tcp_stream armed and cancelled a timer around every read and write, two timer
+  // operations and two extra handlers per request (docs/benchmarks.md, the publish path, round
+  // 4). The timer holds the session weakly, so a closed session is freed at once.
   void expire_after(Clock::duration timeout) { deadline_ = Clock::now() + timeout; }
 
   // Before every read and write.
   void watch_deadline() {
-    if (deadline_armed_ || deadline_ == Clock::time_point::max()) return;
-    deadline_armed_ = true;
+    if (deadline_ == Clock::time_point::max() || timer_expiry_ <= deadline_) return;
+    // No wait, or one for a later time, which this replaces (it ends as operation_aborted).
+    timer_expiry_ = deadline_;
     deadline_timer_.expires_at(deadline_);
-    deadline_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+    deadline_timer_.async_wait([weak = weak_from_this(), at = deadline_](beast::error_code ec) {
       const auto self = weak.lock();
-      if (!self) return;
-      self->deadline_armed_ = false;
-      if (!ec) self->on_deadline();
+      if (!self || ec || self->timer_expiry_ != at) return;
+      self->timer_expiry_ = Clock::time_point::max();
+      self->on_deadline();
     });
   }
 
@@ -539,7 +541,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::asio::ip::tcp::socket socket_;
   boost::asio::steady_timer deadline_timer_;
   Clock::time_point deadline_ = Clock::time_point::max();
-  bool deadline_armed_ = false;
+  Clock::time_point timer_expiry_ = Clock::time_point::max();  // of the wait under way, if any
   beast::flat_buffer buffer_;
   RequestHeadBuffer head_buffer_;        // the current request's head and body, kept between them
   std::optional<RequestParser> parser_;  // the current request's, on head_buffer_

@@ -112,3 +112,54 @@ describe('HTTP connection deadline (--http-idle-timeout)', () => {
     c.socket.destroy();
   });
 });
+
+describe('lingering close under the default --http-idle-timeout', () => {
+  let server;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  // The linger's 2 s is shorter than the 30 s the connection's deadline was at: it must take
+  // over, or a refused client that keeps its socket open holds it for the whole idle timeout.
+  // The client keeps its half open and sends a byte now and then, as a client still sending
+  // its body would: the linger reads and drops them; once it is over, the next byte is reset.
+  test('a client refused mid-body that keeps its half open is closed after the 2 s linger', async () => {
+    const socket = net.connect({ host: '127.0.0.1', port: server.port, allowHalfOpen: true });
+    let received = '';
+    let finAt;
+    let goneAt;
+    socket.on('data', (d) => {
+      received += d.toString('latin1');
+    });
+    socket.on('end', () => {
+      finAt = Date.now();
+    });
+    const gone = new Promise((resolve) => {
+      const done = () => {
+        goneAt ??= Date.now();
+        resolve();
+      };
+      socket.on('error', done);
+      socket.on('close', done);
+    });
+    await new Promise((resolve) => socket.on('connect', resolve));
+    socket.write(
+      `POST /v2/realtime/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${server.apiKey}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${8 * 1024 * 1024}\r\n\r\n{"orgId":1,`,
+    );
+    const limit = Date.now() + ms(15000);
+    while (goneAt === undefined && Date.now() < limit) {
+      await delay(100);
+      if (goneAt === undefined && !socket.destroyed) socket.write('x');
+    }
+    await Promise.race([gone, delay(1000)]);
+    socket.destroy();
+    assert.match(received, /^HTTP\/1\.1 413 /);
+    assert.ok(finAt !== undefined, 'the server sent FIN after its answer');
+    assert.ok(goneAt !== undefined, 'the server closed within 15 s, not after the 30 s idle timeout');
+    assert.ok(goneAt - finAt >= 1500, `it lingered first (${goneAt - finAt} ms)`);
+  });
+});
