@@ -41,10 +41,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-if [ ! -d bench/node_modules ] || [ bench/package-lock.json -nt bench/node_modules ]; then
+# npm ci writes node_modules/.package-lock.json last: an empty or half-written node_modules
+# (an install cut short) has none, and is installed again.
+if [ ! -f bench/node_modules/.package-lock.json ] ||
+  [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
   # bench/.npmrc sets ignore-scripts: no install script (playwright's browser download) runs.
   (cd bench && npm ci --loglevel=error)
-  touch bench/node_modules
+  touch bench/node_modules/.package-lock.json
 fi
 
 bench_build
