@@ -1,7 +1,7 @@
 // HttpSession: one accepted TCP connection while it speaks HTTP/1.1 (keep-alive, several
-// requests): strict framing (http_framing), bounded heads and bodies, lingering close. Each
-// request goes where the route table says; a WebSocket route takes the socket over. Worker
-// thread only.
+// requests): strict framing (http_framing), bounded heads and bodies, a deadline for each
+// request and answer (HttpRoutes::idle_timeout), lingering close. Each request goes where the
+// route table says; a WebSocket route takes the socket over. Worker thread only.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
