@@ -411,33 +411,57 @@ class ScriptedBroker : public broker::Broker {
   std::deque<broker::History> histories;  // the next reads' answers, then empty ones
 };
 
-// A worker that already saw the channel's new epoch live gets a history read answered before the
-// switch (the reply was on its way): the stale epoch must not pass for the client's.
-TEST(HubEpochs, AStaleHistoryReadIsReadAgain) {
-  log::set_level(log::Level::kWarn);
+// One worker's hub over the scripted broker, with a member (`live`) live on ("1", "finance").
+class ScriptedHubTest : public ::testing::Test {
+ protected:
+  ScriptedHubTest() {
+    log::set_level(log::Level::kWarn);
+    live.user = "u";
+    hub.shard(0).attach(live, live.user, ch, std::nullopt, [](AttachResult) {});
+    loop.drain();
+    hub.shard(0).go_live(live, ch);
+  }
+  ~ScriptedHubTest() override { hub.shard(0).detach_all(live); }
+
+  // Attaches `m` resuming after `from`; the attach's answer.
+  AttachResult resume(Recorder& m, broker::Position from) {
+    std::optional<AttachResult> got;
+    hub.shard(0).attach(m, m.user, ch, std::move(from),
+                        [&](AttachResult r) { got = std::move(r); });
+    loop.drain();
+    EXPECT_TRUE(got.has_value());
+    return got.value_or(AttachResult{});
+  }
+
   metrics::Registry registry;
   Loop loop;
   ScriptedBroker broker;
-  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
+  Hub hub{broker, {loop.post()}, HubOptions{}, registry};
   Recorder live;
-  live.user = "u";
   const broker::Channel ch{"1", "finance"};
-  hub.shard(0).attach(live, live.user, ch, std::nullopt, [](AttachResult) {});
+};
+
+TEST_F(ScriptedHubTest, ANewEpochRestartsOffsetsForLiveMembers) {
+  broker.emit("aaa", 7);
+  broker.emit("aaa", 7);  // the same event twice: delivered once
+  broker.emit("bbb", 1);  // history lost: the new epoch counts from 1 again
+  broker.emit("bbb", 2);
   loop.drain();
-  hub.shard(0).go_live(live, ch);
+  EXPECT_EQ(live.offsets, (std::vector<std::uint64_t>{7, 1, 2}));
+}
+
+// A worker that already saw the channel's new epoch live gets a history read answered before the
+// switch (the reply was on its way): the stale epoch must not pass for the client's.
+TEST_F(ScriptedHubTest, AStaleHistoryReadIsReadAgain) {
   broker.emit("bbb", 1);  // the channel's history was lost; this worker has seen it
   loop.drain();
   Recorder resumed;
   resumed.user = "v";
   broker.histories.push_back(broker::History{"aaa", 5, {}, true});  // read before the switch
   broker.histories.push_back(broker::History{"bbb", 1, {}, true});
-  std::optional<AttachResult> got;
-  hub.shard(0).attach(resumed, resumed.user, ch, broker::Position{"aaa", 5},
-                      [&](AttachResult r) { got = std::move(r); });
-  loop.drain();
-  ASSERT_TRUE(got.has_value());
-  EXPECT_FALSE(got->recovered);
-  EXPECT_EQ(got->reason, "epoch_changed");
+  const AttachResult got = resume(resumed, broker::Position{"aaa", 5});
+  EXPECT_FALSE(got.recovered);
+  EXPECT_EQ(got.reason, "epoch_changed");
   EXPECT_TRUE(broker.histories.empty());
   EXPECT_TRUE(hub.shard(0).go_live(resumed, ch));
   broker.emit("bbb", 2);
@@ -445,64 +469,25 @@ TEST(HubEpochs, AStaleHistoryReadIsReadAgain) {
   loop.drain();
   EXPECT_EQ(resumed.offsets, (std::vector<std::uint64_t>{2, 3}));
   EXPECT_EQ(live.offsets, (std::vector<std::uint64_t>{1, 2, 3}));
-  hub.shard(0).detach_all(live);
   hub.shard(0).detach_all(resumed);
 }
 
 // The broker moved the channel to a new epoch and a client resumed in it before this worker saw
 // any of its events live: when they arrive, the client's position holds in that epoch.
-TEST(HubEpochs, AResumeInTheNextEpochSurvivesTheSwitch) {
-  log::set_level(log::Level::kWarn);
-  metrics::Registry registry;
-  Loop loop;
-  ScriptedBroker broker;
-  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
-  Recorder live;
-  live.user = "u";
-  const broker::Channel ch{"1", "finance"};
-  hub.shard(0).attach(live, live.user, ch, std::nullopt, [](AttachResult) {});
-  loop.drain();
-  hub.shard(0).go_live(live, ch);
+TEST_F(ScriptedHubTest, AResumeInTheNextEpochSurvivesTheSwitch) {
   broker.emit("aaa", 5);
   loop.drain();
   Recorder resumed;
   resumed.user = "v";
   broker.histories.push_back(broker::History{"bbb", 3, {}, true});
   broker.histories.push_back(broker::History{"bbb", 3, {}, true});
-  std::optional<AttachResult> got;
-  hub.shard(0).attach(resumed, resumed.user, ch, broker::Position{"bbb", 3},
-                      [&](AttachResult r) { got = std::move(r); });
-  loop.drain();
-  ASSERT_TRUE(got.has_value());
-  EXPECT_TRUE(got->recovered);
+  EXPECT_TRUE(resume(resumed, broker::Position{"bbb", 3}).recovered);
   EXPECT_TRUE(hub.shard(0).go_live(resumed, ch));
   for (std::uint64_t o = 1; o <= 4; ++o) broker.emit("bbb", o);  // the new epoch's events arrive
   loop.drain();
   EXPECT_EQ(resumed.offsets, (std::vector<std::uint64_t>{4}));
   EXPECT_EQ(live.offsets, (std::vector<std::uint64_t>{5, 1, 2, 3, 4}));
-  hub.shard(0).detach_all(live);
   hub.shard(0).detach_all(resumed);
-}
-
-TEST(HubEpochs, ANewEpochRestartsOffsetsForLiveMembers) {
-  log::set_level(log::Level::kWarn);
-  metrics::Registry registry;
-  Loop loop;
-  ScriptedBroker broker;
-  Hub hub(broker, {loop.post()}, HubOptions{}, registry);
-  Recorder m;
-  m.user = "u";
-  const broker::Channel ch{"1", "finance"};
-  hub.shard(0).attach(m, m.user, ch, std::nullopt, [](AttachResult) {});
-  loop.drain();
-  hub.shard(0).go_live(m, ch);
-  broker.emit("aaa", 7);
-  broker.emit("aaa", 7);  // the same event twice: delivered once
-  broker.emit("bbb", 1);  // history lost: the new epoch counts from 1 again
-  broker.emit("bbb", 2);
-  loop.drain();
-  EXPECT_EQ(m.offsets, (std::vector<std::uint64_t>{7, 1, 2}));
-  hub.shard(0).detach_all(m);
 }
 
 // A resume answered "unavailable" goes live at once; when the broker is back, its subscription
